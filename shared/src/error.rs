@@ -1,0 +1,193 @@
+//! The error model of every worker (STYLE 3.3).
+//!
+//! Adapters classify their failures (each port error says whether it is transient); handlers
+//! decide what the consumer loop does with a message through [`Disposition`]. [`ErrorCode`] is a
+//! closed set because it labels metrics and is shown to producers in the batch status.
+
+use std::fmt;
+
+/// What the consumer loop does with a message whose handler failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Disposition {
+    /// Leave the message; it reappears after a jittered backoff. The queue's redrive policy
+    /// bounds the number of attempts.
+    Retry,
+    /// Send the message to the dead-letter queue with its code, then delete it, so poison
+    /// never burns retries.
+    DeadLetter,
+}
+
+/// The closed set of failure codes. Rendered as `snake_case` on the wire and in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The message body is not an event we understand.
+    InvalidEvent,
+    /// The event carries a schema version we do not support.
+    UnsupportedSchema,
+    /// The object an event names does not exist.
+    SourceMissing,
+    /// The upload carries no valid variant request.
+    InvalidRequest,
+    /// The bytes are not any image format we read.
+    UnsupportedFormat,
+    /// The bytes claim a supported format but cannot be decoded.
+    UndecodableImage,
+    /// The image data ends early.
+    TruncatedImage,
+    /// The image exceeds the configured pixel, dimension or byte limits.
+    ImageTooLarge,
+    /// The image has more frames than the configured limit.
+    TooManyFrames,
+    /// The embedded colour profile cannot be used.
+    InvalidColorProfile,
+    /// Encoding a variant failed.
+    EncodeFailed,
+    /// A storage backend is unavailable.
+    StoreUnavailable,
+    /// A backend throttled the request.
+    Throttled,
+    /// A call timed out.
+    Timeout,
+    /// The handler panicked.
+    Panic,
+    /// Anything else; kept bounded so metrics stay bounded.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for metric descriptions and exhaustive tests.
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::InvalidEvent,
+        ErrorCode::UnsupportedSchema,
+        ErrorCode::SourceMissing,
+        ErrorCode::InvalidRequest,
+        ErrorCode::UnsupportedFormat,
+        ErrorCode::UndecodableImage,
+        ErrorCode::TruncatedImage,
+        ErrorCode::ImageTooLarge,
+        ErrorCode::TooManyFrames,
+        ErrorCode::InvalidColorProfile,
+        ErrorCode::EncodeFailed,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::Throttled,
+        ErrorCode::Timeout,
+        ErrorCode::Panic,
+        ErrorCode::Internal,
+    ];
+
+    /// The `snake_case` name used on the wire and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidEvent => "invalid_event",
+            ErrorCode::UnsupportedSchema => "unsupported_schema",
+            ErrorCode::SourceMissing => "source_missing",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnsupportedFormat => "unsupported_format",
+            ErrorCode::UndecodableImage => "undecodable_image",
+            ErrorCode::TruncatedImage => "truncated_image",
+            ErrorCode::ImageTooLarge => "image_too_large",
+            ErrorCode::TooManyFrames => "too_many_frames",
+            ErrorCode::InvalidColorProfile => "invalid_color_profile",
+            ErrorCode::EncodeFailed => "encode_failed",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::Throttled => "throttled",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Panic => "panic",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A boxed error for sources that are only reported, never matched on.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A handler failure: what went wrong ([`ErrorCode`]), why ([`source`](Self::source)) and what
+/// the consumer loop should do about it ([`Disposition`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {source}")]
+pub struct HandlerError {
+    /// Retry or dead-letter.
+    pub disposition: Disposition,
+    /// The closed-set code (a metric label).
+    pub code: ErrorCode,
+    /// The underlying error.
+    #[source]
+    pub source: BoxError,
+}
+
+impl HandlerError {
+    /// A failure that a later attempt may not repeat (throttling, outage, timeout).
+    pub fn transient(code: ErrorCode, source: impl Into<BoxError>) -> Self {
+        Self {
+            disposition: Disposition::Retry,
+            code,
+            source: source.into(),
+        }
+    }
+
+    /// A failure that every attempt would repeat (poison input).
+    pub fn permanent(code: ErrorCode, source: impl Into<BoxError>) -> Self {
+        Self {
+            disposition: Disposition::DeadLetter,
+            code,
+            source: source.into(),
+        }
+    }
+}
+
+/// Decide the disposition where the knowledge is (pict-rs' `.retry()` / `.abort()`).
+pub trait ResultExt<T> {
+    /// Map an error to a transient [`HandlerError`] with `code`.
+    ///
+    /// # Errors
+    /// Returns the mapped error when `self` is `Err`.
+    fn transient(self, code: ErrorCode) -> Result<T, HandlerError>;
+    /// Map an error to a permanent [`HandlerError`] with `code`.
+    ///
+    /// # Errors
+    /// Returns the mapped error when `self` is `Err`.
+    fn permanent(self, code: ErrorCode) -> Result<T, HandlerError>;
+}
+
+impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
+    fn transient(self, code: ErrorCode) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::transient(code, e))
+    }
+    fn permanent(self, code: ErrorCode) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::permanent(code, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_serialises_as_its_label() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            let back: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, code);
+        }
+    }
+
+    #[test]
+    fn result_ext_sets_disposition() {
+        let r: Result<(), std::io::Error> = Err(std::io::Error::other("boom"));
+        let e = r.transient(ErrorCode::Timeout).unwrap_err();
+        assert_eq!(e.disposition, Disposition::Retry);
+        assert_eq!(e.code, ErrorCode::Timeout);
+        let r: Result<(), std::io::Error> = Err(std::io::Error::other("bad"));
+        let e = r.permanent(ErrorCode::UndecodableImage).unwrap_err();
+        assert_eq!(e.disposition, Disposition::DeadLetter);
+        assert_eq!(e.to_string(), "undecodable_image: bad");
+    }
+}

@@ -1,0 +1,1 @@
+//! prism-resize: the image engine (a pure library) and the resize worker.
