@@ -1,0 +1,111 @@
+/**
+ * Deployment configuration: the only place that turns CDK context values (`cdk.json` or
+ * `cdk deploy -c key=value`) into typed props. `bin/app.ts` calls {@link loadConfig}; stacks and
+ * constructs receive plain props and never read context or `process.env` themselves.
+ */
+
+/** Task count bounds for one auto-scaled service. */
+export interface TaskBounds {
+  /** Lowest task count; 0 lets a queue worker scale to zero when idle. */
+  readonly min: number;
+  /** Highest task count. */
+  readonly max: number;
+}
+
+/** Everything an operator may change per deployment. */
+export interface PrismConfig {
+  /** Region the stacks deploy to (resolved, so ALB access logging can pick the ELB account). */
+  readonly region: string;
+  /** Browser origins allowed to POST/PUT straight to the uploads bucket. Empty: no CORS rule. */
+  readonly allowedOrigins: string[];
+  /** ACM certificate for the API's HTTPS listener; without it the ALB listens on HTTP only. */
+  readonly certificateArn?: string;
+  /** Address subscribed (by email) to the alarm topic. */
+  readonly alarmEmail?: string;
+  /**
+   * Existing Secrets Manager secret holding the API token hashes. Without it the stateful stack
+   * creates one whose initial value matches no token (deny-all until an operator sets it).
+   */
+  readonly apiTokenSecretArn?: string;
+  /** 0: public subnets, no NAT (default, cheapest). 1+: private subnets behind that many NATs. */
+  readonly natGateways: number;
+  /** API task bounds; `min` is also the desired count at deploy. */
+  readonly api: TaskBounds;
+  /** Queue worker task bounds. */
+  readonly resize: TaskBounds;
+  readonly archiver: TaskBounds;
+  readonly metadata: TaskBounds;
+  /** Run queue workers on Fargate Spot (they are at-least-once consumers and drain on SIGTERM). */
+  readonly workerSpot: boolean;
+}
+
+/** Reads one context value; `app.node.tryGetContext` in the app, a map lookup in tests. */
+export type ContextGetter = (key: string) => unknown;
+
+function str(get: ContextGetter, key: string): string | undefined {
+  const v = get(key);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new Error(`context '${key}' must be a string, got ${JSON.stringify(v)}`);
+  const t = v.trim();
+  return t === '' ? undefined : t;
+}
+
+function int(get: ContextGetter, key: string, fallback: number): number {
+  const v = get(key);
+  if (v === undefined || v === null || v === '') return fallback;
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`context '${key}' must be a non-negative integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function bool(get: ContextGetter, key: string, fallback: boolean): boolean {
+  const v = get(key);
+  if (v === undefined || v === null || v === '') return fallback;
+  if (typeof v === 'boolean') return v;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new Error(`context '${key}' must be true or false, got ${JSON.stringify(v)}`);
+}
+
+/** Accepts a JSON array (cdk.json) or a comma-separated string (`-c allowedOrigins=a,b`). */
+function list(get: ContextGetter, key: string): string[] {
+  const v = get(key);
+  if (v === undefined || v === null || v === '') return [];
+  const items = Array.isArray(v) ? v : String(v).split(',');
+  return items.map((s) => String(s).trim()).filter((s) => s !== '');
+}
+
+function bounds(get: ContextGetter, name: string, min: number, max: number): TaskBounds {
+  const b = { min: int(get, `${name}MinTasks`, min), max: int(get, `${name}MaxTasks`, max) };
+  if (b.max < 1 || b.max < b.min) throw new Error(`context ${name}MaxTasks (${b.max}) must be >= 1 and >= ${name}MinTasks (${b.min})`);
+  return b;
+}
+
+/**
+ * Builds the configuration from context, with the defaults documented in `cdk/README.md`.
+ *
+ * Throws on malformed values so a typo fails `cdk synth` instead of deploying something else.
+ */
+export function loadConfig(get: ContextGetter): PrismConfig {
+  for (const origin of list(get, 'allowedOrigins')) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin) && origin !== '*') {
+      throw new Error(`allowedOrigins entry '${origin}' must be scheme://host[:port] with no path`);
+    }
+  }
+  const apiMin = int(get, 'apiDesiredCount', 1);
+  const api = { min: Math.max(1, apiMin), max: int(get, 'apiMaxCount', 4) };
+  if (api.max < api.min) throw new Error(`apiMaxCount (${api.max}) must be >= apiDesiredCount (${api.min})`);
+  return {
+    region: str(get, 'region') ?? 'us-east-1',
+    allowedOrigins: list(get, 'allowedOrigins'),
+    certificateArn: str(get, 'certificateArn'),
+    alarmEmail: str(get, 'alarmEmail'),
+    apiTokenSecretArn: str(get, 'apiTokenSecretArn'),
+    natGateways: int(get, 'natGateways', 0),
+    api,
+    resize: bounds(get, 'resize', 0, 10),
+    archiver: bounds(get, 'archiver', 0, 2),
+    metadata: bounds(get, 'metadata', 1, 4),
+    workerSpot: bool(get, 'workerSpot', true),
+  };
+}

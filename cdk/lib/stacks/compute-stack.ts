@@ -1,0 +1,264 @@
+/**
+ * Compute stack: VPC, ECS cluster, the three queue workers, the API behind its load balancer, and
+ * the operations dashboard with its alarms. Nothing here holds data; it can be destroyed and
+ * redeployed without losing anything (log groups are retained by default).
+ *
+ * Networking choice (see also cdk/README.md, "Network and its cost"):
+ *
+ *   natGateways = 0 (default): two public subnets, **no NAT gateway**. Tasks get a public IPv4
+ *   address so they can reach SQS, SNS, ECR, CloudWatch Logs and Secrets Manager over TLS; their
+ *   security groups allow no inbound traffic at all (the API tasks accept 8080 only from the ALB's
+ *   security group). S3 and DynamoDB, which carry the image bytes and most calls, go through free
+ *   *gateway* VPC endpoints. Idle cost of the network: $0 for routing, plus AWS's public-IPv4
+ *   charge ($0.005/h per address: ALB nodes and running tasks).
+ *
+ *   natGateways ≥ 1: tasks move to private subnets behind that many NAT gateways (≈ $33/month
+ *   each plus $0.045/GB processed, us-east-1), with no public addresses on tasks. Interface
+ *   endpoints for the remaining services would cost ≈ $7.30/month each per AZ (7 services × 2 AZs
+ *   ≈ $102/month), more than one NAT, so they are not offered.
+ */
+import * as path from 'path';
+import { CfnOutput, Duration, IgnoreMode, Stack, StackProps } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { TaskBounds } from '../config';
+import { OperationsDashboard } from '../constructs/dashboard';
+import { UploadApi } from '../constructs/upload-api';
+import { WorkerService } from '../constructs/worker-service';
+import { acknowledgeGrantWildcards } from '../nag';
+import type { StatefulStack } from './stateful-stack';
+
+/** Drain deadline every binary gets (`PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS`). */
+export const DRAIN_TIMEOUT = Duration.seconds(25);
+/** SIGTERM → SIGKILL: the drain deadline plus 15 s of slack (Fargate default 30 s, max 120 s). */
+export const STOP_TIMEOUT = Duration.seconds(40);
+
+/**
+ * Files of the repository root that the image build needs; everything else is excluded from the
+ * Docker build context (a `.dockerignore` at the root would belong to another owner). Docker
+ * ignore syntax: exclude all, then re-include.
+ */
+export const IMAGE_CONTEXT_EXCLUDE = [
+  '*',
+  '!Cargo.toml',
+  '!Cargo.lock',
+  '!rust-toolchain.toml',
+  '!shared',
+  '!workers',
+  '!docker/worker.Dockerfile',
+  '**/target',
+  '**/node_modules',
+  '**/fuzz/artifacts',
+  '**/*.profraw',
+];
+
+export interface ComputeStackProps extends StackProps {
+  readonly stateful: StatefulStack;
+  /** Repository root: the Docker build context of docker/worker.Dockerfile. */
+  readonly imageBuildContext: string;
+  readonly natGateways: number;
+  readonly certificateArn?: string;
+  readonly alarmEmail?: string;
+  readonly api: TaskBounds;
+  readonly resize: TaskBounds;
+  readonly archiver: TaskBounds;
+  readonly metadata: TaskBounds;
+  readonly workerSpot: boolean;
+}
+
+export class ComputeStack extends Stack {
+  public readonly vpc: ec2.Vpc;
+  public readonly cluster: ecs.Cluster;
+  public readonly resize: WorkerService;
+  public readonly archiver: WorkerService;
+  public readonly metadata: WorkerService;
+  public readonly api: UploadApi;
+  public readonly operations: OperationsDashboard;
+
+  constructor(scope: Construct, id: string, props: ComputeStackProps) {
+    super(scope, id, props);
+    const data = props.stateful;
+    const behindNat = props.natGateways > 0;
+
+    this.vpc = new ec2.Vpc(this, 'Vpc', {
+      maxAzs: 2,
+      natGateways: props.natGateways,
+      subnetConfiguration: behindNat
+        ? [
+            { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+            { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 22 },
+          ]
+        : [{ name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 22 }],
+      gatewayEndpoints: {
+        S3: { service: ec2.GatewayVpcEndpointAwsService.S3 },
+        DynamoDB: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB },
+      },
+    });
+    // Rejected traffic only: enough to audit the "no inbound" claim, cheap at idle.
+    this.vpc.addFlowLog('RejectedTraffic', {
+      trafficType: ec2.FlowLogTrafficType.REJECT,
+      destination: ec2.FlowLogDestination.toCloudWatchLogs(
+        new logs.LogGroup(this, 'FlowLogs', { retention: logs.RetentionDays.ONE_MONTH }),
+      ),
+    });
+    const taskSubnets: ec2.SubnetSelection = { subnetType: behindNat ? ec2.SubnetType.PRIVATE_WITH_EGRESS : ec2.SubnetType.PUBLIC };
+
+    this.cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc: this.vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENABLED,
+      enableFargateCapacityProviders: true,
+    });
+
+    const image = (binary: string): ecs.ContainerImage =>
+      // Staged at synth (no Docker needed), built and pushed by `cdk deploy`.
+      ecs.ContainerImage.fromAsset(props.imageBuildContext, {
+        file: path.join('docker', 'worker.Dockerfile'),
+        buildArgs: { BIN: binary },
+        platform: ecrAssets.Platform.LINUX_AMD64,
+        exclude: IMAGE_CONTEXT_EXCLUDE,
+        ignoreMode: IgnoreMode.DOCKER,
+      });
+
+    // The environment contract with the Rust binaries (layered config: PRISM__SECTION__KEY).
+    const environment: Record<string, string> = {
+      PRISM__BACKEND: 'aws',
+      PRISM__AWS__REGION: this.region,
+      PRISM__LOG__FORMAT: 'json',
+      PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS: String(DRAIN_TIMEOUT.toSeconds()),
+      PRISM__RESOURCES__UPLOADS_BUCKET: data.uploadsBucket.bucketName,
+      PRISM__RESOURCES__MEDIA_BUCKET: data.mediaBucket.bucketName,
+      PRISM__RESOURCES__ARCHIVE_BUCKET: data.archiveBucket.bucketName,
+      PRISM__RESOURCES__TOPIC_ARN: data.eventsTopic.topicArn,
+      PRISM__RESOURCES__TABLE_NAME: data.table.table.tableName,
+    };
+    const common = {
+      cluster: this.cluster,
+      environment,
+      stopTimeout: STOP_TIMEOUT,
+      drainTimeout: DRAIN_TIMEOUT,
+      logRetention: logs.RetentionDays.ONE_MONTH,
+      subnets: taskSubnets,
+      assignPublicIp: !behindNat,
+      spot: props.workerSpot,
+    };
+
+    // Sizes and backlog targets per worker (see BacklogScaling for the arithmetic).
+    this.resize = new WorkerService(this, 'Resize', {
+      ...common,
+      binary: 'prism-resize',
+      image: image('prism-resize'),
+      // CPU-bound (decode once, encode N widths × {webp, avif}); AVIF encoding dominates.
+      cpu: 2048,
+      memoryLimitMiB: 4096,
+      work: data.resizeQueue,
+      bounds: props.resize,
+      // 2 vCPU ÷ 2.0 CPU-s/image (example; replace with the measured bench value) = 1 image/s per
+      // task; 60 s queue-wait budget → 60 messages per task.
+      scaling: { latencyBudget: Duration.seconds(60), messagesPerSecondPerTask: 1 },
+    });
+    this.archiver = new WorkerService(this, 'Archiver', {
+      ...common,
+      binary: 'prism-archiver',
+      image: image('prism-archiver'),
+      cpu: 256,
+      memoryLimitMiB: 512,
+      work: data.archiveQueue,
+      bounds: props.archiver,
+      // Appends payloads to compressed NDJSON: ~200 msg/s per task; nobody waits on the archive,
+      // so a 5-minute budget → 60 000 per task (in practice one task until a replay storm).
+      scaling: { latencyBudget: Duration.minutes(5), messagesPerSecondPerTask: 200 },
+    });
+    this.metadata = new WorkerService(this, 'Metadata', {
+      ...common,
+      binary: 'prism-metadata',
+      image: image('prism-metadata'),
+      cpu: 256,
+      memoryLimitMiB: 512,
+      work: data.metadataQueue,
+      bounds: props.metadata,
+      // A few conditional DynamoDB writes per message: ~50 msg/s per task; producers poll batch
+      // status, so a 10 s budget → 500 per task.
+      scaling: { latencyBudget: Duration.seconds(10), messagesPerSecondPerTask: 50 },
+    });
+
+    this.api = new UploadApi(this, 'Api', {
+      cluster: this.cluster,
+      image: image('prism-api'),
+      cpu: 512,
+      memoryLimitMiB: 1024,
+      environment,
+      secrets: { PRISM__AUTH__TOKEN_SHA256S: ecs.Secret.fromSecretsManager(data.apiTokenSecret) },
+      bounds: props.api,
+      certificateArn: props.certificateArn,
+      accessLogsBucket: data.accessLogsBucket,
+      logRetention: logs.RetentionDays.ONE_MONTH,
+      drainTimeout: DRAIN_TIMEOUT,
+      stopTimeout: STOP_TIMEOUT,
+      taskSubnets,
+      assignPublicIp: !behindNat,
+    });
+
+    // Least privilege, per binary. KMS permissions on the data/topic keys come with each grant.
+    // resize: read originals, write variants + manifest/failure record (and `original` copies).
+    data.uploadsBucket.grantRead(this.resize.taskRole);
+    data.mediaBucket.grantPut(this.resize.taskRole);
+    // archiver: write archive objects only; reading them back is `prism replay`, run by an operator.
+    data.archiveBucket.grantPut(this.archiver.taskRole);
+    // metadata: read manifests/failure records, upsert status, announce completed batches.
+    data.mediaBucket.grantRead(this.metadata.taskRole);
+    data.table.table.grantReadWriteData(this.metadata.taskRole);
+    data.eventsTopic.grantPublish(this.metadata.taskRole);
+    // api: presign uploads (the URL acts with the task role, so it needs PutObject + KMS), presign
+    // variant downloads, batch records, client events.
+    data.uploadsBucket.grantPut(this.api.taskRole);
+    data.mediaBucket.grantRead(this.api.taskRole);
+    data.table.table.grantReadWriteData(this.api.taskRole);
+    data.eventsTopic.grantPublish(this.api.taskRole);
+
+    // The wildcards those grants generate, acknowledged role by role (see lib/nag.ts).
+    acknowledgeGrantWildcards(
+      this.resize.taskRole,
+      ['s3:GetObject*', 's3:GetBucket*', 's3:List*', 's3:Abort*', 'kms:GenerateDataKey*', 'kms:ReEncrypt*'],
+      [data.uploadsBucket, data.mediaBucket],
+    );
+    acknowledgeGrantWildcards(this.archiver.taskRole, ['s3:Abort*', 'kms:GenerateDataKey*', 'kms:ReEncrypt*'], [data.archiveBucket]);
+    acknowledgeGrantWildcards(
+      this.metadata.taskRole,
+      ['s3:GetObject*', 's3:GetBucket*', 's3:List*', 'kms:GenerateDataKey*', 'kms:ReEncrypt*'],
+      [data.mediaBucket],
+    );
+    acknowledgeGrantWildcards(
+      this.api.taskRole,
+      ['s3:GetObject*', 's3:GetBucket*', 's3:List*', 's3:Abort*', 'kms:GenerateDataKey*', 'kms:ReEncrypt*'],
+      [data.uploadsBucket, data.mediaBucket],
+    );
+
+    this.operations = new OperationsDashboard(this, 'Operations', {
+      queues: [
+        { name: 'resize', work: data.resizeQueue, maxAge: Duration.minutes(10) },
+        { name: 'archive', work: data.archiveQueue, maxAge: Duration.minutes(15) },
+        { name: 'metadata', work: data.metadataQueue, maxAge: Duration.minutes(5) },
+      ],
+      services: [
+        { name: 'api', service: this.api.service, runningTasks: this.api.runningTasks },
+        { name: 'resize', service: this.resize.service, runningTasks: this.resize.runningTasks },
+        { name: 'archiver', service: this.archiver.service, runningTasks: this.archiver.runningTasks },
+        { name: 'metadata', service: this.metadata.service, runningTasks: this.metadata.runningTasks },
+      ],
+      loadBalancer: this.api.loadBalancer,
+      targetGroup: this.api.targetGroup,
+      alarmTopicKey: data.topicKey,
+      alarmEmail: props.alarmEmail,
+    });
+
+    new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Base URL for `prism upload --api`' });
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${this.operations.dashboard.dashboardName}`,
+    });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.operations.alarmTopic.topicArn });
+    new CfnOutput(this, 'ClusterName', { value: this.cluster.clusterName });
+  }
+}
