@@ -1,0 +1,23 @@
+//! Embedded adapters: files under a data dir and SQLite in WAL mode, safe for several processes
+//! sharing one data dir.
+
+mod db;
+pub mod filter_policy;
+pub mod fs_blob_store;
+pub mod signing;
+pub mod sqlite_metadata_store;
+pub mod sqlite_queue;
+pub mod sqlite_topic;
+
+pub use fs_blob_store::{FsBlobStore, NotificationRule};
+pub use signing::LocalSigner;
+pub use sqlite_metadata_store::SqliteMetadataStore;
+pub use sqlite_queue::{QueueSettings, SqliteQueue};
+pub use sqlite_topic::SqliteTopic;
+
+/// File name of the queues-and-topics database inside a data dir.
+pub const QUEUES_DB: &str = "queues.sqlite";
+/// File name of the metadata database inside a data dir.
+pub const METADATA_DB: &str = "metadata.sqlite";
+/// Directory of the blob store inside a data dir.
+pub const BLOBS_DIR: &str = "blobs";

@@ -1,0 +1,527 @@
+//! Presigned uploads and downloads for the embedded backend, as strict as S3's POST policy.
+//!
+//! The upload grant is an S3-style POST form: `key`, `Content-Type`, `x-amz-meta-*`, a base64
+//! JSON `policy` (expiration + conditions) and `x-prism-signature`, an HMAC-SHA256 of the policy
+//! under a secret shared by every process of a data dir. [`LocalSigner::verify_post`] enforces
+//! what S3 enforces: a valid signature, an unexpired policy, every condition (exact key, content
+//! type, metadata, `content-length-range`), and no form field the policy does not cover.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::port::blob_store::{PresignedUpload, UploadMethod, UploadPolicy};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Form field carrying the signature.
+pub const SIGNATURE_FIELD: &str = "x-prism-signature";
+/// Form field carrying the policy.
+pub const POLICY_FIELD: &str = "policy";
+/// File name of the shared signing secret inside a data dir.
+pub const SECRET_FILE: &str = "signing-key";
+
+/// Why an upload or download grant is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// A required field is missing.
+    #[error("missing form field {0:?}")]
+    Missing(String),
+    /// The signature does not match.
+    #[error("signature does not match")]
+    BadSignature,
+    /// The policy is not base64 JSON of the expected shape.
+    #[error("malformed policy: {0}")]
+    Malformed(String),
+    /// The grant expired.
+    #[error("grant expired")]
+    Expired,
+    /// A form field breaks a policy condition.
+    #[error("field {0:?} does not satisfy the policy")]
+    ConditionFailed(String),
+    /// A form field that no policy condition covers.
+    #[error("field {0:?} is not allowed by the policy")]
+    Uncovered(String),
+    /// The body is outside `content-length-range`.
+    #[error("body of {size} bytes is outside the allowed {min}..={max}")]
+    SizeOutOfRange {
+        /// Body size.
+        size: u64,
+        /// Minimum.
+        min: u64,
+        /// Maximum.
+        max: u64,
+    },
+}
+
+impl GrantError {
+    /// HTTP status S3 would answer: 400 for a size outside the range, 403 otherwise.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::SizeOutOfRange { .. } | Self::Missing(_) | Self::Malformed(_) => 400,
+            _ => 403,
+        }
+    }
+}
+
+/// What a verified POST upload may store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedUpload {
+    /// The key.
+    pub key: String,
+    /// The content type.
+    pub content_type: String,
+    /// User metadata (without `x-amz-meta-`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Signs and verifies grants for one data dir.
+#[derive(Clone)]
+pub struct LocalSigner {
+    base_url: Arc<str>,
+    secret: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for LocalSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSigner")
+            .field("base_url", &self.base_url)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl LocalSigner {
+    /// A signer issuing URLs under `base_url` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base_url: &str, secret: &[u8]) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').into(),
+            secret: secret.into(),
+        }
+    }
+
+    /// Load the data dir's secret, creating a random one on first use (mode 0600).
+    ///
+    /// # Errors
+    /// I/O failures reading or creating the file.
+    pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<Vec<u8>> {
+        use std::io::Write as _;
+        let path = data_dir.join(SECRET_FILE);
+        if let Ok(s) = std::fs::read(&path)
+            && s.len() >= 32
+        {
+            return Ok(s);
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let secret: [u8; 32] = rand::random();
+        let tmp = data_dir.join(format!(".{SECRET_FILE}.{}", uuid::Uuid::new_v4()));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(&secret)?;
+        f.sync_all()?;
+        // Two processes racing here: hard_link fails for the loser, which then reads the
+        // winner's secret, so every process ends up with the same one.
+        let won = std::fs::hard_link(&tmp, &path).is_ok();
+        std::fs::remove_file(&tmp)?;
+        if won {
+            Ok(secret.to_vec())
+        } else {
+            std::fs::read(&path)
+        }
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn mac(&self, data: &[u8]) -> HmacSha256 {
+        let mut m = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any size");
+        m.update(data);
+        m
+    }
+
+    fn sign(&self, data: &[u8]) -> String {
+        hex::encode(self.mac(data).finalize().into_bytes())
+    }
+
+    fn check(&self, data: &[u8], signature_hex: &str) -> Result<(), GrantError> {
+        let sig = hex::decode(signature_hex).map_err(|_| GrantError::BadSignature)?;
+        // verify_slice compares in constant time.
+        self.mac(data)
+            .verify_slice(&sig)
+            .map_err(|_| GrantError::BadSignature)
+    }
+
+    /// A POST-form upload grant for `bucket` under `policy`.
+    pub fn presign_post(
+        &self,
+        bucket: &str,
+        policy: &UploadPolicy,
+        now: OffsetDateTime,
+    ) -> PresignedUpload {
+        let expires_at = now + policy.expires_in;
+        let mut conditions = vec![
+            json!({"bucket": bucket}),
+            json!({"key": policy.key}),
+            json!({"content-type": policy.content_type}),
+            json!(["content-length-range", 1, policy.max_bytes]),
+        ];
+        let mut fields = BTreeMap::new();
+        fields.insert("key".to_owned(), policy.key.clone());
+        fields.insert("Content-Type".to_owned(), policy.content_type.clone());
+        for (k, v) in &policy.metadata {
+            let name = format!("x-amz-meta-{k}");
+            conditions.push(json!({ name.clone(): v }));
+            fields.insert(name, v.clone());
+        }
+        let doc = json!({
+            "expiration": expires_at.format(&Rfc3339).expect("RFC 3339 formats any time"),
+            "conditions": conditions,
+        });
+        let encoded = B64.encode(doc.to_string());
+        fields.insert(SIGNATURE_FIELD.to_owned(), self.sign(encoded.as_bytes()));
+        fields.insert(POLICY_FIELD.to_owned(), encoded);
+        PresignedUpload {
+            method: UploadMethod::Post,
+            url: format!("{}/local/upload/{bucket}", self.base_url),
+            fields: Some(fields),
+            headers: None,
+            expires_at,
+        }
+    }
+
+    /// Verify a POST upload to `bucket`: `fields` are the form fields before the file (names
+    /// compared case-insensitively, as S3 does), `size` the file's length.
+    ///
+    /// # Errors
+    /// The first rule the upload breaks.
+    pub fn verify_post(
+        &self,
+        bucket: &str,
+        fields: &BTreeMap<String, String>,
+        size: u64,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedUpload, GrantError> {
+        let mut lower: BTreeMap<String, &str> = BTreeMap::new();
+        for (k, v) in fields {
+            if lower.insert(k.to_ascii_lowercase(), v.as_str()).is_some() {
+                return Err(GrantError::ConditionFailed(k.clone()));
+            }
+        }
+        let get = |name: &str| {
+            lower
+                .get(name)
+                .copied()
+                .ok_or_else(|| GrantError::Missing(name.to_owned()))
+        };
+        let encoded = get(POLICY_FIELD)?;
+        self.check(encoded.as_bytes(), get(SIGNATURE_FIELD)?)?;
+        let doc: Value = B64
+            .decode(encoded)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| GrantError::Malformed("not base64 JSON".into()))?;
+        let expiration = doc["expiration"]
+            .as_str()
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+            .ok_or_else(|| GrantError::Malformed("no valid expiration".into()))?;
+        if now >= expiration {
+            return Err(GrantError::Expired);
+        }
+        let conditions = doc["conditions"]
+            .as_array()
+            .ok_or_else(|| GrantError::Malformed("no conditions".into()))?;
+        let mut covered = vec![POLICY_FIELD.to_owned(), SIGNATURE_FIELD.to_owned()];
+        let mut size_checked = false;
+        for c in conditions {
+            match c {
+                Value::Object(m) if m.len() == 1 => {
+                    let (name, want) = m.iter().next().expect("one entry");
+                    let want = want
+                        .as_str()
+                        .ok_or_else(|| GrantError::Malformed(name.clone()))?;
+                    let name = name.to_ascii_lowercase();
+                    let have = if name == "bucket" {
+                        bucket
+                    } else {
+                        get(&name)?
+                    };
+                    if have != want {
+                        return Err(GrantError::ConditionFailed(name));
+                    }
+                    covered.push(name);
+                }
+                Value::Array(a)
+                    if a.first().and_then(Value::as_str) == Some("content-length-range") =>
+                {
+                    let (Some(min), Some(max)) = (
+                        a.get(1).and_then(Value::as_u64),
+                        a.get(2).and_then(Value::as_u64),
+                    ) else {
+                        return Err(GrantError::Malformed("content-length-range".into()));
+                    };
+                    if size < min || size > max {
+                        return Err(GrantError::SizeOutOfRange { size, min, max });
+                    }
+                    size_checked = true;
+                }
+                _ => return Err(GrantError::Malformed(format!("condition {c}"))),
+            }
+        }
+        if !size_checked {
+            return Err(GrantError::Malformed("no content-length-range".into()));
+        }
+        if let Some(extra) = lower.keys().find(|k| !covered.contains(k)) {
+            return Err(GrantError::Uncovered(extra.clone()));
+        }
+        let metadata = lower
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("x-amz-meta-")
+                    .map(|m| (m.to_owned(), (*v).to_owned()))
+            })
+            .collect();
+        Ok(VerifiedUpload {
+            key: get("key")?.to_owned(),
+            content_type: get("content-type")?.to_owned(),
+            metadata,
+        })
+    }
+
+    fn get_payload(bucket: &str, key: &str, expires: i64) -> String {
+        format!("GET\n{bucket}\n{key}\n{expires}")
+    }
+
+    /// A URL that reads `bucket/key` until `expires_in` passes.
+    pub fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+        now: OffsetDateTime,
+    ) -> String {
+        let expires = (now + expires_in).unix_timestamp();
+        let sig = self.sign(Self::get_payload(bucket, key, expires).as_bytes());
+        format!(
+            "{}/local/object/{bucket}/{}?expires={expires}&signature={sig}",
+            self.base_url,
+            encode_path(key)
+        )
+    }
+
+    /// Verify a download grant.
+    ///
+    /// # Errors
+    /// [`GrantError::Expired`] or [`GrantError::BadSignature`].
+    pub fn verify_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: i64,
+        signature: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), GrantError> {
+        self.check(
+            Self::get_payload(bucket, key, expires).as_bytes(),
+            signature,
+        )?;
+        if now.unix_timestamp() >= expires {
+            return Err(GrantError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encode a key for a URL path, keeping `/`.
+pub fn encode_path(key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(key, SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> UploadPolicy {
+        UploadPolicy {
+            key: "uploads/b/f".into(),
+            content_type: "image/jpeg".into(),
+            max_bytes: 100,
+            metadata: BTreeMap::from([("prism-file-name".into(), "a%20b.jpg".into())]),
+            expires_in: Duration::from_secs(60),
+        }
+    }
+
+    fn grant() -> (LocalSigner, BTreeMap<String, String>, OffsetDateTime) {
+        let s = LocalSigner::new("http://127.0.0.1:1/", b"secret-secret-secret-secret-0000");
+        let now = OffsetDateTime::now_utc();
+        let p = s.presign_post("uploads", &policy(), now);
+        assert_eq!(p.url, "http://127.0.0.1:1/local/upload/uploads");
+        (s, p.fields.unwrap(), now)
+    }
+
+    #[test]
+    fn a_faithful_upload_verifies() {
+        let (s, fields, now) = grant();
+        let v = s.verify_post("uploads", &fields, 100, now).unwrap();
+        assert_eq!(v.key, "uploads/b/f");
+        assert_eq!(v.content_type, "image/jpeg");
+        assert_eq!(v.metadata["prism-file-name"], "a%20b.jpg");
+    }
+
+    #[test]
+    fn every_tampering_is_refused() {
+        let (s, fields, now) = grant();
+        let tamper = |k: &str, v: &str| {
+            let mut f = fields.clone();
+            f.insert(k.into(), v.into());
+            s.verify_post("uploads", &f, 10, now).unwrap_err()
+        };
+        assert_eq!(
+            tamper("key", "uploads/b/other"),
+            GrantError::ConditionFailed("key".into())
+        );
+        assert_eq!(
+            tamper("Content-Type", "text/html"),
+            GrantError::ConditionFailed("content-type".into())
+        );
+        assert_eq!(
+            tamper("x-amz-meta-prism-file-name", "x"),
+            GrantError::ConditionFailed("x-amz-meta-prism-file-name".into())
+        );
+        assert_eq!(
+            tamper("x-amz-meta-extra", "x"),
+            GrantError::Uncovered("x-amz-meta-extra".into())
+        );
+        assert_eq!(tamper(SIGNATURE_FIELD, "00"), GrantError::BadSignature);
+        assert_eq!(tamper(SIGNATURE_FIELD, "zz"), GrantError::BadSignature);
+        // A policy re-encoded by the client (e.g. a longer expiry) no longer matches the signature.
+        let forged = B64.encode(r#"{"expiration":"2999-01-01T00:00:00Z","conditions":[]}"#);
+        assert_eq!(tamper(POLICY_FIELD, &forged), GrantError::BadSignature);
+        // Another bucket.
+        assert_eq!(
+            s.verify_post("media", &fields, 10, now).unwrap_err(),
+            GrantError::ConditionFailed("bucket".into())
+        );
+        // A field written twice with different case.
+        let mut dup = fields.clone();
+        dup.insert("KEY".into(), "uploads/b/f".into());
+        assert!(s.verify_post("uploads", &dup, 10, now).is_err());
+    }
+
+    #[test]
+    fn size_and_expiry_are_enforced() {
+        let (s, fields, now) = grant();
+        assert_eq!(
+            s.verify_post("uploads", &fields, 101, now).unwrap_err(),
+            GrantError::SizeOutOfRange {
+                size: 101,
+                min: 1,
+                max: 100
+            }
+        );
+        assert_eq!(
+            s.verify_post("uploads", &fields, 0, now)
+                .unwrap_err()
+                .http_status(),
+            400
+        );
+        let later = now + Duration::from_secs(61);
+        assert_eq!(
+            s.verify_post("uploads", &fields, 10, later).unwrap_err(),
+            GrantError::Expired
+        );
+    }
+
+    #[test]
+    fn missing_fields_and_other_secrets_are_refused() {
+        let (s, fields, now) = grant();
+        let mut f = fields.clone();
+        f.remove(POLICY_FIELD);
+        assert_eq!(
+            s.verify_post("uploads", &f, 10, now).unwrap_err(),
+            GrantError::Missing("policy".into())
+        );
+        let other = LocalSigner::new("http://x", b"another-secret-another-secret-00");
+        assert_eq!(
+            other.verify_post("uploads", &fields, 10, now).unwrap_err(),
+            GrantError::BadSignature
+        );
+    }
+
+    #[test]
+    fn download_grants_verify_and_expire() {
+        let s = LocalSigner::new("http://h", b"k");
+        let now = OffsetDateTime::now_utc();
+        let url = s.presign_get("media", "media/b/f/320w.webp", Duration::from_secs(5), now);
+        let q = url.split_once('?').unwrap().1;
+        let params: BTreeMap<_, _> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        let exp: i64 = params["expires"].parse().unwrap();
+        s.verify_get(
+            "media",
+            "media/b/f/320w.webp",
+            exp,
+            &params["signature"],
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            s.verify_get(
+                "media",
+                "media/b/f/640w.webp",
+                exp,
+                &params["signature"],
+                now
+            ),
+            Err(GrantError::BadSignature)
+        );
+        assert_eq!(
+            s.verify_get(
+                "media",
+                "media/b/f/320w.webp",
+                exp + 1,
+                &params["signature"],
+                now
+            ),
+            Err(GrantError::BadSignature)
+        );
+        let later = now + Duration::from_secs(6);
+        assert_eq!(
+            s.verify_get(
+                "media",
+                "media/b/f/320w.webp",
+                exp,
+                &params["signature"],
+                later
+            ),
+            Err(GrantError::Expired)
+        );
+    }
+
+    #[test]
+    fn secret_is_shared_through_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalSigner::load_or_create_secret(dir.path()).unwrap();
+        let b = LocalSigner::load_or_create_secret(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 32);
+    }
+}

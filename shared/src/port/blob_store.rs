@@ -1,0 +1,175 @@
+//! `BlobStore`: object storage (S3, or files under a data dir).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Failures of a blob store call, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobStoreError {
+    /// The object does not exist (S3 `NoSuchKey`). Permanent: S3 reads are strongly consistent.
+    #[error("object not found: {0}")]
+    NotFound(String),
+    /// The key is not acceptable (escapes the root, NUL, too long, …). Permanent.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The offending key.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The backend throttled us. Transient.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The backend is unreachable or failing (5xx, I/O). Transient.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The call timed out. Transient.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A permanent failure (bad request, access denied, …).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl BlobStoreError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled(_) | Self::Unavailable(_) | Self::Timeout(_)
+        )
+    }
+}
+
+/// Options for [`BlobStore::put`].
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// `Content-Type` to store.
+    pub content_type: Option<String>,
+    /// User metadata (keys without `x-amz-meta-`, lower-case ASCII).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What [`BlobStore::head`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// Stored content type.
+    pub content_type: Option<String>,
+    /// User metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Opaque version token.
+    pub e_tag: Option<String>,
+}
+
+/// One entry of [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The constraints a presigned upload enforces (as strict as an S3 POST policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPolicy {
+    /// The exact key.
+    pub key: String,
+    /// The exact content type the upload must declare.
+    pub content_type: String,
+    /// Largest accepted body (the range is 1..=max_bytes).
+    pub max_bytes: u64,
+    /// User metadata the upload must carry, exactly.
+    pub metadata: BTreeMap<String, String>,
+    /// How long the grant lasts.
+    pub expires_in: Duration,
+}
+
+/// HTTP method of a presigned upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum UploadMethod {
+    /// A multipart form POST with `fields` then the file.
+    Post,
+    /// A PUT of the raw body with `headers`.
+    Put,
+}
+
+/// Instructions a producer follows to upload one file without going through prism.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresignedUpload {
+    /// POST or PUT.
+    pub method: UploadMethod,
+    /// Where to send it.
+    pub url: String,
+    /// Form fields to send before the `file` field (POST only).
+    pub fields: Option<BTreeMap<String, String>>,
+    /// Headers to send (PUT only).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// When the grant expires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// Object storage. Puts are atomically visible: a reader sees the whole object or none.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The bucket this store addresses.
+    fn bucket(&self) -> &str;
+
+    /// Read a whole object.
+    ///
+    /// # Errors
+    /// [`BlobStoreError::NotFound`] when absent, else a classified failure.
+    async fn get(&self, key: &str) -> Result<Bytes, BlobStoreError>;
+
+    /// Size, content type and user metadata of an object.
+    ///
+    /// # Errors
+    /// [`BlobStoreError::NotFound`] when absent, else a classified failure.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, BlobStoreError>;
+
+    /// Write an object, replacing any existing one, visible atomically once this returns.
+    ///
+    /// # Errors
+    /// A classified failure; nothing is visible after an error.
+    async fn put(&self, key: &str, body: Bytes, options: PutOptions) -> Result<(), BlobStoreError>;
+
+    /// Keys under `prefix`, in lexicographic order.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobStoreError>;
+
+    /// Delete an object; deleting a missing object succeeds.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn delete(&self, key: &str) -> Result<(), BlobStoreError>;
+
+    /// Instructions to upload one object under `policy` without passing through prism.
+    ///
+    /// # Errors
+    /// A classified failure (e.g. no credentials to sign with).
+    async fn presign_upload(
+        &self,
+        policy: &UploadPolicy,
+    ) -> Result<PresignedUpload, BlobStoreError>;
+
+    /// A URL that reads one object until `expires_in` passes.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn presign_download(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, BlobStoreError>;
+}

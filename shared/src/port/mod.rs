@@ -1,0 +1,20 @@
+//! The four ports workers and the API depend on (DESIGN §3). Adapters live in
+//! [`crate::adapter`]; every adapter passes the same contract suite in `crate::testing`.
+//!
+//! Each port has its own error enum with `is_transient()`: adapters classify, handlers decide.
+
+pub mod blob_store;
+pub mod metadata_store;
+pub mod queue;
+pub mod topic;
+
+pub use blob_store::{
+    BlobStore, BlobStoreError, ObjectInfo, ObjectMeta, PresignedUpload, PutOptions, UploadMethod,
+    UploadPolicy,
+};
+pub use metadata_store::{
+    BatchCounts, BatchRecord, BatchStatus, FileError, FileRecord, FileStatus, MetadataStore,
+    MetadataStoreError, NewBatch, NewFile, RenderedFile, SourceFacts, Transition, VariantRecord,
+};
+pub use queue::{DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueStats};
+pub use topic::{Topic, TopicError};

@@ -1,0 +1,168 @@
+//! `Queue`: at-least-once delivery with visibility timeouts, receipts and a dead-letter queue.
+//!
+//! Semantics follow SQS standard queues: a received message is invisible until its visibility
+//! deadline, then reappears with a higher receive count; it is deleted only with its *latest*
+//! receipt; after `max_receive_count` receives the redrive policy moves it to the DLQ.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Failures of a queue call, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The receipt is not the message's latest one (it was redelivered, or deleted). Permanent:
+    /// the newer receiver owns the message now.
+    #[error("receipt is stale or unknown")]
+    StaleReceipt,
+    /// The message cannot be sent (too large, invalid characters). Permanent.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// The queue does not exist. Permanent.
+    #[error("queue not found: {0}")]
+    NotFound(String),
+    /// The backend throttled us. Transient.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The backend is unavailable (5xx, I/O, database busy). Transient.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The call timed out. Transient.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Any other failure. Permanent.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl QueueError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled(_) | Self::Unavailable(_) | Self::Timeout(_)
+        )
+    }
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Queue message id (changes on DLQ redrive; never an idempotency key).
+    pub id: String,
+    /// The handle for this delivery: ack and extend with it.
+    pub receipt: String,
+    /// The body, exactly as sent.
+    pub body: String,
+    /// How many times it has been received, this delivery included.
+    pub receive_count: u32,
+    /// When it was first sent (SQS `SentTimestamp`); queue lag is `now - sent_at`.
+    pub sent_at: OffsetDateTime,
+}
+
+/// Why a message was dead-lettered, stored with it in the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterInfo {
+    /// The closed-set error code (or `max_receive_count_exceeded` for redrive).
+    pub error_code: String,
+    /// Which worker gave up on it.
+    pub worker: String,
+    /// A human-readable reason.
+    pub reason: String,
+}
+
+/// A message sitting in a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Message id in the DLQ.
+    pub id: String,
+    /// The original body.
+    pub body: String,
+    /// Receives before it was dead-lettered.
+    pub receive_count: u32,
+    /// Why, when it was dead-lettered explicitly; `None` when the redrive policy moved it.
+    pub info: Option<DeadLetterInfo>,
+    /// When it was first sent to the source queue.
+    pub sent_at: OffsetDateTime,
+}
+
+/// Depths and age for dashboards and autoscaling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Messages ready to be received.
+    pub visible: u64,
+    /// Messages received and not yet acked or reappeared.
+    pub in_flight: u64,
+    /// Messages in the dead-letter queue.
+    pub dlq_visible: u64,
+    /// Age of the oldest message in the queue (visible or in flight).
+    pub oldest_age: Option<Duration>,
+}
+
+/// A work queue with a dead-letter queue.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Queue name (a metric label; from config).
+    fn name(&self) -> &str;
+
+    /// Enqueue one message; returns its id.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn send(&self, body: &str) -> Result<String, QueueError>;
+
+    /// Receive up to `max` messages (1-10), waiting up to `wait` for the first one.
+    /// Returns an empty vec when none arrived in time.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError>;
+
+    /// Make a received message invisible for `timeout` from now (0 makes it visible at once).
+    ///
+    /// # Errors
+    /// [`QueueError::StaleReceipt`] when the receipt is no longer the latest.
+    async fn extend_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError>;
+
+    /// Delete a received message.
+    ///
+    /// # Errors
+    /// [`QueueError::StaleReceipt`] when the receipt is no longer the latest: the message was
+    /// redelivered, and is not deleted.
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
+
+    /// Delete several received messages; returns the per-entry failures (SQS
+    /// `DeleteMessageBatch` answers 200 even when entries fail).
+    ///
+    /// # Errors
+    /// A classified failure of the whole call.
+    async fn ack_batch(&self, receipts: &[String])
+    -> Result<Vec<(String, QueueError)>, QueueError>;
+
+    /// Move a received message to the dead-letter queue with `info`, then delete it.
+    ///
+    /// # Errors
+    /// A classified failure; on error the message stays where it was.
+    async fn dead_letter(&self, message: &Message, info: &DeadLetterInfo)
+    -> Result<(), QueueError>;
+
+    /// Depths and oldest age.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    /// Up to `max` messages in the dead-letter queue, without changing them.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Move every dead-lettered message back to the source queue; returns how many moved.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn redrive(&self) -> Result<u64, QueueError>;
+}
