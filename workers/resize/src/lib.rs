@@ -1,1 +1,17 @@
 //! prism-resize: the image engine (a pure library) and the resize worker.
+//!
+//! Crate map:
+//! - [`render`]: the engine. `render::render(bytes, request, limits, settings)` decodes once,
+//!   orients, converts to sRGB, resizes every width and encodes WebP/AVIF; it also returns the
+//!   manifest facts. No I/O.
+//!   - `render::decode`: format sniffing, header probe with the limits, first-frame decode.
+//!   - `render::color`: ICC → sRGB with lcms2, 16 → 8 bit.
+//!   - `render::orient`: the eight EXIF orientations.
+//!   - `render::resize`: the sRGB raster and Lanczos3 resizing.
+//!   - `render::encode`: libwebp and ravif.
+//!   - `render::facts`: hash, ThumbHash, dominant colour.
+//! - [`bench`]: the `prism-resize bench` subcommand, the side-by-side measurement against the
+//!   sharp baseline.
+
+pub mod bench;
+pub mod render;

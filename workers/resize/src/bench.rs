@@ -1,0 +1,349 @@
+//! `prism-resize bench`: run the engine over a folder, exactly the job of
+//! `../shared/bench/sharp-baseline.mjs`, and report in that script's terms.
+//!
+//! The job per file: sniff, orient, sRGB, every requested width smaller than the oriented
+//! source width (else one variant at the source width), WebP q80 method 4 and AVIF q50, first
+//! frame only. `--concurrency` images are in flight at once (default: the core count, as the
+//! sharp script does); inside one image the encodes run in parallel on the rayon pool. A file
+//! that fails is recorded as rejected with its code and the run goes on.
+//!
+//! This is a tool, so it reports with `anyhow` rather than a matchable error type.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use shared::variant::{OutputFormat, VariantRequest};
+
+use crate::render::{self, EncodeSettings, Limits, Timings};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Folder of input images (not recursive).
+    pub corpus: PathBuf,
+    /// Folder for the variants and `results.json`.
+    pub out: PathBuf,
+    /// Target widths.
+    pub widths: Vec<u32>,
+    /// Output formats.
+    pub formats: Vec<OutputFormat>,
+    /// Images in flight.
+    pub concurrency: usize,
+    /// Encoder knobs.
+    pub settings: EncodeSettings,
+    /// Limits.
+    pub limits: Limits,
+    /// Skip writing the variants (results.json is still written).
+    pub no_write: bool,
+}
+
+/// The JSON summary printed on stdout; field names follow the sharp script.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Always "prism".
+    pub tool: &'static str,
+    /// "webp+avif" or "webp-only" (or the format list otherwise).
+    pub mode: String,
+    /// Images in flight.
+    pub concurrency: usize,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// Engine settings in effect.
+    pub settings: SummarySettings,
+    /// Input files seen.
+    pub inputs: usize,
+    /// Inputs rendered.
+    pub images: usize,
+    /// Inputs rejected.
+    pub rejected: usize,
+    /// File and code of each rejected input.
+    pub rejected_files: Vec<RejectedFile>,
+    /// Variants written.
+    pub variants: usize,
+    /// WebP variants.
+    pub variants_webp: usize,
+    /// AVIF variants.
+    pub variants_avif: usize,
+    /// Bytes of all inputs.
+    pub input_bytes_total: u64,
+    /// Bytes of the inputs that rendered.
+    pub input_bytes_ok: u64,
+    /// Bytes of all WebP variants.
+    pub output_bytes_webp: u64,
+    /// Bytes of all AVIF variants.
+    pub output_bytes_avif: u64,
+    /// Wall time from the first read to the last write, seconds.
+    pub wall_s: f64,
+    /// `images / wall_s`.
+    pub images_per_s: f64,
+    /// `variants / wall_s`.
+    pub variants_per_s: f64,
+}
+
+/// Settings echoed in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummarySettings {
+    /// Target widths.
+    pub widths: Vec<u32>,
+    /// Resize kernel.
+    pub kernel: &'static str,
+    /// WebP quality.
+    pub webp_quality: u8,
+    /// AVIF quality (request scale).
+    pub avif_quality: u8,
+    /// Engine knobs.
+    pub engine: EncodeSettings,
+}
+
+/// A rejected input.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedFile {
+    /// File name.
+    pub file: String,
+    /// Closed-set code.
+    pub code: String,
+    /// Human message.
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct FileResult {
+    file: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<SourceInfo>,
+    variants: Vec<VariantInfo>,
+    ms: f64,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<Timings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    facts: Option<render::SourceFacts>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SourceInfo {
+    format: &'static str,
+    width: u32,
+    height: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct VariantInfo {
+    width: u32,
+    height: u32,
+    format: OutputFormat,
+    bytes: u64,
+    path: String,
+}
+
+/// The files the sharp script would process: plain files, sorted, minus dotfiles and notes.
+fn list_inputs(corpus: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(corpus).with_context(|| format!("reading {corpus:?}"))? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let lower = name.to_ascii_lowercase();
+        let skip = name.starts_with('.')
+            || [".md", ".txt", ".json", ".sha256"]
+                .iter()
+                .any(|ext| lower.ends_with(ext));
+        if !skip {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no input files in {corpus:?}");
+    Ok(files)
+}
+
+/// Run the benchmark; writes the variants and `results.json` under `options.out`.
+///
+/// # Errors
+/// Fails on I/O errors (unreadable corpus, unwritable output) and on an invalid request;
+/// image failures are results, not errors.
+pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
+    let request = VariantRequest {
+        widths: options.widths.clone(),
+        formats: options.formats.clone(),
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .context("invalid widths or formats")?;
+    let files = list_inputs(&options.corpus)?;
+    std::fs::create_dir_all(&options.out).with_context(|| format!("creating {:?}", options.out))?;
+
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(files.len()));
+    let t0 = Instant::now();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..options.concurrency.clamp(1, files.len()))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else {
+                            return Ok(());
+                        };
+                        let result = run_one(path, &request, options)?;
+                        eprintln!(
+                            "{:<8} {} {} ms",
+                            result.status,
+                            result.file,
+                            result.ms.round()
+                        );
+                        results
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?
+                            .push(result);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    let mut results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?;
+    results.sort_by(|a, b| a.file.cmp(&b.file));
+
+    let ok: Vec<&FileResult> = results.iter().filter(|r| r.status == "ok").collect();
+    let count = |f: OutputFormat| {
+        ok.iter()
+            .flat_map(|r| &r.variants)
+            .filter(|v| v.format == f)
+            .fold((0, 0), |(n, b), v| (n + 1, b + v.bytes))
+    };
+    let (variants_webp, output_bytes_webp) = count(OutputFormat::Webp);
+    let (variants_avif, output_bytes_avif) = count(OutputFormat::Avif);
+    let variants = variants_webp + variants_avif;
+    let mode = match request.formats.as_slice() {
+        [OutputFormat::Webp, OutputFormat::Avif] => "webp+avif".to_owned(),
+        [OutputFormat::Webp] => "webp-only".to_owned(),
+        other => other
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("+"),
+    };
+    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let summary = Summary {
+        tool: "prism",
+        mode,
+        concurrency: options.concurrency,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        settings: SummarySettings {
+            widths: request.widths.clone(),
+            kernel: "lanczos3",
+            webp_quality: request.webp_quality,
+            avif_quality: request.avif_quality,
+            engine: options.settings,
+        },
+        inputs: results.len(),
+        images: ok.len(),
+        rejected: results.len() - ok.len(),
+        rejected_files: results
+            .iter()
+            .filter(|r| r.status != "ok")
+            .map(|r| RejectedFile {
+                file: r.file.clone(),
+                code: r.code.clone().unwrap_or_default(),
+                error: r.message.clone().unwrap_or_default(),
+            })
+            .collect(),
+        variants,
+        variants_webp,
+        variants_avif,
+        input_bytes_total: results.iter().map(|r| r.bytes).sum(),
+        input_bytes_ok: ok.iter().map(|r| r.bytes).sum(),
+        output_bytes_webp,
+        output_bytes_avif,
+        wall_s: round3(wall_s),
+        images_per_s: round3(ok.len() as f64 / wall_s),
+        variants_per_s: round3(variants as f64 / wall_s),
+    };
+    let doc = serde_json::json!({ "summary": &summary, "images": &results });
+    std::fs::write(
+        options.out.join("results.json"),
+        serde_json::to_vec_pretty(&doc)?,
+    )?;
+    Ok(summary)
+}
+
+fn run_one(
+    path: &Path,
+    request: &VariantRequest,
+    options: &BenchOptions,
+) -> anyhow::Result<FileResult> {
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let t0 = Instant::now();
+    let bytes = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
+    let rendered = render::render(&bytes, request, &options.limits, &options.settings);
+    let mut result = FileResult {
+        file: file.clone(),
+        status: "ok",
+        code: None,
+        message: None,
+        source: None,
+        variants: Vec::new(),
+        ms: 0.0,
+        bytes: bytes.len() as u64,
+        timings: None,
+        facts: None,
+    };
+    match rendered {
+        Ok(r) => {
+            let stem = Path::new(&file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.clone());
+            for v in &r.variants {
+                let name = format!("{stem}-{}w.{}", v.target_width, v.format);
+                let out = options.out.join(&name);
+                if !options.no_write {
+                    std::fs::write(&out, &v.bytes).with_context(|| format!("writing {out:?}"))?;
+                }
+                result.variants.push(VariantInfo {
+                    width: v.width,
+                    height: v.height,
+                    format: v.format,
+                    bytes: v.bytes.len() as u64,
+                    path: name,
+                });
+            }
+            result.source = Some(SourceInfo {
+                format: r.facts.format.as_str(),
+                width: r.facts.width,
+                height: r.facts.height,
+            });
+            result.timings = Some(r.timings);
+            result.facts = Some(r.facts);
+        }
+        Err(e) => {
+            result.status = "rejected";
+            result.code = Some(e.code().as_str().to_owned());
+            result.message = Some(e.to_string());
+        }
+    }
+    result.ms = (t0.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    Ok(result)
+}

@@ -1,0 +1,831 @@
+//! Format sniffing, header probing (where every limit is enforced) and first-frame decoding.
+//!
+//! Invariants: the format comes from magic bytes only (file names and declared content types
+//! are never trusted); [`probe`] reads headers only and rejects anything over [`Limits`] before a
+//! pixel buffer exists; [`decode`] returns the samples exactly as stored (any depth, any colour
+//! model) with the embedded ICC profile, leaving colour management to [`super::color`].
+
+use std::io::Cursor;
+
+use image::ImageDecoder;
+use image::codecs::{gif::GifDecoder, png::PngDecoder, webp::WebPDecoder};
+use image::metadata::Orientation;
+use serde::Serialize;
+
+use super::{EncodeSettings, Limits, RenderError, plan_jpeg_scale};
+
+/// An input format, as sniffed from the magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// JPEG (JFIF/EXIF; baseline, progressive, grayscale, CMYK/YCCK).
+    Jpeg,
+    /// PNG (first frame of an APNG).
+    Png,
+    /// GIF (first frame).
+    Gif,
+    /// WebP (lossy, lossless, alpha; first frame).
+    Webp,
+    /// TIFF (first page).
+    Tiff,
+    /// AVIF (HEIF container, AV1).
+    Avif,
+    /// HEIC/HEIF (HEIF container, HEVC).
+    Heic,
+}
+
+impl SourceFormat {
+    /// Wire name, also the manifest's `source.format`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "jpeg",
+            SourceFormat::Png => "png",
+            SourceFormat::Gif => "gif",
+            SourceFormat::Webp => "webp",
+            SourceFormat::Tiff => "tiff",
+            SourceFormat::Avif => "avif",
+            SourceFormat::Heic => "heic",
+        }
+    }
+
+    /// MIME type of the original (for `keep_original`).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "image/jpeg",
+            SourceFormat::Png => "image/png",
+            SourceFormat::Gif => "image/gif",
+            SourceFormat::Webp => "image/webp",
+            SourceFormat::Tiff => "image/tiff",
+            SourceFormat::Avif => "image/avif",
+            SourceFormat::Heic => "image/heic",
+        }
+    }
+}
+
+/// Identify the format from the leading bytes; `None` when it is none we read.
+pub fn sniff(bytes: &[u8]) -> Option<SourceFormat> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Some(SourceFormat::Jpeg);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some(SourceFormat::Png);
+    }
+    if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        return Some(SourceFormat::Gif);
+    }
+    if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        return Some(SourceFormat::Webp);
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Some(SourceFormat::Tiff);
+    }
+    if bytes.len() >= 16 && &bytes[4..8] == b"ftyp" {
+        let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        let end = size.clamp(16, bytes.len());
+        // Major brand at 8..12, then minor version, then compatible brands.
+        let brands = std::iter::once(&bytes[8..12]).chain(bytes[16..end].chunks_exact(4));
+        let mut heif = false;
+        for brand in brands {
+            match brand {
+                b"avif" | b"avis" => return Some(SourceFormat::Avif),
+                b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
+                    heif = true;
+                }
+                _ => {}
+            }
+        }
+        if heif {
+            return Some(SourceFormat::Heic);
+        }
+    }
+    None
+}
+
+/// What the header says, before any pixel is decoded.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Sniffed format.
+    pub format: SourceFormat,
+    /// Stored width (for HEIF: after the container's transforms).
+    pub width: u32,
+    /// Stored height (for HEIF: after the container's transforms).
+    pub height: u32,
+    /// Frames counted (1 for still images; GIF frames are counted up to the limit).
+    pub frames: u32,
+    /// The EXIF orientation found (1..=8; 1 when absent).
+    pub orientation: u8,
+    /// The container already orients the pixels (HEIF `irot`/`imir`): EXIF must not be applied.
+    pub container_oriented: bool,
+    jpeg: Option<JpegHeader>,
+}
+
+impl Probe {
+    /// Dimensions after orientation (the axes swap for EXIF 5..=8).
+    pub fn oriented_dimensions(&self) -> (u32, u32) {
+        if self.orientation_to_apply() >= 5 {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        }
+    }
+
+    /// The EXIF orientation the engine must still apply to the decoded pixels.
+    pub fn orientation_to_apply(&self) -> u8 {
+        if self.container_oriented {
+            1
+        } else {
+            self.orientation
+        }
+    }
+}
+
+/// How the decoded samples are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One gray channel.
+    Gray,
+    /// Gray + alpha.
+    GrayAlpha,
+    /// R, G, B.
+    Rgb,
+    /// R, G, B, unassociated alpha.
+    Rgba,
+    /// C, M, Y, K; `inverted` when 0 means full ink (Adobe JPEGs).
+    Cmyk {
+        /// Adobe-style inverted CMYK.
+        inverted: bool,
+    },
+}
+
+impl Layout {
+    /// Samples per pixel.
+    pub fn channels(self) -> usize {
+        match self {
+            Layout::Gray => 1,
+            Layout::GrayAlpha => 2,
+            Layout::Rgb => 3,
+            Layout::Rgba | Layout::Cmyk { .. } => 4,
+        }
+    }
+
+    /// Whether the layout carries alpha.
+    pub fn has_alpha(self) -> bool {
+        matches!(self, Layout::GrayAlpha | Layout::Rgba)
+    }
+}
+
+/// Decoded samples at their stored depth.
+#[derive(Debug, Clone)]
+pub enum Samples {
+    /// 8 bits per sample.
+    U8(Vec<u8>),
+    /// 16 bits per sample, native endian, full range.
+    U16(Vec<u16>),
+}
+
+/// One decoded frame, not yet colour managed or oriented.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// Pixel width (after any DCT-domain scaling).
+    pub width: u32,
+    /// Pixel height (after any DCT-domain scaling).
+    pub height: u32,
+    /// Channel layout.
+    pub layout: Layout,
+    /// The samples, row-major, no padding.
+    pub samples: Samples,
+    /// Embedded ICC profile, if any.
+    pub icc: Option<Vec<u8>>,
+}
+
+/// Read the header, check every limit and count frames. Allocates nothing proportional to
+/// the pixel count.
+///
+/// # Errors
+/// [`RenderError::UnsupportedFormat`] for unknown or empty input, [`RenderError::TooLarge`] /
+/// [`RenderError::TooManyFrames`] over the limits, [`RenderError::Truncated`] when a JPEG's
+/// entropy-coded data ends before its EOI marker, [`RenderError::Undecodable`] for corrupt
+/// headers.
+pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
+    if bytes.is_empty() {
+        return Err(RenderError::UnsupportedFormat("empty input".into()));
+    }
+    if bytes.len() as u64 > limits.max_input_bytes {
+        return Err(RenderError::TooLarge(format!(
+            "input is {} bytes, the limit is {}",
+            bytes.len(),
+            limits.max_input_bytes
+        )));
+    }
+    let format = sniff(bytes).ok_or_else(|| {
+        RenderError::UnsupportedFormat("the leading bytes match no supported image format".into())
+    })?;
+    let mut probe = Probe {
+        format,
+        width: 0,
+        height: 0,
+        frames: 1,
+        orientation: 1,
+        container_oriented: false,
+        jpeg: None,
+    };
+    match format {
+        SourceFormat::Jpeg => {
+            let header = parse_jpeg(bytes)?;
+            probe.width = header.width;
+            probe.height = header.height;
+            probe.orientation = header.orientation;
+            check_dimensions(probe.width, probe.height, limits)?;
+            if !header.complete {
+                return Err(RenderError::Truncated(
+                    "JPEG entropy-coded data ends before the end-of-image marker".into(),
+                ));
+            }
+            probe.jpeg = Some(header);
+        }
+        SourceFormat::Png => {
+            // IHDR is always the first chunk: read the size before the decoder does anything.
+            if bytes.len() < 24 || &bytes[12..16] != b"IHDR" {
+                return Err(RenderError::Undecodable("PNG without an IHDR chunk".into()));
+            }
+            probe.width = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+            probe.height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+            check_dimensions(probe.width, probe.height, limits)?;
+            let mut dec = PngDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
+            probe.orientation = exif_orientation(dec.orientation().ok());
+        }
+        SourceFormat::Gif => {
+            if bytes.len() < 13 {
+                return Err(RenderError::Truncated("GIF header is incomplete".into()));
+            }
+            probe.width = u32::from(u16::from_le_bytes([bytes[6], bytes[7]]));
+            probe.height = u32::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+            check_dimensions(probe.width, probe.height, limits)?;
+            probe.frames = count_gif_frames(bytes, limits.max_frames)?;
+            if probe.frames > limits.max_frames {
+                return Err(RenderError::TooManyFrames(format!(
+                    "more than {} frames",
+                    limits.max_frames
+                )));
+            }
+            if probe.frames == 0 {
+                return Err(RenderError::Undecodable("GIF without any frame".into()));
+            }
+        }
+        SourceFormat::Webp => {
+            let mut dec = WebPDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
+            (probe.width, probe.height) = dec.dimensions();
+            check_dimensions(probe.width, probe.height, limits)?;
+            probe.orientation = exif_orientation(dec.orientation().ok());
+        }
+        SourceFormat::Tiff => {
+            let mut dec = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(tiff_error)?;
+            (probe.width, probe.height) = dec.dimensions().map_err(tiff_error)?;
+            check_dimensions(probe.width, probe.height, limits)?;
+            probe.orientation = dec
+                .find_tag_unsigned::<u16>(tiff::tags::Tag::Orientation)
+                .ok()
+                .flatten()
+                .and_then(|o| u8::try_from(o).ok())
+                .filter(|o| (1..=8).contains(o))
+                .unwrap_or(1);
+        }
+        SourceFormat::Avif | SourceFormat::Heic => {
+            let ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
+            let handle = ctx.primary_image_handle().map_err(heif_error)?;
+            // libheif reports the size after irot/imir/clap, i.e. the displayed size.
+            probe.width = handle.width();
+            probe.height = handle.height();
+            probe.container_oriented = true;
+            check_dimensions(probe.width, probe.height, limits)?;
+            check_dimensions(
+                u32::try_from(handle.ispe_width()).unwrap_or(0),
+                u32::try_from(handle.ispe_height()).unwrap_or(0),
+                limits,
+            )?;
+        }
+    }
+    if probe.width == 0 || probe.height == 0 {
+        return Err(RenderError::Undecodable(format!(
+            "the header declares a {}x{} image",
+            probe.width, probe.height
+        )));
+    }
+    Ok(probe)
+}
+
+fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), RenderError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(RenderError::TooLarge(format!(
+            "{width}x{height} is {pixels} pixels, the limit is {}",
+            limits.max_pixels
+        )));
+    }
+    if width.max(height) > limits.max_dimension {
+        return Err(RenderError::TooLarge(format!(
+            "{width}x{height} has a side over the {} px limit",
+            limits.max_dimension
+        )));
+    }
+    Ok(())
+}
+
+fn exif_orientation(o: Option<Orientation>) -> u8 {
+    o.map(Orientation::to_exif).unwrap_or(1)
+}
+
+/// Decode the first frame. For JPEG, `max_target_width` (the largest variant that will be
+/// made) lets libjpeg-turbo decode at a reduced DCT scale.
+///
+/// # Errors
+/// [`RenderError::Truncated`] or [`RenderError::Undecodable`] when the data is corrupt,
+/// [`RenderError::UnsupportedFormat`] for sample layouts we do not handle (e.g. float TIFF).
+pub fn decode(
+    bytes: &[u8],
+    probe: &Probe,
+    max_target_width: u32,
+    settings: &EncodeSettings,
+) -> Result<Decoded, RenderError> {
+    match probe.format {
+        SourceFormat::Jpeg => {
+            let header = probe
+                .jpeg
+                .as_ref()
+                .ok_or_else(|| RenderError::Undecodable("JPEG header missing".into()))?;
+            let denom = plan_jpeg_scale(
+                probe.oriented_dimensions().0,
+                max_target_width,
+                settings.jpeg_min_residual,
+            );
+            decode_jpeg(bytes, header, denom)
+        }
+        SourceFormat::Png => {
+            let dec = PngDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
+            decode_with_image(dec)
+        }
+        SourceFormat::Gif => {
+            let dec = GifDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
+            decode_with_image(dec)
+        }
+        SourceFormat::Webp => {
+            let dec = WebPDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
+            decode_with_image(dec)
+        }
+        SourceFormat::Tiff => decode_tiff(bytes),
+        SourceFormat::Avif | SourceFormat::Heic => decode_heif(bytes),
+    }
+}
+
+fn decode_with_image(mut dec: impl ImageDecoder) -> Result<Decoded, RenderError> {
+    use image::ColorType as C;
+    let icc = dec.icc_profile().ok().flatten();
+    let mut limits = image::Limits::default();
+    // The probe already bounded the pixel count; this guards the decoder's own allocations.
+    limits.max_alloc = Some(2 * 1024 * 1024 * 1024);
+    dec.set_limits(limits).map_err(image_error)?;
+    let (width, height) = dec.dimensions();
+    let color = dec.color_type();
+    let (layout, sixteen) = match color {
+        C::L8 => (Layout::Gray, false),
+        C::La8 => (Layout::GrayAlpha, false),
+        C::Rgb8 => (Layout::Rgb, false),
+        C::Rgba8 => (Layout::Rgba, false),
+        C::L16 => (Layout::Gray, true),
+        C::La16 => (Layout::GrayAlpha, true),
+        C::Rgb16 => (Layout::Rgb, true),
+        C::Rgba16 => (Layout::Rgba, true),
+        other => {
+            return Err(RenderError::UnsupportedFormat(format!(
+                "sample type {other:?} is not supported"
+            )));
+        }
+    };
+    let total = usize::try_from(dec.total_bytes())
+        .map_err(|_| RenderError::TooLarge("decoded size overflows memory".into()))?;
+    let samples = if sixteen {
+        let mut buf = vec![0_u16; total / 2];
+        dec.read_image(bytemuck::cast_slice_mut(&mut buf))
+            .map_err(image_error)?;
+        Samples::U16(buf)
+    } else {
+        let mut buf = vec![0_u8; total];
+        dec.read_image(&mut buf).map_err(image_error)?;
+        Samples::U8(buf)
+    };
+    Ok(Decoded {
+        width,
+        height,
+        layout,
+        samples,
+        icc,
+    })
+}
+
+fn decode_jpeg(bytes: &[u8], header: &JpegHeader, denom: u32) -> Result<Decoded, RenderError> {
+    let mut dec = turbojpeg::Decompressor::new().map_err(jpeg_error)?;
+    let scale = turbojpeg::ScalingFactor::new(1, denom as usize);
+    dec.set_scaling_factor(scale).map_err(jpeg_error)?;
+    let info = dec.read_header(bytes).map_err(jpeg_error)?.scaled(scale);
+    let (format, layout) = match header.components {
+        1 => (turbojpeg::PixelFormat::GRAY, Layout::Gray),
+        // libjpeg-turbo turns YCCK into CMYK; the values stay as stored. Adobe's APP14
+        // marker means Photoshop wrote them inverted (0 = full ink).
+        4 => (
+            turbojpeg::PixelFormat::CMYK,
+            Layout::Cmyk {
+                inverted: header.adobe,
+            },
+        ),
+        _ => (turbojpeg::PixelFormat::RGB, Layout::Rgb),
+    };
+    let channels = layout.channels();
+    let mut pixels = vec![0_u8; info.width * info.height * channels];
+    let image = turbojpeg::Image {
+        pixels: pixels.as_mut_slice(),
+        width: info.width,
+        pitch: info.width * channels,
+        height: info.height,
+        format,
+    };
+    if let Err(err) = dec.decompress(bytes, image) {
+        // The turbojpeg crate reports libjpeg warnings (which still yield a complete image)
+        // and fatal errors alike and does not expose tj3GetErrorCode, so classify by the
+        // libjpeg message. Structural truncation was already caught by the marker walk in
+        // `probe`; "Corrupt JPEG data: N extraneous bytes" and friends are common in
+        // camera files and harmless, so those are accepted.
+        let msg = err.to_string();
+        if msg.contains("Premature end") {
+            return Err(RenderError::Truncated(msg));
+        }
+        if !(msg.contains("Corrupt JPEG data") || msg.contains("Warning")) {
+            return Err(RenderError::Undecodable(msg));
+        }
+    }
+    Ok(Decoded {
+        width: u32::try_from(info.width).expect("scaled width fits the header's u16"),
+        height: u32::try_from(info.height).expect("scaled height fits the header's u16"),
+        layout,
+        samples: Samples::U8(pixels),
+        icc: header.icc.clone(),
+    })
+}
+
+fn decode_tiff(bytes: &[u8]) -> Result<Decoded, RenderError> {
+    use tiff::ColorType as C;
+    use tiff::decoder::DecodingResult as R;
+    let mut dec = tiff::decoder::Decoder::new(Cursor::new(bytes))
+        .map_err(tiff_error)?
+        .with_limits(tiff::decoder::Limits::unlimited());
+    let (width, height) = dec.dimensions().map_err(tiff_error)?;
+    let icc = dec
+        .find_tag_unsigned_vec::<u8>(tiff::tags::Tag::IccProfile)
+        .ok()
+        .flatten();
+    let layout = match dec.colortype().map_err(tiff_error)? {
+        C::Gray(8 | 16) => Layout::Gray,
+        C::GrayA(8 | 16) => Layout::GrayAlpha,
+        C::RGB(8 | 16) => Layout::Rgb,
+        C::RGBA(8 | 16) => Layout::Rgba,
+        C::CMYK(8) => Layout::Cmyk { inverted: false },
+        other => {
+            return Err(RenderError::UnsupportedFormat(format!(
+                "TIFF sample type {other:?} is not supported"
+            )));
+        }
+    };
+    let samples = match dec.read_image().map_err(tiff_error)? {
+        R::U8(v) => Samples::U8(v),
+        R::U16(v) => Samples::U16(v),
+        _ => {
+            return Err(RenderError::UnsupportedFormat(
+                "TIFF sample format is not supported".into(),
+            ));
+        }
+    };
+    Ok(Decoded {
+        width,
+        height,
+        layout,
+        samples,
+        icc,
+    })
+}
+
+fn decode_heif(bytes: &[u8]) -> Result<Decoded, RenderError> {
+    use libheif_rs::{ColorSpace, RgbChroma};
+    let lib = libheif_rs::LibHeif::new();
+    let ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
+    let handle = ctx.primary_image_handle().map_err(heif_error)?;
+    let alpha = handle.has_alpha_channel();
+    // Only ICC ("prof"/"rICC") comes back raw; an nclx-only file is treated as sRGB.
+    let icc = handle.color_profile_raw().map(|p| p.data);
+    let chroma = if alpha {
+        RgbChroma::Rgba
+    } else {
+        RgbChroma::Rgb
+    };
+    // Decoding applies irot/imir/clap: the pixels come out as displayed.
+    let image = lib
+        .decode(&handle, ColorSpace::Rgb(chroma), None)
+        .map_err(heif_error)?;
+    let planes = image.planes();
+    let plane = planes
+        .interleaved
+        .ok_or_else(|| RenderError::Undecodable("libheif returned no interleaved plane".into()))?;
+    let channels = if alpha { 4 } else { 3 };
+    let row = plane.width as usize * channels;
+    let mut pixels = Vec::with_capacity(row * plane.height as usize);
+    for y in 0..plane.height as usize {
+        let start = y * plane.stride;
+        pixels.extend_from_slice(&plane.data[start..start + row]);
+    }
+    Ok(Decoded {
+        width: plane.width,
+        height: plane.height,
+        layout: if alpha { Layout::Rgba } else { Layout::Rgb },
+        samples: Samples::U8(pixels),
+        icc,
+    })
+}
+
+fn image_error(err: image::ImageError) -> RenderError {
+    use image::ImageError as E;
+    match &err {
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            RenderError::Truncated(err.to_string())
+        }
+        E::Limits(_) => RenderError::TooLarge(err.to_string()),
+        E::Unsupported(_) => RenderError::UnsupportedFormat(err.to_string()),
+        _ => {
+            let msg = err.to_string();
+            if msg.contains("EOF") || msg.contains("end of file") || msg.contains("eof") {
+                RenderError::Truncated(msg)
+            } else {
+                RenderError::Undecodable(msg)
+            }
+        }
+    }
+}
+
+fn tiff_error(err: tiff::TiffError) -> RenderError {
+    match &err {
+        tiff::TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            RenderError::Truncated(err.to_string())
+        }
+        tiff::TiffError::LimitsExceeded => RenderError::TooLarge(err.to_string()),
+        tiff::TiffError::UnsupportedError(_) => RenderError::UnsupportedFormat(err.to_string()),
+        _ => RenderError::Undecodable(err.to_string()),
+    }
+}
+
+fn heif_error(err: libheif_rs::HeifError) -> RenderError {
+    let msg = format!("{err}");
+    if msg.contains("nd of data") || msg.contains("EOF") || msg.contains("truncated") {
+        RenderError::Truncated(msg)
+    } else if msg.contains("ecurity limit") {
+        RenderError::TooLarge(msg)
+    } else if msg.contains("Unsupported") || msg.contains("No decoding plugin") {
+        RenderError::UnsupportedFormat(msg)
+    } else {
+        RenderError::Undecodable(msg)
+    }
+}
+
+fn jpeg_error(err: turbojpeg::Error) -> RenderError {
+    RenderError::Undecodable(err.to_string())
+}
+
+/// What a JPEG's marker segments say.
+#[derive(Debug, Clone)]
+struct JpegHeader {
+    width: u32,
+    height: u32,
+    components: u8,
+    orientation: u8,
+    icc: Option<Vec<u8>>,
+    /// An Adobe APP14 marker is present (CMYK is then stored inverted).
+    adobe: bool,
+    /// The walk reached EOI through complete segments and entropy-coded data.
+    complete: bool,
+}
+
+/// Walk the marker segments (and skim the entropy-coded data between them) without decoding.
+///
+/// This gives the frame size for the limit check, the EXIF orientation, the ICC profile
+/// (reassembled from its APP2 chunks) and the Adobe marker; and it tells a truncated file
+/// (data ends before EOI) from a complete one, which libjpeg reports only as a warning.
+fn parse_jpeg(data: &[u8]) -> Result<JpegHeader, RenderError> {
+    let mut h = JpegHeader {
+        width: 0,
+        height: 0,
+        components: 0,
+        orientation: 1,
+        icc: None,
+        adobe: false,
+        complete: false,
+    };
+    let mut icc_chunks: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut seen_sof = false;
+    let mut pos = 2;
+    loop {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        while pos < data.len() && data[pos] == 0xFF {
+            pos += 1;
+        }
+        if pos >= data.len() {
+            break;
+        }
+        if data[pos - 1] != 0xFF {
+            return Err(RenderError::Undecodable(format!(
+                "expected a JPEG marker at byte {pos}"
+            )));
+        }
+        let marker = data[pos];
+        pos += 1;
+        match marker {
+            0xD9 => {
+                h.complete = true;
+                break;
+            }
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        if pos + 2 > data.len() {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([data[pos], data[pos + 1]]));
+        if len < 2 {
+            return Err(RenderError::Undecodable("JPEG segment length < 2".into()));
+        }
+        let seg_end = pos + len;
+        if seg_end > data.len() {
+            if !seen_sof && (0xC0..=0xCF).contains(&marker) {
+                return Err(RenderError::Truncated(
+                    "JPEG ends inside its frame header".into(),
+                ));
+            }
+            break;
+        }
+        let seg = &data[pos + 2..seg_end];
+        match marker {
+            0xC0..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
+                if seg.len() < 6 {
+                    return Err(RenderError::Undecodable("short JPEG frame header".into()));
+                }
+                if !seen_sof {
+                    h.height = u32::from(u16::from_be_bytes([seg[1], seg[2]]));
+                    h.width = u32::from(u16::from_be_bytes([seg[3], seg[4]]));
+                    h.components = seg[5];
+                    seen_sof = true;
+                }
+            }
+            0xE1 if seg.starts_with(b"Exif\0\0") && h.orientation == 1 => {
+                h.orientation = Orientation::from_exif_chunk(&seg[6..])
+                    .map(Orientation::to_exif)
+                    .unwrap_or(1);
+            }
+            0xE2 if seg.starts_with(b"ICC_PROFILE\0") && seg.len() > 14 => {
+                icc_chunks.push((seg[12], seg[14..].to_vec()));
+            }
+            0xEE if seg.starts_with(b"Adobe") => h.adobe = true,
+            _ => {}
+        }
+        pos = seg_end;
+        if marker == 0xDA {
+            if !seen_sof {
+                return Err(RenderError::Undecodable(
+                    "JPEG scan before its frame".into(),
+                ));
+            }
+            // Entropy-coded data: 0xFF is followed by 0x00 (stuffing) or RSTn inside it; any
+            // other marker ends the scan.
+            loop {
+                match data[pos..].iter().position(|&b| b == 0xFF) {
+                    None => {
+                        pos = data.len();
+                        break;
+                    }
+                    Some(off) => {
+                        let at = pos + off;
+                        match data.get(at + 1) {
+                            None => {
+                                pos = data.len();
+                                break;
+                            }
+                            Some(0x00 | 0xD0..=0xD7 | 0xFF) => pos = at + 1,
+                            Some(_) => {
+                                pos = at;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !seen_sof {
+        return Err(if h.complete {
+            RenderError::Undecodable("JPEG without a frame header".into())
+        } else {
+            RenderError::Truncated("JPEG ends before its frame header".into())
+        });
+    }
+    if !icc_chunks.is_empty() {
+        icc_chunks.sort_by_key(|(seq, _)| *seq);
+        h.icc = Some(icc_chunks.into_iter().flat_map(|(_, c)| c).collect());
+    }
+    Ok(h)
+}
+
+/// Count GIF image descriptors, stopping once `max + 1` are seen. Walks the block structure
+/// without decompressing anything.
+fn count_gif_frames(data: &[u8], max: u32) -> Result<u32, RenderError> {
+    let truncated = || RenderError::Truncated("GIF data ends inside a block".into());
+    let mut pos = 13;
+    let flags = data[10];
+    if flags & 0x80 != 0 {
+        pos += 3 * (1 << ((flags & 0x07) + 1));
+    }
+    let skip_sub_blocks = |mut p: usize| -> Option<usize> {
+        loop {
+            let n = usize::from(*data.get(p)?);
+            p += 1;
+            if n == 0 {
+                return Some(p);
+            }
+            p += n;
+        }
+    };
+    let mut frames = 0;
+    loop {
+        match data.get(pos) {
+            None => {
+                // A GIF without its trailer still renders if a frame was seen; browsers accept it.
+                return if frames > 0 {
+                    Ok(frames)
+                } else {
+                    Err(truncated())
+                };
+            }
+            Some(0x3B) => return Ok(frames),
+            Some(0x21) => {
+                pos = skip_sub_blocks(pos + 2).ok_or_else(truncated)?;
+            }
+            Some(0x2C) => {
+                frames += 1;
+                if frames > max {
+                    return Ok(frames);
+                }
+                let flags = *data.get(pos + 9).ok_or_else(truncated)?;
+                pos += 10;
+                if flags & 0x80 != 0 {
+                    pos += 3 * (1 << ((flags & 0x07) + 1));
+                }
+                // LZW minimum code size, then the data sub-blocks.
+                pos = skip_sub_blocks(pos + 1).ok_or_else(|| {
+                    if frames > 1 {
+                        RenderError::Truncated("GIF ends inside a later frame".into())
+                    } else {
+                        truncated()
+                    }
+                })?;
+            }
+            Some(b) => {
+                return Err(RenderError::Undecodable(format!(
+                    "unexpected GIF block 0x{b:02x}"
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_every_supported_format_from_magic_bytes() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0"), Some(SourceFormat::Jpeg));
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some(SourceFormat::Png));
+        assert_eq!(sniff(b"GIF89a......"), Some(SourceFormat::Gif));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(SourceFormat::Webp));
+        assert_eq!(sniff(b"II*\0\x08\0\0\0"), Some(SourceFormat::Tiff));
+        assert_eq!(
+            sniff(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"),
+            Some(SourceFormat::Avif)
+        );
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"),
+            Some(SourceFormat::Heic)
+        );
+        assert_eq!(sniff(b"<svg xmlns="), None);
+        assert_eq!(sniff(b""), None);
+    }
+
+    #[test]
+    fn rejects_empty_input_as_unsupported() {
+        let err = probe(&[], &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), shared::error::ErrorCode::UnsupportedFormat);
+    }
+}

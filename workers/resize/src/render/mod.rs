@@ -1,0 +1,317 @@
+//! The image engine: one upload's bytes plus a [`VariantRequest`] in, encoded variants plus the
+//! facts the manifest records out.
+//!
+//! This module is pure and synchronous: no I/O, no async, no global state. Callers run it on a
+//! blocking thread (the worker through `spawn_blocking`, the bench on plain threads); inside, the
+//! independent encodes of one image run in parallel on the rayon pool.
+//!
+//! The pipeline, in order, and the invariants each stage keeps:
+//!
+//! 1. [`decode::probe`] sniffs the format from magic bytes and reads only the header: stored
+//!    dimensions, frame count, orientation. Every limit in [`Limits`] is checked here, before a
+//!    pixel buffer is allocated, so a decompression bomb costs a header parse.
+//! 2. [`decode::decode`] decodes the first frame once. JPEG is decoded with libjpeg-turbo's
+//!    DCT-domain scaling when the largest requested variant is small enough (see
+//!    [`plan_jpeg_scale`]); HEIF/AVIF come out of libheif with the container's `irot`/`imir`
+//!    already applied.
+//! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2 (untagged means
+//!    sRGB; CMYK without a profile uses a documented fallback); 16-bit input is reduced to 8 bits
+//!    after the conversion. Alpha is kept.
+//! 4. [`orient`] applies the EXIF orientation (all eight), so every later stage sees upright
+//!    pixels and no output carries the tag.
+//! 5. [`resize`] makes each target width (Lanczos3, SIMD, alpha premultiplied during the filter)
+//!    from the one decoded frame; the frame is dropped before encoding starts, to keep the peak
+//!    resident set small.
+//! 6. [`encode`] writes lossy WebP (libwebp) and AVIF (rav1e through ravif) in parallel; no
+//!    metadata is written into any output.
+//! 7. [`facts`] computes the manifest facts (hash, placeholder, dominant colour).
+
+pub mod color;
+pub mod decode;
+pub mod encode;
+pub mod facts;
+pub mod orient;
+pub mod resize;
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use shared::error::ErrorCode;
+use shared::variant::{OutputFormat, VariantRequest};
+
+pub use decode::SourceFormat;
+pub use encode::EncodeSettings;
+pub use facts::SourceFacts;
+
+/// Resource limits checked against the header before any pixel is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Most pixels (width × height of the stored image) accepted.
+    pub max_pixels: u64,
+    /// Longest side accepted, in pixels.
+    pub max_dimension: u32,
+    /// Largest input accepted, in bytes.
+    pub max_input_bytes: u64,
+    /// Most frames an animated input may have (only the first is rendered).
+    pub max_frames: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pixels: 100_000_000,
+            max_dimension: 32_768,
+            max_input_bytes: 64 * 1024 * 1024,
+            max_frames: 1_000,
+        }
+    }
+}
+
+/// Why an image could not be rendered. Every variant maps to one closed-set [`ErrorCode`]
+/// through [`RenderError::code`]; all of them are permanent (the same bytes fail the same way).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The bytes are not a format we read (including empty input).
+    #[error("unsupported format: {0}")]
+    UnsupportedFormat(String),
+    /// The bytes claim a supported format but cannot be decoded.
+    #[error("undecodable image: {0}")]
+    Undecodable(String),
+    /// The image data ends early.
+    #[error("truncated image: {0}")]
+    Truncated(String),
+    /// Pixel, dimension or byte limits exceeded.
+    #[error("image too large: {0}")]
+    TooLarge(String),
+    /// More frames than [`Limits::max_frames`].
+    #[error("too many frames: {0}")]
+    TooManyFrames(String),
+    /// The embedded colour profile cannot be applied to the pixels.
+    #[error("invalid colour profile: {0}")]
+    InvalidColorProfile(String),
+    /// An encoder failed.
+    #[error("encode failed: {0}")]
+    Encode(String),
+}
+
+impl RenderError {
+    /// The closed-set code for metrics, the failure record and the batch status.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RenderError::UnsupportedFormat(_) => ErrorCode::UnsupportedFormat,
+            RenderError::Undecodable(_) => ErrorCode::UndecodableImage,
+            RenderError::Truncated(_) => ErrorCode::TruncatedImage,
+            RenderError::TooLarge(_) => ErrorCode::ImageTooLarge,
+            RenderError::TooManyFrames(_) => ErrorCode::TooManyFrames,
+            RenderError::InvalidColorProfile(_) => ErrorCode::InvalidColorProfile,
+            RenderError::Encode(_) => ErrorCode::EncodeFailed,
+        }
+    }
+}
+
+/// One encoded output.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// The width that was asked for (the key's `{width}w`); equals the source width when the
+    /// source is narrower than every requested width.
+    pub target_width: u32,
+    /// Actual pixel width.
+    pub width: u32,
+    /// Actual pixel height.
+    pub height: u32,
+    /// Encoding.
+    pub format: OutputFormat,
+    /// The encoded file.
+    pub bytes: Vec<u8>,
+}
+
+/// Where the time of one render went, for logs and the bench.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    /// Header probe + decode + colour conversion + orientation, in milliseconds.
+    pub decode_ms: f64,
+    /// All resizes, in milliseconds.
+    pub resize_ms: f64,
+    /// All encodes (wall time of the parallel section), in milliseconds.
+    pub encode_ms: f64,
+}
+
+/// The result of [`render`].
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Facts about the source for the manifest.
+    pub facts: SourceFacts,
+    /// One entry per (target width, format), widths ascending, formats in request order.
+    pub variants: Vec<Variant>,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// The widths to produce for an (oriented) source width, following the sharp baseline's rule:
+/// every requested width strictly smaller than the source; if none is, one variant at the
+/// source width (never an upscale, never 0).
+pub fn plan_widths(requested: &[u32], source_width: u32) -> Vec<u32> {
+    let mut widths: Vec<u32> = requested
+        .iter()
+        .copied()
+        .filter(|&w| w > 0 && w < source_width)
+        .collect();
+    widths.sort_unstable();
+    widths.dedup();
+    if widths.is_empty() {
+        widths.push(source_width.max(1));
+    }
+    widths
+}
+
+/// Height for `width` keeping the aspect ratio of `src_w` × `src_h`, rounded, at least 1.
+pub fn scaled_height(src_w: u32, src_h: u32, width: u32) -> u32 {
+    let h = (u64::from(src_h) * u64::from(width) + u64::from(src_w) / 2) / u64::from(src_w.max(1));
+    u32::try_from(h.max(1)).unwrap_or(u32::MAX)
+}
+
+/// The libjpeg-turbo DCT scale denominator (1, 2, 4 or 8) for a JPEG whose oriented width is
+/// `oriented_w`, when the largest variant is `max_target_w` wide.
+///
+/// libjpeg-turbo's reduced-size IDCT (1/2, 1/4, 1/8; these have SIMD paths) is a cheap and
+/// good low-pass; we take the largest reduction that still leaves at least
+/// `min_residual` × the target width for the Lanczos3 pass, so the final filter always does real
+/// work and the DCT's aliasing stays below what the quality metric sees (the ratio was chosen by
+/// measuring SSIM on the corpus; see the README).
+pub fn plan_jpeg_scale(oriented_w: u32, max_target_w: u32, min_residual: f64) -> u32 {
+    let mut best = 1;
+    for denom in [2_u32, 4, 8] {
+        let scaled = f64::from(oriented_w.div_ceil(denom));
+        if scaled >= f64::from(max_target_w) * min_residual {
+            best = denom;
+        }
+    }
+    best
+}
+
+/// Render every variant of one image, and its facts.
+///
+/// `request` must be normalised ([`VariantRequest::normalise`]); widths are then planned with
+/// [`plan_widths`] against the oriented source width.
+///
+/// # Errors
+/// Returns a [`RenderError`] (see [`RenderError::code`]) when the input is not a supported
+/// image, exceeds `limits`, is truncated or corrupt, or an encoder fails.
+pub fn render(
+    bytes: &[u8],
+    request: &VariantRequest,
+    limits: &Limits,
+    settings: &EncodeSettings,
+) -> Result<Rendered, RenderError> {
+    let t0 = Instant::now();
+    let probe = decode::probe(bytes, limits)?;
+    let (oriented_w, _) = probe.oriented_dimensions();
+    let widths = plan_widths(&request.widths, oriented_w);
+    let max_target = widths.last().copied().unwrap_or(oriented_w);
+    let decoded = decode::decode(bytes, &probe, max_target, settings)?;
+    let (raster, source_color) = color::to_srgb8(decoded)?;
+    let raster = orient::apply(raster, probe.orientation_to_apply());
+    let (src_w, src_h) = (probe.oriented_dimensions().0, probe.oriented_dimensions().1);
+    let decode_ms = ms(t0);
+
+    let t1 = Instant::now();
+    let facts = facts::compute(bytes, &probe, &raster, (src_w, src_h), source_color)?;
+    let resized: Vec<(u32, resize::Raster)> = widths
+        .iter()
+        .map(|&w| {
+            let h = scaled_height(src_w, src_h, w);
+            resize::resize(&raster, w, h).map(|r| (w, r))
+        })
+        .collect::<Result<_, _>>()?;
+    // The full frame is the largest allocation; free it before the encoders allocate theirs.
+    drop(raster);
+    let resize_ms = ms(t1);
+
+    let t2 = Instant::now();
+    let jobs: Vec<(usize, OutputFormat)> = (0..resized.len())
+        .flat_map(|i| request.formats.iter().map(move |&f| (i, f)))
+        .collect();
+    // Largest first so the long AVIF encodes start early and the small ones fill the gaps.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| std::cmp::Reverse(resized[jobs[j].0].1.pixels()));
+    let mut encoded: Vec<(usize, Variant)> = order
+        .par_iter()
+        .map(|&j| {
+            let (i, format) = jobs[j];
+            let (target_width, ref r) = resized[i];
+            let bytes = encode::encode(r, format, request, settings)?;
+            Ok((
+                j,
+                Variant {
+                    target_width,
+                    width: r.width,
+                    height: r.height,
+                    format,
+                    bytes,
+                },
+            ))
+        })
+        .collect::<Result<_, RenderError>>()?;
+    encoded.sort_by_key(|(j, _)| *j);
+    let encode_ms = ms(t2);
+
+    Ok(Rendered {
+        facts,
+        variants: encoded.into_iter().map(|(_, v)| v).collect(),
+        timings: Timings {
+            decode_ms,
+            resize_ms,
+            encode_ms,
+        },
+    })
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_widths_like_the_sharp_baseline() {
+        let req = [320, 640, 1280, 2048];
+        assert_eq!(plan_widths(&req, 2725), vec![320, 640, 1280, 2048]);
+        assert_eq!(plan_widths(&req, 2048), vec![320, 640, 1280]);
+        assert_eq!(plan_widths(&req, 321), vec![320]);
+        assert_eq!(plan_widths(&req, 320), vec![320]);
+        assert_eq!(plan_widths(&req, 32), vec![32]);
+        assert_eq!(plan_widths(&req, 0), vec![1]);
+    }
+
+    #[test]
+    fn scaled_height_never_reaches_zero() {
+        assert_eq!(scaled_height(4000, 10, 320), 1);
+        assert_eq!(scaled_height(2725, 2225, 320), 261);
+        assert_eq!(scaled_height(600, 450, 320), 240);
+    }
+
+    #[test]
+    fn jpeg_scale_leaves_room_for_the_final_filter() {
+        assert_eq!(plan_jpeg_scale(6000, 2048, 1.0), 2);
+        assert_eq!(plan_jpeg_scale(6000, 2048, 2.0), 1);
+        assert_eq!(plan_jpeg_scale(2725, 320, 1.0), 8);
+        assert_eq!(plan_jpeg_scale(2725, 320, 2.0), 4);
+        assert_eq!(plan_jpeg_scale(600, 600, 1.0), 1);
+    }
+
+    #[test]
+    fn every_error_has_its_code() {
+        assert_eq!(
+            RenderError::Truncated(String::new()).code(),
+            ErrorCode::TruncatedImage
+        );
+        assert_eq!(
+            RenderError::TooLarge(String::new()).code(),
+            ErrorCode::ImageTooLarge
+        );
+    }
+}
