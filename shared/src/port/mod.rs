@@ -16,5 +16,7 @@ pub use metadata_store::{
     BatchCounts, BatchRecord, BatchStatus, FileError, FileRecord, FileStatus, MetadataStore,
     MetadataStoreError, NewBatch, NewFile, RenderedFile, SourceFacts, Transition, VariantRecord,
 };
-pub use queue::{DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueStats};
+pub use queue::{
+    DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueSettings, QueueStats,
+};
 pub use topic::{Topic, TopicError};

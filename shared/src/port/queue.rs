@@ -101,6 +101,31 @@ pub struct QueueStats {
     pub oldest_age: Option<Duration>,
 }
 
+/// Settings of one queue and its DLQ.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Queue name.
+    pub name: String,
+    /// Name of its dead-letter queue.
+    pub dlq_name: String,
+    /// Default visibility timeout of a receive.
+    pub visibility_timeout: Duration,
+    /// Receives after which the redrive policy moves a message to the DLQ.
+    pub max_receive_count: u32,
+}
+
+impl QueueSettings {
+    /// `name` with DLQ `name-dlq`, 30 s visibility and 5 receives.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            dlq_name: format!("{name}-dlq"),
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 5,
+        }
+    }
+}
+
 /// A work queue with a dead-letter queue.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {

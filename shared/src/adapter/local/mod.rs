@@ -12,7 +12,7 @@ pub mod sqlite_topic;
 pub use fs_blob_store::{FsBlobStore, NotificationRule};
 pub use signing::LocalSigner;
 pub use sqlite_metadata_store::SqliteMetadataStore;
-pub use sqlite_queue::{QueueSettings, SqliteQueue};
+pub use sqlite_queue::SqliteQueue;
 pub use sqlite_topic::SqliteTopic;
 
 /// File name of the queues-and-topics database inside a data dir.

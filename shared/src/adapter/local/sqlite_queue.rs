@@ -24,7 +24,9 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Notify;
 
 use super::db::{Db, DbFailure, from_ms, ms, now_ms};
-use crate::port::queue::{DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueStats};
+use crate::port::queue::{
+    DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueSettings, QueueStats,
+};
 
 /// Largest message body, as SQS: 1 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
@@ -49,31 +51,6 @@ CREATE TABLE IF NOT EXISTS queue_messages (
 );
 CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, visible_at_ms);
 ";
-
-/// Settings of one queue and its DLQ.
-#[derive(Debug, Clone)]
-pub struct QueueSettings {
-    /// Queue name.
-    pub name: String,
-    /// Name of its dead-letter queue.
-    pub dlq_name: String,
-    /// Default visibility timeout of a receive.
-    pub visibility_timeout: Duration,
-    /// Receives after which the redrive policy moves a message to the DLQ.
-    pub max_receive_count: u32,
-}
-
-impl QueueSettings {
-    /// `name` with DLQ `name-dlq`, 30 s visibility and 5 receives.
-    pub fn new(name: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            dlq_name: format!("{name}-dlq"),
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: 5,
-        }
-    }
-}
 
 /// In-process wake-ups, keyed by database path and queue name, so `prism dev` (one process)
 /// delivers with no polling delay.

@@ -1,0 +1,212 @@
+//! The `BlobStore` contract.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::port::blob_store::{BlobStore, BlobStoreError, PutOptions, UploadMethod, UploadPolicy};
+
+/// Run every rule of the contract against an empty bucket.
+///
+/// # Panics
+/// On the first broken rule.
+pub async fn blob_store_contract(store: Arc<dyn BlobStore>) {
+    round_trips_body_type_and_metadata(&*store).await;
+    missing_objects_are_not_found(&*store).await;
+    overwrite_replaces_whole_object(&*store).await;
+    awkward_keys_round_trip(&*store).await;
+    list_filters_by_prefix_in_order(&*store).await;
+    delete_is_idempotent(&*store).await;
+    concurrent_writers_never_expose_partial_objects(store.clone()).await;
+    presigns_uploads_and_downloads(&*store).await;
+}
+
+async fn round_trips_body_type_and_metadata(store: &dyn BlobStore) {
+    let meta = BTreeMap::from([("prism-batch-id".to_owned(), "b1".to_owned())]);
+    let opts = PutOptions {
+        content_type: Some("image/webp".into()),
+        metadata: meta.clone(),
+    };
+    let body = Bytes::from_static(b"RIFF\x00\x00\x00\x00WEBPVP8 ");
+    store
+        .put("a/b/c.webp", body.clone(), opts)
+        .await
+        .expect("put");
+    assert_eq!(store.get("a/b/c.webp").await.expect("get"), body);
+    let head = store.head("a/b/c.webp").await.expect("head");
+    assert_eq!(head.size, body.len() as u64);
+    assert_eq!(head.content_type.as_deref(), Some("image/webp"));
+    assert_eq!(head.metadata, meta);
+    store
+        .put("empty", Bytes::new(), PutOptions::default())
+        .await
+        .expect("put empty");
+    assert_eq!(store.get("empty").await.expect("get empty").len(), 0);
+}
+
+async fn missing_objects_are_not_found(store: &dyn BlobStore) {
+    let e = store.get("nope/missing").await.expect_err("missing get");
+    assert!(matches!(e, BlobStoreError::NotFound(_)), "{e:?}");
+    assert!(!e.is_transient());
+    let e = store.head("nope/missing").await.expect_err("missing head");
+    assert!(matches!(e, BlobStoreError::NotFound(_)), "{e:?}");
+}
+
+async fn overwrite_replaces_whole_object(store: &dyn BlobStore) {
+    let opts = |ct: &str| PutOptions {
+        content_type: Some(ct.into()),
+        ..Default::default()
+    };
+    store
+        .put("over", Bytes::from(vec![1u8; 1000]), opts("a/one"))
+        .await
+        .expect("put 1");
+    store
+        .put("over", Bytes::from(vec![2u8; 10]), opts("a/two"))
+        .await
+        .expect("put 2");
+    assert_eq!(
+        store.get("over").await.expect("get"),
+        Bytes::from(vec![2u8; 10])
+    );
+    assert_eq!(
+        store
+            .head("over")
+            .await
+            .expect("head")
+            .content_type
+            .as_deref(),
+        Some("a/two")
+    );
+}
+
+async fn awkward_keys_round_trip(store: &dyn BlobStore) {
+    for key in [
+        "sp ace/p+lus",
+        "pct%25/x",
+        "ünï/cødé.jpg",
+        "a",
+        "a/b",
+        "x.d/y.o",
+    ] {
+        store
+            .put(key, Bytes::from(key.to_owned()), PutOptions::default())
+            .await
+            .expect(key);
+    }
+    for key in [
+        "sp ace/p+lus",
+        "pct%25/x",
+        "ünï/cødé.jpg",
+        "a",
+        "a/b",
+        "x.d/y.o",
+    ] {
+        assert_eq!(
+            store.get(key).await.expect(key),
+            Bytes::from(key.to_owned()),
+            "{key}"
+        );
+    }
+}
+
+async fn list_filters_by_prefix_in_order(store: &dyn BlobStore) {
+    for k in ["list/2", "list/1", "list/sub/3", "listing", "other/1"] {
+        store
+            .put(k, Bytes::from_static(b"xyz"), PutOptions::default())
+            .await
+            .expect(k);
+    }
+    let keys: Vec<String> = store
+        .list("list/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["list/1", "list/2", "list/sub/3"]);
+    let all = store.list("list").await.expect("list");
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().all(|o| o.size == 3));
+    assert!(store.list("nothing-here/").await.expect("list").is_empty());
+}
+
+async fn delete_is_idempotent(store: &dyn BlobStore) {
+    store
+        .put("del/me", Bytes::from_static(b"x"), PutOptions::default())
+        .await
+        .expect("put");
+    store.delete("del/me").await.expect("delete");
+    store.delete("del/me").await.expect("delete again");
+    assert!(matches!(
+        store.get("del/me").await,
+        Err(BlobStoreError::NotFound(_))
+    ));
+}
+
+async fn concurrent_writers_never_expose_partial_objects(store: Arc<dyn BlobStore>) {
+    // Two writers alternate large bodies of distinct bytes while a reader checks that every
+    // read is one whole body.
+    let bodies = [
+        Bytes::from(vec![b'a'; 256 * 1024]),
+        Bytes::from(vec![b'b'; 128 * 1024]),
+    ];
+    store
+        .put("race", bodies[0].clone(), PutOptions::default())
+        .await
+        .expect("seed");
+    let mut writers = Vec::new();
+    for body in bodies.clone() {
+        let s = store.clone();
+        writers.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                s.put("race", body.clone(), PutOptions::default())
+                    .await
+                    .expect("put");
+            }
+        }));
+    }
+    for _ in 0..20 {
+        let got = store.get("race").await.expect("get");
+        assert!(
+            got == bodies[0] || got == bodies[1],
+            "partial object of {} bytes",
+            got.len()
+        );
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+}
+
+async fn presigns_uploads_and_downloads(store: &dyn BlobStore) {
+    let policy = UploadPolicy {
+        key: "uploads/b1/f1".into(),
+        content_type: "image/jpeg".into(),
+        max_bytes: 1024,
+        metadata: BTreeMap::from([("prism-file-id".to_owned(), "f1".to_owned())]),
+        expires_in: Duration::from_secs(300),
+    };
+    let up = store.presign_upload(&policy).await.expect("presign upload");
+    match up.method {
+        UploadMethod::Post => {
+            let fields = up.fields.expect("POST carries fields");
+            assert_eq!(fields.get("key").map(String::as_str), Some("uploads/b1/f1"));
+            assert!(up.headers.is_none());
+        }
+        UploadMethod::Put => assert!(up.headers.is_some() && up.fields.is_none()),
+    }
+    assert!(up.url.starts_with("http"), "{}", up.url);
+    assert!(up.expires_at > time::OffsetDateTime::now_utc());
+    let url = store
+        .presign_download("a/b/c.webp", Duration::from_secs(60))
+        .await
+        .expect("presign get");
+    assert!(url.starts_with("http"), "{url}");
+    assert!(
+        !url.contains("x-amz-checksum"),
+        "presigned URLs must not carry checksums: {url}"
+    );
+}
