@@ -4,9 +4,9 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: {
-    // Type checking is `tsc --noEmit`'s job (scripts/test-cdk.sh runs it first); transpiling
-    // per file keeps the jest run fast on small CI machines.
-    '^.+\\.tsx?$': ['ts-jest', { isolatedModules: true }],
+    // tsconfig sets isolatedModules, so ts-jest transpiles file by file (fast); type checking is
+    // `tsc --noEmit`'s job, which scripts/test-cdk.sh runs first.
+    '^.+\\.tsx?$': ['ts-jest', {}],
   },
   // Every test synthesises whole stacks; give slow CI machines room.
   testTimeout: 120000,

@@ -1,0 +1,42 @@
+/** Context parsing: defaults, CLI-style strings, and rejection of malformed values. */
+import { loadConfig } from '../lib/config';
+import { cdkJsonContext } from './helpers';
+
+const from = (ctx: Record<string, unknown>) => loadConfig((k) => ctx[k]);
+
+test('cdk.json defaults', () => {
+  const c = from(cdkJsonContext());
+  expect(c).toEqual(
+    expect.objectContaining({
+      region: 'us-east-1',
+      allowedOrigins: [],
+      natGateways: 0,
+      api: { min: 1, max: 4 },
+      resize: { min: 0, max: 10 },
+      archiver: { min: 0, max: 2 },
+      metadata: { min: 1, max: 4 },
+      workerSpot: true,
+    }),
+  );
+  expect(c.certificateArn).toBeUndefined();
+  expect(c.alarmEmail).toBeUndefined();
+  expect(c.apiTokenSecretArn).toBeUndefined();
+});
+
+test('`-c` values arrive as strings: comma lists, numbers, booleans', () => {
+  const c = from({ allowedOrigins: 'https://a.example, http://localhost:3000', resizeMaxTasks: '20', workerSpot: 'false', natGateways: '1' });
+  expect(c.allowedOrigins).toEqual(['https://a.example', 'http://localhost:3000']);
+  expect(c.resize.max).toBe(20);
+  expect(c.workerSpot).toBe(false);
+  expect(c.natGateways).toBe(1);
+});
+
+test.each([
+  [{ allowedOrigins: ['https://a.example/path'] }, /scheme:\/\/host/],
+  [{ resizeMaxTasks: 'ten' }, /non-negative integer/],
+  [{ resizeMinTasks: 5, resizeMaxTasks: 2 }, /must be >= 1 and >= resizeMinTasks/],
+  [{ workerSpot: 'yes' }, /true or false/],
+  [{ apiDesiredCount: 5, apiMaxCount: 2 }, /apiMaxCount/],
+])('rejects %j', (ctx, message) => {
+  expect(() => from(ctx)).toThrow(message);
+});
