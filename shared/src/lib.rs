@@ -7,13 +7,23 @@
 //! - [`keys`]: the deterministic object keys of uploads, variants, manifests and failures.
 //! - [`port`]: the four ports (`BlobStore`, `Queue`, `Topic`, `MetadataStore`) and their errors.
 //! - [`adapter`]: port implementations; `adapter::local` is the embedded backend.
+//! - [`consumer`]: the queue loop: receive, bounded concurrency, heartbeat, ack/retry/dead-letter.
+//! - [`admission`]: admission by budget (the resize worker's pixel budget).
+//! - [`config`]: layered config (defaults, file, `PRISM__` env, CLI), validated, secrets redacted.
+//! - [`telemetry`]: tracing setup, metric names and helpers, `/metrics` + `/healthz`.
+//! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
 //! - `testing` (feature `test-util`): the port contract suites every adapter must pass.
 
 pub mod adapter;
+pub mod admission;
+pub mod config;
+pub mod consumer;
 pub mod error;
 pub mod event;
 pub mod keys;
 pub mod port;
+pub mod shutdown;
+pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod variant;

@@ -1,0 +1,391 @@
+//! Layered configuration (STYLE 3.4): compiled defaults → optional `--config` file (TOML) →
+//! `PRISM__SECTION__KEY` environment variables → CLI overrides. Parsed into typed structs and
+//! validated before any I/O; an invalid config exits non-zero. Nothing outside this module
+//! reads the environment.
+//!
+//! Secrets are [`Secret`]s: they deserialize from strings and always serialize as
+//! `"[redacted]"`, so logging or `--print-config` never leaks them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A configuration failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or parsed.
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A secret string: redacted when serialized or debug-printed.
+#[derive(Clone, Default)]
+pub struct Secret(Option<SecretString>);
+
+impl Secret {
+    /// Wrap a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(Some(SecretString::from(s.into())))
+    }
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> Option<&str> {
+        self.0.as_ref().map(ExposeSecret::expose_secret)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "[redacted]" } else { "None" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(_) => s.serialize_str("[redacted]"),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Secret::new).unwrap_or_default())
+    }
+}
+
+/// Which adapters a binary uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Files + SQLite under `data_dir`.
+    #[default]
+    Local,
+    /// S3, SQS, SNS, DynamoDB.
+    Aws,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for local runs.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for AWS.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Pretty or JSON.
+    pub format: LogFormat,
+    /// `tracing` `EnvFilter` directives.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Pretty, filter: "info".into() }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/healthz` are served (port 0 picks a free one).
+    pub listen_addr: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)) }
+    }
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight work may run after SIGTERM. Must stay below the container stop
+    /// timeout (ECS default 30 s) with slack.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_timeout_secs: 25 }
+    }
+}
+
+/// `[aws]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region; the SDK's default chain when absent.
+    pub region: Option<String>,
+    /// A custom endpoint (moto, LocalStack); enables path-style S3 addressing.
+    pub endpoint_url: Option<url::Url>,
+}
+
+/// `[resources]`: names of the buckets, topic, table and this worker's queues. Locally they are
+/// names inside `data_dir`; on AWS bucket names, the topic ARN, the table name and queue URLs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// Uploads bucket.
+    pub uploads_bucket: String,
+    /// Media bucket.
+    pub media_bucket: String,
+    /// Archive bucket.
+    pub archive_bucket: String,
+    /// Topic (ARN on AWS, name locally).
+    pub topic_arn: String,
+    /// Metadata table.
+    pub table_name: String,
+    /// This worker's queue (URL on AWS, name locally); defaults per worker.
+    pub queue_url: Option<String>,
+    /// This worker's dead-letter queue.
+    pub dlq_url: Option<String>,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            uploads_bucket: "uploads".into(),
+            media_bucket: "media".into(),
+            archive_bucket: "archive".into(),
+            topic_arn: "events".into(),
+            table_name: "metadata".into(),
+            queue_url: None,
+            dlq_url: None,
+        }
+    }
+}
+
+/// The sections every binary has (flattened into each binary's config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommonConfig {
+    /// Local or AWS adapters.
+    pub backend: Backend,
+    /// Root of the embedded backend's files.
+    pub data_dir: PathBuf,
+    /// AWS settings.
+    pub aws: AwsConfig,
+    /// Resource names.
+    pub resources: Resources,
+    /// Metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// Shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for CommonConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Local,
+            data_dir: PathBuf::from("prism-data"),
+            aws: AwsConfig::default(),
+            resources: Resources::default(),
+            metrics: MetricsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl CommonConfig {
+    /// Checks every binary shares.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shutdown.drain_timeout_secs == 0 || self.shutdown.drain_timeout_secs > 110 {
+            return Err(ConfigError::Invalid(format!(
+                "shutdown.drain_timeout_secs = {} must be 1..=110 (below the 120 s ECS stop limit)",
+                self.shutdown.drain_timeout_secs
+            )));
+        }
+        if self.backend == Backend::Aws {
+            let r = &self.resources;
+            if r.queue_url.is_none() {
+                return Err(ConfigError::Invalid(
+                    "resources.queue_url is required with backend = aws".into(),
+                ));
+            }
+            if !r.topic_arn.starts_with("arn:") {
+                return Err(ConfigError::Invalid(format!(
+                    "resources.topic_arn must be an ARN with backend = aws, got {:?}",
+                    r.topic_arn
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A binary's configuration type.
+pub trait Validate {
+    /// Check every value; called by [`load`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad value.
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Load `T` from its defaults, `file`, the `PRISM__…` environment and `overrides`
+/// (`("section.key", value)` pairs from CLI flags), then validate it.
+///
+/// # Errors
+/// A source that cannot be read, a value of the wrong type, or a failed check.
+pub fn load<T>(file: Option<&Path>, overrides: &[(&str, String)]) -> Result<T, ConfigError>
+where
+    T: Default + Serialize + DeserializeOwned + Validate,
+{
+    load_from_env(file, overrides, std::env::vars())
+}
+
+/// [`load`] with an explicit environment (tests).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_from_env<T, I>(
+    file: Option<&Path>,
+    overrides: &[(&str, String)],
+    env: I,
+) -> Result<T, ConfigError>
+where
+    T: Default + Serialize + DeserializeOwned + Validate,
+    I: IntoIterator<Item = (String, String)>,
+{
+    let defaults = config::Config::try_from(&T::default())?;
+    let mut builder = config::Config::builder().add_source(defaults);
+    if let Some(f) = file {
+        builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
+    }
+    let env: std::collections::HashMap<String, String> =
+        env.into_iter().filter(|(k, _)| k.starts_with("PRISM__")).collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("PRISM")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("auth.token_sha256s")
+            .with_list_parse_key("resize.widths")
+            .source(Some(env)),
+    );
+    for (k, v) in overrides {
+        builder = builder.set_override(*k, v.clone())?;
+    }
+    let cfg: T = builder.build()?.try_deserialize()?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The effective config as JSON, secrets redacted (for the startup log and `--print-config`).
+pub fn redacted_json<T: Serialize>(cfg: &T) -> String {
+    serde_json::to_string(cfg).unwrap_or_else(|e| format!("<unserialisable config: {e}>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct TestConfig {
+        #[serde(flatten)]
+        common: CommonConfig,
+        token: Secret,
+        worker: Worker,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Worker {
+        concurrency: usize,
+    }
+
+    impl Default for Worker {
+        fn default() -> Self {
+            Self { concurrency: 2 }
+        }
+    }
+
+    impl Validate for TestConfig {
+        fn validate(&self) -> Result<(), ConfigError> {
+            self.common.validate()?;
+            if self.worker.concurrency == 0 {
+                return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prism.toml");
+        std::fs::write(&file, "data_dir = \"/from/file\"\n[worker]\nconcurrency = 3\n[log]\nfilter = \"debug\"\n").unwrap();
+        let c: TestConfig = load_from_env(Some(&file), &[], env(&[])).unwrap();
+        assert_eq!(c.worker.concurrency, 3);
+        assert_eq!(c.common.data_dir, PathBuf::from("/from/file"));
+        let c: TestConfig = load_from_env(
+            Some(&file),
+            &[("worker.concurrency", "7".into())],
+            env(&[("PRISM__WORKER__CONCURRENCY", "5"), ("PRISM__LOG__FORMAT", "json"), ("PRISM_IGNORED", "x")]),
+        )
+        .unwrap();
+        assert_eq!(c.worker.concurrency, 7, "CLI beats env");
+        assert_eq!(c.common.log.format, LogFormat::Json, "env beats defaults");
+        assert_eq!(c.common.log.filter, "debug", "file beats defaults");
+        let c: TestConfig = load_from_env(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "5")])).unwrap();
+        assert_eq!(c.worker.concurrency, 5, "env beats defaults");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_before_use() {
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "0")])).unwrap_err();
+        assert!(e.to_string().contains("worker.concurrency"), "{e}");
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "many")])).unwrap_err();
+        assert!(matches!(e, ConfigError::Load(_)), "{e}");
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__BACKEND", "aws")])).unwrap_err();
+        assert!(e.to_string().contains("queue_url"), "{e}");
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS", "600")])).unwrap_err();
+        assert!(e.to_string().contains("drain_timeout_secs"), "{e}");
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__BACKEND", "carrier-pigeon")])).unwrap_err();
+        assert!(matches!(e, ConfigError::Load(_)), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_section_are_rejected() {
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURENCY", "3")])).unwrap_err();
+        assert!(e.to_string().contains("concurency"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c: TestConfig = load_from_env(None, &[], env(&[("PRISM__TOKEN", "hunter2")])).unwrap();
+        assert_eq!(c.token.expose(), Some("hunter2"));
+        let shown = redacted_json(&c);
+        assert!(!shown.contains("hunter2") && shown.contains("[redacted]"), "{shown}");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
