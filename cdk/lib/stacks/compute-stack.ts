@@ -260,5 +260,6 @@ export class ComputeStack extends Stack {
     });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.operations.alarmTopic.topicArn });
     new CfnOutput(this, 'ClusterName', { value: this.cluster.clusterName });
+    new CfnOutput(this, 'ApiServiceName', { value: this.api.service.serviceName, description: 'For `aws ecs update-service --force-new-deployment` after changing the token secret' });
   }
 }
