@@ -27,7 +27,11 @@ pub struct BudgetPermit {
 
 impl Drop for BudgetPermit {
     fn drop(&mut self) {
-        let now = self.budget.in_use.fetch_sub(u64::from(self.units), Ordering::Relaxed) - u64::from(self.units);
+        let now = self
+            .budget
+            .in_use
+            .fetch_sub(u64::from(self.units), Ordering::Relaxed)
+            - u64::from(self.units);
         metrics::admission_budget(self.budget.worker, now, u64::from(self.budget.capacity));
     }
 }
@@ -37,16 +41,30 @@ impl Budget {
     pub fn new(worker: &'static str, capacity: u32) -> Self {
         let capacity = capacity.max(1);
         metrics::admission_budget(worker, 0, u64::from(capacity));
-        Self { worker, capacity, sem: Arc::new(Semaphore::new(capacity as usize)), in_use: Arc::default() }
+        Self {
+            worker,
+            capacity,
+            sem: Arc::new(Semaphore::new(capacity as usize)),
+            in_use: Arc::default(),
+        }
     }
 
     /// Wait for `units` (clamped to the capacity).
     pub async fn acquire(&self, units: u32) -> BudgetPermit {
         let units = units.clamp(1, self.capacity);
-        let permit = self.sem.clone().acquire_many_owned(units).await.expect("the semaphore is never closed");
+        let permit = self
+            .sem
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .expect("the semaphore is never closed");
         let now = self.in_use.fetch_add(u64::from(units), Ordering::Relaxed) + u64::from(units);
         metrics::admission_budget(self.worker, now, u64::from(self.capacity));
-        BudgetPermit { _permit: permit, units, budget: self.clone() }
+        BudgetPermit {
+            _permit: permit,
+            units,
+            budget: self.clone(),
+        }
     }
 
     /// Units in use now.
@@ -70,7 +88,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "30 units admitted beside 80 of 100");
         drop(big);
-        let p = tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+        let p = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(b.in_use(), 30);
         drop(p);
         let huge = b.acquire(10_000).await;

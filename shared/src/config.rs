@@ -41,7 +41,11 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "[redacted]" } else { "None" })
+        f.write_str(if self.0.is_some() {
+            "[redacted]"
+        } else {
+            "None"
+        })
     }
 }
 
@@ -56,7 +60,9 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Option::<String>::deserialize(d)?.map(Secret::new).unwrap_or_default())
+        Ok(Option::<String>::deserialize(d)?
+            .map(Secret::new)
+            .unwrap_or_default())
     }
 }
 
@@ -94,7 +100,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, filter: "info".into() }
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -108,7 +117,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)) }
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
     }
 }
 
@@ -123,7 +134,9 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { drain_timeout_secs: 25 }
+        Self {
+            drain_timeout_secs: 25,
+        }
     }
 }
 
@@ -275,8 +288,10 @@ where
     if let Some(f) = file {
         builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
     }
-    let env: std::collections::HashMap<String, String> =
-        env.into_iter().filter(|(k, _)| k.starts_with("PRISM__")).collect();
+    let env: std::collections::HashMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("PRISM__"))
+        .collect();
     builder = builder.add_source(
         config::Environment::with_prefix("PRISM")
             .prefix_separator("__")
@@ -329,54 +344,85 @@ mod tests {
         fn validate(&self) -> Result<(), ConfigError> {
             self.common.validate()?;
             if self.worker.concurrency == 0 {
-                return Err(ConfigError::Invalid("worker.concurrency must be at least 1".into()));
+                return Err(ConfigError::Invalid(
+                    "worker.concurrency must be at least 1".into(),
+                ));
             }
             Ok(())
         }
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("prism.toml");
-        std::fs::write(&file, "data_dir = \"/from/file\"\n[worker]\nconcurrency = 3\n[log]\nfilter = \"debug\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[worker]\nconcurrency = 3\n[log]\nfilter = \"debug\"\n",
+        )
+        .unwrap();
         let c: TestConfig = load_from_env(Some(&file), &[], env(&[])).unwrap();
         assert_eq!(c.worker.concurrency, 3);
         assert_eq!(c.common.data_dir, PathBuf::from("/from/file"));
         let c: TestConfig = load_from_env(
             Some(&file),
             &[("worker.concurrency", "7".into())],
-            env(&[("PRISM__WORKER__CONCURRENCY", "5"), ("PRISM__LOG__FORMAT", "json"), ("PRISM_IGNORED", "x")]),
+            env(&[
+                ("PRISM__WORKER__CONCURRENCY", "5"),
+                ("PRISM__LOG__FORMAT", "json"),
+                ("PRISM_IGNORED", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.worker.concurrency, 7, "CLI beats env");
         assert_eq!(c.common.log.format, LogFormat::Json, "env beats defaults");
         assert_eq!(c.common.log.filter, "debug", "file beats defaults");
-        let c: TestConfig = load_from_env(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "5")])).unwrap();
+        let c: TestConfig =
+            load_from_env(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "5")])).unwrap();
         assert_eq!(c.worker.concurrency, 5, "env beats defaults");
     }
 
     #[test]
     fn invalid_values_are_rejected_before_use() {
-        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "0")])).unwrap_err();
+        let e =
+            load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "0")]))
+                .unwrap_err();
         assert!(e.to_string().contains("worker.concurrency"), "{e}");
-        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURRENCY", "many")])).unwrap_err();
+        let e = load_from_env::<TestConfig, _>(
+            None,
+            &[],
+            env(&[("PRISM__WORKER__CONCURRENCY", "many")]),
+        )
+        .unwrap_err();
         assert!(matches!(e, ConfigError::Load(_)), "{e}");
-        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__BACKEND", "aws")])).unwrap_err();
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__BACKEND", "aws")]))
+            .unwrap_err();
         assert!(e.to_string().contains("queue_url"), "{e}");
-        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS", "600")])).unwrap_err();
+        let e = load_from_env::<TestConfig, _>(
+            None,
+            &[],
+            env(&[("PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS", "600")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("drain_timeout_secs"), "{e}");
-        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__BACKEND", "carrier-pigeon")])).unwrap_err();
+        let e =
+            load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__BACKEND", "carrier-pigeon")]))
+                .unwrap_err();
         assert!(matches!(e, ConfigError::Load(_)), "{e}");
     }
 
     #[test]
     fn unknown_keys_in_a_section_are_rejected() {
-        let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURENCY", "3")])).unwrap_err();
+        let e =
+            load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURENCY", "3")]))
+                .unwrap_err();
         assert!(e.to_string().contains("concurency"), "{e}");
     }
 
@@ -385,7 +431,10 @@ mod tests {
         let c: TestConfig = load_from_env(None, &[], env(&[("PRISM__TOKEN", "hunter2")])).unwrap();
         assert_eq!(c.token.expose(), Some("hunter2"));
         let shown = redacted_json(&c);
-        assert!(!shown.contains("hunter2") && shown.contains("[redacted]"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("[redacted]"),
+            "{shown}"
+        );
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

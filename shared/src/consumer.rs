@@ -104,13 +104,22 @@ impl ConsumerConfig {
     pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         let bad = |m: String| Err(crate::config::ConfigError::Invalid(m));
         if !(1..=256).contains(&self.concurrency) {
-            return bad(format!("consumer.concurrency = {} must be 1..=256", self.concurrency));
+            return bad(format!(
+                "consumer.concurrency = {} must be 1..=256",
+                self.concurrency
+            ));
         }
         if !(1..=10).contains(&self.batch_size) {
-            return bad(format!("consumer.batch_size = {} must be 1..=10", self.batch_size));
+            return bad(format!(
+                "consumer.batch_size = {} must be 1..=10",
+                self.batch_size
+            ));
         }
         if self.wait_time_secs > 20 {
-            return bad(format!("consumer.wait_time_secs = {} must be 0..=20", self.wait_time_secs));
+            return bad(format!(
+                "consumer.wait_time_secs = {} must be 0..=20",
+                self.wait_time_secs
+            ));
         }
         if !(2..=43_200).contains(&self.visibility_timeout_secs) {
             return bad(format!(
@@ -118,8 +127,13 @@ impl ConsumerConfig {
                 self.visibility_timeout_secs
             ));
         }
-        if self.backoff_base_secs == 0 || self.backoff_cap_secs < self.backoff_base_secs || self.backoff_cap_secs > 43_200 {
-            return bad("consumer.backoff_base_secs must be >= 1 and <= backoff_cap_secs <= 43200".into());
+        if self.backoff_base_secs == 0
+            || self.backoff_cap_secs < self.backoff_base_secs
+            || self.backoff_cap_secs > 43_200
+        {
+            return bad(
+                "consumer.backoff_base_secs must be >= 1 and <= backoff_cap_secs <= 43200".into(),
+            );
         }
         Ok(())
     }
@@ -129,7 +143,10 @@ impl ConsumerConfig {
 /// `min(base · 2^(receive_count-1), cap)`, at least one second.
 pub fn backoff(cfg: &ConsumerConfig, receive_count: u32) -> Duration {
     let exp = receive_count.saturating_sub(1).min(30);
-    let ceiling = cfg.backoff_base_secs.saturating_mul(1u64 << exp).min(cfg.backoff_cap_secs);
+    let ceiling = cfg
+        .backoff_base_secs
+        .saturating_mul(1u64 << exp)
+        .min(cfg.backoff_cap_secs);
     Duration::from_secs(rand::rng().random_range(1..=ceiling.max(1)))
 }
 
@@ -150,8 +167,18 @@ pub struct Consumer {
 
 impl Consumer {
     /// A consumer named `worker` (a metric label) of `queue`.
-    pub fn new(worker: &'static str, queue: Arc<dyn Queue>, handler: Arc<dyn Handler>, cfg: ConsumerConfig) -> Self {
-        Self { worker, queue, handler, cfg }
+    pub fn new(
+        worker: &'static str,
+        queue: Arc<dyn Queue>,
+        handler: Arc<dyn Handler>,
+        cfg: ConsumerConfig,
+    ) -> Self {
+        Self {
+            worker,
+            queue,
+            handler,
+            cfg,
+        }
     }
 
     /// Run until `shutdown` is cancelled, then drain for at most `drain`.
@@ -163,7 +190,12 @@ impl Consumer {
         let hard_stop = CancellationToken::new();
         let inflight = Arc::new(AtomicUsize::new(0));
         let mut receive_failures = 0u32;
-        info!(worker = this.worker, queue = this.queue.name(), concurrency = this.cfg.concurrency, "Consumer started.");
+        info!(
+            worker = this.worker,
+            queue = this.queue.name(),
+            concurrency = this.cfg.concurrency,
+            "Consumer started."
+        );
         loop {
             // Wait for one free slot, then take as many more as are free, up to a batch.
             let first = tokio::select! {
@@ -203,7 +235,8 @@ impl Consumer {
             };
             for message in messages {
                 let slot = slots.pop().expect("never more messages than slots");
-                let (this, hard_stop, inflight) = (this.clone(), hard_stop.clone(), inflight.clone());
+                let (this, hard_stop, inflight) =
+                    (this.clone(), hard_stop.clone(), inflight.clone());
                 tracker.spawn(async move {
                     let n = inflight.fetch_add(1, Ordering::Relaxed) + 1;
                     metrics::inflight(this.worker, n);
@@ -221,10 +254,17 @@ impl Consumer {
         }
         tracker.close();
         let in_flight = tracker.len();
-        info!(worker = this.worker, in_flight, "Receiving stopped; draining.");
+        info!(
+            worker = this.worker,
+            in_flight, "Receiving stopped; draining."
+        );
         if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
             let left = tracker.len();
-            warn!(worker = this.worker, in_flight = left, "Drain deadline exceeded; unacked messages will be redelivered.");
+            warn!(
+                worker = this.worker,
+                in_flight = left,
+                "Drain deadline exceeded; unacked messages will be redelivered."
+            );
             hard_stop.cancel();
             tracker.wait().await;
             return RunReport { abandoned: left };
@@ -242,7 +282,9 @@ impl Consumer {
             // A drop guard, so an abandoned handler (its future dropped at the drain
             // deadline) stops extending visibility and its message reappears.
             let heartbeat = self.spawn_heartbeat(&message).drop_guard();
-            let result = AssertUnwindSafe(self.handler.handle(&message)).catch_unwind().await;
+            let result = AssertUnwindSafe(self.handler.handle(&message))
+                .catch_unwind()
+                .await;
             drop(heartbeat);
             let result = result.unwrap_or_else(|panic| {
                 let what = panic
@@ -279,7 +321,9 @@ impl Consumer {
                 match queue.extend_visibility(&receipt, vt).await {
                     Ok(()) => debug!("Visibility extended."),
                     Err(QueueError::StaleReceipt) => {
-                        warn!("Heartbeat found the receipt stale; another consumer owns the message now.");
+                        warn!(
+                            "Heartbeat found the receipt stale; another consumer owns the message now."
+                        );
                         return;
                     }
                     Err(e) => {

@@ -1,5 +1,7 @@
 //! The port contract suites on the embedded adapters.
 
+#![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
+
 use std::sync::Arc;
 
 use shared::adapter::local::{

@@ -26,10 +26,19 @@ struct TestHandler {
 
 impl TestHandler {
     fn new(script: impl Fn(&str, u32) -> Behaviour + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Self { script: Box::new(script), attempts: Mutex::default(), done: Mutex::default() })
+        Arc::new(Self {
+            script: Box::new(script),
+            attempts: Mutex::default(),
+            done: Mutex::default(),
+        })
     }
     fn attempts(&self, body: &str) -> u32 {
-        self.attempts.lock().unwrap().get(body).copied().unwrap_or(0)
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(body)
+            .copied()
+            .unwrap_or(0)
     }
     fn done(&self) -> Vec<String> {
         self.done.lock().unwrap().clone()
@@ -48,8 +57,15 @@ impl Handler for TestHandler {
         match (self.script)(&m.body, n) {
             Behaviour::Ok => {}
             Behaviour::Sleep(d) => tokio::time::sleep(d).await,
-            Behaviour::Transient => return Err(HandlerError::transient(ErrorCode::Throttled, "slow down")),
-            Behaviour::Permanent => return Err(HandlerError::permanent(ErrorCode::UndecodableImage, "not an image")),
+            Behaviour::Transient => {
+                return Err(HandlerError::transient(ErrorCode::Throttled, "slow down"));
+            }
+            Behaviour::Permanent => {
+                return Err(HandlerError::permanent(
+                    ErrorCode::UndecodableImage,
+                    "not an image",
+                ));
+            }
             Behaviour::Panic => panic!("handler exploded"),
         }
         self.done.lock().unwrap().push(m.body.clone());
@@ -72,14 +88,26 @@ async fn queue(dir: &tempfile::TempDir, vis: u64, max: u32) -> Arc<SqliteQueue> 
     let mut s = QueueSettings::new("work");
     s.visibility_timeout = Duration::from_secs(vis);
     s.max_receive_count = max;
-    Arc::new(SqliteQueue::open(&dir.path().join("q.sqlite"), s).await.unwrap())
+    Arc::new(
+        SqliteQueue::open(&dir.path().join("q.sqlite"), s)
+            .await
+            .unwrap(),
+    )
 }
 
-fn start(q: Arc<SqliteQueue>, h: Arc<TestHandler>, c: ConsumerConfig, drain: Duration) -> (CancellationToken, tokio::task::JoinHandle<RunReport>) {
+fn start(
+    q: Arc<SqliteQueue>,
+    h: Arc<TestHandler>,
+    c: ConsumerConfig,
+    drain: Duration,
+) -> (CancellationToken, tokio::task::JoinHandle<RunReport>) {
     let token = CancellationToken::new();
     let consumer = Consumer::new("test", q, h, c);
     let t = token.clone();
-    (token, tokio::spawn(async move { consumer.run(t, drain).await }))
+    (
+        token,
+        tokio::spawn(async move { consumer.run(t, drain).await }),
+    )
 }
 
 async fn empty(q: &SqliteQueue) -> bool {
@@ -96,8 +124,14 @@ async fn successes_are_acked_once_each() {
     }
     let h = TestHandler::new(|_, _| Behaviour::Ok);
     let (token, run) = start(q.clone(), h.clone(), cfg(30), Duration::from_secs(5));
-    eventually(Duration::from_secs(10), "all handled", || async { (h.done().len() == 25).then_some(()) }).await;
-    eventually(Duration::from_secs(5), "queue empty", || async { empty(&q).await.then_some(()) }).await;
+    eventually(Duration::from_secs(10), "all handled", || async {
+        (h.done().len() == 25).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(5), "queue empty", || async {
+        empty(&q).await.then_some(())
+    })
+    .await;
     token.cancel();
     assert_eq!(run.await.unwrap().abandoned, 0);
     let mut done = h.done();
@@ -111,13 +145,27 @@ async fn transient_failures_retry_after_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let q = queue(&dir, 30, 5).await;
     q.send("flaky").await.unwrap();
-    let h = TestHandler::new(|_, n| if n < 3 { Behaviour::Transient } else { Behaviour::Ok });
+    let h = TestHandler::new(|_, n| {
+        if n < 3 {
+            Behaviour::Transient
+        } else {
+            Behaviour::Ok
+        }
+    });
     let (token, run) = start(q.clone(), h.clone(), cfg(30), Duration::from_secs(5));
     // Backoff is 1 s per retry (cap 1): far below the 30 s visibility timeout, so the message
     // reappears because the consumer set the backoff, not because visibility lapsed.
-    eventually(Duration::from_secs(10), "third attempt succeeds", || async { (h.done() == ["flaky"]).then_some(()) }).await;
+    eventually(
+        Duration::from_secs(10),
+        "third attempt succeeds",
+        || async { (h.done() == ["flaky"]).then_some(()) },
+    )
+    .await;
     assert_eq!(h.attempts("flaky"), 3);
-    eventually(Duration::from_secs(5), "acked", || async { empty(&q).await.then_some(()) }).await;
+    eventually(Duration::from_secs(5), "acked", || async {
+        empty(&q).await.then_some(())
+    })
+    .await;
     assert_eq!(q.stats().await.unwrap().dlq_visible, 0);
     token.cancel();
     run.await.unwrap();
@@ -129,7 +177,13 @@ async fn permanent_failures_are_dead_lettered_with_reason_at_once() {
     let q = queue(&dir, 30, 5).await;
     q.send("poison").await.unwrap();
     q.send("fine").await.unwrap();
-    let h = TestHandler::new(|b, _| if b == "poison" { Behaviour::Permanent } else { Behaviour::Ok });
+    let h = TestHandler::new(|b, _| {
+        if b == "poison" {
+            Behaviour::Permanent
+        } else {
+            Behaviour::Ok
+        }
+    });
     let (token, run) = start(q.clone(), h.clone(), cfg(30), Duration::from_secs(5));
     let dl = eventually(Duration::from_secs(10), "dead letter", || async {
         let d = q.dead_letters(10).await.unwrap();
@@ -141,7 +195,10 @@ async fn permanent_failures_are_dead_lettered_with_reason_at_once() {
     assert_eq!(info.error_code, "undecodable_image");
     assert_eq!(info.worker, "test");
     assert!(info.reason.contains("not an image"));
-    eventually(Duration::from_secs(5), "neighbour handled", || async { (h.done() == ["fine"]).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "neighbour handled", || async {
+        (h.done() == ["fine"]).then_some(())
+    })
+    .await;
     assert_eq!(h.attempts("poison"), 1, "poison burned retries");
     token.cancel();
     run.await.unwrap();
@@ -153,11 +210,23 @@ async fn a_panicking_handler_is_retried_and_the_worker_keeps_serving() {
     let q = queue(&dir, 30, 5).await;
     q.send("boom").await.unwrap();
     q.send("calm").await.unwrap();
-    let h = TestHandler::new(|b, n| if b == "boom" && n == 1 { Behaviour::Panic } else { Behaviour::Ok });
+    let h = TestHandler::new(|b, n| {
+        if b == "boom" && n == 1 {
+            Behaviour::Panic
+        } else {
+            Behaviour::Ok
+        }
+    });
     let (token, run) = start(q.clone(), h.clone(), cfg(30), Duration::from_secs(5));
-    eventually(Duration::from_secs(10), "both handled", || async { (h.done().len() == 2).then_some(()) }).await;
+    eventually(Duration::from_secs(10), "both handled", || async {
+        (h.done().len() == 2).then_some(())
+    })
+    .await;
     assert_eq!(h.attempts("boom"), 2);
-    eventually(Duration::from_secs(5), "acked", || async { empty(&q).await.then_some(()) }).await;
+    eventually(Duration::from_secs(5), "acked", || async {
+        empty(&q).await.then_some(())
+    })
+    .await;
     token.cancel();
     run.await.unwrap();
 }
@@ -171,10 +240,20 @@ async fn heartbeat_keeps_long_work_invisible_to_other_consumers() {
     q.send("long").await.unwrap();
     let h = TestHandler::new(|_, _| Behaviour::Sleep(Duration::from_secs(5)));
     let (t1, r1) = start(q.clone(), h.clone(), cfg(2), Duration::from_secs(10));
-    eventually(Duration::from_secs(5), "first attempt started", || async { (h.attempts("long") == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "first attempt started", || async {
+        (h.attempts("long") == 1).then_some(())
+    })
+    .await;
     let (t2, r2) = start(q.clone(), h.clone(), cfg(2), Duration::from_secs(10));
-    eventually(Duration::from_secs(15), "handled", || async { (h.done().len() == 1).then_some(()) }).await;
-    assert_eq!(h.attempts("long"), 1, "a second consumer received the message while it was being handled");
+    eventually(Duration::from_secs(15), "handled", || async {
+        (h.done().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.attempts("long"),
+        1,
+        "a second consumer received the message while it was being handled"
+    );
     t1.cancel();
     t2.cancel();
     r1.await.unwrap();
@@ -189,7 +268,10 @@ async fn shutdown_waits_for_handlers_within_the_drain_deadline() {
     q.send("finishing").await.unwrap();
     let h = TestHandler::new(|_, _| Behaviour::Sleep(Duration::from_millis(500)));
     let (token, run) = start(q.clone(), h.clone(), cfg(30), Duration::from_secs(5));
-    eventually(Duration::from_secs(5), "started", || async { (h.attempts("finishing") == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "started", || async {
+        (h.attempts("finishing") == 1).then_some(())
+    })
+    .await;
     token.cancel();
     assert_eq!(run.await.unwrap().abandoned, 0);
     assert_eq!(h.done(), ["finishing"]);
@@ -203,7 +285,10 @@ async fn shutdown_mid_handler_past_the_deadline_loses_nothing() {
     q.send("interrupted").await.unwrap();
     let slow = TestHandler::new(|_, _| Behaviour::Sleep(Duration::from_secs(30)));
     let (token, run) = start(q.clone(), slow.clone(), cfg(2), Duration::from_millis(200));
-    eventually(Duration::from_secs(5), "started", || async { (slow.attempts("interrupted") == 1).then_some(()) }).await;
+    eventually(Duration::from_secs(5), "started", || async {
+        (slow.attempts("interrupted") == 1).then_some(())
+    })
+    .await;
     token.cancel();
     let report = run.await.unwrap();
     assert_eq!(report.abandoned, 1);
@@ -211,7 +296,12 @@ async fn shutdown_mid_handler_past_the_deadline_loses_nothing() {
     // Not acked: it reappears after the visibility timeout and a new consumer handles it.
     let fresh = TestHandler::new(|_, _| Behaviour::Ok);
     let (t2, r2) = start(q.clone(), fresh.clone(), cfg(2), Duration::from_secs(5));
-    eventually(Duration::from_secs(10), "redelivered and handled", || async { (fresh.done() == ["interrupted"]).then_some(()) }).await;
+    eventually(
+        Duration::from_secs(10),
+        "redelivered and handled",
+        || async { (fresh.done() == ["interrupted"]).then_some(()) },
+    )
+    .await;
     t2.cancel();
     r2.await.unwrap();
     assert!(empty(&q).await);
@@ -240,10 +330,18 @@ async fn concurrency_is_bounded() {
     let token = CancellationToken::new();
     let mut c = cfg(30);
     c.concurrency = 3;
-    let consumer = Consumer::new("test", q.clone(), Arc::new(Counting(running, peak.clone())), c);
+    let consumer = Consumer::new(
+        "test",
+        q.clone(),
+        Arc::new(Counting(running, peak.clone())),
+        c,
+    );
     let t = token.clone();
     let run = tokio::spawn(async move { consumer.run(t, Duration::from_secs(5)).await });
-    eventually(Duration::from_secs(10), "drained", || async { empty(&q).await.then_some(()) }).await;
+    eventually(Duration::from_secs(10), "drained", || async {
+        empty(&q).await.then_some(())
+    })
+    .await;
     token.cancel();
     run.await.unwrap();
     assert_eq!(peak.load(Ordering::SeqCst), 3);
@@ -251,23 +349,57 @@ async fn concurrency_is_bounded() {
 
 #[test]
 fn backoff_is_jittered_and_capped() {
-    let c = ConsumerConfig { backoff_base_secs: 2, backoff_cap_secs: 60, ..ConsumerConfig::default() };
+    let c = ConsumerConfig {
+        backoff_base_secs: 2,
+        backoff_cap_secs: 60,
+        ..ConsumerConfig::default()
+    };
     for _ in 0..200 {
         assert!((1..=2).contains(&backoff(&c, 1).as_secs()));
         assert!((1..=16).contains(&backoff(&c, 4).as_secs()));
         assert!((1..=60).contains(&backoff(&c, 40).as_secs()));
     }
-    let spread: std::collections::HashSet<u64> = (0..200).map(|_| backoff(&c, 6).as_secs()).collect();
+    let spread: std::collections::HashSet<u64> =
+        (0..200).map(|_| backoff(&c, 6).as_secs()).collect();
     assert!(spread.len() > 10, "no jitter");
 }
 
 #[test]
 fn config_ranges_are_checked() {
     assert!(ConsumerConfig::default().validate().is_ok());
-    assert!(ConsumerConfig { batch_size: 11, ..Default::default() }.validate().is_err());
-    assert!(ConsumerConfig { concurrency: 0, ..Default::default() }.validate().is_err());
-    assert!(ConsumerConfig { wait_time_secs: 21, ..Default::default() }.validate().is_err());
-    assert!(ConsumerConfig { backoff_cap_secs: 1, backoff_base_secs: 2, ..Default::default() }.validate().is_err());
+    assert!(
+        ConsumerConfig {
+            batch_size: 11,
+            ..Default::default()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        ConsumerConfig {
+            concurrency: 0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        ConsumerConfig {
+            wait_time_secs: 21,
+            ..Default::default()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        ConsumerConfig {
+            backoff_cap_secs: 1,
+            backoff_base_secs: 2,
+            ..Default::default()
+        }
+        .validate()
+        .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,9 +409,18 @@ async fn the_core_metric_set_is_emitted() {
     let q = queue(&dir, 30, 5).await;
     q.send("ok").await.unwrap();
     q.send("bad").await.unwrap();
-    let h = TestHandler::new(|b, _| if b == "bad" { Behaviour::Permanent } else { Behaviour::Ok });
+    let h = TestHandler::new(|b, _| {
+        if b == "bad" {
+            Behaviour::Permanent
+        } else {
+            Behaviour::Ok
+        }
+    });
     let (token, run) = start(q.clone(), h.clone(), cfg(30), Duration::from_secs(5));
-    eventually(Duration::from_secs(10), "processed", || async { empty(&q).await.then_some(()) }).await;
+    eventually(Duration::from_secs(10), "processed", || async {
+        empty(&q).await.then_some(())
+    })
+    .await;
     token.cancel();
     run.await.unwrap();
     let text = handle.render();

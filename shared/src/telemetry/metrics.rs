@@ -13,8 +13,12 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// Messages received from a queue.
 pub const MESSAGES_RECEIVED: &str = "prism_messages_received_total";
@@ -72,31 +76,87 @@ pub const ALL: &[&str] = &[
     ADMISSION_BUDGET_CAPACITY,
 ];
 
-const SECONDS_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 const BYTES_BUCKETS: &[f64] = &[
-    1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
 ];
 
 /// Describe every metric (units and help text). Called once by [`install`].
 pub fn describe_all() {
-    describe_counter!(MESSAGES_RECEIVED, Unit::Count, "Messages received from a queue.");
-    describe_counter!(MESSAGES_PROCESSED, Unit::Count, "Messages finished, by outcome.");
-    describe_histogram!(MESSAGE_PROCESSING_DURATION, Unit::Seconds, "Handler time per message.");
-    describe_histogram!(MESSAGE_AGE, Unit::Seconds, "Time from first send to handling start.");
+    describe_counter!(
+        MESSAGES_RECEIVED,
+        Unit::Count,
+        "Messages received from a queue."
+    );
+    describe_counter!(
+        MESSAGES_PROCESSED,
+        Unit::Count,
+        "Messages finished, by outcome."
+    );
+    describe_histogram!(
+        MESSAGE_PROCESSING_DURATION,
+        Unit::Seconds,
+        "Handler time per message."
+    );
+    describe_histogram!(
+        MESSAGE_AGE,
+        Unit::Seconds,
+        "Time from first send to handling start."
+    );
     describe_counter!(ERRORS, Unit::Count, "Errors by stage and closed-set code.");
-    describe_gauge!(INFLIGHT_MESSAGES, Unit::Count, "Messages being handled now.");
-    describe_histogram!(BLOB_STORE_REQUEST_DURATION, Unit::Seconds, "Blob store call latency.");
+    describe_gauge!(
+        INFLIGHT_MESSAGES,
+        Unit::Count,
+        "Messages being handled now."
+    );
+    describe_histogram!(
+        BLOB_STORE_REQUEST_DURATION,
+        Unit::Seconds,
+        "Blob store call latency."
+    );
     describe_histogram!(QUEUE_REQUEST_DURATION, Unit::Seconds, "Queue call latency.");
     describe_counter!(IMAGES_RENDERED, Unit::Count, "Variants rendered.");
     describe_histogram!(RENDER_OUTPUT_SIZE, Unit::Bytes, "Encoded variant sizes.");
     describe_gauge!(BUILD_INFO, Unit::Count, "Build information; always 1.");
-    describe_gauge!(QUEUE_VISIBLE_MESSAGES, Unit::Count, "Visible messages per queue.");
-    describe_gauge!(QUEUE_INFLIGHT_MESSAGES, Unit::Count, "In-flight messages per queue.");
-    describe_gauge!(QUEUE_DLQ_MESSAGES, Unit::Count, "Dead-lettered messages per queue.");
-    describe_gauge!(QUEUE_OLDEST_MESSAGE_AGE, Unit::Seconds, "Age of the oldest message.");
-    describe_gauge!(ADMISSION_BUDGET_IN_USE, Unit::Count, "Admission budget units in use.");
-    describe_gauge!(ADMISSION_BUDGET_CAPACITY, Unit::Count, "Admission budget capacity.");
+    describe_gauge!(
+        QUEUE_VISIBLE_MESSAGES,
+        Unit::Count,
+        "Visible messages per queue."
+    );
+    describe_gauge!(
+        QUEUE_INFLIGHT_MESSAGES,
+        Unit::Count,
+        "In-flight messages per queue."
+    );
+    describe_gauge!(
+        QUEUE_DLQ_MESSAGES,
+        Unit::Count,
+        "Dead-lettered messages per queue."
+    );
+    describe_gauge!(
+        QUEUE_OLDEST_MESSAGE_AGE,
+        Unit::Seconds,
+        "Age of the oldest message."
+    );
+    describe_gauge!(
+        ADMISSION_BUDGET_IN_USE,
+        Unit::Count,
+        "Admission budget units in use."
+    );
+    describe_gauge!(
+        ADMISSION_BUDGET_CAPACITY,
+        Unit::Count,
+        "Admission budget capacity."
+    );
 }
 
 fn builder() -> PrometheusBuilder {
@@ -169,7 +229,8 @@ pub fn queue_depths(queue: &str, s: &crate::port::queue::QueueStats) {
     gauge!(QUEUE_VISIBLE_MESSAGES, "queue" => q.clone()).set(s.visible as f64);
     gauge!(QUEUE_INFLIGHT_MESSAGES, "queue" => q.clone()).set(s.in_flight as f64);
     gauge!(QUEUE_DLQ_MESSAGES, "queue" => q.clone()).set(s.dlq_visible as f64);
-    gauge!(QUEUE_OLDEST_MESSAGE_AGE, "queue" => q).set(s.oldest_age.map_or(0.0, |a| a.as_secs_f64()));
+    gauge!(QUEUE_OLDEST_MESSAGE_AGE, "queue" => q)
+        .set(s.oldest_age.map_or(0.0, |a| a.as_secs_f64()));
 }
 
 /// Admission budget in use and capacity.
@@ -201,7 +262,13 @@ pub struct RequestTimer {
 impl RequestTimer {
     /// Start timing `operation` on `backend`.
     pub fn start(port: Port, backend: &'static str, operation: &'static str) -> Self {
-        Self { port, backend, operation, start: Instant::now(), done: false }
+        Self {
+            port,
+            backend,
+            operation,
+            start: Instant::now(),
+            done: false,
+        }
     }
 
     /// Record the call as `success` or `error`.
@@ -236,7 +303,10 @@ mod tests {
     fn names_follow_the_convention() {
         for name in ALL {
             assert!(name.starts_with("prism_"), "{name}");
-            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
         }
         let mut sorted = ALL.to_vec();
         sorted.sort_unstable();
@@ -256,8 +326,14 @@ mod tests {
         });
         let text = handle.render();
         assert!(text.contains("prism_message_processing_duration_seconds_bucket{worker=\"test\",outcome=\"success\",le=\"0.05\"} 1"), "{text}");
-        assert!(text.contains("prism_render_output_size_bytes_bucket{format=\"webp\",le=\"16384\"} 1"), "{text}");
+        assert!(
+            text.contains("prism_render_output_size_bytes_bucket{format=\"webp\",le=\"16384\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("outcome=\"cancelled\""), "{text}");
-        assert!(!text.contains("quantile"), "summaries instead of histograms: {text}");
+        assert!(
+            !text.contains("quantile"),
+            "summaries instead of histograms: {text}"
+        );
     }
 }

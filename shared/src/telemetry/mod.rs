@@ -60,7 +60,11 @@ async fn render_metrics(State(s): State<OpsState>) -> String {
 }
 
 async fn healthz(State(s): State<OpsState>) -> (StatusCode, &'static str) {
-    if s.health.get() { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "draining\n") }
+    if s.health.get() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    }
 }
 
 /// Serve the ops endpoints on `addr` until `shutdown`; returns the bound address.
@@ -77,7 +81,9 @@ pub async fn serve_ops(
     let bound = listener.local_addr()?;
     let app: Router = ops_router(handle, health);
     tokio::spawn(async move {
-        let r = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
         if let Err(e) = r {
             ::tracing::error!(error = %e, "Ops server failed.");
         }
@@ -94,12 +100,18 @@ pub async fn healthcheck(addr: SocketAddr) -> bool {
     }
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(target).await?;
-        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"))
+        Ok::<_, std::io::Error>(
+            buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"),
+        )
     };
-    matches!(tokio::time::timeout(Duration::from_secs(3), attempt).await, Ok(Ok(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), attempt).await,
+        Ok(Ok(true))
+    )
 }
 
 #[cfg(test)]
@@ -111,7 +123,14 @@ mod tests {
         let handle = metrics::test_handle();
         let health = Health::new();
         let token = CancellationToken::new();
-        let addr = serve_ops("127.0.0.1:0".parse().unwrap(), handle, health.clone(), token.clone()).await.unwrap();
+        let addr = serve_ops(
+            "127.0.0.1:0".parse().unwrap(),
+            handle,
+            health.clone(),
+            token.clone(),
+        )
+        .await
+        .unwrap();
         assert!(healthcheck(addr).await);
         let unspecified = SocketAddr::from(([0, 0, 0, 0], addr.port()));
         assert!(healthcheck(unspecified).await);
