@@ -1,7 +1,7 @@
 /**
  * Deployment configuration: the only place that turns CDK context values (`cdk.json` or
  * `cdk deploy -c key=value`) into typed props. `bin/app.ts` calls {@link loadConfig}; stacks and
- * constructs receive plain props and never read context or `process.env` themselves.
+ * constructs receive plain props and never read context or the process environment themselves.
  */
 
 /** Task count bounds for one auto-scaled service. */

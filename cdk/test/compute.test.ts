@@ -62,6 +62,26 @@ describe('network', () => {
   });
 });
 
+describe('conventions', () => {
+  test('no physical names on compute resources', () => {
+    s.compute_.resourcePropertiesCountIs('AWS::ECS::Cluster', { ClusterName: Match.anyValue() }, 0);
+    s.compute_.resourcePropertiesCountIs('AWS::ECS::Service', { ServiceName: Match.anyValue() }, 0);
+    s.compute_.resourcePropertiesCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', { Name: Match.anyValue() }, 0);
+    s.compute_.resourcePropertiesCountIs('AWS::Logs::LogGroup', { LogGroupName: Match.anyValue() }, 0);
+    s.compute_.resourcePropertiesCountIs('AWS::IAM::Role', { RoleName: Match.anyValue() }, 0);
+    s.compute_.resourcePropertiesCountIs('AWS::CloudWatch::Dashboard', { DashboardName: Match.anyValue() }, 0);
+  });
+
+  test('stacks and constructs never read process.env (only bin/app.ts does)', () => {
+    const libDir = path.join(__dirname, '..', 'lib');
+    const files = (dir: string): string[] =>
+      fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+    for (const file of files(libDir).filter((f) => f.endsWith('.ts'))) {
+      expect({ file, reads: fs.readFileSync(file, 'utf8').includes('process.env') }).toEqual({ file, reads: false });
+    }
+  });
+});
+
 describe('cluster', () => {
   test('container insights on, Fargate and Fargate Spot capacity providers', () => {
     s.compute_.hasResourceProperties('AWS::ECS::Cluster', { ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }] });
