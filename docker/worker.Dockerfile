@@ -16,9 +16,12 @@
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
+# Builder and runtime must use the same Debian release: the runtime installs the packages that own
+# the shared libraries the binary was linked against, by name and soname.
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
-# nasm: rav1e/AVIF assembly; cmake + clang: aws-lc-rs and C codec crates; pkg-config + -dev:
-# link libheif (HEIF/HEIC decode) and dav1d (AVIF decode) for prism-resize.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# nasm: rav1e/AVIF assembly; cmake + clang: aws-lc-rs and the C codecs built from source;
+# pkg-config + -dev: libheif's plugins (libde265, dav1d, aom) for prism-resize.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nasm cmake clang pkg-config libheif-dev libdav1d-dev \
@@ -31,6 +34,7 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG BIN
 RUN test -n "${BIN}" || (echo "build with --build-arg BIN=<prism binary>" >&2 && exit 1)
 COPY --from=planner /app/recipe.json recipe.json
@@ -39,20 +43,28 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json -p "${BIN}" --b
 COPY . .
 # scripts/test-cdk.sh checks that this line stays the documented build command.
 RUN cargo build --release --locked -p ${BIN} --bin ${BIN}
+# The Debian packages owning every shared library the binary links (ldd → dpkg -S; /lib and
+# /usr/lib are the same directory on merged-/usr Debian, so try both spellings). prism-resize
+# gets libdav1d6, libde265-0, libaom3, …; the other binaries little beyond libc.
+RUN ldd "target/release/${BIN}" | awk '$2 == "=>" && $3 ~ /^\// {print $3}' \
+    | while read -r lib; do \
+        dpkg -S "$lib" 2>/dev/null || dpkg -S "/usr${lib}" 2>/dev/null || dpkg -S "${lib#/usr}" 2>/dev/null \
+          || { echo "no Debian package owns $lib" >&2; exit 1; }; \
+      done \
+    | cut -d: -f1 | sort -u > runtime-packages.txt \
+    && cat runtime-packages.txt
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 ARG BIN
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# CA certificates for TLS to AWS APIs. libheif1 + libdav1d6 only for prism-resize: the other three
-# binaries do not link them, and leaving them out keeps those images smaller and their CVE
-# surface to what they use. Versions float with the bookworm security updates on purpose (DL3008).
+COPY --from=builder /app/runtime-packages.txt /tmp/runtime-packages.txt
+# CA certificates for TLS to AWS APIs, plus exactly the shared-library packages this binary links
+# (computed in the builder): the resize image gets its codec libraries, the other three stay
+# minimal. Versions float with the Debian security updates of the release on purpose (DL3008).
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
-    && if [ "${BIN}" = "prism-resize" ]; then \
-         apt-get install -y --no-install-recommends libheif1 libdav1d6; \
-       fi \
-    && rm -rf /var/lib/apt/lists/* \
+    && xargs --arg-file=/tmp/runtime-packages.txt apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin prism
 COPY --from=builder /app/target/release/${BIN} /usr/local/bin/${BIN}
 # A fixed name for ENTRYPOINT/HEALTHCHECK (exec form does not expand build args). Fail the build

@@ -151,7 +151,7 @@ describe('worker services', () => {
       expect(source.platform).toBe('linux/amd64');
       const staged = fs.readdirSync(path.join(assembly.directory, source.directory)).sort();
       // Only what the build needs: no cdk/, loadtest/, target/, .git, README.
-      expect(staged.filter((f) => !['Cargo.lock', 'Cargo.toml', 'docker', 'shared', 'workers', 'rust-toolchain.toml'].includes(f))).toEqual([]);
+      expect(staged.filter((f) => !['Cargo.lock', 'Cargo.toml', 'docker', 'shared', 'workers', 'rust-toolchain.toml', '.cargo'].includes(f))).toEqual([]);
       expect(staged).toEqual(expect.arrayContaining(['Cargo.toml', 'Cargo.lock', 'docker', 'shared', 'workers']));
       expect(fs.readdirSync(path.join(assembly.directory, source.directory, 'docker'))).toEqual(['worker.Dockerfile']);
     }

@@ -46,6 +46,7 @@ export const IMAGE_CONTEXT_EXCLUDE = [
   '!Cargo.toml',
   '!Cargo.lock',
   '!rust-toolchain.toml',
+  '!.cargo',
   '!shared',
   '!workers',
   '!docker/worker.Dockerfile',
