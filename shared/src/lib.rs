@@ -5,6 +5,8 @@
 //! - [`variant`]: the variant request fixed at batch creation and carried with each upload.
 //! - [`event`]: S3 event records, the SNS envelope, both body shapes, key decoding.
 //! - [`keys`]: the deterministic object keys of uploads, variants, manifests and failures.
+//! - [`manifest`]: `manifest.json` and `failure.json`, written by resize, read by metadata.
+//! - [`topology`]: queue names and the topic's subscription filter policies.
 //! - [`port`]: the four ports (`BlobStore`, `Queue`, `Topic`, `MetadataStore`) and their errors.
 //! - [`adapter`]: port implementations; `adapter::local` is the embedded backend.
 //! - [`consumer`]: the queue loop: receive, bounded concurrency, heartbeat, ack/retry/dead-letter.
@@ -21,9 +23,11 @@ pub mod consumer;
 pub mod error;
 pub mod event;
 pub mod keys;
+pub mod manifest;
 pub mod port;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod topology;
 pub mod variant;

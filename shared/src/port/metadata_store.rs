@@ -331,6 +331,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<Transition, MetadataStoreError>;
 
+    /// Files of `principal`'s unexpired batches still awaiting upload (the in-flight upload
+    /// quota).
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn count_awaiting_uploads(
+        &self,
+        principal: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, MetadataStoreError>;
+
     /// Count one `IMAGE_REQUESTED` event for `image_id` (a file id). Idempotent per `event_id`:
     /// returns `false` when that event was counted before.
     ///

@@ -70,6 +70,44 @@ pub async fn metadata_store_contract(store: Arc<dyn MetadataStore>) {
     unknown_files_are_not_found(&*store).await;
     image_requests_count_once_per_event(&*store).await;
     recent_batches_newest_first(&*store).await;
+    awaiting_uploads_are_counted_per_principal(&*store).await;
+}
+
+async fn awaiting_uploads_are_counted_per_principal(store: &dyn MetadataStore) {
+    let principal = uuid::Uuid::new_v4().to_string();
+    let mut b = new_batch(3);
+    b.principal = principal.clone();
+    store.create_batch(&b).await.expect("create");
+    let mut expired = new_batch(5);
+    expired.principal = principal.clone();
+    expired.expires_at = OffsetDateTime::now_utc() - Duration::from_secs(1);
+    store.create_batch(&expired).await.expect("create expired");
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        store
+            .count_awaiting_uploads(&principal, now)
+            .await
+            .expect("count"),
+        3
+    );
+    store
+        .mark_received(&b.batch_id, &b.files[0].file_id, now)
+        .await
+        .expect("recv");
+    assert_eq!(
+        store
+            .count_awaiting_uploads(&principal, now)
+            .await
+            .expect("count"),
+        2
+    );
+    assert_eq!(
+        store
+            .count_awaiting_uploads("someone-else", now)
+            .await
+            .expect("count"),
+        0
+    );
 }
 
 async fn create_and_read_back(store: &dyn MetadataStore) {

@@ -5,7 +5,8 @@
 //! (AND). Where the message holds an array on the path (`Records[]`), every element is looked at
 //! and the key matches when any element does. Conditions: exact strings, numbers, booleans and
 //! null; `{"prefix": s}`, `{"suffix": s}`, `{"equals-ignore-case": s}`, `{"anything-but": v|[v]}`,
-//! `{"exists": bool}`, `{"numeric": [op, n, …]}`.
+//! `{"exists": bool}`, `{"numeric": [op, n, …]}`. A `"$or": [policy, …]` key matches when
+//! any of its sub-policies does.
 
 use serde_json::Value;
 
@@ -29,6 +30,7 @@ enum Cond {
 enum Node {
     Leaf(Vec<Cond>),
     Branch(Vec<(String, Node)>),
+    Or(Vec<Vec<(String, Node)>>),
 }
 
 /// A parsed message-body filter policy.
@@ -64,6 +66,19 @@ fn parse_branch(map: &serde_json::Map<String, Value>) -> Result<Vec<(String, Nod
     map.iter()
         .map(|(k, v)| {
             let node = match v {
+                Value::Array(alts) if k == "$or" => {
+                    if alts.len() < 2 {
+                        return Err(PolicyError("$or needs at least two policies".into()));
+                    }
+                    Node::Or(
+                        alts.iter()
+                            .map(|a| match a {
+                                Value::Object(m) if !m.is_empty() => parse_branch(m),
+                                _ => Err(PolicyError("$or takes policy objects".into())),
+                            })
+                            .collect::<Result<_, _>>()?,
+                    )
+                }
                 Value::Object(inner) => Node::Branch(parse_branch(inner)?),
                 Value::Array(conds) if !conds.is_empty() => {
                     Node::Leaf(conds.iter().map(parse_cond).collect::<Result<_, _>>()?)
@@ -165,8 +180,12 @@ fn push_flat<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 
 fn branch_matches(branch: &[(String, Node)], values: &[&Value]) -> bool {
     branch.iter().all(|(key, node)| {
+        if let Node::Or(alts) = node {
+            return alts.iter().any(|alt| branch_matches(alt, values));
+        }
         let found = children(values, key);
         match node {
+            Node::Or(_) => unreachable!("handled above"),
             Node::Branch(inner) => !found.is_empty() && branch_matches(inner, &found),
             Node::Leaf(conds) => conds.iter().any(|c| cond_matches(c, &found)),
         }
@@ -259,6 +278,15 @@ mod tests {
         assert!(!policy.matches(&json!({"event_name": "IMAGE_REQUESTED", "v": 1})));
         assert!(!policy.matches(&json!({"event_name": "IMAGE_REQUESTED"})));
         assert!(!policy.matches(&json!({"Records": []})));
+    }
+
+    #[test]
+    fn or_matches_any_alternative() {
+        let policy = p(json!({"$or": [{"a": ["x"]}, {"b": {"c": [1]}}]}));
+        assert!(policy.matches(&json!({"a": "x"})));
+        assert!(policy.matches(&json!({"b": {"c": 1}})));
+        assert!(!policy.matches(&json!({"a": "y", "b": {"c": 2}})));
+        assert!(FilterPolicy::parse(&json!({"$or": [{"a": ["x"]}]})).is_err());
     }
 
     #[test]

@@ -8,12 +8,14 @@ pub mod signing;
 pub mod sqlite_metadata_store;
 pub mod sqlite_queue;
 pub mod sqlite_topic;
+pub mod stack;
 
 pub use fs_blob_store::{FsBlobStore, NotificationRule};
 pub use signing::LocalSigner;
 pub use sqlite_metadata_store::SqliteMetadataStore;
 pub use sqlite_queue::SqliteQueue;
 pub use sqlite_topic::SqliteTopic;
+pub use stack::LocalStack;
 
 /// File name of the queues-and-topics database inside a data dir.
 pub const QUEUES_DB: &str = "queues.sqlite";

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS batches (
     traceparent TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_created ON batches (created_at);
+CREATE INDEX IF NOT EXISTS batches_principal ON batches (principal, expires_at);
 CREATE TABLE IF NOT EXISTS files (
     batch_id TEXT NOT NULL REFERENCES batches (batch_id),
     file_id TEXT NOT NULL,
@@ -364,6 +365,26 @@ impl MetadataStore for SqliteMetadataStore {
             serde_json::to_string(error).map_err(|e| MetadataStoreError::Other(e.to_string()))?;
         self.transition(batch_id, file_id, FileStatus::Failed, Some(e), None, at)
             .await
+    }
+
+    async fn count_awaiting_uploads(
+        &self,
+        principal: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, MetadataStoreError> {
+        let p = principal.to_owned();
+        self.db
+            .call(move |c| {
+                let n: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM files f JOIN batches b ON b.batch_id = f.batch_id
+                     WHERE b.principal = ?1 AND b.expires_at > ?2 AND f.status = 'awaiting_upload'",
+                    params![p, ns(now)],
+                    |r| r.get(0),
+                )?;
+                Ok(n.max(0) as u64)
+            })
+            .await
+            .map_err(err)
     }
 
     async fn record_image_request(
