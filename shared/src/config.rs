@@ -220,6 +220,20 @@ impl Default for CommonConfig {
 }
 
 impl CommonConfig {
+    /// [`CommonConfig::validate`] plus what a queue worker needs (its queue URL on AWS).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad value.
+    pub fn validate_worker(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        if self.backend == Backend::Aws && self.resources.queue_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "resources.queue_url is required with backend = aws".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every binary shares.
     ///
     /// # Errors
@@ -233,11 +247,6 @@ impl CommonConfig {
         }
         if self.backend == Backend::Aws {
             let r = &self.resources;
-            if r.queue_url.is_none() {
-                return Err(ConfigError::Invalid(
-                    "resources.queue_url is required with backend = aws".into(),
-                ));
-            }
             if !r.topic_arn.starts_with("arn:") {
                 return Err(ConfigError::Invalid(format!(
                     "resources.topic_arn must be an ARN with backend = aws, got {:?}",
@@ -342,7 +351,7 @@ mod tests {
 
     impl Validate for TestConfig {
         fn validate(&self) -> Result<(), ConfigError> {
-            self.common.validate()?;
+            self.common.validate_worker()?;
             if self.worker.concurrency == 0 {
                 return Err(ConfigError::Invalid(
                     "worker.concurrency must be at least 1".into(),

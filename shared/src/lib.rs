@@ -9,8 +9,10 @@
 //! - [`topology`]: queue names and the topic's subscription filter policies.
 //! - [`port`]: the four ports (`BlobStore`, `Queue`, `Topic`, `MetadataStore`) and their errors.
 //! - [`adapter`]: port implementations; `adapter::local` is the embedded backend.
+//! - [`callback`]: completion callbacks: SSRF-safe URL checks and HMAC signatures.
 //! - [`consumer`]: the queue loop: receive, bounded concurrency, heartbeat, ack/retry/dead-letter.
 //! - [`admission`]: admission by budget (the resize worker's pixel budget).
+//! - [`cli`]: the flags and start-up every binary shares.
 //! - [`config`]: layered config (defaults, file, `PRISM__` env, CLI), validated, secrets redacted.
 //! - [`telemetry`]: tracing setup, metric names and helpers, `/metrics` + `/healthz`.
 //! - [`shutdown`]: SIGTERM/SIGINT to a cancellation token.
@@ -18,6 +20,8 @@
 
 pub mod adapter;
 pub mod admission;
+pub mod callback;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod error;

@@ -256,6 +256,9 @@ pub struct BatchRecord {
     pub callback_url: Option<String>,
     /// Trace context.
     pub traceparent: Option<String>,
+    /// When the completion was announced (event published, callback attempted).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub announced_at: Option<OffsetDateTime>,
     /// Counts derived from the files.
     pub counts: BatchCounts,
     /// Files in creation order.
@@ -330,6 +333,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         error: &FileError,
         at: OffsetDateTime,
     ) -> Result<Transition, MetadataStoreError>;
+
+    /// Record that a complete batch's completion was announced. Returns `false` when it was
+    /// already recorded (another delivery announced it).
+    ///
+    /// # Errors
+    /// [`MetadataStoreError::NotFound`] for an unknown batch.
+    async fn mark_announced(
+        &self,
+        batch_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError>;
 
     /// Files of `principal`'s unexpired batches still awaiting upload (the in-flight upload
     /// quota).

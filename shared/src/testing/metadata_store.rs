@@ -233,6 +233,26 @@ async fn transitions_are_conditional_and_counts_exact(store: &dyn MetadataStore)
 
     let got = store.get_batch(id).await.expect("get").expect("exists");
     assert_eq!(got.status, BatchStatus::Complete);
+    assert!(got.announced_at.is_none());
+    assert!(store.mark_announced(id, now).await.expect("announce"));
+    assert!(
+        !store.mark_announced(id, now).await.expect("announce again"),
+        "announced twice"
+    );
+    assert!(
+        store
+            .get_batch(id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .announced_at
+            .is_some()
+    );
+    assert!(matches!(
+        store.mark_announced("nope", now).await,
+        Err(MetadataStoreError::NotFound(_))
+    ));
+    let got = store.get_batch(id).await.expect("get").expect("exists");
     assert!(got.completed_at.is_some());
     assert_eq!(
         (

@@ -114,34 +114,45 @@ impl LocalSigner {
     /// # Errors
     /// I/O failures reading or creating the file.
     pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<Vec<u8>> {
-        use std::io::Write as _;
-        let path = data_dir.join(SECRET_FILE);
-        if let Ok(s) = std::fs::read(&path)
-            && s.len() >= 32
-        {
-            return Ok(s);
-        }
-        std::fs::create_dir_all(data_dir)?;
-        let secret: [u8; 32] = rand::random();
-        let tmp = data_dir.join(format!(".{SECRET_FILE}.{}", uuid::Uuid::new_v4()));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&secret)?;
-        f.sync_all()?;
-        // Two processes racing here: hard_link fails for the loser, which then reads the
-        // winner's secret, so every process ends up with the same one.
-        let won = std::fs::hard_link(&tmp, &path).is_ok();
-        std::fs::remove_file(&tmp)?;
-        if won {
-            Ok(secret.to_vec())
-        } else {
-            std::fs::read(&path)
-        }
+        load_or_create_key(data_dir, SECRET_FILE)
     }
+}
 
+/// Load the 32-byte secret in `data_dir/file`, creating a random one (mode 0600) on first use;
+/// concurrent first uses by several processes agree on one secret.
+///
+/// # Errors
+/// I/O failures reading or creating the file.
+pub fn load_or_create_key(data_dir: &Path, file: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let path = data_dir.join(file);
+    if let Ok(s) = std::fs::read(&path)
+        && s.len() >= 32
+    {
+        return Ok(s);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret: [u8; 32] = rand::random();
+    let tmp = data_dir.join(format!(".{file}.{}", uuid::Uuid::new_v4()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(&secret)?;
+    f.sync_all()?;
+    // Two processes racing here: hard_link fails for the loser, which then reads the winner's
+    // secret, so every process ends up with the same one.
+    let won = std::fs::hard_link(&tmp, &path).is_ok();
+    std::fs::remove_file(&tmp)?;
+    if won {
+        Ok(secret.to_vec())
+    } else {
+        std::fs::read(&path)
+    }
+}
+
+impl LocalSigner {
     /// The base URL.
     pub fn base_url(&self) -> &str {
         &self.base_url

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     completed_at INTEGER,
+    announced_at INTEGER,
     request TEXT NOT NULL,
     callback_url TEXT,
     traceparent TEXT
@@ -170,7 +171,7 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
     let row = c
         .query_row(
             "SELECT principal, created_at, expires_at, completed_at, request, callback_url,
-             traceparent FROM batches WHERE batch_id = ?1",
+             traceparent, announced_at FROM batches WHERE batch_id = ?1",
             params![batch_id],
             |r| {
                 Ok((
@@ -181,11 +182,21 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
                     r.get::<_, String>(4)?,
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             },
         )
         .optional()?;
-    let Some((principal, created, expires, completed, request, callback_url, traceparent)) = row
+    let Some((
+        principal,
+        created,
+        expires,
+        completed,
+        request,
+        callback_url,
+        traceparent,
+        announced,
+    )) = row
     else {
         return Ok(None);
     };
@@ -263,6 +274,7 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
         request: serde_json::from_str(&request).map_err(json_err)?,
         callback_url,
         traceparent,
+        announced_at: announced.map(from_us),
         counts,
         files,
     }))
@@ -365,6 +377,33 @@ impl MetadataStore for SqliteMetadataStore {
             serde_json::to_string(error).map_err(|e| MetadataStoreError::Other(e.to_string()))?;
         self.transition(batch_id, file_id, FileStatus::Failed, Some(e), None, at)
             .await
+    }
+
+    async fn mark_announced(
+        &self,
+        batch_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError> {
+        let b = batch_id.to_owned();
+        let outcome = self
+            .db
+            .call(move |c| {
+                let n = c.execute(
+                    "UPDATE batches SET announced_at = ?2 WHERE batch_id = ?1 AND announced_at IS NULL",
+                    params![b, ns(at)],
+                )?;
+                if n == 1 {
+                    return Ok(Some(true));
+                }
+                let exists = c
+                    .query_row("SELECT 1 FROM batches WHERE batch_id = ?1", params![b], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                Ok(exists.then_some(false))
+            })
+            .await
+            .map_err(err)?;
+        outcome.ok_or_else(|| MetadataStoreError::NotFound(format!("batch {batch_id}")))
     }
 
     async fn count_awaiting_uploads(

@@ -1,0 +1,134 @@
+//! The flags every prism binary shares, and the start-up every `main.rs` runs: parse flags, load
+//! and validate config, init telemetry, serve `/metrics` + `/healthz`, cancel on signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, CommonConfig, ConfigError, Validate};
+use crate::telemetry::{self, Health};
+
+/// Flags of a worker binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// A TOML config file (layered over the defaults, under `PRISM__…` env vars).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective config (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// `local` (files + SQLite) or `aws`.
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<String>,
+    /// Data dir of the local backend.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where `/metrics` and `/healthz` listen.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long in-flight work may finish after SIGTERM.
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout_secs: Option<u64>,
+}
+
+impl CommonArgs {
+    /// The flags as config overrides.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut o = Vec::new();
+        if let Some(b) = &self.backend {
+            o.push(("backend", b.clone()));
+        }
+        if let Some(d) = &self.data_dir {
+            o.push(("data_dir", d.display().to_string()));
+        }
+        if let Some(a) = &self.metrics_addr {
+            o.push(("metrics.listen_addr", a.to_string()));
+        }
+        if let Some(s) = &self.drain_timeout_secs {
+            o.push(("shutdown.drain_timeout_secs", s.to_string()));
+        }
+        o
+    }
+
+    /// Load and validate `T`, printing it and exiting when `--print-config` was given.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] to report before exiting non-zero.
+    pub fn load<T>(&self, extra: &[(&'static str, String)]) -> Result<T, ConfigError>
+    where
+        T: Default + Serialize + DeserializeOwned + Validate,
+    {
+        let mut o = self.overrides();
+        o.extend_from_slice(extra);
+        let borrowed: Vec<(&str, String)> = o.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let cfg: T = config::load(self.config.as_deref(), &borrowed)?;
+        if self.print_config {
+            println!("{}", config::redacted_json(&cfg));
+            std::process::exit(0);
+        }
+        Ok(cfg)
+    }
+}
+
+/// What start-up hands a binary's `run`.
+pub struct Runtime {
+    /// Cancelled on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+    /// `/healthz` state.
+    pub health: Health,
+    /// The metrics handle.
+    pub metrics: PrometheusHandle,
+    /// Where the ops endpoints listen (None when not served separately).
+    pub ops_addr: Option<SocketAddr>,
+}
+
+/// Init logs and metrics, log the redacted config, cancel on signals, and serve the ops
+/// endpoints on `common.metrics.listen_addr` when `serve_ops`.
+///
+/// # Errors
+/// When the ops address cannot be bound.
+pub async fn start<T: Serialize>(
+    name: &str,
+    cfg: &T,
+    common: &CommonConfig,
+    serve_ops: bool,
+) -> std::io::Result<Runtime> {
+    telemetry::tracing::init(&common.log);
+    let metrics = telemetry::metrics::install();
+    tracing::info!(binary = name, config = %config::redacted_json(cfg), "Starting.");
+    let shutdown = crate::shutdown::on_signal();
+    let health = Health::new();
+    let ops_addr = if serve_ops {
+        let addr = telemetry::serve_ops(
+            common.metrics.listen_addr,
+            metrics.clone(),
+            health.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!(%addr, "Serving /metrics and /healthz.");
+        Some(addr)
+    } else {
+        None
+    };
+    Ok(Runtime {
+        shutdown,
+        health,
+        metrics,
+        ops_addr,
+    })
+}
+
+/// The `healthcheck` subcommand: exit 0 when `/healthz` on `addr` answers 200.
+pub async fn healthcheck_exit(addr: SocketAddr) -> std::process::ExitCode {
+    if telemetry::healthcheck(addr).await {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("unhealthy: no 200 from http://{addr}/healthz");
+        std::process::ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,279 @@
+//! The metadata writer's message handler.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use shared::consumer::{Handler, Outcome};
+use shared::error::{ErrorCode, HandlerError, ResultExt};
+use shared::event::{EventBody, S3EventRecord, parse_body};
+use shared::keys::{MediaKind, parse_media_key, parse_upload_key};
+use shared::manifest::{parse_failure, parse_manifest};
+use shared::port::{
+    BatchRecord, BatchStatus, BlobStoreError, Message, MetadataStoreError, Transition,
+};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::callback::CallbackSender;
+use crate::{Config, Deps};
+
+/// A content-derived id for events that carry none, so a redelivered id-less event counts once.
+fn content_id(body: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256-{}", hex::encode(Sha256::digest(body.as_bytes())))
+}
+
+/// Handles one metadata-queue message.
+pub struct MetadataHandler {
+    deps: Deps,
+    callbacks: Arc<CallbackSender>,
+}
+
+fn store_err(e: MetadataStoreError) -> HandlerError {
+    match e {
+        MetadataStoreError::NotFound(_) => HandlerError::permanent(ErrorCode::InvalidEvent, e),
+        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
+        e => HandlerError::permanent(ErrorCode::Internal, e),
+    }
+}
+
+fn blob_err(e: BlobStoreError) -> HandlerError {
+    match e {
+        BlobStoreError::NotFound(_) => HandlerError::permanent(ErrorCode::SourceMissing, e),
+        BlobStoreError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
+        BlobStoreError::Timeout(_) => HandlerError::transient(ErrorCode::Timeout, e),
+        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
+        e => HandlerError::permanent(ErrorCode::Internal, e),
+    }
+}
+
+impl MetadataHandler {
+    /// A handler over `deps`.
+    pub fn new(cfg: &Config, deps: Deps) -> Self {
+        let callbacks = Arc::new(CallbackSender::new(
+            &cfg.callback,
+            deps.callback_secret.clone(),
+        ));
+        Self { deps, callbacks }
+    }
+
+    async fn on_record(&self, r: &S3EventRecord) -> Result<Outcome, HandlerError> {
+        r.check_version().permanent(ErrorCode::UnsupportedSchema)?;
+        if !r.is_object_created() {
+            return Ok(Outcome::Skipped);
+        }
+        let key =
+            r.s3.object
+                .decoded_key()
+                .permanent(ErrorCode::InvalidEvent)?;
+        let at = r.event_time().unwrap_or_else(OffsetDateTime::now_utc);
+        let bucket = &r.s3.bucket.name;
+        if *bucket == self.deps.uploads_bucket {
+            let Some((batch, file)) = parse_upload_key(&key) else {
+                warn!(key = %key, "Upload key outside the uploads/{{batch}}/{{file}} layout; skipped.");
+                return Ok(Outcome::Skipped);
+            };
+            let t = self
+                .deps
+                .metadata
+                .mark_received(batch, file, at)
+                .await
+                .map_err(store_err)?;
+            return self.after(batch, t, false).await;
+        }
+        if bucket == self.deps.media.bucket() {
+            let Some((batch, file, kind)) = parse_media_key(&key) else {
+                return Ok(Outcome::Skipped);
+            };
+            let (t, terminal) = match kind {
+                MediaKind::Manifest => {
+                    let bytes = self.deps.media.get(&key).await.map_err(blob_err)?;
+                    let m = parse_manifest(&bytes).permanent(ErrorCode::InvalidEvent)?;
+                    if m.batch_id != batch || m.file_id != file {
+                        return Err(HandlerError::permanent(
+                            ErrorCode::InvalidEvent,
+                            format!("manifest at {key} names {}/{}", m.batch_id, m.file_id),
+                        ));
+                    }
+                    (
+                        self.deps
+                            .metadata
+                            .mark_done(batch, file, &m.rendered, at)
+                            .await
+                            .map_err(store_err)?,
+                        true,
+                    )
+                }
+                MediaKind::Failure => {
+                    let bytes = self.deps.media.get(&key).await.map_err(blob_err)?;
+                    let f = parse_failure(&bytes).permanent(ErrorCode::InvalidEvent)?;
+                    (
+                        self.deps
+                            .metadata
+                            .mark_failed(batch, file, &f.error, at)
+                            .await
+                            .map_err(store_err)?,
+                        true,
+                    )
+                }
+                MediaKind::Other => return Ok(Outcome::Skipped),
+            };
+            return self.after(batch, t, terminal).await;
+        }
+        Ok(Outcome::Skipped)
+    }
+
+    /// After a transition: announce the batch when this transition completed it, or when a
+    /// duplicate terminal record finds it complete but never announced (a crash between the
+    /// transition and the announcement).
+    async fn after(
+        &self,
+        batch_id: &str,
+        t: Transition,
+        terminal: bool,
+    ) -> Result<Outcome, HandlerError> {
+        match t {
+            Transition::Applied {
+                batch_completed: true,
+            } => {
+                self.announce(batch_id).await?;
+                Ok(Outcome::Success)
+            }
+            Transition::Applied {
+                batch_completed: false,
+            } => Ok(Outcome::Success),
+            Transition::Unchanged => {
+                if terminal {
+                    self.announce(batch_id).await?;
+                }
+                Ok(Outcome::Duplicate)
+            }
+        }
+    }
+
+    async fn announce(&self, batch_id: &str) -> Result<(), HandlerError> {
+        let Some(batch) = self
+            .deps
+            .metadata
+            .get_batch(batch_id)
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(());
+        };
+        if batch.status != BatchStatus::Complete || batch.announced_at.is_some() {
+            return Ok(());
+        }
+        let event = completion_event(&batch);
+        self.deps
+            .topic
+            .publish(&event.to_string())
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    HandlerError::transient(ErrorCode::StoreUnavailable, e)
+                } else {
+                    HandlerError::permanent(ErrorCode::Internal, e)
+                }
+            })?;
+        if let Some(url) = &batch.callback_url {
+            // Bounded retries inside; a receiver that stays down is logged and counted, and
+            // does not hold the queue message (the event on the topic is the durable record).
+            self.callbacks.deliver(url, &event).await;
+        }
+        if self
+            .deps
+            .metadata
+            .mark_announced(batch_id, OffsetDateTime::now_utc())
+            .await
+            .map_err(store_err)?
+        {
+            info!(
+                batch_id,
+                files = batch.counts.files,
+                failed = batch.counts.failed,
+                "Batch completed."
+            );
+        }
+        Ok(())
+    }
+
+    async fn on_client_event(&self, v: &Value, body: &str) -> Result<Outcome, HandlerError> {
+        if v.get("event_name").and_then(Value::as_str) != Some("IMAGE_REQUESTED") {
+            return Ok(Outcome::Skipped);
+        }
+        let Some(image_id) = v.get("image_id").and_then(Value::as_str) else {
+            return Err(HandlerError::permanent(
+                ErrorCode::InvalidEvent,
+                "IMAGE_REQUESTED without a string image_id",
+            ));
+        };
+        let event_id = v
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map_or_else(|| content_id(body), str::to_owned);
+        let at = ["timestamp", "received_at"]
+            .iter()
+            .find_map(|k| {
+                v.get(*k)
+                    .and_then(Value::as_str)
+                    .and_then(shared::event::parse_lenient_time)
+            })
+            .unwrap_or_else(OffsetDateTime::now_utc);
+        let counted = self
+            .deps
+            .metadata
+            .record_image_request(image_id, &event_id, at)
+            .await
+            .map_err(store_err)?;
+        Ok(if counted {
+            Outcome::Success
+        } else {
+            Outcome::Duplicate
+        })
+    }
+}
+
+/// The `batch.completed` event.
+pub fn completion_event(b: &BatchRecord) -> Value {
+    json!({
+        "event_name": "batch.completed",
+        "schema_version": 1,
+        "batch_id": b.batch_id,
+        "principal": b.principal,
+        "status": "complete",
+        "counts": b.counts,
+        "completed_at": b.completed_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+    })
+}
+
+#[async_trait]
+impl Handler for MetadataHandler {
+    async fn handle(&self, message: &Message) -> Result<Outcome, HandlerError> {
+        let parsed = parse_body(&message.body).permanent(ErrorCode::InvalidEvent)?;
+        match parsed.body {
+            EventBody::TestEvent(_) => Ok(Outcome::Skipped),
+            EventBody::S3(event) => {
+                let mut outcome = Outcome::Skipped;
+                for r in &event.records {
+                    match self.on_record(r).await? {
+                        Outcome::Success => outcome = Outcome::Success,
+                        Outcome::Duplicate if outcome != Outcome::Success => {
+                            outcome = Outcome::Duplicate
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(outcome)
+            }
+            EventBody::Json(v) => {
+                let inner = parsed
+                    .envelope
+                    .as_ref()
+                    .map_or(message.body.as_str(), |e| e.message.as_str());
+                self.on_client_event(&v, inner).await
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! prism-metadata: drains the metadata queue and keeps per-file status and variants.
+//!
+//! - upload `ObjectCreated` → file `received`
+//! - `manifest.json` created → file `done`, with variants and facts read from the manifest
+//! - `failure.json` created → file `failed`, with its code and message
+//! - `IMAGE_REQUESTED` client event → the file's request count (once per event id)
+//!
+//! Transitions are conditional in the store, so duplicate, late and reordered deliveries change
+//! nothing and counts stay exact. When the last file of a batch becomes terminal, the batch is
+//! announced: a `batch.completed` event on the topic and, if the batch has a `callback_url`, an
+//! HMAC-signed POST to it (SSRF-checked again at delivery). The announcement is recorded after
+//! it is made, so a crash in between repeats it (at least once) rather than losing it.
+//!
+//! | failure | disposition |
+//! |---|---|
+//! | body not an event; unknown schema | dead-letter |
+//! | manifest/failure record missing or malformed | dead-letter |
+//! | unknown batch or file | dead-letter |
+//! | store throttled/unavailable, publish failed | retry |
+
+pub mod callback;
+pub mod config;
+pub mod handler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::consumer::{Consumer, RunReport};
+use shared::port::{BlobStore, MetadataStore, Queue, Topic};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use handler::MetadataHandler;
+
+/// The adapters the writer uses.
+pub struct Deps {
+    /// The metadata queue.
+    pub queue: Arc<dyn Queue>,
+    /// The media bucket (manifests and failure records).
+    pub media: Arc<dyn BlobStore>,
+    /// The uploads bucket's name (to recognise upload events).
+    pub uploads_bucket: String,
+    /// Batches and files.
+    pub metadata: Arc<dyn MetadataStore>,
+    /// Where `batch.completed` is announced.
+    pub topic: Arc<dyn Topic>,
+    /// Key that signs completion callbacks.
+    pub callback_secret: Vec<u8>,
+}
+
+/// Build the local-backend adapters from `stack`.
+///
+/// # Errors
+/// When the queue or callback secret cannot be opened.
+pub async fn local_deps(
+    cfg: &Config,
+    stack: &shared::adapter::local::LocalStack,
+) -> anyhow::Result<Deps> {
+    let queue = stack
+        .queue(
+            shared::topology::METADATA_QUEUE,
+            Duration::from_secs(cfg.consumer.visibility_timeout_secs),
+            cfg.max_receive_count,
+        )
+        .await?;
+    let callback_secret = match cfg.callback.signing_secret.expose() {
+        Some(s) => s.as_bytes().to_vec(),
+        None => shared::adapter::local::signing::load_or_create_key(
+            &stack.data_dir,
+            CALLBACK_SECRET_FILE,
+        )?,
+    };
+    Ok(Deps {
+        queue: Arc::new(queue),
+        media: Arc::new(stack.media.clone()),
+        uploads_bucket: cfg.common.resources.uploads_bucket.clone(),
+        metadata: stack.metadata.clone(),
+        topic: stack.topic.clone(),
+        callback_secret,
+    })
+}
+
+/// File (in the data dir) holding the local callback signing secret.
+pub const CALLBACK_SECRET_FILE: &str = "callback-secret";
+
+/// Run the writer until `shutdown`, then drain.
+pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunReport {
+    let queue = deps.queue.clone();
+    let handler = MetadataHandler::new(cfg, deps);
+    let consumer = Consumer::new("metadata", queue, Arc::new(handler), cfg.consumer.clone());
+    consumer
+        .run(
+            shutdown,
+            Duration::from_secs(cfg.common.shutdown.drain_timeout_secs),
+        )
+        .await
+}

@@ -1,0 +1,393 @@
+//! prism-metadata end to end on the embedded backend: objects written to the buckets publish
+//! events through the topic into the metadata queue, and the worker turns them into status.
+#![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use prism_metadata::Config;
+use serde_json::{Value, json};
+use shared::adapter::local::LocalStack;
+use shared::config::Resources;
+use shared::keys;
+use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
+use shared::port::{
+    BatchStatus, BlobStore, FileError, FileStatus, MetadataStore, NewBatch, PutOptions, Queue,
+    Topic,
+};
+use shared::testing::eventually;
+use shared::testing::metadata_store::{new_batch, rendered};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+struct App {
+    _dir: tempfile::TempDir,
+    stack: LocalStack,
+    token: CancellationToken,
+    run: tokio::task::JoinHandle<()>,
+    /// Subscribed to everything: sees `batch.completed`.
+    archive: shared::adapter::local::SqliteQueue,
+    metadata_queue: shared::adapter::local::SqliteQueue,
+}
+
+async fn spawn_worker() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.common.data_dir = dir.path().to_path_buf();
+    cfg.consumer.wait_time_secs = 1;
+    cfg.consumer.backoff_base_secs = 1;
+    cfg.consumer.backoff_cap_secs = 1;
+    cfg.callback.allow_loopback_http = true;
+    cfg.callback.backoff_base_ms = 50;
+    let stack = LocalStack::open(dir.path(), &Resources::default(), "http://127.0.0.1:1")
+        .await
+        .unwrap();
+    let deps = prism_metadata::local_deps(&cfg, &stack).await.unwrap();
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let run = tokio::spawn(async move {
+        prism_metadata::run(&cfg, deps, t).await;
+    });
+    let archive = stack
+        .queue("archive", Duration::from_secs(30), 5)
+        .await
+        .unwrap();
+    let metadata_queue = stack
+        .queue("metadata", Duration::from_secs(60), 5)
+        .await
+        .unwrap();
+    App {
+        _dir: dir,
+        stack,
+        token,
+        run,
+        archive,
+        metadata_queue,
+    }
+}
+
+impl App {
+    async fn create(&self, b: &NewBatch) {
+        self.stack.metadata.create_batch(b).await.unwrap();
+    }
+    async fn upload(&self, b: &NewBatch, i: usize) {
+        let key = keys::upload_key(&b.batch_id, &b.files[i].file_id);
+        self.stack
+            .uploads
+            .put(&key, Bytes::from_static(b"jpeg"), PutOptions::default())
+            .await
+            .unwrap();
+    }
+    async fn manifest(&self, b: &NewBatch, i: usize) {
+        let f = &b.files[i].file_id;
+        let m = Manifest {
+            schema_version: SCHEMA_VERSION,
+            batch_id: b.batch_id.clone(),
+            file_id: f.clone(),
+            rendered_at: OffsetDateTime::now_utc(),
+            rendered: rendered(&b.batch_id, f),
+        };
+        let key = keys::manifest_key(&b.batch_id, f);
+        self.stack
+            .media
+            .put(
+                &key,
+                Bytes::from(serde_json::to_vec(&m).unwrap()),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    async fn failure(&self, b: &NewBatch, i: usize) {
+        let f = &b.files[i].file_id;
+        let r = FailureRecord {
+            schema_version: SCHEMA_VERSION,
+            batch_id: b.batch_id.clone(),
+            file_id: f.clone(),
+            failed_at: OffsetDateTime::now_utc(),
+            error: FileError {
+                code: "truncated_image".into(),
+                message: "ends early".into(),
+            },
+        };
+        let key = keys::failure_key(&b.batch_id, f);
+        self.stack
+            .media
+            .put(
+                &key,
+                Bytes::from(serde_json::to_vec(&r).unwrap()),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    async fn batch(&self, b: &NewBatch) -> shared::port::BatchRecord {
+        self.stack
+            .metadata
+            .get_batch(&b.batch_id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+    async fn settled(&self) {
+        eventually(
+            Duration::from_secs(10),
+            "metadata queue drained",
+            || async {
+                let s = self.metadata_queue.stats().await.unwrap();
+                (s.visible == 0 && s.in_flight == 0).then_some(())
+            },
+        )
+        .await;
+    }
+    async fn completions(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let msgs = self
+                .archive
+                .receive(10, Duration::from_millis(200))
+                .await
+                .unwrap();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                self.archive.ack(&m.receipt).await.unwrap();
+                let v: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
+                if v["event_name"] == "batch.completed" {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    async fn stop(self) {
+        self.token.cancel();
+        self.run.await.unwrap();
+    }
+}
+
+/// A loopback receiver that records callbacks.
+async fn callback_receiver() -> (String, Arc<Mutex<Vec<(HeaderMap, String)>>>) {
+    let got: Arc<Mutex<Vec<(HeaderMap, String)>>> = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://127.0.0.1:{}/hook", addr.port()), got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_manifests_and_failures_drive_status_and_complete_once() {
+    let app = spawn_worker().await;
+    let (url, hooks) = callback_receiver().await;
+    let mut b = new_batch(3);
+    b.callback_url = Some(url);
+    app.create(&b).await;
+
+    app.upload(&b, 0).await;
+    eventually(Duration::from_secs(10), "received", || async {
+        (app.batch(&b).await.files[0].status == FileStatus::Received).then_some(())
+    })
+    .await;
+    assert_eq!(app.batch(&b).await.status, BatchStatus::Processing);
+
+    app.manifest(&b, 0).await;
+    app.upload(&b, 1).await;
+    app.failure(&b, 1).await;
+    app.upload(&b, 2).await;
+    app.manifest(&b, 2).await;
+    eventually(Duration::from_secs(10), "complete", || async {
+        (app.batch(&b).await.status == BatchStatus::Complete).then_some(())
+    })
+    .await;
+    // Duplicates and late events after completion change nothing and announce nothing more.
+    app.manifest(&b, 0).await;
+    app.upload(&b, 2).await;
+    app.failure(&b, 2).await;
+    app.settled().await;
+
+    let got = app.batch(&b).await;
+    assert_eq!(
+        (
+            got.counts.files,
+            got.counts.received,
+            got.counts.done,
+            got.counts.failed
+        ),
+        (3, 3, 2, 1)
+    );
+    assert_eq!(
+        got.files[0].rendered,
+        Some(rendered(&b.batch_id, &b.files[0].file_id))
+    );
+    assert_eq!(got.files[1].error.as_ref().unwrap().code, "truncated_image");
+    assert_eq!(
+        got.files[2].status,
+        FileStatus::Done,
+        "a late failure record overrode done"
+    );
+    assert!(got.announced_at.is_some());
+
+    let completions = app.completions().await;
+    assert_eq!(completions.len(), 1, "{completions:?}");
+    assert_eq!(completions[0]["batch_id"], json!(b.batch_id));
+    assert_eq!(completions[0]["counts"]["failed"], json!(1));
+
+    let hooks = eventually(Duration::from_secs(5), "callback", || async {
+        let h = hooks.lock().unwrap().clone();
+        (!h.is_empty()).then_some(h)
+    })
+    .await;
+    assert_eq!(hooks.len(), 1, "callback delivered more than once");
+    let (headers, body) = &hooks[0];
+    let secret = std::fs::read(
+        app.stack
+            .data_dir
+            .join(prism_metadata::CALLBACK_SECRET_FILE),
+    )
+    .unwrap();
+    let sig = headers
+        .get(shared::callback::SIGNATURE_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        shared::callback::verify(&secret, sig, body.as_bytes()),
+        "bad callback signature"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_and_duplicated_delivery_keeps_counts_exact() {
+    let app = spawn_worker().await;
+    let b = new_batch(2);
+    app.create(&b).await;
+    // The manifests arrive before the uploads; each upload event arrives three times.
+    app.manifest(&b, 0).await;
+    app.manifest(&b, 1).await;
+    for _ in 0..3 {
+        app.upload(&b, 0).await;
+        app.upload(&b, 1).await;
+    }
+    app.settled().await;
+    let got = app.batch(&b).await;
+    assert_eq!(got.status, BatchStatus::Complete);
+    assert_eq!(
+        (got.counts.received, got.counts.done, got.counts.failed),
+        (2, 2, 0)
+    );
+    assert_eq!(app.completions().await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_lost_to_a_crash_is_announced_on_redelivery() {
+    let app = spawn_worker().await;
+    let b = new_batch(1);
+    app.create(&b).await;
+    // The transition happened, but the process died before announcing.
+    let now = OffsetDateTime::now_utc();
+    app.stack
+        .metadata
+        .mark_done(
+            &b.batch_id,
+            &b.files[0].file_id,
+            &rendered(&b.batch_id, &b.files[0].file_id),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(app.batch(&b).await.announced_at.is_none());
+    app.manifest(&b, 0).await;
+    app.settled().await;
+    assert!(app.batch(&b).await.announced_at.is_some());
+    assert_eq!(app.completions().await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_and_test_events_are_skipped() {
+    let app = spawn_worker().await;
+    let b = new_batch(1);
+    app.create(&b).await;
+    // A manifest event whose object is gone; garbage; an upload for an unknown batch.
+    let q = &app.metadata_queue;
+    let gone = shared::event::object_created_event(
+        "local",
+        "media",
+        &keys::manifest_key(&b.batch_id, &b.files[0].file_id),
+        1,
+        "e",
+        "ObjectCreated:Put",
+        "1",
+        OffsetDateTime::now_utc(),
+    );
+    q.send(&serde_json::to_string(&gone).unwrap())
+        .await
+        .unwrap();
+    q.send("{not json").await.unwrap();
+    q.send(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"uploads"}"#)
+        .await
+        .unwrap();
+    app.stack
+        .uploads
+        .put(
+            &keys::upload_key("unknown-batch", "f"),
+            Bytes::from_static(b"x"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let dead = eventually(Duration::from_secs(10), "three dead letters", || async {
+        let d = q.dead_letters(10).await.unwrap();
+        (d.len() == 3).then_some(d)
+    })
+    .await;
+    let mut codes: Vec<String> = dead
+        .iter()
+        .map(|d| d.info.clone().unwrap().error_code)
+        .collect();
+    codes.sort();
+    assert_eq!(codes, ["invalid_event", "invalid_event", "source_missing"]);
+    app.settled().await;
+    assert_eq!(
+        app.batch(&b).await.files[0].status,
+        FileStatus::AwaitingUpload
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_requests_count_once_per_event() {
+    let app = spawn_worker().await;
+    let b = new_batch(1);
+    app.create(&b).await;
+    let fid = &b.files[0].file_id;
+    let ev = |id: &str| {
+        json!({"event_name": "IMAGE_REQUESTED", "image_id": fid, "user_id": "42", "event_id": id, "timestamp": "2026-11-23T20:00:00Z"}).to_string()
+    };
+    for body in [ev("e1"), ev("e1"), ev("e2")] {
+        app.stack.topic.publish(&body).await.unwrap();
+    }
+    // An id-less event redelivered is still counted once.
+    let bare = json!({"event_name": "IMAGE_REQUESTED", "image_id": fid}).to_string();
+    app.stack.topic.publish(&bare).await.unwrap();
+    app.stack.topic.publish(&bare).await.unwrap();
+    app.settled().await;
+    let got = app.batch(&b).await;
+    assert_eq!(got.files[0].request_count, 3);
+    app.stop().await;
+}
