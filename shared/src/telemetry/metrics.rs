@@ -55,6 +55,14 @@ pub const ADMISSION_BUDGET_IN_USE: &str = "prism_admission_budget_in_use";
 /// Admission budget capacity.
 pub const ADMISSION_BUDGET_CAPACITY: &str = "prism_admission_budget_capacity";
 
+/// HTTP requests served by the API, by route, method and status.
+pub const HTTP_REQUESTS: &str = "prism_http_requests_total";
+/// HTTP request latency, by route and method.
+pub const HTTP_REQUEST_DURATION: &str = "prism_http_request_duration_seconds";
+
+/// The Prometheus handle type.
+pub type Handle = PrometheusHandle;
+
 /// Every name, for tests that check dashboards only query exported metrics.
 pub const ALL: &[&str] = &[
     MESSAGES_RECEIVED,
@@ -74,6 +82,8 @@ pub const ALL: &[&str] = &[
     QUEUE_OLDEST_MESSAGE_AGE,
     ADMISSION_BUDGET_IN_USE,
     ADMISSION_BUDGET_CAPACITY,
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
 ];
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -157,6 +167,19 @@ pub fn describe_all() {
         Unit::Count,
         "Admission budget capacity."
     );
+    describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests served.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency."
+    );
+}
+
+/// One HTTP request served (`route` is the matched route template, never the raw path).
+pub fn http_request(route: String, method: String, status: u16, elapsed: Duration) {
+    counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string()).increment(1);
+    histogram!(HTTP_REQUEST_DURATION, "route" => route, "method" => method)
+        .record(elapsed.as_secs_f64());
 }
 
 fn builder() -> PrometheusBuilder {

@@ -1,0 +1,81 @@
+//! prism-api: parse flags, load config, start telemetry, build adapters, serve.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use prism_api::{Config, Deps};
+use shared::cli::CommonArgs;
+use shared::config::Backend;
+
+/// The prism API.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Where the API listens.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exit 0 when this API's /healthz answers 200.
+    Healthcheck,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let extra: Vec<(&'static str, String)> = cli
+        .listen
+        .map(|a| ("http.listen_addr", a.to_string()))
+        .into_iter()
+        .collect();
+    let cfg: Config = match cli.common.load(&extra) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("prism-api: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Healthcheck) = cli.command {
+        return shared::cli::healthcheck_exit(cfg.http.listen_addr).await;
+    }
+    match run(cfg).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("prism-api: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    // The API serves /metrics and /healthz on its own port.
+    let rt = shared::cli::start("prism-api", &cfg, &cfg.common, false).await?;
+    let public = cfg
+        .http
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.http.listen_addr));
+    let deps = match cfg.common.backend {
+        Backend::Local => Deps::local(
+            &shared::adapter::local::LocalStack::open(
+                &cfg.common.data_dir,
+                &cfg.common.resources,
+                &public,
+            )
+            .await?,
+        ),
+        Backend::Aws => {
+            anyhow::bail!("backend = aws is not available in this build yet (see issue 6)")
+        }
+    };
+    prism_api::run(cfg, deps, rt.metrics, rt.health, rt.shutdown, |addr| {
+        println!("prism-api listening on http://{addr}")
+    })
+    .await
+}

@@ -1,0 +1,62 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`.
+
+use serde_json::{Value, json};
+
+/// The document.
+pub fn document() -> Value {
+    let error = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}});
+    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "prism", "version": env!("CARGO_PKG_VERSION"), "description": "Presigned image uploads rendered to WebP and AVIF variants."},
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": error,
+                "CreateBatch": {"type": "object", "required": ["files", "variants"], "additionalProperties": false, "properties": {
+                    "files": {"type": "array", "minItems": 1, "maxItems": 500, "items": {"type": "object", "required": ["name", "content_type", "size"], "additionalProperties": false, "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "content_type": {"type": "string", "pattern": "^image/"},
+                        "size": {"type": "integer", "minimum": 1}}}},
+                    "variants": {"type": "object", "required": ["widths", "formats"], "additionalProperties": false, "properties": {
+                        "widths": {"type": "array", "minItems": 1, "maxItems": 8, "items": {"type": "integer", "minimum": 16, "maximum": 8192}},
+                        "formats": {"type": "array", "minItems": 1, "items": {"enum": ["webp", "avif"]}},
+                        "keep_original": {"type": "boolean"},
+                        "fit": {"enum": ["inside"]},
+                        "webp_quality": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "avif_quality": {"type": "integer", "minimum": 1, "maximum": 100}}},
+                    "callback_url": {"type": "string", "format": "uri"}}},
+                "Upload": {"type": "object", "properties": {
+                    "file_id": {"type": "string"}, "name": {"type": "string"}, "method": {"enum": ["POST", "PUT"]}, "url": {"type": "string"},
+                    "fields": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "description": "POST: form fields to send before the `file` field"},
+                    "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "description": "PUT: headers to send"}}},
+                "Batch": {"type": "object", "properties": {
+                    "batch_id": {"type": "string"}, "status": {"enum": ["pending", "processing", "complete"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "counts": {"type": "object", "properties": {"files": {"type": "integer"}, "received": {"type": "integer"}, "done": {"type": "integer"}, "failed": {"type": "integer"}}},
+                    "files": {"type": "array", "items": {"type": "object", "properties": {
+                        "file_id": {"type": "string"}, "name": {"type": "string"},
+                        "status": {"enum": ["awaiting_upload", "received", "done", "failed"]},
+                        "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                        "source": {"type": ["object", "null"]},
+                        "variants": {"type": "array", "items": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "format": {"enum": ["webp", "avif"]}, "bytes": {"type": "integer"}, "url": {"type": "string"}}}},
+                        "placeholder": {"type": ["string", "null"]}, "dominant_color": {"type": ["string", "null"]},
+                        "request_count": {"type": "integer"}}}}}}
+            }
+        },
+        "paths": {
+            "/v1/batches": {"post": {"summary": "Create a batch and get one presigned upload per file", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateBatch"}}}},
+                "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {"type": "object", "properties": {"batch_id": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}, "uploads": {"type": "array", "items": {"$ref": "#/components/schemas/Upload"}}}}}}},
+                    "400": err("Invalid request"), "401": err("No valid token"), "429": err("Rate or upload quota exceeded (see Retry-After)")}}},
+            "/v1/batches/{batch_id}": {"get": {"summary": "Read a batch; `wait` long-polls until it completes", "parameters": [
+                    {"name": "batch_id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 60}}],
+                "responses": {"200": {"description": "The batch", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}}, "401": err("No valid token"), "404": err("No such batch (or not yours)")}}},
+            "/v1/events": {"post": {"summary": "Publish a client event (e.g. IMAGE_REQUESTED)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["event_name"], "properties": {"event_name": {"type": "string"}}}}}},
+                "responses": {"202": {"description": "Accepted", "content": {"application/json": {"schema": {"type": "object", "properties": {"event_id": {"type": "string"}}}}}}, "400": err("Not a JSON object with a string event_name"), "401": err("No valid token"), "413": err("Over 64 KiB")}}},
+            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "Healthy"}}}},
+            "/metrics": {"get": {"security": [], "responses": {"200": {"description": "Prometheus metrics"}}}}
+        }
+    })
+}

@@ -1,0 +1,419 @@
+//! `/v1` routes: create a batch, read a batch (long-poll), publish a client event.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared::port::{
+    BatchRecord, BatchStatus, FileStatus, MetadataStoreError, NewBatch, NewFile, PresignedUpload,
+    UploadMethod, UploadPolicy,
+};
+use shared::variant::{self, Fit, OutputFormat, VariantRequest};
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// One file of a batch request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Client file name (metadata only; never part of a key).
+    pub name: String,
+    /// `image/*`.
+    pub content_type: String,
+    /// Exact size in bytes.
+    pub size: u64,
+}
+
+/// `variants` of a batch request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    /// 1-8 widths, each 16-8192.
+    pub widths: Vec<u32>,
+    /// Non-empty subset of webp, avif.
+    pub formats: Vec<OutputFormat>,
+    /// Keep the original in the media bucket.
+    #[serde(default)]
+    pub keep_original: bool,
+    /// Fit mode (only `inside`).
+    #[serde(default)]
+    pub fit: Fit,
+    /// WebP quality.
+    pub webp_quality: Option<u8>,
+    /// AVIF quality.
+    pub avif_quality: Option<u8>,
+}
+
+/// `POST /v1/batches` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBatch {
+    /// 1-500 files.
+    pub files: Vec<FileSpec>,
+    /// What to render.
+    pub variants: VariantSpec,
+    /// Completion callback (https; SSRF-checked).
+    pub callback_url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UploadOut {
+    file_id: String,
+    name: String,
+    method: UploadMethod,
+    url: String,
+    fields: Option<BTreeMap<String, String>>,
+    headers: Option<BTreeMap<String, String>>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn store_err(e: MetadataStoreError) -> ApiError {
+    if e.is_transient() {
+        ApiError::unavailable(e)
+    } else {
+        ApiError::internal(e)
+    }
+}
+
+/// A valid W3C traceparent, or a fresh one.
+fn traceparent(headers: &HeaderMap) -> String {
+    let given = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            let p: Vec<&str> = v.split('-').collect();
+            p.len() == 4
+                && p[0] == "00"
+                && p[1].len() == 32
+                && p[2].len() == 16
+                && p[3].len() == 2
+                && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+                && p[1] != "0".repeat(32)
+                && p[2] != "0".repeat(16)
+        });
+    given.map_or_else(
+        || {
+            format!(
+                "00-{}-{}-01",
+                hex::encode(rand::random::<[u8; 16]>()),
+                hex::encode(rand::random::<[u8; 8]>())
+            )
+        },
+        str::to_owned,
+    )
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "each file name must be 1-255 bytes without control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_content_type(ct: &str) -> Result<(), ApiError> {
+    let ok = ct.len() <= 100
+        && ct.strip_prefix("image/").is_some_and(|sub| {
+            !sub.is_empty()
+                && sub
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "content_type {ct:?} is not an image/* type"
+        )))
+    }
+}
+
+/// `POST /v1/batches`.
+pub async fn create_batch(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CreateBatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let principal = s.authorize(&headers)?;
+    let Json(req) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limits = &s.cfg.limits;
+    if req.files.is_empty() || req.files.len() > limits.max_files {
+        return Err(ApiError::invalid(format!(
+            "between 1 and {} files are required",
+            limits.max_files
+        )));
+    }
+    for f in &req.files {
+        check_name(&f.name)?;
+        check_content_type(&f.content_type)?;
+        if f.size == 0 || f.size > limits.max_upload_bytes {
+            return Err(ApiError::invalid(format!(
+                "size of {:?} must be 1..={} bytes",
+                f.name, limits.max_upload_bytes
+            )));
+        }
+    }
+    let request = VariantRequest {
+        widths: req.variants.widths,
+        formats: req.variants.formats,
+        fit: req.variants.fit,
+        webp_quality: req
+            .variants
+            .webp_quality
+            .unwrap_or(variant::DEFAULT_WEBP_QUALITY),
+        avif_quality: req
+            .variants
+            .avif_quality
+            .unwrap_or(variant::DEFAULT_AVIF_QUALITY),
+        keep_original: req.variants.keep_original,
+    }
+    .normalise()
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if let Some(url) = &req.callback_url {
+        shared::callback::resolve_checked(url, s.local_mode())
+            .await
+            .map_err(|e| ApiError::invalid(format!("callback_url: {e}")))?;
+    }
+    let now = OffsetDateTime::now_utc();
+    let awaiting = s
+        .metadata
+        .count_awaiting_uploads(&principal, now)
+        .await
+        .map_err(store_err)?;
+    if awaiting + req.files.len() as u64 > s.cfg.auth.max_inflight_uploads {
+        return Err(ApiError {
+            retry_after: Some(60),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "upload_quota_exceeded",
+                format!(
+                    "{awaiting} uploads already pending; the quota is {}",
+                    s.cfg.auth.max_inflight_uploads
+                ),
+            )
+        });
+    }
+    let expires_at = now + Duration::from_secs(limits.upload_expiry_secs);
+    let batch = NewBatch {
+        batch_id: uuid::Uuid::now_v7().to_string(),
+        principal,
+        created_at: now,
+        expires_at,
+        request: request.clone(),
+        callback_url: req.callback_url,
+        traceparent: Some(traceparent(&headers)),
+        files: req
+            .files
+            .iter()
+            .map(|f| NewFile {
+                file_id: uuid::Uuid::now_v7().to_string(),
+                name: f.name.clone(),
+                content_type: f.content_type.clone(),
+                size: f.size,
+            })
+            .collect(),
+    };
+    let mut uploads = Vec::with_capacity(batch.files.len());
+    for f in &batch.files {
+        let metadata = BTreeMap::from([
+            (variant::META_REQUEST.to_owned(), request.to_metadata()),
+            (variant::META_BATCH_ID.to_owned(), batch.batch_id.clone()),
+            (variant::META_FILE_ID.to_owned(), f.file_id.clone()),
+            (
+                variant::META_FILE_NAME.to_owned(),
+                percent_encoding::utf8_percent_encode(&f.name, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            ),
+            (
+                variant::META_TRACEPARENT.to_owned(),
+                batch.traceparent.clone().unwrap_or_default(),
+            ),
+        ]);
+        let policy = UploadPolicy {
+            key: shared::keys::upload_key(&batch.batch_id, &f.file_id),
+            content_type: f.content_type.clone(),
+            max_bytes: f.size,
+            metadata,
+            expires_in: Duration::from_secs(limits.upload_expiry_secs),
+        };
+        let p: PresignedUpload = s.uploads.presign_upload(&policy).await.map_err(|e| {
+            if e.is_transient() {
+                ApiError::unavailable(e)
+            } else {
+                ApiError::internal(e)
+            }
+        })?;
+        uploads.push(UploadOut {
+            file_id: f.file_id.clone(),
+            name: f.name.clone(),
+            method: p.method,
+            url: p.url,
+            fields: p.fields,
+            headers: p.headers,
+        });
+    }
+    s.metadata.create_batch(&batch).await.map_err(store_err)?;
+    tracing::info!(batch_id = %batch.batch_id, files = batch.files.len(), "Batch created.");
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"batch_id": batch.batch_id, "expires_at": rfc3339(expires_at), "uploads": uploads}),
+        ),
+    ))
+}
+
+/// `?wait=SECONDS`.
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    /// Long-poll until complete or this many seconds pass.
+    pub wait: Option<u64>,
+}
+
+/// `GET /v1/batches/{batch_id}`.
+pub async fn get_batch(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(batch_id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let principal = s.authorize(&headers)?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(s.cfg.limits.max_wait_secs));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let batch = s.metadata.get_batch(&batch_id).await.map_err(store_err)?;
+        // Another principal's batch is indistinguishable from a missing one.
+        let batch = batch
+            .filter(|b| b.principal == principal)
+            .ok_or_else(ApiError::not_found)?;
+        if batch.status == BatchStatus::Complete || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(s.render_batch(&batch).await?));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = s.shutdown.cancelled() => return Ok(Json(s.render_batch(&batch).await?)),
+        }
+    }
+}
+
+impl AppState {
+    async fn render_batch(&self, b: &BatchRecord) -> Result<Value, ApiError> {
+        let expiry = Duration::from_secs(self.cfg.limits.download_expiry_secs);
+        let mut files = Vec::with_capacity(b.files.len());
+        for f in &b.files {
+            let mut variants = Vec::new();
+            if let Some(r) = &f.rendered {
+                for v in &r.variants {
+                    variants.push(json!({"width": v.width, "height": v.height, "format": v.format, "bytes": v.bytes, "url": self.media_url(&v.key, expiry).await?}));
+                }
+            }
+            let original = match f.rendered.as_ref().and_then(|r| r.original_key.as_ref()) {
+                Some(k) => Some(self.media_url(k, expiry).await?),
+                None => None,
+            };
+            files.push(json!({
+                "file_id": f.file_id,
+                "name": f.name,
+                "status": f.status,
+                "error": f.error,
+                "source": f.rendered.as_ref().map(|r| &r.source),
+                "variants": variants,
+                "original_url": original,
+                "placeholder": f.rendered.as_ref().and_then(|r| r.placeholder.clone()),
+                "dominant_color": f.rendered.as_ref().and_then(|r| r.dominant_color.clone()),
+                "request_count": f.request_count,
+                "last_requested_at": f.last_requested_at.map(rfc3339),
+            }));
+            debug_assert!(f.status != FileStatus::Done || f.rendered.is_some());
+        }
+        Ok(json!({
+            "batch_id": b.batch_id,
+            "status": b.status,
+            "created_at": rfc3339(b.created_at),
+            "expires_at": rfc3339(b.expires_at),
+            "completed_at": b.completed_at.map(rfc3339),
+            "counts": b.counts,
+            "files": files,
+        }))
+    }
+
+    async fn media_url(&self, key: &str, expiry: Duration) -> Result<String, ApiError> {
+        if let Some(base) = &self.cfg.http.media_base_url {
+            return Ok(format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                shared::adapter::local::signing::encode_path(key)
+            ));
+        }
+        self.media.presign_download(key, expiry).await.map_err(|e| {
+            if e.is_transient() {
+                ApiError::unavailable(e)
+            } else {
+                ApiError::internal(e)
+            }
+        })
+    }
+}
+
+/// `POST /v1/events`: a client event (a JSON object with a string `event_name`), stamped with
+/// the principal, receive time and an event id, published to the topic.
+pub async fn post_event(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let principal = s.authorize(&headers)?;
+    if body.len() > s.cfg.limits.max_event_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            format!(
+                "events are limited to {} bytes",
+                s.cfg.limits.max_event_bytes
+            ),
+        ));
+    }
+    let mut v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
+    let Value::Object(obj) = &mut v else {
+        return Err(ApiError::invalid("an event must be a JSON object"));
+    };
+    match obj.get("event_name") {
+        Some(Value::String(n)) if !n.is_empty() && n.len() <= 128 => {}
+        _ => {
+            return Err(ApiError::invalid(
+                "event_name must be a non-empty string of at most 128 bytes",
+            ));
+        }
+    }
+    if obj.contains_key("Records") || obj.contains_key("Type") {
+        return Err(ApiError::invalid(
+            "client events may not impersonate storage events",
+        ));
+    }
+    let event_id = uuid::Uuid::now_v7().to_string();
+    obj.insert("principal".into(), Value::String(principal));
+    obj.insert(
+        "received_at".into(),
+        Value::String(rfc3339(OffsetDateTime::now_utc())),
+    );
+    obj.insert("event_id".into(), Value::String(event_id.clone()));
+    s.topic.publish(&v.to_string()).await.map_err(|e| {
+        if e.is_transient() {
+            ApiError::unavailable(e)
+        } else {
+            ApiError::invalid(e.to_string())
+        }
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id}))))
+}
