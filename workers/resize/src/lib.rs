@@ -10,8 +10,10 @@
 //!   - `render::resize`: the sRGB raster and Lanczos3 resizing.
 //!   - `render::encode`: libwebp and ravif.
 //!   - `render::facts`: hash, ThumbHash, dominant colour.
+//! - [`worker`]: the queue worker: upload event → variants → manifest (or `failure.json`).
 //! - [`bench`]: the `prism-resize bench` subcommand, the side-by-side measurement against the
 //!   sharp baseline.
 
 pub mod bench;
 pub mod render;
+pub mod worker;

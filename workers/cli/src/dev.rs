@@ -1,0 +1,131 @@
+//! `prism dev`: every component in one process on one data dir.
+//!
+//! Each component keeps its own config type and is configured from the same layers (defaults,
+//! `--config` file, `PRISM__…` env), so `prism dev` behaves like the separate binaries started
+//! on the same data dir — which also works, and lets each be scaled, stopped or killed alone.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use shared::adapter::local::LocalStack;
+use shared::config::{self, Validate};
+use shared::telemetry::Health;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What a running dev stack exposes.
+pub struct DevStack {
+    /// The API's base URL.
+    pub url: String,
+    /// The dev bearer token.
+    pub token: String,
+    /// The data dir.
+    pub data_dir: PathBuf,
+    /// The backend, for tests and tooling.
+    pub stack: LocalStack,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: CancellationToken,
+}
+
+impl DevStack {
+    /// Stop every component and wait for them to drain.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Wait until `shutdown` (a signal) stops everything.
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn load<T>(file: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<T>
+where
+    T: Default + serde::Serialize + serde::de::DeserializeOwned + Validate,
+{
+    Ok(config::load::<T>(file, overrides)?)
+}
+
+/// Start the stack on `data_dir`, the API on `listen` (port 0 picks one), cancelled by
+/// `shutdown`.
+///
+/// # Errors
+/// Invalid config, or a backend that cannot be opened.
+pub async fn start(
+    data_dir: &Path,
+    listen: SocketAddr,
+    config_file: Option<&Path>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<DevStack> {
+    let mut listen = listen;
+    if listen.port() == 0 {
+        // Reserve a concrete port so presigned URLs can name it.
+        let l = std::net::TcpListener::bind(listen).context("bind the API address")?;
+        listen = l.local_addr()?;
+    }
+    let dir = data_dir.display().to_string();
+    let common = [("data_dir", dir.clone()), ("backend", "local".to_owned())];
+    let mut api_cfg: prism_api::Config = load(
+        config_file,
+        &[
+            common[0].clone(),
+            common[1].clone(),
+            ("http.listen_addr", listen.to_string()),
+        ],
+    )?;
+    let resize_cfg: prism_resize::worker::Config = load(config_file, &common)?;
+    let mut meta_cfg: prism_metadata::Config = load(config_file, &common)?;
+    // Local mode: completion callbacks may go to a receiver on this machine.
+    meta_cfg.callback.allow_loopback_http = true;
+    let url = api_cfg
+        .http
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{listen}"));
+    api_cfg.http.public_base_url = Some(url.clone());
+
+    let stack = LocalStack::open(data_dir, &api_cfg.common.resources, &url).await?;
+    let token = prism_api::dev_token(data_dir)?;
+    let metrics = shared::telemetry::metrics::install();
+    let mut tasks = Vec::new();
+
+    let (api_deps, s) = (prism_api::Deps::local(&stack), shutdown.clone());
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let m = metrics.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = prism_api::run(api_cfg, api_deps, m, Health::new(), s.clone(), |a| {
+            let _ = bound_tx.send(a);
+        })
+        .await
+        {
+            tracing::error!(error = %e, "API stopped with an error.");
+            s.cancel();
+        }
+    }));
+    bound_rx.await.context("the API did not start")?;
+
+    let resize_deps = prism_resize::worker::local_deps(&resize_cfg, &stack).await?;
+    let s = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        prism_resize::worker::run(&resize_cfg, resize_deps, s).await;
+    }));
+    let meta_deps = prism_metadata::local_deps(&meta_cfg, &stack).await?;
+    let s = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        prism_metadata::run(&meta_cfg, meta_deps, s).await;
+    }));
+    Ok(DevStack {
+        url,
+        token,
+        data_dir: data_dir.to_path_buf(),
+        stack,
+        tasks,
+        shutdown,
+    })
+}

@@ -1,0 +1,8 @@
+//! The `prism` command.
+//!
+//! - [`dev`]: the whole stack in one process on the embedded backend (API, resize, metadata),
+//!   with the topic and queue wiring of DESIGN §8.
+//! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
+
+pub mod dev;
+pub mod upload;

@@ -1,0 +1,185 @@
+//! `prism`: the local stack, uploads, batch queries.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// prism: image ingest.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole stack in one process on the embedded backend (files + SQLite).
+    Dev {
+        /// Where the data lives.
+        #[arg(long, default_value = "prism-data")]
+        data_dir: PathBuf,
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// A TOML config file, applied to every component.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Upload images as one batch, wait, and print the variants.
+    Upload {
+        /// Image files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// API base URL.
+        #[arg(long, env = "PRISM_API", default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// Bearer token (default: the dev token in --data-dir).
+        #[arg(long, env = "PRISM_TOKEN")]
+        token: Option<String>,
+        /// Data dir whose dev-token to use when no token is given.
+        #[arg(long, default_value = "prism-data")]
+        data_dir: PathBuf,
+        /// Variant widths.
+        #[arg(long, value_delimiter = ',', default_value = "320,640,1280,2048")]
+        widths: Vec<u32>,
+        /// Variant formats.
+        #[arg(long, value_delimiter = ',', default_value = "webp,avif")]
+        formats: Vec<String>,
+        /// Keep the original in the media bucket.
+        #[arg(long)]
+        keep_original: bool,
+        /// Longest wait for completion, in seconds (0: do not wait).
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+        /// Print the batch as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a batch.
+    Batch {
+        /// Batch id.
+        batch_id: String,
+        /// API base URL.
+        #[arg(long, env = "PRISM_API", default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// Bearer token (default: the dev token in --data-dir).
+        #[arg(long, env = "PRISM_TOKEN")]
+        token: Option<String>,
+        /// Data dir whose dev-token to use when no token is given.
+        #[arg(long, default_value = "prism-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn token(given: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(t) = given {
+        return Ok(t);
+    }
+    std::fs::read_to_string(data_dir.join(prism_api::DEV_TOKEN_FILE))
+        .map(|t| t.trim().to_owned())
+        .map_err(|_| anyhow::anyhow!("no token: pass --token, set PRISM_TOKEN, or run `prism dev` so {}/dev-token exists", data_dir.display()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("prism: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Dev {
+            data_dir,
+            listen,
+            config,
+        } => {
+            let log = shared::config::LogConfig::default();
+            shared::telemetry::tracing::init(&log);
+            let shutdown = shared::shutdown::on_signal();
+            let dev = prism::dev::start(&data_dir, listen, config.as_deref(), shutdown).await?;
+            println!(
+                "prism dev is running on the embedded backend in {}",
+                dev.data_dir.display()
+            );
+            println!("  API        {}", dev.url);
+            println!(
+                "  token      {}   (also in {}/dev-token)",
+                dev.token,
+                dev.data_dir.display()
+            );
+            println!(
+                "  try        prism upload --api {} --data-dir {} photo.jpg",
+                dev.url,
+                dev.data_dir.display()
+            );
+            println!("  metrics    {}/metrics", dev.url);
+            dev.wait().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Upload {
+            paths,
+            api,
+            token: t,
+            data_dir,
+            widths,
+            formats,
+            keep_original,
+            wait,
+            json,
+        } => {
+            let args = prism::upload::UploadArgs {
+                paths,
+                api,
+                token: token(t, &data_dir)?,
+                widths,
+                formats,
+                keep_original,
+                wait_secs: wait,
+                progress: !json,
+            };
+            let batch = prism::upload::run(&args).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&batch)?);
+            } else {
+                print!("{}", prism::upload::table(&batch));
+            }
+            let bad = prism::upload::unsuccessful(&batch);
+            if bad > 0 {
+                eprintln!("{bad} file(s) failed or did not finish");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Batch {
+            batch_id,
+            api,
+            token: t,
+            data_dir,
+        } => {
+            let t = token(t, &data_dir)?;
+            let resp = reqwest::Client::new()
+                .get(format!(
+                    "{}/v1/batches/{batch_id}",
+                    api.trim_end_matches('/')
+                ))
+                .bearer_auth(t)
+                .send()
+                .await?;
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await?;
+            if !status.is_success() {
+                anyhow::bail!("{status}: {body}");
+            }
+            print!("{}", prism::upload::table(&body));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

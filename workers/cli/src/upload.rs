@@ -1,0 +1,247 @@
+//! `prism upload`: create a batch, upload every file through its presigned instructions (POST
+//! form or PUT — whatever the API answered, so it works against AWS too), long-poll until the
+//! batch completes, print a table.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+
+/// What to upload and where.
+#[derive(Debug, Clone)]
+pub struct UploadArgs {
+    /// Files.
+    pub paths: Vec<PathBuf>,
+    /// API base URL.
+    pub api: String,
+    /// Bearer token.
+    pub token: String,
+    /// Variant widths.
+    pub widths: Vec<u32>,
+    /// Variant formats.
+    pub formats: Vec<String>,
+    /// Keep the original.
+    pub keep_original: bool,
+    /// Longest time to wait for completion (0: do not wait).
+    pub wait_secs: u64,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// The declared content type, from the extension (a hint: the worker sniffs the bytes).
+pub fn content_type(path: &std::path::Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("tif" | "tiff") => "image/tiff",
+        Some("avif") => "image/avif",
+        Some("heic" | "heif") => "image/heic",
+        _ => "image/x-unknown",
+    }
+}
+
+async fn check(resp: reqwest::Response, what: &str) -> anyhow::Result<reqwest::Response> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    bail!("{what} failed: {status} {body}")
+}
+
+async fn upload_one(
+    http: &reqwest::Client,
+    up: &Value,
+    bytes: Vec<u8>,
+    ct: &str,
+) -> anyhow::Result<()> {
+    let url = up["url"].as_str().context("upload without a url")?;
+    let resp = match up["method"].as_str() {
+        Some("POST") => {
+            let mut form = reqwest::multipart::Form::new();
+            if let Some(fields) = up["fields"].as_object() {
+                for (k, v) in fields {
+                    form = form.text(k.clone(), v.as_str().unwrap_or_default().to_owned());
+                }
+            }
+            let part = reqwest::multipart::Part::bytes(bytes)
+                .file_name("upload")
+                .mime_str(ct)?;
+            http.post(url)
+                .multipart(form.part("file", part))
+                .send()
+                .await?
+        }
+        Some("PUT") => {
+            let mut req = http.put(url).body(bytes);
+            if let Some(h) = up["headers"].as_object() {
+                for (k, v) in h {
+                    req = req.header(k, v.as_str().unwrap_or_default());
+                }
+            }
+            req.send().await?
+        }
+        other => bail!("unknown upload method {other:?}"),
+    };
+    check(resp, "upload").await.map(|_| ())
+}
+
+/// Run an upload; returns the final batch view.
+///
+/// # Errors
+/// An unreadable file, an API refusal or an unreachable API.
+pub async fn run(args: &UploadArgs) -> anyhow::Result<Value> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    let mut files = Vec::new();
+    for p in &args.paths {
+        let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let name = p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        files.push(json!({"name": name, "content_type": content_type(p), "size": meta.len()}));
+    }
+    let body = json!({"files": files, "variants": {"widths": args.widths, "formats": args.formats, "keep_original": args.keep_original}});
+    let api = args.api.trim_end_matches('/');
+    let resp = http
+        .post(format!("{api}/v1/batches"))
+        .bearer_auth(&args.token)
+        .json(&body)
+        .send()
+        .await
+        .context("cannot reach the API")?;
+    let created: Value = check(resp, "creating the batch").await?.json().await?;
+    let batch_id = created["batch_id"]
+        .as_str()
+        .context("no batch_id")?
+        .to_owned();
+    let uploads = created["uploads"].as_array().context("no uploads")?.clone();
+    let total: u64 = args
+        .paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if args.progress {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} uploading [{bar:30}] {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> =
+        futures::stream::iter(args.paths.iter().zip(uploads.iter()))
+            .map(|(p, up)| {
+                let (http, bar) = (http.clone(), bar.clone());
+                async move {
+                    let bytes = tokio::fs::read(p)
+                        .await
+                        .with_context(|| format!("cannot read {}", p.display()))?;
+                    let n = bytes.len() as u64;
+                    upload_one(&http, up, bytes, content_type(p))
+                        .await
+                        .with_context(|| format!("uploading {}", p.display()))?;
+                    bar.inc(n);
+                    Ok(())
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+    bar.finish_with_message(format!("in {:.1}s", started.elapsed().as_secs_f64()));
+    for r in results {
+        r?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .min(60);
+        let resp = http
+            .get(format!("{api}/v1/batches/{batch_id}?wait={left}"))
+            .bearer_auth(&args.token)
+            .send()
+            .await?;
+        let batch: Value = check(resp, "reading the batch").await?.json().await?;
+        if batch["status"] == "complete" || left == 0 {
+            return Ok(batch);
+        }
+    }
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MB", bytes as f64 / 1_048_576.0)
+    } else {
+        format!("{:.1} KB", bytes as f64 / 1024.0)
+    }
+}
+
+/// A table of the batch's files and variants.
+pub fn table(batch: &Value) -> String {
+    let mut out = format!(
+        "batch {}  status {}  counts {}\n",
+        batch["batch_id"].as_str().unwrap_or("?"),
+        batch["status"].as_str().unwrap_or("?"),
+        batch["counts"]
+    );
+    for f in batch["files"].as_array().into_iter().flatten() {
+        let name = f["name"].as_str().unwrap_or("?");
+        let status = f["status"].as_str().unwrap_or("?");
+        out.push_str(&format!("\n{name}  [{status}]"));
+        if let Some(src) = f["source"].as_object() {
+            out.push_str(&format!(
+                "  {} {}x{}",
+                src.get("format").and_then(Value::as_str).unwrap_or("?"),
+                src.get("width").unwrap_or(&Value::Null),
+                src.get("height").unwrap_or(&Value::Null)
+            ));
+        }
+        out.push('\n');
+        if !f["error"].is_null() {
+            out.push_str(&format!(
+                "    error {}: {}\n",
+                f["error"]["code"].as_str().unwrap_or("?"),
+                f["error"]["message"].as_str().unwrap_or("")
+            ));
+        }
+        for v in f["variants"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "    {:>5}x{:<5} {:<4} {:>9}  {}\n",
+                v["width"],
+                v["height"],
+                v["format"].as_str().unwrap_or("?"),
+                human(v["bytes"].as_u64().unwrap_or(0)),
+                v["url"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    out
+}
+
+/// Files that failed or are not finished.
+pub fn unsuccessful(batch: &Value) -> usize {
+    batch["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["status"] != "done")
+        .count()
+}
