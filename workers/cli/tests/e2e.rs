@@ -1,0 +1,204 @@
+//! The whole local pipeline over real HTTP: `prism dev` on a temp dir and port 0, a batch of
+//! corpus files uploaded through the presigned POST flow, long-polled to completion; statuses,
+//! failure codes, and every variant downloaded through its URL and decoded.
+//!
+//! The corpus is `../shared/corpus` beside the checkout (or `$PRISM_CORPUS`).
+#![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+fn corpus() -> PathBuf {
+    let dir = std::env::var_os("PRISM_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+        });
+    assert!(
+        dir.join("MANIFEST.md").exists(),
+        "the test corpus is missing at {}: put the shared/ reference folder beside the checkout or set PRISM_CORPUS",
+        dir.display()
+    );
+    dir
+}
+
+/// Decode a variant's dimensions from its bytes (WebP with the image crate, AVIF with the
+/// engine's libheif-backed probe).
+fn dimensions(bytes: &[u8], format: &str) -> (u32, u32) {
+    match format {
+        "webp" => {
+            let img = image::load_from_memory_with_format(bytes, image::ImageFormat::WebP).unwrap();
+            (img.width(), img.height())
+        }
+        "avif" => {
+            let p = prism_resize::render::decode::probe(
+                bytes,
+                &prism_resize::render::Limits::default(),
+            )
+            .unwrap();
+            (p.width, p.height)
+        }
+        other => panic!("unexpected format {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corpus_batch_flows_through_the_local_pipeline() {
+    let corpus = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let dev = prism::dev::start(
+        dir.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        None,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+
+    // Orientation, colour, alpha, palette, 16-bit, animated, HEIC, CMYK, and the reject cases.
+    let good = [
+        "Landscape_3.jpg",
+        "Landscape_6.jpg",
+        "Landscape_8.jpg",
+        "Channel_digital_image_CMYK_color.jpg",
+        "concert.jpg",
+        "p3.png",
+        "tbgn2c16.png",
+        "swiss.png",
+        "grey-8bit-alpha.png",
+        "rotating-squares.gif",
+        "5_webp_a.webp",
+        "tifftag-photoshop.tiff",
+        "iphone_7.heic",
+    ];
+    let bad = [
+        ("truncated.jpg", "truncated_image"),
+        ("giant-image.jpg", "image_too_large"),
+    ];
+    let mut paths: Vec<PathBuf> = good
+        .iter()
+        .chain(bad.iter().map(|(n, _)| n))
+        .map(|n| corpus.join(n))
+        .collect();
+    // Not an image at all, under an image name.
+    let fake = dir.path().join("not-an-image.jpg");
+    std::fs::write(&fake, b"<html><body>hello</body></html>").unwrap();
+    paths.push(fake);
+
+    let args = prism::upload::UploadArgs {
+        paths,
+        api: dev.url.clone(),
+        token: dev.token.clone(),
+        widths: vec![320, 640],
+        formats: vec!["webp".into(), "avif".into()],
+        keep_original: true,
+        wait_secs: 240,
+        progress: false,
+    };
+    let batch = prism::upload::run(&args).await.unwrap();
+    assert_eq!(batch["status"], "complete", "{batch:#}");
+    let n = good.len() + bad.len() + 1;
+    assert_eq!(batch["counts"]["files"], n);
+    assert_eq!(batch["counts"]["received"], n);
+    assert_eq!(batch["counts"]["done"], good.len());
+    assert_eq!(batch["counts"]["failed"], bad.len() + 1);
+
+    let http = reqwest::Client::new();
+    let files = batch["files"].as_array().unwrap();
+    for f in files {
+        let name = f["name"].as_str().unwrap();
+        if let Some((_, code)) = bad.iter().find(|(n, _)| *n == name) {
+            assert_eq!(f["status"], "failed", "{name}");
+            assert_eq!(f["error"]["code"], *code, "{name}");
+            continue;
+        }
+        if name == "not-an-image.jpg" {
+            assert_eq!(f["error"]["code"], "unsupported_format", "{f:#}");
+            continue;
+        }
+        assert_eq!(f["status"], "done", "{name}: {f:#}");
+        let (sw, sh) = (
+            f["source"]["width"].as_u64().unwrap() as u32,
+            f["source"]["height"].as_u64().unwrap() as u32,
+        );
+        let variants = f["variants"].as_array().unwrap();
+        let expected = if sw > 320 {
+            if sw > 640 { 4 } else { 2 }
+        } else {
+            2
+        };
+        assert_eq!(variants.len(), expected, "{name}: {variants:#?}");
+        for v in variants {
+            let url = v["url"].as_str().unwrap();
+            let resp = http.get(url).send().await.unwrap();
+            assert!(resp.status().is_success(), "{name} {url}");
+            let bytes = resp.bytes().await.unwrap();
+            assert_eq!(bytes.len() as u64, v["bytes"].as_u64().unwrap());
+            let format = v["format"].as_str().unwrap();
+            let (w, h) = dimensions(&bytes, format);
+            assert_eq!(
+                (w, h),
+                (
+                    v["width"].as_u64().unwrap() as u32,
+                    v["height"].as_u64().unwrap() as u32
+                ),
+                "{name} {format}"
+            );
+            assert!(
+                w <= sw && h <= sh && w > 0 && h > 0,
+                "{name}: upscaled or empty {w}x{h} from {sw}x{sh}"
+            );
+            // Aspect ratio kept within a pixel of rounding.
+            let want_h = (f64::from(sh) * f64::from(w) / f64::from(sw)).round();
+            assert!(
+                (f64::from(h) - want_h).abs() <= 1.0,
+                "{name}: {w}x{h} from {sw}x{sh}"
+            );
+        }
+        // Portrait-tagged JPEGs come out landscape (their stored pixels are portrait).
+        if name.starts_with("Landscape_") {
+            assert!(sw > sh, "{name} not oriented: {sw}x{sh}");
+        }
+        assert!(
+            f["placeholder"].is_string() && f["dominant_color"].as_str().unwrap().starts_with('#'),
+            "{name}"
+        );
+        assert!(
+            f["original_url"].is_string(),
+            "{name}: the original was not kept"
+        );
+    }
+    // The original is byte-identical to the upload.
+    let heic = files.iter().find(|f| f["name"] == "iphone_7.heic").unwrap();
+    let original = http
+        .get(heic["original_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        original.as_ref(),
+        std::fs::read(corpus.join("iphone_7.heic"))
+            .unwrap()
+            .as_slice()
+    );
+
+    // Every queue is drained and nothing was dead-lettered.
+    for q in ["resize", "metadata"] {
+        let queue = dev
+            .stack
+            .queue(q, std::time::Duration::from_secs(60), 5)
+            .await
+            .unwrap();
+        let s = shared::port::Queue::stats(&queue).await.unwrap();
+        assert_eq!((s.visible, s.in_flight, s.dlq_visible), (0, 0, 0), "{q}");
+    }
+    let _: &Value = &batch;
+    dev.stop().await;
+}
