@@ -72,6 +72,11 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || o[0] >= 240)
 }
 
+/// Whether a callback may connect to `ip`: public, or loopback in local mode.
+fn reachable(ip: IpAddr, allow_loopback_http: bool) -> bool {
+    is_public(ip) || (allow_loopback_http && ip.is_loopback())
+}
+
 /// Check a URL's shape (before resolution).
 ///
 /// # Errors
@@ -98,8 +103,7 @@ pub fn check_shape(raw: &str, allow_loopback_http: bool) -> Result<Url, Callback
         _ => return Err(CallbackUrlError::Scheme),
     }
     if let Some(ip) = literal
-        && !is_public(ip)
-        && !(allow_loopback_http && ip.is_loopback())
+        && !reachable(ip, allow_loopback_http)
     {
         return Err(CallbackUrlError::Forbidden(ip));
     }
@@ -133,7 +137,7 @@ pub async fn resolve_checked(
     }
     for a in &addrs {
         let ip = a.ip();
-        if !is_public(ip) && !(allow_loopback_http && ip.is_loopback()) {
+        if !reachable(ip, allow_loopback_http) {
             return Err(CallbackUrlError::Forbidden(ip));
         }
     }

@@ -124,6 +124,14 @@ impl Drop for App {
     }
 }
 
+/// What a test does to the form, what it uploads, what it expects.
+type TamperCase<'a> = (
+    &'static str,
+    Box<dyn FnOnce(&mut BTreeMap<String, String>) + 'a>,
+    Vec<u8>,
+    StatusCode,
+);
+
 fn file(name: &str, size: u64) -> Value {
     json!({"name": name, "content_type": "image/jpeg", "size": size})
 }
@@ -304,12 +312,7 @@ async fn tampered_uploads_are_refused_and_store_nothing() {
         .await;
     let (up, other) = (&created["uploads"][0], &created["uploads"][1]);
     let img = || b"\xFF\xD8\xFF\xE0".to_vec();
-    let cases: Vec<(
-        &str,
-        Box<dyn FnOnce(&mut BTreeMap<String, String>)>,
-        Vec<u8>,
-        StatusCode,
-    )> = vec![
+    let cases: Vec<TamperCase> = vec![
         (
             "tampered signature",
             Box::new(|f| {

@@ -1,5 +1,6 @@
-//! The `prism-resize` binary. For now it has one subcommand, `bench`; the worker mode plugs in
-//! beside it. This file only parses the command line and maps the result to an exit code.
+//! The `prism-resize` binary: with no subcommand it runs the worker; `healthcheck` probes a
+//! running worker; `bench` measures the engine against the sharp baseline. This file only parses
+//! the command line, loads config, builds adapters and maps the result to an exit code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,12 +17,16 @@ use shared::variant::OutputFormat;
     about = "The prism resize worker and image engine."
 )]
 struct Cli {
+    #[command(flatten)]
+    common: shared::cli::CommonArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Exit 0 when this worker's /healthz answers 200.
+    Healthcheck,
     /// Render every image in a folder like ../shared/bench/sharp-baseline.mjs and print a JSON
     /// summary with that script's field names.
     Bench {
@@ -65,7 +70,22 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        return worker(&cli.common);
+    };
+    match command {
+        Command::Healthcheck => {
+            let cfg: prism_resize::worker::Config = match cli.common.load(&[]) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("prism-resize: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime().block_on(shared::cli::healthcheck_exit(
+                cfg.common.metrics.listen_addr,
+            ))
+        }
         Command::Bench {
             corpus,
             out,
@@ -116,4 +136,46 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("a tokio runtime starts")
+}
+
+fn worker(args: &shared::cli::CommonArgs) -> ExitCode {
+    let cfg: prism_resize::worker::Config = match args.load(&[]) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("prism-resize: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime().block_on(run_worker(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("prism-resize: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_worker(cfg: prism_resize::worker::Config) -> anyhow::Result<()> {
+    let rt = shared::cli::start("prism-resize", &cfg, &cfg.common, true).await?;
+    let deps = match cfg.common.backend {
+        shared::config::Backend::Local => {
+            let stack = shared::adapter::local::LocalStack::open(
+                &cfg.common.data_dir,
+                &cfg.common.resources,
+                "http://127.0.0.1",
+            )
+            .await?;
+            prism_resize::worker::local_deps(&cfg, &stack).await?
+        }
+        shared::config::Backend::Aws => {
+            anyhow::bail!("backend = aws is not available in this build yet (see issue 6)")
+        }
+    };
+    let report = prism_resize::worker::run(&cfg, deps, rt.shutdown).await;
+    tracing::info!(abandoned = report.abandoned, "Stopped.");
+    Ok(())
 }

@@ -323,12 +323,8 @@ impl ResizeHandler {
             .budget
             .acquire(u32::try_from(megapixels).unwrap_or(u32::MAX))
             .await;
-        let (limits, settings, req, input) = (
-            self.limits,
-            self.settings.clone(),
-            request.clone(),
-            bytes.clone(),
-        );
+        let (limits, settings, req, input) =
+            (self.limits, self.settings, request.clone(), bytes.clone());
         let span = tracing::Span::current();
         let rendered = tokio::task::spawn_blocking(move || {
             span.in_scope(|| render::render(&input, &req, &limits, &settings))
