@@ -413,6 +413,15 @@ mod tests {
         assert!(matches!(e, ConfigError::Load(_)), "{e}");
         let e = load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__BACKEND", "aws")]))
             .unwrap_err();
+        assert!(e.to_string().contains("topic_arn"), "{e}");
+        let aws = [
+            ("PRISM__BACKEND", "aws"),
+            (
+                "PRISM__RESOURCES__TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:1:events",
+            ),
+        ];
+        let e = load_from_env::<TestConfig, _>(None, &[], env(&aws)).unwrap_err();
         assert!(e.to_string().contains("queue_url"), "{e}");
         let e = load_from_env::<TestConfig, _>(
             None,
