@@ -150,7 +150,8 @@ fn list_inputs(corpus: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(corpus).with_context(|| format!("reading {corpus:?}"))? {
         let entry = entry?;
-        if !entry.file_type()?.is_file() {
+        // Follow symlinks, so a folder of links to a corpus subset works.
+        if !std::fs::metadata(entry.path())?.is_file() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();

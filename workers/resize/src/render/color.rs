@@ -47,13 +47,15 @@ pub fn to_srgb8(decoded: Decoded) -> Result<(Raster, Option<String>), RenderErro
     let profile = icc.as_deref().and_then(|b| Profile::new_icc(b).ok());
     let description = profile
         .as_ref()
-        .and_then(|p| p.info(InfoType::Description, Locale::none()))
+        // Profiles carry localised descriptions (Apple's Generic RGB lists a dozen); ask for
+        // English, which lcms falls back from when absent.
+        .and_then(|p| p.info(InfoType::Description, Locale::new("en_US")))
         .map(|d| d.trim().to_owned());
     let profile = profile.filter(|p| profile_matches(p, layout));
     // An embedded sRGB profile needs no work; this is the common case for camera JPEGs.
     let is_srgb = description
         .as_deref()
-        .is_some_and(|d| d.starts_with("sRGB") || d.starts_with("sRGB IEC61966"));
+        .is_some_and(|d| d.starts_with("sRGB"));
 
     let data = match (profile, is_srgb) {
         (Some(profile), false) => transform(&profile, layout, &samples, pixels, out_channels)?,

@@ -353,12 +353,12 @@ pub fn decode(
                 .jpeg
                 .as_ref()
                 .ok_or_else(|| RenderError::Undecodable("JPEG header missing".into()))?;
-            let denom = plan_jpeg_scale(
+            let eighths = plan_jpeg_scale(
                 probe.oriented_dimensions().0,
                 max_target_width,
                 settings.jpeg_min_residual,
             );
-            decode_jpeg(bytes, header, denom)
+            decode_jpeg(bytes, header, eighths)
         }
         SourceFormat::Png => {
             let dec = PngDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
@@ -422,9 +422,12 @@ fn decode_with_image(mut dec: impl ImageDecoder) -> Result<Decoded, RenderError>
     })
 }
 
-fn decode_jpeg(bytes: &[u8], header: &JpegHeader, denom: u32) -> Result<Decoded, RenderError> {
+fn decode_jpeg(bytes: &[u8], header: &JpegHeader, eighths: u32) -> Result<Decoded, RenderError> {
     let mut dec = turbojpeg::Decompressor::new().map_err(jpeg_error)?;
-    let scale = turbojpeg::ScalingFactor::new(1, denom as usize);
+    // libjpeg-turbo only accepts its scaling factors in lowest terms (1/4, not 2/8).
+    let eighths = eighths.clamp(1, 8) as usize;
+    let common = 1 << eighths.trailing_zeros().min(3);
+    let scale = turbojpeg::ScalingFactor::new(eighths / common, 8 / common);
     dec.set_scaling_factor(scale).map_err(jpeg_error)?;
     let info = dec.read_header(bytes).map_err(jpeg_error)?.scaled(scale);
     let (format, layout) = match header.components {

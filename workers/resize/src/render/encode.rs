@@ -28,6 +28,10 @@ pub struct EncodeSettings {
     /// The JPEG DCT-domain downscale must leave at least this factor for the Lanczos3 pass
     /// (see [`super::plan_jpeg_scale`]); `f64::INFINITY` disables DCT scaling.
     pub jpeg_min_residual: f64,
+    /// A smaller variant is resized from an already-made larger one when that one is at least
+    /// this many times wider (and taller); otherwise from the decoded frame.
+    /// `f64::INFINITY` always resizes from the decoded frame.
+    pub resize_chain_min_ratio: f64,
 }
 
 impl Default for EncodeSettings {
@@ -38,6 +42,7 @@ impl Default for EncodeSettings {
             avif_quality_offset: 15.0,
             avif_threads: Some(1),
             jpeg_min_residual: 1.0,
+            resize_chain_min_ratio: 2.0,
         }
     }
 }

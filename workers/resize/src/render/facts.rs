@@ -38,19 +38,20 @@ pub struct SourceFacts {
     pub dominant_color: String,
 }
 
-/// Compute the facts. `oriented` is the displayed size of the full-resolution source (the
-/// raster itself may be smaller when the JPEG was decoded at a reduced DCT scale).
+/// Compute the facts. `raster` is any upright rendition of the source (the engine passes its
+/// smallest variant: the placeholder needs at most 100 px); `oriented` is the displayed size
+/// of the full-resolution source.
 ///
 /// # Errors
 /// [`RenderError::Encode`] if the thumbnail resize fails (a bug).
 pub fn compute(
     bytes: &[u8],
     probe: &Probe,
+    has_alpha: bool,
     raster: &Raster,
     oriented: (u32, u32),
     color_profile: Option<String>,
 ) -> Result<SourceFacts, RenderError> {
-    let has_alpha = raster.has_transparency();
     // ThumbHash wants at most 100×100.
     let scale = 100.0 / f64::from(raster.width.max(raster.height));
     let (tw, th) = if scale < 1.0 {
