@@ -138,8 +138,9 @@ pub trait Queue: Send + Sync + 'static {
     /// A classified failure.
     async fn send(&self, body: &str) -> Result<String, QueueError>;
 
-    /// Receive up to `max` messages (1-10), waiting up to `wait` for the first one.
-    /// Returns an empty vec when none arrived in time.
+    /// Receive up to `max` messages, waiting up to `wait` for the first one. Adapters clamp
+    /// `max` to what their backend serves per call (SQS: 10; SQLite: 1000). Returns an empty vec
+    /// when none arrived in time.
     ///
     /// # Errors
     /// A classified failure.
@@ -158,8 +159,9 @@ pub trait Queue: Send + Sync + 'static {
     /// redelivered, and is not deleted.
     async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
 
-    /// Delete several received messages; returns the per-entry failures (SQS
-    /// `DeleteMessageBatch` answers 200 even when entries fail).
+    /// Delete any number of received messages; returns the per-entry failures (SQS
+    /// `DeleteMessageBatch` answers 200 even when entries fail). Adapters split the call as
+    /// their backend needs (SQS: 10 entries per request).
     ///
     /// # Errors
     /// A classified failure of the whole call.

@@ -1,4 +1,5 @@
-//! `prism dev`: every component in one process on one data dir.
+//! `prism dev`: every component (API, resize, metadata, archiver) in one process on one data
+//! dir.
 //!
 //! Each component keeps its own config type and is configured from the same layers (defaults,
 //! `--config` file, `PRISM__…` env), so `prism dev` behaves like the separate binaries started
@@ -81,6 +82,7 @@ pub async fn start(
     )?;
     let resize_cfg: prism_resize::worker::Config = load(config_file, &common)?;
     let mut meta_cfg: prism_metadata::Config = load(config_file, &common)?;
+    let archive_cfg: prism_archiver::Config = load(config_file, &common)?;
     // Local mode: completion callbacks may go to a receiver on this machine.
     meta_cfg.callback.allow_loopback_http = true;
     let url = api_cfg
@@ -119,6 +121,13 @@ pub async fn start(
     let s = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         prism_metadata::run(&meta_cfg, meta_deps, s).await;
+    }));
+    let archive_deps = prism_archiver::local_deps(&archive_cfg, &stack).await?;
+    let s = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        prism_archiver::Archiver::new(&archive_cfg, archive_deps)
+            .run(s)
+            .await;
     }));
     Ok(DevStack {
         url,

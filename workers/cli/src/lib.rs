@@ -1,6 +1,7 @@
 //! The `prism` command.
 //!
-//! - [`dev`]: the whole stack in one process on the embedded backend (API, resize, metadata),
+//! - [`dev`]: the whole stack in one process on the embedded backend (API, resize, metadata,
+//!   archiver),
 //!   with the topic and queue wiring of DESIGN §8.
 //! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
 

@@ -58,6 +58,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-publish archived events received in a time range (backfill without re-upload).
+    Replay {
+        /// Start of the range (RFC 3339), inclusive.
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339), exclusive.
+        #[arg(long)]
+        to: String,
+        /// Archive bucket (default: resources.archive_bucket).
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Data dir of the local backend.
+        #[arg(long, default_value = "prism-data")]
+        data_dir: PathBuf,
+        /// Count what would be published without publishing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a batch.
     Batch {
         /// Batch id.
@@ -156,6 +174,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("{bad} file(s) failed or did not finish");
                 return Ok(ExitCode::FAILURE);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            from,
+            to,
+            bucket,
+            data_dir,
+            dry_run,
+        } => {
+            use time::format_description::well_known::Rfc3339;
+            let from = time::OffsetDateTime::parse(&from, &Rfc3339)
+                .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+            let to = time::OffsetDateTime::parse(&to, &Rfc3339)
+                .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+            let mut resources = shared::config::Resources::default();
+            if let Some(b) = bucket {
+                resources.archive_bucket = b;
+            }
+            let stack =
+                shared::adapter::local::LocalStack::open(&data_dir, &resources, "http://127.0.0.1")
+                    .await?;
+            let counts = prism_archiver::replay::replay(
+                &stack.archive,
+                &*stack.topic,
+                from,
+                to,
+                dry_run,
+                |c| {
+                    eprintln!(
+                        "objects {} lines {} distinct {} published {}",
+                        c.objects, c.lines, c.distinct, c.published
+                    );
+                },
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&counts)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Batch {

@@ -28,6 +28,10 @@ use crate::port::queue::{
     DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueSettings, QueueStats,
 };
 
+/// Most messages one receive returns (SQS allows 10; a local transaction can take many more,
+/// which is what lets the archiver drain fast).
+pub const MAX_RECEIVE_BATCH: usize = 1000;
+
 /// Largest message body, as SQS: 1 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
 
@@ -272,7 +276,7 @@ impl Queue for SqliteQueue {
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
-        let max = max.clamp(1, 10);
+        let max = max.clamp(1, MAX_RECEIVE_BATCH);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register for the wake-up before looking, so a send between the look and the
