@@ -300,7 +300,7 @@ pub async fn get_batch(
             return Ok(Json(s.render_batch(&batch).await?));
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = tokio::time::sleep(Duration::from_millis(25)) => {}
             () = s.shutdown.cancelled() => return Ok(Json(s.render_batch(&batch).await?)),
         }
     }

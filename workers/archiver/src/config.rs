@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use shared::config::{CommonConfig, ConfigError, Validate};
+use shared::consumer::ConsumerConfig;
 
 /// `[flush]`: when a buffer becomes an archive object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,25 +26,6 @@ impl Default for FlushConfig {
     }
 }
 
-/// `[consumer]` of the archiver (its own loop; see the crate docs).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ArchiveConsumerConfig {
-    /// Long-poll wait per receive (0-20 s).
-    pub wait_time_secs: u64,
-    /// Visibility of received messages: must outlast a flush interval plus the write.
-    pub visibility_timeout_secs: u64,
-}
-
-impl Default for ArchiveConsumerConfig {
-    fn default() -> Self {
-        Self {
-            wait_time_secs: 20,
-            visibility_timeout_secs: 180,
-        }
-    }
-}
-
 /// The archiver's config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -51,8 +33,10 @@ pub struct Config {
     /// Common sections.
     #[serde(flatten)]
     pub common: CommonConfig,
-    /// Receiving.
-    pub consumer: ArchiveConsumerConfig,
+    /// Receiving: the archiver runs its own loop (see the crate docs) and uses
+    /// `wait_time_secs` and `visibility_timeout_secs`; the section is the one every worker
+    /// shares, so one config file serves `prism dev`.
+    pub consumer: ConsumerConfig,
     /// Flush triggers.
     pub flush: FlushConfig,
     /// Receives before the redrive policy dead-letters a message (local queue declaration).
@@ -63,7 +47,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             common: CommonConfig::default(),
-            consumer: ArchiveConsumerConfig::default(),
+            consumer: ConsumerConfig {
+                visibility_timeout_secs: 180,
+                ..ConsumerConfig::default()
+            },
             flush: FlushConfig::default(),
             max_receive_count: 5,
         }
