@@ -180,7 +180,7 @@ describe('scaling', () => {
   });
 
   test.each([
-    ['Resize', 60],
+    ['Resize', 21],
     ['Archiver', 60000],
     ['Metadata', 500],
   ])('%s: target tracking on backlog per task = visible ÷ running, target %d', (prefix, target) => {
