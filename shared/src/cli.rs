@@ -123,6 +123,57 @@ pub async fn start<T: Serialize>(
     })
 }
 
+/// The subcommands every worker binary has.
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum WorkerCommand {
+    /// Exit 0 when this process's /healthz answers 200 (container health checks run this).
+    Healthcheck,
+}
+
+/// Load a binary's config; on failure print it as `NAME: error` and give exit code 2.
+///
+/// # Errors
+/// The exit code to return from `main`.
+pub fn load_config<T>(
+    name: &str,
+    args: &CommonArgs,
+    extra: &[(&'static str, String)],
+) -> Result<T, std::process::ExitCode>
+where
+    T: Default + Serialize + DeserializeOwned + Validate,
+{
+    args.load(extra).map_err(|e| {
+        eprintln!("{name}: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// A run's result as an exit code, the error chain printed as `NAME: error: cause`.
+pub fn exit_code<E: std::fmt::Display>(
+    name: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Open the data dir's embedded backend for a worker (presigned grants are the API's business,
+/// so the base URL is a placeholder).
+///
+/// # Errors
+/// When the backend cannot be opened.
+pub async fn open_local_stack(
+    common: &CommonConfig,
+) -> Result<crate::adapter::local::LocalStack, crate::adapter::local::stack::StackError> {
+    crate::adapter::local::LocalStack::open(&common.data_dir, &common.resources, "http://127.0.0.1")
+        .await
+}
+
 /// The `healthcheck` subcommand: exit 0 when `/healthz` on `addr` answers 200.
 pub async fn healthcheck_exit(addr: SocketAddr) -> std::process::ExitCode {
     if telemetry::healthcheck(addr).await {

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use prism_api::{Config, Deps};
-use shared::cli::CommonArgs;
+use shared::cli::{CommonArgs, WorkerCommand};
 use shared::config::Backend;
 
 /// The prism API.
@@ -17,13 +17,7 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
     #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Exit 0 when this API's /healthz answers 200.
-    Healthcheck,
+    command: Option<WorkerCommand>,
 }
 
 #[tokio::main]
@@ -34,23 +28,14 @@ async fn main() -> ExitCode {
         .map(|a| ("http.listen_addr", a.to_string()))
         .into_iter()
         .collect();
-    let cfg: Config = match cli.common.load(&extra) {
+    let cfg: Config = match shared::cli::load_config("prism-api", &cli.common, &extra) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("prism-api: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if let Some(Command::Healthcheck) = cli.command {
+    if let Some(WorkerCommand::Healthcheck) = cli.command {
         return shared::cli::healthcheck_exit(cfg.http.listen_addr).await;
     }
-    match run(cfg).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("prism-api: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::cli::exit_code("prism-api", run(cfg).await)
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {

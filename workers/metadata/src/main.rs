@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use prism_metadata::Config;
-use shared::cli::CommonArgs;
+use shared::cli::{CommonArgs, WorkerCommand};
 use shared::config::Backend;
 
 /// The prism metadata writer.
@@ -14,48 +14,28 @@ struct Cli {
     #[command(flatten)]
     common: CommonArgs,
     #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Exit 0 when this worker's /healthz answers 200.
-    Healthcheck,
+    command: Option<WorkerCommand>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg: Config = match cli.common.load(&[]) {
+    let cfg: Config = match shared::cli::load_config("prism-metadata", &cli.common, &[]) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("prism-metadata: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    if let Some(Command::Healthcheck) = cli.command {
+    if let Some(WorkerCommand::Healthcheck) = cli.command {
         return shared::cli::healthcheck_exit(cfg.common.metrics.listen_addr).await;
     }
-    match run(cfg).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("prism-metadata: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::cli::exit_code("prism-metadata", run(cfg).await)
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let rt = shared::cli::start("prism-metadata", &cfg, &cfg.common, true).await?;
     let deps = match cfg.common.backend {
         Backend::Local => {
-            let stack = shared::adapter::local::LocalStack::open(
-                &cfg.common.data_dir,
-                &cfg.common.resources,
-                "http://127.0.0.1",
-            )
-            .await?;
-            prism_metadata::local_deps(&cfg, &stack).await?
+            prism_metadata::local_deps(&cfg, &shared::cli::open_local_stack(&cfg.common).await?)
+                .await?
         }
         Backend::Aws => {
             anyhow::bail!("backend = aws is not available in this build yet (see issue 6)")

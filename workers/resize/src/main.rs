@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Exit 0 when this worker's /healthz answers 200.
+    /// Exit 0 when this worker's /healthz answers 200 (container health checks run this).
     Healthcheck,
     /// Render every image in a folder like ../shared/bench/sharp-baseline.mjs and print a JSON
     /// summary with that script's field names.
@@ -75,13 +75,11 @@ fn main() -> ExitCode {
     };
     match command {
         Command::Healthcheck => {
-            let cfg: prism_resize::worker::Config = match cli.common.load(&[]) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("prism-resize: {e}");
-                    return ExitCode::from(2);
-                }
-            };
+            let cfg: prism_resize::worker::Config =
+                match shared::cli::load_config("prism-resize", &cli.common, &[]) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
             runtime().block_on(shared::cli::healthcheck_exit(
                 cfg.common.metrics.listen_addr,
             ))
@@ -143,33 +141,23 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn worker(args: &shared::cli::CommonArgs) -> ExitCode {
-    let cfg: prism_resize::worker::Config = match args.load(&[]) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("prism-resize: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime().block_on(run_worker(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("prism-resize: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let cfg: prism_resize::worker::Config =
+        match shared::cli::load_config("prism-resize", args, &[]) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+    shared::cli::exit_code("prism-resize", runtime().block_on(run_worker(cfg)))
 }
 
 async fn run_worker(cfg: prism_resize::worker::Config) -> anyhow::Result<()> {
     let rt = shared::cli::start("prism-resize", &cfg, &cfg.common, true).await?;
     let deps = match cfg.common.backend {
         shared::config::Backend::Local => {
-            let stack = shared::adapter::local::LocalStack::open(
-                &cfg.common.data_dir,
-                &cfg.common.resources,
-                "http://127.0.0.1",
+            prism_resize::worker::local_deps(
+                &cfg,
+                &shared::cli::open_local_stack(&cfg.common).await?,
             )
-            .await?;
-            prism_resize::worker::local_deps(&cfg, &stack).await?
+            .await?
         }
         shared::config::Backend::Aws => {
             anyhow::bail!("backend = aws is not available in this build yet (see issue 6)")
