@@ -174,6 +174,23 @@ pub async fn open_local_stack(
         .await
 }
 
+/// Open the AWS backend and, on ECS (`ECS_AGENT_URI` set), start task scale-in protection
+/// for a queue worker; returns the busy signal to hand the worker's consumer.
+pub async fn open_aws_stack(
+    common: &CommonConfig,
+    shutdown: &CancellationToken,
+) -> (
+    crate::adapter::aws::AwsStack,
+    Option<crate::adapter::aws::task_protection::BusySignal>,
+) {
+    let stack = crate::adapter::aws::AwsStack::open(common).await;
+    let busy = config::ecs_agent_uri().map(|uri| {
+        tracing::info!("Holding ECS task scale-in protection while messages are in flight.");
+        crate::adapter::aws::task_protection::TaskProtection::spawn(uri, shutdown.clone()).signal()
+    });
+    (stack, busy)
+}
+
 /// The `healthcheck` subcommand: exit 0 when `/healthz` on `addr` answers 200.
 pub async fn healthcheck_exit(addr: SocketAddr) -> std::process::ExitCode {
     if telemetry::healthcheck(addr).await {

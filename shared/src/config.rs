@@ -13,6 +13,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The ECS agent endpoint Fargate injects (`ECS_AGENT_URI`), for task scale-in protection;
+/// `None` outside ECS. Read here because this module is the one place that reads the
+/// environment.
+pub fn ecs_agent_uri() -> Option<String> {
+    std::env::var("ECS_AGENT_URI")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 /// A configuration failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -226,9 +235,11 @@ impl CommonConfig {
     /// [`ConfigError::Invalid`] naming the first bad value.
     pub fn validate_worker(&self) -> Result<(), ConfigError> {
         self.validate()?;
-        if self.backend == Backend::Aws && self.resources.queue_url.is_none() {
+        if self.backend == Backend::Aws
+            && (self.resources.queue_url.is_none() || self.resources.dlq_url.is_none())
+        {
             return Err(ConfigError::Invalid(
-                "resources.queue_url is required with backend = aws".into(),
+                "resources.queue_url and resources.dlq_url are required with backend = aws".into(),
             ));
         }
         Ok(())

@@ -163,6 +163,7 @@ pub struct Consumer {
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     cfg: ConsumerConfig,
+    busy: Option<crate::adapter::aws::task_protection::BusySignal>,
 }
 
 impl Consumer {
@@ -178,7 +179,18 @@ impl Consumer {
             queue,
             handler,
             cfg,
+            busy: None,
         }
+    }
+
+    /// Report the in-flight count to `busy` (ECS task scale-in protection while non-zero).
+    #[must_use]
+    pub fn with_busy_signal(
+        mut self,
+        busy: Option<crate::adapter::aws::task_protection::BusySignal>,
+    ) -> Self {
+        self.busy = busy;
+        self
     }
 
     /// Run until `shutdown` is cancelled, then drain for at most `drain`.
@@ -240,6 +252,9 @@ impl Consumer {
                 tracker.spawn(async move {
                     let n = inflight.fetch_add(1, Ordering::Relaxed) + 1;
                     metrics::inflight(this.worker, n);
+                    if let Some(b) = &this.busy {
+                        b.set(n);
+                    }
                     tokio::select! {
                         () = this.process(message) => {}
                         () = hard_stop.cancelled() => {
@@ -248,6 +263,9 @@ impl Consumer {
                     }
                     let n = inflight.fetch_sub(1, Ordering::Relaxed) - 1;
                     metrics::inflight(this.worker, n);
+                    if let Some(b) = &this.busy {
+                        b.set(n);
+                    }
                     drop(slot);
                 });
             }

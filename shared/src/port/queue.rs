@@ -156,7 +156,8 @@ pub trait Queue: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`QueueError::StaleReceipt`] when the receipt is no longer the latest: the message was
-    /// redelivered, and is not deleted.
+    /// redelivered, and is not deleted. (SQS only promises the stale delete "might not" delete:
+    /// handlers stay idempotent, so either outcome is safe.)
     async fn ack(&self, receipt: &str) -> Result<(), QueueError>;
 
     /// Delete any number of received messages; returns the per-entry failures (SQS

@@ -7,6 +7,7 @@
 
 pub mod blob_store;
 pub mod metadata_store;
+pub mod moto;
 pub mod queue;
 pub mod topic;
 

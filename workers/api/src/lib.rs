@@ -86,6 +86,17 @@ impl Deps {
             local: Some(stack.clone()),
         }
     }
+
+    /// The AWS backend's adapters.
+    pub fn aws(stack: &shared::adapter::aws::AwsStack) -> Self {
+        Self {
+            uploads: Arc::new(stack.uploads.clone()),
+            media: Arc::new(stack.media.clone()),
+            metadata: stack.metadata.clone(),
+            topic: stack.topic.clone(),
+            local: None,
+        }
+    }
 }
 
 /// File in the data dir holding the local dev token.

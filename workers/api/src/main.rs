@@ -55,9 +55,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             )
             .await?,
         ),
-        Backend::Aws => {
-            anyhow::bail!("backend = aws is not available in this build yet (see issue 6)")
-        }
+        Backend::Aws => Deps::aws(&shared::adapter::aws::AwsStack::open(&cfg.common).await),
     };
     prism_api::run(cfg, deps, rt.metrics, rt.health, rt.shutdown, |addr| {
         println!("prism-api listening on http://{addr}")

@@ -55,6 +55,7 @@ async fn main() {
     let deps = Deps {
         queue: Arc::new(queue),
         store: Arc::new(stack.archive.clone()),
+        busy: None,
     };
     // Watch progress on a connection of its own, rarely: a stats scan must not compete with the
     // archiver for its connection.

@@ -38,6 +38,8 @@ pub struct Deps {
     pub queue: Arc<dyn Queue>,
     /// The archive bucket.
     pub store: Arc<dyn BlobStore>,
+    /// Told how many messages are buffered (ECS task scale-in protection while non-zero).
+    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
 }
 
 /// Build the local-backend adapters.
@@ -58,6 +60,24 @@ pub async fn local_deps(
     Ok(Deps {
         queue: Arc::new(queue),
         store: Arc::new(stack.archive.clone()),
+        busy: None,
+    })
+}
+
+/// Build the AWS adapters: the archive queue from `resources.queue_url`/`dlq_url`, the archive
+/// bucket, and task protection when `busy` is given.
+///
+/// # Errors
+/// When the queue URLs are missing.
+pub fn aws_deps(
+    cfg: &Config,
+    stack: &shared::adapter::aws::AwsStack,
+    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+) -> anyhow::Result<Deps> {
+    Ok(Deps {
+        queue: Arc::new(stack.worker_queue(shared::topology::ARCHIVE_QUEUE, &cfg.common)?),
+        store: Arc::new(stack.archive.clone()),
+        busy,
     })
 }
 
@@ -229,6 +249,9 @@ impl Archiver {
             }
             if buf.due(&f) {
                 archived += self.flush(&mut buf).await;
+            }
+            if let Some(b) = &self.deps.busy {
+                b.set(buf.lines.len());
             }
         }
         if !buf.lines.is_empty() {

@@ -19,5 +19,5 @@ pub mod archive;
 pub mod config;
 pub mod replay;
 
-pub use archive::{Archiver, Deps, local_deps};
+pub use archive::{Archiver, Deps, aws_deps, local_deps};
 pub use config::Config;

@@ -45,6 +45,7 @@ impl Env {
         let deps = prism_archiver::Deps {
             queue: Arc::new(self.queue.clone()),
             store: Arc::new(self.stack.archive.clone()),
+            busy: None,
         };
         let token = CancellationToken::new();
         let a = Archiver::new(c, deps);

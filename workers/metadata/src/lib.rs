@@ -46,6 +46,8 @@ pub struct Deps {
     pub topic: Arc<dyn Topic>,
     /// Key that signs completion callbacks.
     pub callback_secret: Vec<u8>,
+    /// Told the in-flight count (ECS task scale-in protection while non-zero).
+    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
 }
 
 /// Build the local-backend adapters from `stack`.
@@ -77,6 +79,39 @@ pub async fn local_deps(
         metadata: stack.metadata.clone(),
         topic: stack.topic.clone(),
         callback_secret,
+        busy: None,
+    })
+}
+
+/// Build the AWS adapters: the metadata queue from `resources.queue_url`/`dlq_url`, the media
+/// bucket, the table and the topic. Completion callbacks are signed with
+/// `callback.signing_secret`, which AWS mode requires.
+///
+/// # Errors
+/// When the queue URLs or the callback secret are missing.
+pub fn aws_deps(
+    cfg: &Config,
+    stack: &shared::adapter::aws::AwsStack,
+    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+) -> anyhow::Result<Deps> {
+    let callback_secret = cfg
+        .callback
+        .signing_secret
+        .expose()
+        .map(|s| s.as_bytes().to_vec())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "callback.signing_secret (PRISM__CALLBACK__SIGNING_SECRET) is required with backend = aws"
+            )
+        })?;
+    Ok(Deps {
+        queue: Arc::new(stack.worker_queue(shared::topology::METADATA_QUEUE, &cfg.common)?),
+        media: Arc::new(stack.media.clone()),
+        uploads_bucket: cfg.common.resources.uploads_bucket.clone(),
+        metadata: stack.metadata.clone(),
+        topic: stack.topic.clone(),
+        callback_secret,
+        busy,
     })
 }
 
@@ -85,9 +120,10 @@ pub const CALLBACK_SECRET_FILE: &str = "callback-secret";
 
 /// Run the writer until `shutdown`, then drain.
 pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunReport {
-    let queue = deps.queue.clone();
+    let (queue, busy) = (deps.queue.clone(), deps.busy.clone());
     let handler = MetadataHandler::new(cfg, deps);
-    let consumer = Consumer::new("metadata", queue, Arc::new(handler), cfg.consumer.clone());
+    let consumer = Consumer::new("metadata", queue, Arc::new(handler), cfg.consumer.clone())
+        .with_busy_signal(busy);
     consumer
         .run(
             shutdown,

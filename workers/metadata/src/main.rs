@@ -38,7 +38,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 .await?
         }
         Backend::Aws => {
-            anyhow::bail!("backend = aws is not available in this build yet (see issue 6)")
+            let (stack, busy) = shared::cli::open_aws_stack(&cfg.common, &rt.shutdown).await;
+            prism_metadata::aws_deps(&cfg, &stack, busy)?
         }
     };
     let report = prism_metadata::run(&cfg, deps, rt.shutdown).await;

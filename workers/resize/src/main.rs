@@ -160,7 +160,8 @@ async fn run_worker(cfg: prism_resize::worker::Config) -> anyhow::Result<()> {
             .await?
         }
         shared::config::Backend::Aws => {
-            anyhow::bail!("backend = aws is not available in this build yet (see issue 6)")
+            let (stack, busy) = shared::cli::open_aws_stack(&cfg.common, &rt.shutdown).await;
+            prism_resize::worker::aws_deps(&cfg, &stack, busy)?
         }
     };
     let report = prism_resize::worker::run(&cfg, deps, rt.shutdown).await;

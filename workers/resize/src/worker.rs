@@ -140,6 +140,8 @@ pub struct Deps {
     pub uploads: Arc<dyn BlobStore>,
     /// Media bucket (write).
     pub media: Arc<dyn BlobStore>,
+    /// Told the in-flight count (ECS task scale-in protection while non-zero).
+    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
 }
 
 /// Build the local-backend adapters.
@@ -161,14 +163,34 @@ pub async fn local_deps(
         queue: Arc::new(queue),
         uploads: Arc::new(stack.uploads.clone()),
         media: Arc::new(stack.media.clone()),
+        busy: None,
+    })
+}
+
+/// Build the AWS adapters: the resize queue from `resources.queue_url`/`dlq_url` and the two
+/// buckets.
+///
+/// # Errors
+/// When the queue URLs are missing.
+pub fn aws_deps(
+    cfg: &Config,
+    stack: &shared::adapter::aws::AwsStack,
+    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+) -> anyhow::Result<Deps> {
+    Ok(Deps {
+        queue: Arc::new(stack.worker_queue(shared::topology::RESIZE_QUEUE, &cfg.common)?),
+        uploads: Arc::new(stack.uploads.clone()),
+        media: Arc::new(stack.media.clone()),
+        busy,
     })
 }
 
 /// Run the worker until `shutdown`, then drain.
 pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunReport {
-    let queue = deps.queue.clone();
+    let (queue, busy) = (deps.queue.clone(), deps.busy.clone());
     let handler = ResizeHandler::new(cfg, deps);
     Consumer::new("resize", queue, Arc::new(handler), cfg.consumer.clone())
+        .with_busy_signal(busy)
         .run(
             shutdown,
             Duration::from_secs(cfg.common.shutdown.drain_timeout_secs),

@@ -1,0 +1,805 @@
+//! `DynamoMetadataStore`: batches and files in one DynamoDB table (`pk`/`sk` strings, TTL
+//! attribute `ttl`), with the conditional semantics of the SQLite adapter.
+//!
+//! | item | `pk` | `sk` | holds |
+//! |---|---|---|---|
+//! | batch | `B#{batch}` | `#BATCH` | principal, times, request, callback, trace, `file_count`, `open_count` (files not terminal), `received_count` |
+//! | file | `B#{batch}` | `F#{file}` | `ord`, name, type, size, `status`, error, rendered |
+//! | recent index | `RECENT` | `{created µs, 20 digits}#{batch}` | newest-first listing without a scan |
+//! | principal index | `P#{principal}` | `{expires µs, 20 digits}#{batch}` | the in-flight upload quota |
+//! | image request | `I#{file}` | `E#{event}` | one per counted `IMAGE_REQUESTED` event (dedup) |
+//! | request counter | `I#{file}` | `#COUNT` | `request_count`, `last_requested_at` |
+//!
+//! A batch and its files share a partition, so one consistent `Query` reads a batch. A file
+//! transition is one `TransactWriteItems`: the file update conditioned on the status just read,
+//! and the batch counters conditioned on the `open_count` just read; the transition that takes
+//! `open_count` from 1 to 0 also sets `completed_at`, so exactly one reports `batch_completed`
+//! and a crash cannot separate a file's status from the batch's counts. A cancelled transaction
+//! (a concurrent transition won) is re-read and retried. Counts are derived from the file items
+//! at read time, like the SQLite adapter.
+//!
+//! The recent index is one partition: DynamoDB serves about 1,000 writes/s per partition key,
+//! far above the rate batches are created at; a dashboard reads it with one `Query`.
+//!
+//! Every item carries `ttl` = the batch's upload expiry plus the retention period; reads filter
+//! expired items out because DynamoDB deletes them lazily.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use time::OffsetDateTime;
+
+use super::Clients;
+use super::classify::{Fault, classify, describe};
+use crate::port::metadata_store::{
+    BatchCounts, BatchRecord, BatchStatus, FileError, FileRecord, FileStatus, MetadataStore,
+    MetadataStoreError, NewBatch, RenderedFile, Transition,
+};
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// TTL attribute (epoch seconds).
+pub const TTL: &str = "ttl";
+/// Most items one `BatchWriteItem` takes.
+pub const BATCH_WRITE_MAX: usize = 25;
+/// Most keys one `BatchGetItem` takes.
+pub const BATCH_GET_MAX: usize = 100;
+/// Partition of the recent-batches index.
+const RECENT_PK: &str = "RECENT";
+
+const BATCH_SK: &str = "#BATCH";
+const COUNT_SK: &str = "#COUNT";
+
+type SdkError<E> = aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::http::Response>;
+
+fn classified<E>(op: &str, e: &SdkError<E>) -> MetadataStoreError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let what = format!("DynamoDB {op}: {}", describe(e));
+    match classify(e) {
+        Fault::Throttled => MetadataStoreError::Throttled(what),
+        Fault::Unavailable => MetadataStoreError::Unavailable(what),
+        Fault::Timeout => MetadataStoreError::Timeout(what),
+        Fault::Permanent => MetadataStoreError::Other(what),
+    }
+}
+
+fn us(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+fn from_us(v: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn batch_pk(batch_id: &str) -> String {
+    format!("B#{batch_id}")
+}
+
+fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn corrupt(what: &str) -> MetadataStoreError {
+    MetadataStoreError::Other(format!("stored item is missing or has a bad {what}"))
+}
+
+fn json<T: serde::de::DeserializeOwned>(v: Option<&str>) -> Result<Option<T>, MetadataStoreError> {
+    v.map(|v| {
+        serde_json::from_str(v)
+            .map_err(|e| MetadataStoreError::Other(format!("stored JSON is invalid: {e}")))
+    })
+    .transpose()
+}
+
+/// Batches and files in DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoMetadataStore {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+    retention: Duration,
+}
+
+impl DynamoMetadataStore {
+    /// The store in `table`; items expire 90 days after their batch's upload grants.
+    pub fn new(clients: &Clients, table: &str) -> Self {
+        Self::with_client(clients.dynamodb.clone(), table)
+    }
+
+    /// The store on a prebuilt client (tests use a mocked one).
+    pub fn with_client(ddb: aws_sdk_dynamodb::Client, table: &str) -> Self {
+        Self {
+            ddb,
+            table: table.to_owned(),
+            retention: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+
+    /// Keep items `retention` past their batch's upload expiry (then DynamoDB's TTL deletes them).
+    #[must_use]
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    fn ttl(&self, expires_at: OffsetDateTime) -> i64 {
+        (expires_at + self.retention).unix_timestamp()
+    }
+
+    fn expired(item: &Item, now: OffsetDateTime) -> bool {
+        get_n(item, TTL).is_some_and(|t| t < now.unix_timestamp())
+    }
+
+    async fn get_item(&self, k: Item) -> Result<Option<Item>, MetadataStoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(k))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classified("GetItem", &e))?;
+        Ok(out
+            .item
+            .filter(|i| !Self::expired(i, OffsetDateTime::now_utc())))
+    }
+
+    /// Write every request, 25 per `BatchWriteItem`, retrying `UnprocessedItems` with
+    /// exponential backoff (DynamoDB returns them under load; the call itself succeeds).
+    ///
+    /// # Errors
+    /// A classified failure, or [`MetadataStoreError::Throttled`] when items stay unprocessed.
+    pub async fn batch_write_all(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<(), MetadataStoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
+            let mut delay = Duration::from_millis(25);
+            for attempt in 0.. {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .set_request_items(Some(pending))
+                    .send()
+                    .await
+                    .map_err(|e| classified("BatchWriteItem", &e))?;
+                pending = out
+                    .unprocessed_items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= 8 {
+                    return Err(MetadataStoreError::Throttled(format!(
+                        "DynamoDB BatchWriteItem: {} items still unprocessed after {} attempts",
+                        pending.values().map(Vec::len).sum::<usize>(),
+                        attempt + 1
+                    )));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+
+    /// Read many items by key, 100 per `BatchGetItem`, retrying `UnprocessedKeys`.
+    async fn batch_get_all(&self, keys: Vec<Item>) -> Result<Vec<Item>, MetadataStoreError> {
+        let mut items = Vec::new();
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| MetadataStoreError::Other(format!("batch get keys: {e}")))?,
+            );
+            let mut delay = Duration::from_millis(25);
+            let mut attempt = 0;
+            while let Some(keys) = pending.take() {
+                let out = self
+                    .ddb
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| classified("BatchGetItem", &e))?;
+                if let Some(mut r) = out.responses {
+                    items.extend(r.remove(&self.table).unwrap_or_default());
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(MetadataStoreError::Throttled(
+                            "DynamoDB BatchGetItem: keys still unprocessed".into(),
+                        ));
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        items.retain(|i| !Self::expired(i, now));
+        Ok(items)
+    }
+
+    async fn query_all(
+        &self,
+        pk: String,
+        sk_after: Option<String>,
+        newest_first: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, MetadataStoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .scan_index_forward(!newest_first)
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            q = match &sk_after {
+                Some(after) => q
+                    .key_condition_expression("#pk = :pk AND #sk > :after")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":after", s(after.clone())),
+                None => q.key_condition_expression("#pk = :pk"),
+            };
+            if let Some(l) = limit {
+                q = q.limit(i32::try_from(l.saturating_sub(items.len()).max(1)).unwrap_or(100));
+            }
+            let out = q.send().await.map_err(|e| classified("Query", &e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        items.retain(|i| !Self::expired(i, now));
+        Ok(items)
+    }
+
+    async fn load_batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, MetadataStoreError> {
+        let items = self
+            .query_all(batch_pk(batch_id), None, false, None)
+            .await?;
+        let Some(batch) = items.iter().find(|i| get_s(i, SK) == Some(BATCH_SK)) else {
+            return Ok(None);
+        };
+        let mut files: Vec<(i64, FileRecord)> = Vec::new();
+        for i in items
+            .iter()
+            .filter(|i| get_s(i, SK).is_some_and(|k| k.starts_with("F#")))
+        {
+            let status = get_s(i, "status")
+                .and_then(FileStatus::parse)
+                .ok_or_else(|| corrupt("status"))?;
+            files.push((
+                get_n(i, "ord").unwrap_or(0),
+                FileRecord {
+                    file_id: get_s(i, "file_id")
+                        .ok_or_else(|| corrupt("file_id"))?
+                        .to_owned(),
+                    name: get_s(i, "name").unwrap_or_default().to_owned(),
+                    content_type: get_s(i, "content_type").unwrap_or_default().to_owned(),
+                    size: get_n(i, "size").unwrap_or(0).max(0) as u64,
+                    status,
+                    error: json::<FileError>(get_s(i, "error"))?,
+                    rendered: json::<RenderedFile>(get_s(i, "rendered"))?,
+                    request_count: 0,
+                    last_requested_at: None,
+                },
+            ));
+        }
+        files.sort_by_key(|(ord, _)| *ord);
+        let mut files: Vec<FileRecord> = files.into_iter().map(|(_, f)| f).collect();
+        let counters = self
+            .batch_get_all(
+                files
+                    .iter()
+                    .map(|f| key(format!("I#{}", f.file_id), COUNT_SK.to_owned()))
+                    .collect(),
+            )
+            .await?;
+        let counters: HashMap<&str, &Item> = counters
+            .iter()
+            .filter_map(|i| {
+                get_s(i, PK)
+                    .and_then(|p| p.strip_prefix("I#"))
+                    .map(|id| (id, i))
+            })
+            .collect();
+        let mut counts = BatchCounts::default();
+        for f in &mut files {
+            if let Some(c) = counters.get(f.file_id.as_str()) {
+                f.request_count = get_n(c, "request_count").unwrap_or(0).max(0) as u64;
+                f.last_requested_at = get_n(c, "last_requested_at").map(from_us);
+            }
+            counts.files += 1;
+            match f.status {
+                FileStatus::AwaitingUpload => {}
+                FileStatus::Received => counts.received += 1,
+                FileStatus::Done => {
+                    counts.received += 1;
+                    counts.done += 1;
+                }
+                FileStatus::Failed => {
+                    counts.received += 1;
+                    counts.failed += 1;
+                }
+            }
+        }
+        let completed_at = get_n(batch, "completed_at").map(from_us);
+        let status = if completed_at.is_some() {
+            BatchStatus::Complete
+        } else if counts.received > 0 {
+            BatchStatus::Processing
+        } else {
+            BatchStatus::Pending
+        };
+        Ok(Some(BatchRecord {
+            batch_id: batch_id.to_owned(),
+            principal: get_s(batch, "principal").unwrap_or_default().to_owned(),
+            status,
+            created_at: from_us(get_n(batch, "created_at").ok_or_else(|| corrupt("created_at"))?),
+            expires_at: from_us(get_n(batch, "expires_at").ok_or_else(|| corrupt("expires_at"))?),
+            completed_at,
+            request: json(get_s(batch, "request"))?.ok_or_else(|| corrupt("request"))?,
+            callback_url: get_s(batch, "callback_url").map(str::to_owned),
+            traceparent: get_s(batch, "traceparent").map(str::to_owned),
+            announced_at: get_n(batch, "announced_at").map(from_us),
+            counts,
+            files,
+        }))
+    }
+
+    async fn transition(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        to: FileStatus,
+        extra: Option<(&'static str, String)>,
+        at: OffsetDateTime,
+    ) -> Result<Transition, MetadataStoreError> {
+        let not_found = || MetadataStoreError::NotFound(format!("file {batch_id}/{file_id}"));
+        let file_key = key(batch_pk(batch_id), format!("F#{file_id}"));
+        let batch_key = key(batch_pk(batch_id), BATCH_SK.to_owned());
+        let mut delay = Duration::from_millis(10);
+        for _ in 0..20 {
+            let file = self
+                .get_item(file_key.clone())
+                .await?
+                .ok_or_else(not_found)?;
+            let current = get_s(&file, "status")
+                .and_then(FileStatus::parse)
+                .ok_or_else(|| corrupt("status"))?;
+            let allowed = match to {
+                FileStatus::Received => current == FileStatus::AwaitingUpload,
+                _ => matches!(current, FileStatus::AwaitingUpload | FileStatus::Received),
+            };
+            if !allowed {
+                return Ok(Transition::Unchanged);
+            }
+            let batch = self
+                .get_item(batch_key.clone())
+                .await?
+                .ok_or_else(not_found)?;
+            let open = get_n(&batch, "open_count").ok_or_else(|| corrupt("open_count"))?;
+
+            let mut set = String::from("SET #st = :to, updated_at = :at");
+            let mut file_update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(file_key.clone()))
+                .condition_expression("#st = :cur")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":to", s(to.as_str()))
+                .expression_attribute_values(":cur", s(current.as_str()))
+                .expression_attribute_values(":at", n(us(at)));
+            if let Some((attr, value)) = &extra {
+                set.push_str(", #x = :extra");
+                file_update = file_update
+                    .expression_attribute_names("#x", *attr)
+                    .expression_attribute_values(":extra", s(value.clone()));
+            }
+            let file_update = file_update
+                .update_expression(set)
+                .build()
+                .map_err(|e| MetadataStoreError::Other(format!("file update: {e}")))?;
+
+            let received_inc = i64::from(current == FileStatus::AwaitingUpload);
+            let terminal = to.is_terminal();
+            let completes = terminal && open == 1;
+            let mut batch_update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(batch_key.clone()))
+                .expression_attribute_values(":ri", n(received_inc))
+                .expression_attribute_values(":od", n(-i64::from(terminal)))
+                .expression_attribute_values(":open", n(open));
+            let mut expr = String::from("ADD received_count :ri, open_count :od");
+            if completes {
+                expr.push_str(" SET completed_at = :at");
+                batch_update = batch_update.expression_attribute_values(":at", n(us(at)));
+            }
+            let batch_update = batch_update
+                .update_expression(expr)
+                .condition_expression("open_count = :open")
+                .build()
+                .map_err(|e| MetadataStoreError::Other(format!("batch update: {e}")))?;
+
+            let out = self
+                .ddb
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(file_update).build())
+                .transact_items(TransactWriteItem::builder().update(batch_update).build())
+                .send()
+                .await;
+            match out {
+                Ok(_) => {
+                    return Ok(Transition::Applied {
+                        batch_completed: completes,
+                    });
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_transaction_canceled_exception()) =>
+                {
+                    // Another transition of this file or batch won: read again and retry.
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(classified("TransactWriteItems", &e)),
+            }
+        }
+        Err(MetadataStoreError::Unavailable(format!(
+            "file {batch_id}/{file_id}: transition kept conflicting with concurrent ones"
+        )))
+    }
+}
+
+#[async_trait]
+impl MetadataStore for DynamoMetadataStore {
+    async fn create_batch(&self, batch: &NewBatch) -> Result<(), MetadataStoreError> {
+        let ttl = self.ttl(batch.expires_at);
+        let request = serde_json::to_string(&batch.request)
+            .map_err(|e| MetadataStoreError::Other(e.to_string()))?;
+        let pk = batch_pk(&batch.batch_id);
+        let mut item = key(pk.clone(), BATCH_SK.to_owned());
+        item.extend([
+            ("principal".to_owned(), s(batch.principal.clone())),
+            ("created_at".to_owned(), n(us(batch.created_at))),
+            ("expires_at".to_owned(), n(us(batch.expires_at))),
+            ("request".to_owned(), s(request)),
+            ("file_count".to_owned(), n(batch.files.len())),
+            ("open_count".to_owned(), n(batch.files.len())),
+            ("received_count".to_owned(), n(0)),
+            (TTL.to_owned(), n(ttl)),
+        ]);
+        if let Some(c) = &batch.callback_url {
+            item.insert("callback_url".to_owned(), s(c.clone()));
+        }
+        if let Some(t) = &batch.traceparent {
+            item.insert("traceparent".to_owned(), s(t.clone()));
+        }
+        let put = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                return Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone()));
+            }
+            Err(e) => return Err(classified("PutItem", &e)),
+        }
+        let put_req = |item: Item| {
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map(|p| WriteRequest::builder().put_request(p).build())
+                .map_err(|e| MetadataStoreError::Other(format!("put request: {e}")))
+        };
+        let mut files = Vec::with_capacity(batch.files.len());
+        for (ord, f) in batch.files.iter().enumerate() {
+            let mut item = key(pk.clone(), format!("F#{}", f.file_id));
+            item.extend([
+                ("file_id".to_owned(), s(f.file_id.clone())),
+                ("ord".to_owned(), n(ord)),
+                ("name".to_owned(), s(f.name.clone())),
+                ("content_type".to_owned(), s(f.content_type.clone())),
+                ("size".to_owned(), n(f.size)),
+                ("status".to_owned(), s(FileStatus::AwaitingUpload.as_str())),
+                ("updated_at".to_owned(), n(us(batch.created_at))),
+                (TTL.to_owned(), n(ttl)),
+            ]);
+            files.push(put_req(item)?);
+        }
+        self.batch_write_all(files).await?;
+        // The indexes last, so a half-written batch never counts toward a quota or a listing.
+        let mut recent = key(
+            RECENT_PK.to_owned(),
+            format!("{:020}#{}", us(batch.created_at).max(0), batch.batch_id),
+        );
+        recent.extend([
+            ("batch_id".to_owned(), s(batch.batch_id.clone())),
+            (TTL.to_owned(), n(ttl)),
+        ]);
+        let mut principal = key(
+            format!("P#{}", batch.principal),
+            format!("{:020}#{}", us(batch.expires_at).max(0), batch.batch_id),
+        );
+        principal.extend([
+            ("batch_id".to_owned(), s(batch.batch_id.clone())),
+            (TTL.to_owned(), n(ttl)),
+        ]);
+        self.batch_write_all(vec![put_req(recent)?, put_req(principal)?])
+            .await
+    }
+
+    async fn get_batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, MetadataStoreError> {
+        self.load_batch(batch_id).await
+    }
+
+    async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchRecord>, MetadataStoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let items = self
+            .query_all(RECENT_PK.to_owned(), None, true, Some(limit))
+            .await?;
+        let mut ids: Vec<String> = items
+            .iter()
+            .filter_map(|i| get_s(i, "batch_id").map(str::to_owned))
+            .collect();
+        ids.truncate(limit);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(b) = self.load_batch(&id).await? {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn mark_received(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<Transition, MetadataStoreError> {
+        self.transition(batch_id, file_id, FileStatus::Received, None, at)
+            .await
+    }
+
+    async fn mark_done(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        rendered: &RenderedFile,
+        at: OffsetDateTime,
+    ) -> Result<Transition, MetadataStoreError> {
+        let r = serde_json::to_string(rendered)
+            .map_err(|e| MetadataStoreError::Other(e.to_string()))?;
+        self.transition(
+            batch_id,
+            file_id,
+            FileStatus::Done,
+            Some(("rendered", r)),
+            at,
+        )
+        .await
+    }
+
+    async fn mark_failed(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        error: &FileError,
+        at: OffsetDateTime,
+    ) -> Result<Transition, MetadataStoreError> {
+        let e =
+            serde_json::to_string(error).map_err(|e| MetadataStoreError::Other(e.to_string()))?;
+        self.transition(
+            batch_id,
+            file_id,
+            FileStatus::Failed,
+            Some(("error", e)),
+            at,
+        )
+        .await
+    }
+
+    async fn mark_announced(
+        &self,
+        batch_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError> {
+        let k = key(batch_pk(batch_id), BATCH_SK.to_owned());
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(k.clone()))
+            .update_expression("SET announced_at = :at")
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(announced_at)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":at", n(us(at)))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                // Announced before (a duplicate: success), or no such batch.
+                match self.get_item(k).await? {
+                    Some(_) => Ok(false),
+                    None => Err(MetadataStoreError::NotFound(format!("batch {batch_id}"))),
+                }
+            }
+            Err(e) => Err(classified("UpdateItem", &e)),
+        }
+    }
+
+    async fn count_awaiting_uploads(
+        &self,
+        principal: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, MetadataStoreError> {
+        let index = self
+            .query_all(
+                format!("P#{principal}"),
+                Some(format!("{:020}", us(now).max(0))),
+                false,
+                None,
+            )
+            .await?;
+        let keys = index
+            .iter()
+            .filter_map(|i| get_s(i, "batch_id"))
+            .map(|id| key(batch_pk(id), BATCH_SK.to_owned()))
+            .collect();
+        let batches = self.batch_get_all(keys).await?;
+        Ok(batches
+            .iter()
+            .map(|b| {
+                (get_n(b, "file_count").unwrap_or(0) - get_n(b, "received_count").unwrap_or(0))
+                    .max(0) as u64
+            })
+            .sum())
+    }
+
+    async fn record_image_request(
+        &self,
+        image_id: &str,
+        event_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError> {
+        let pk = format!("I#{image_id}");
+        // Request records outlive no batch by much: keep them the retention period.
+        let ttl = self.ttl(at);
+        let mut event = key(pk.clone(), format!("E#{event_id}"));
+        event.extend([("at".to_owned(), n(us(at))), (TTL.to_owned(), n(ttl))]);
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(event))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("put: {e}")))?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk.clone(), COUNT_SK.to_owned())))
+            .update_expression("ADD request_count :one SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", n(ttl))
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("update: {e}")))?;
+        let out = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match out {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_transaction_canceled_exception()) =>
+            {
+                // The event item exists: counted before (a duplicate is success). Anything
+                // else (a conflict) is worth a retry.
+                let seen = self
+                    .get_item(key(pk.clone(), format!("E#{event_id}")))
+                    .await?
+                    .is_some();
+                return if seen {
+                    Ok(false)
+                } else {
+                    Err(MetadataStoreError::Unavailable(format!(
+                        "counting request {event_id} for {image_id} conflicted; retry"
+                    )))
+                };
+            }
+            Err(e) => return Err(classified("TransactWriteItems", &e)),
+        }
+        // The latest request time only moves forward.
+        let last = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, COUNT_SK.to_owned())))
+            .update_expression("SET last_requested_at = :at")
+            .condition_expression(
+                "attribute_not_exists(last_requested_at) OR last_requested_at < :at",
+            )
+            .expression_attribute_values(":at", n(us(at)))
+            .send()
+            .await;
+        match last {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(classified("UpdateItem", &e)),
+        }
+    }
+}
