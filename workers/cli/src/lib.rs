@@ -3,7 +3,10 @@
 //! - [`dev`]: the whole stack in one process on the embedded backend (API, resize, metadata,
 //!   archiver),
 //!   with the topic and queue wiring of DESIGN §8.
+//! - [`dev_aws`]: the same components in AWS mode against an endpoint (moto, LocalStack), after
+//!   provisioning the topology there.
 //! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
 
 pub mod dev;
+pub mod dev_aws;
 pub mod upload;

@@ -16,9 +16,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole stack in one process on the embedded backend (files + SQLite).
+    /// Run the whole stack in one process on the embedded backend (files + SQLite), or with
+    /// `--aws-endpoint` on AWS APIs (moto, LocalStack) after provisioning them.
     Dev {
-        /// Where the data lives.
+        /// Where the data lives (with --aws-endpoint: only the dev token and callback secret).
         #[arg(long, default_value = "prism-data")]
         data_dir: PathBuf,
         /// Where the API listens.
@@ -27,6 +28,12 @@ enum Command {
         /// A TOML config file, applied to every component.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Provision and run against this AWS endpoint (e.g. http://127.0.0.1:5000 for moto).
+        #[arg(long, value_name = "URL")]
+        aws_endpoint: Option<url::Url>,
+        /// AWS region with --aws-endpoint.
+        #[arg(long, value_name = "REGION", requires = "aws_endpoint")]
+        region: Option<String>,
     },
     /// Upload images as one batch, wait, and print the variants.
     Upload {
@@ -118,10 +125,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             listen,
             config,
+            aws_endpoint,
+            region,
         } => {
             let log = shared::config::LogConfig::default();
             shared::telemetry::tracing::init(&log);
             let shutdown = shared::shutdown::on_signal();
+            if let Some(endpoint) = aws_endpoint {
+                let dev = prism::dev_aws::start_aws(
+                    &endpoint,
+                    region.as_deref(),
+                    &data_dir,
+                    listen,
+                    config.as_deref(),
+                    shutdown,
+                )
+                .await?;
+                println!("prism dev is running in AWS mode against {endpoint}");
+                println!("  API        {}", dev.url);
+                println!("  token      {}", dev.token);
+                println!("  topic      {}", dev.provisioned.resources.topic_arn);
+                println!(
+                    "  try        prism upload --api {} --token {} photo.jpg",
+                    dev.url, dev.token
+                );
+                dev.wait().await;
+                return Ok(ExitCode::SUCCESS);
+            }
             let dev = prism::dev::start(&data_dir, listen, config.as_deref(), shutdown).await?;
             println!(
                 "prism dev is running on the embedded backend in {}",

@@ -413,6 +413,15 @@ pub async fn ensure_table(c: &Clients, table: &str) -> Result<(), ProvisionError
     Ok(())
 }
 
+/// Which filter-policy features the endpoint implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterDialect {
+    /// Amazon SNS: every policy of DESIGN §8, `$or` included.
+    Sns,
+    /// An emulator without `$or` in message-body policies (moto 5.2.1).
+    NoOr,
+}
+
 /// The topic's name when `topic` is a name, or the name part of an ARN.
 pub fn topic_name(topic: &str) -> &str {
     topic.rsplit(':').next().unwrap_or(topic)
@@ -423,12 +432,19 @@ pub fn topic_name(topic: &str) -> &str {
 /// [`crate::topology`], each with the settings `queue_settings` gives for its name (visibility
 /// timeout and receives before dead-lettering come from each worker's config).
 ///
+/// `dialect` says whether the endpoint evaluates `$or` in message-body filter policies. SNS
+/// does; moto 5.2.1 does not (its matcher raises on the metadata policy's `$or` and the event
+/// is then dropped for *every* subscription of the topic), so on emulators the metadata
+/// subscription is left unfiltered: the metadata writer skips what is not for it, at the cost
+/// of more messages.
+///
 /// # Errors
 /// The first step that fails.
 pub async fn provision(
     c: &Clients,
     resources: &Resources,
     queue_settings: &(dyn Fn(&'static str) -> QueueSettings + Sync),
+    dialect: FilterDialect,
 ) -> Result<Provisioned, ProvisionError> {
     for b in [
         &resources.uploads_bucket,
@@ -447,10 +463,9 @@ pub async fn provision(
         ),
         (
             topology::METADATA_QUEUE,
-            Some(topology::metadata_filter(
-                &resources.uploads_bucket,
-                &resources.media_bucket,
-            )),
+            (dialect == FilterDialect::Sns).then(|| {
+                topology::metadata_filter(&resources.uploads_bucket, &resources.media_bucket)
+            }),
         ),
         (topology::ARCHIVE_QUEUE, None),
     ];
