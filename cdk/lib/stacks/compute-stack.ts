@@ -180,6 +180,8 @@ export class ComputeStack extends Stack {
       cpu: 256,
       memoryLimitMiB: 512,
       work: data.metadataQueue,
+      // Required with backend = aws: the HMAC key of completion callbacks (workers/metadata aws_deps).
+      secrets: { PRISM__CALLBACK__SIGNING_SECRET: ecs.Secret.fromSecretsManager(data.callbackSigningSecret) },
       bounds: props.metadata,
       // A few conditional DynamoDB writes per message: ~50 msg/s per task; producers poll batch
       // status, so a 10 s budget → 500 per task.
