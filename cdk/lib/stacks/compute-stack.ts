@@ -265,5 +265,9 @@ export class ComputeStack extends Stack {
     new CfnOutput(this, 'AlarmTopicArn', { value: this.operations.alarmTopic.topicArn });
     new CfnOutput(this, 'ClusterName', { value: this.cluster.clusterName });
     new CfnOutput(this, 'ApiServiceName', { value: this.api.service.serviceName, description: 'For `aws ecs update-service --force-new-deployment` after changing the token secret' });
+    new CfnOutput(this, 'MetadataServiceName', {
+      value: this.metadata.service.serviceName,
+      description: 'For `aws ecs update-service --force-new-deployment` after changing the callback signing secret',
+    });
   }
 }
