@@ -17,9 +17,10 @@ export function buildPrism(app: App, config: PrismConfig, imageBuildContext: str
   const env: Environment = { account, region: config.region };
   const stateful = new StatefulStack(app, 'PrismStateful', {
     env,
-    description: 'prism: buckets, events topic, queues, metadata table, keys (retained)',
+    description: 'prism: buckets, events topic, queues, metadata table, keys, secrets (retained)',
     allowedOrigins: config.allowedOrigins,
     apiTokenSecretArn: config.apiTokenSecretArn,
+    callbackSecretArn: config.callbackSecretArn,
     terminationProtection: true,
   });
   const compute = new ComputeStack(app, 'PrismCompute', {

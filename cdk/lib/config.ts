@@ -27,6 +27,11 @@ export interface PrismConfig {
    * creates one whose initial value matches no token (deny-all until an operator sets it).
    */
   readonly apiTokenSecretArn?: string;
+  /**
+   * Existing Secrets Manager secret holding the key prism-metadata signs completion callbacks
+   * with (HMAC-SHA256, `x-prism-signature`). Without it the stateful stack generates one.
+   */
+  readonly callbackSecretArn?: string;
   /** 0: public subnets, no NAT (default, cheapest). 1+: private subnets behind that many NATs. */
   readonly natGateways: number;
   /** API task bounds; `min` is also the desired count at deploy. */
@@ -67,6 +72,19 @@ function bool(get: ContextGetter, key: string, fallback: boolean): boolean {
   throw new Error(`context '${key}' must be true or false, got ${JSON.stringify(v)}`);
 }
 
+/**
+ * A complete Secrets Manager ARN (with the 6-character suffix Secrets Manager appends to the name).
+ * A partial ARN would synthesize, but the execution role's grant names the complete ARN only, so
+ * every task would then fail at start with AccessDenied while fetching the secret.
+ */
+function secretArn(get: ContextGetter, key: string): string | undefined {
+  const v = str(get, key);
+  if (v !== undefined && !/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/.test(v)) {
+    throw new Error(`context '${key}' must be the complete ARN of a Secrets Manager secret (ending in -XXXXXX), got '${v}'`);
+  }
+  return v;
+}
+
 /** Accepts a JSON array (cdk.json) or a comma-separated string (`-c allowedOrigins=a,b`). */
 function list(get: ContextGetter, key: string): string[] {
   const v = get(key);
@@ -100,7 +118,8 @@ export function loadConfig(get: ContextGetter): PrismConfig {
     allowedOrigins: list(get, 'allowedOrigins'),
     certificateArn: str(get, 'certificateArn'),
     alarmEmail: str(get, 'alarmEmail'),
-    apiTokenSecretArn: str(get, 'apiTokenSecretArn'),
+    apiTokenSecretArn: secretArn(get, 'apiTokenSecretArn'),
+    callbackSecretArn: secretArn(get, 'callbackSecretArn'),
     natGateways: int(get, 'natGateways', 0),
     api,
     resize: bounds(get, 'resize', 0, 10),

@@ -80,7 +80,7 @@ export function acknowledgeTaskDefinition(taskDefinition: IConstruct, executionR
     id: 'AwsSolutions-ECS2',
     reason:
       'The plain environment is non-secret configuration (region, resource names, log format, ports, drain deadline); ' +
-      'the one secret (API token hashes) is injected from Secrets Manager through `secrets`.',
+      'the secrets (API token hashes, callback signing key) are injected from Secrets Manager through `secrets`.',
   });
   if (executionRole) {
     Validations.of(executionRole).acknowledge({

@@ -306,9 +306,11 @@ describe('API', () => {
     expect(c.StopTimeout).toBe(40);
   });
 
-  test('outputs: API URL and dashboard URL', () => {
+  test('outputs: API URL, dashboard URL, and the services to roll after a secret changes', () => {
     s.compute_.hasOutput('ApiUrl', {});
     s.compute_.hasOutput('DashboardUrl', {});
+    s.compute_.hasOutput('ApiServiceName', { Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^ApiService'), 'Name'] } });
+    s.compute_.hasOutput('MetadataServiceName', { Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MetadataService'), 'Name'] } });
   });
 });
 

@@ -21,6 +21,14 @@ test('cdk.json defaults', () => {
   expect(c.certificateArn).toBeUndefined();
   expect(c.alarmEmail).toBeUndefined();
   expect(c.apiTokenSecretArn).toBeUndefined();
+  expect(c.callbackSecretArn).toBeUndefined();
+});
+
+test('secret ARNs are taken when complete', () => {
+  const api = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:prism/tokens-AbC123';
+  const callback = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:prism_callback.key-xYz789';
+  const c = from({ apiTokenSecretArn: api, callbackSecretArn: ` ${callback} ` });
+  expect([c.apiTokenSecretArn, c.callbackSecretArn]).toEqual([api, callback]);
 });
 
 test('`-c` values arrive as strings: comma lists, numbers, booleans', () => {
@@ -37,6 +45,10 @@ test.each([
   [{ resizeMinTasks: 5, resizeMaxTasks: 2 }, /must be >= 1 and >= resizeMinTasks/],
   [{ workerSpot: 'yes' }, /true or false/],
   [{ apiDesiredCount: 5, apiMaxCount: 2 }, /apiMaxCount/],
+  // Partial ARN (no -XXXXXX suffix): the grant would not match the secret, tasks would fail to start.
+  [{ callbackSecretArn: 'arn:aws:secretsmanager:us-east-1:111111111111:secret:prism-callback-key' }, /callbackSecretArn.*complete ARN/],
+  [{ apiTokenSecretArn: 'prism-tokens' }, /apiTokenSecretArn.*complete ARN/],
+  [{ callbackSecretArn: 'arn:aws:ssm:us-east-1:111111111111:parameter/prism-callback-key-AbCdEf' }, /complete ARN/],
 ])('rejects %j', (ctx, message) => {
   expect(() => from(ctx)).toThrow(message);
 });

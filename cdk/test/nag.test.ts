@@ -49,9 +49,10 @@ test.each([
     alarmEmail: 'oncall@example.com',
     allowedOrigins: ['https://app.example.com'],
   }],
-  ['private subnets behind a NAT, imported token secret, fixed worker floors', {
+  ['private subnets behind a NAT, imported token and callback secrets, fixed worker floors', {
     natGateways: 1,
     apiTokenSecretArn: 'arn:aws:secretsmanager:us-east-1:111111111111:secret:prism-tokens-AbCdEf',
+    callbackSecretArn: 'arn:aws:secretsmanager:us-east-1:111111111111:secret:prism-callback-key-GhIjKl',
     resizeMinTasks: 1,
     archiverMinTasks: 1,
   }],

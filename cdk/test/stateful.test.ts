@@ -32,7 +32,7 @@ describe('stateful resources are retained', () => {
     ['AWS::DynamoDB::Table', 1],
     ['AWS::KMS::Key', 2],
     ['AWS::SNS::Topic', 1],
-    ['AWS::SecretsManager::Secret', 1],
+    ['AWS::SecretsManager::Secret', 2],
   ])('every %s (%d of them) is RETAIN on delete and replace', (type, count) => {
     const resources = s.stateful_.findResources(type);
     expect(Object.keys(resources)).toHaveLength(count);
@@ -373,8 +373,30 @@ describe('API token secret', () => {
   test('an existing secret can be supplied instead', () => {
     const arn = 'arn:aws:secretsmanager:us-east-1:111111111111:secret:prism-tokens-AbCdEf';
     const withSecret = synthPrism({ apiTokenSecretArn: arn });
-    withSecret.stateful_.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    expect(Object.keys(withSecret.stateful_.findResources('AWS::SecretsManager::Secret'))).toEqual([
+      expect.stringMatching(/^CallbackSigningSecret/),
+    ]);
     withSecret.stateful_.hasOutput('ApiTokenSecretArn', { Value: arn });
+  });
+});
+
+describe('callback signing secret', () => {
+  test('generated: 64 letters and digits, retained, described', () => {
+    const id = logicalId(s.stateful_, 'AWS::SecretsManager::Secret', 'CallbackSigningSecret');
+    const secret = s.stateful_.toJSON().Resources[id];
+    expect(secret.Properties.GenerateSecretString).toEqual({ PasswordLength: 64, ExcludePunctuation: true, IncludeSpace: false });
+    expect(secret.Properties.Description).toContain('PRISM__CALLBACK__SIGNING_SECRET');
+    expect([secret.DeletionPolicy, secret.UpdateReplacePolicy]).toEqual(['Retain', 'Retain']);
+    s.stateful_.hasOutput('CallbackSecretArn', { Value: { Ref: id } });
+  });
+
+  test('an existing secret can be supplied instead', () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:111111111111:secret:prism-callback-key-AbCdEf';
+    const withSecret = synthPrism({ callbackSecretArn: arn });
+    expect(Object.keys(withSecret.stateful_.findResources('AWS::SecretsManager::Secret'))).toEqual([
+      expect.stringMatching(/^ApiTokenHashes/),
+    ]);
+    withSecret.stateful_.hasOutput('CallbackSecretArn', { Value: arn });
   });
 });
 
@@ -392,6 +414,7 @@ test('outputs name every resource the CLI and operators need', () => {
     'MetadataQueueUrl',
     'MetadataDlqUrl',
     'ApiTokenSecretArn',
+    'CallbackSecretArn',
   ]) {
     s.stateful_.hasOutput(name, {});
   }

@@ -16,6 +16,9 @@
  *   permission (scoped to this cluster's tasks) is granted here.
  * - The task role gets only queue consumption on its own queue and SendMessage on its own DLQ
  *   (explicit dead-lettering); the stack adds the bucket/table/topic grants per worker.
+ * - Secrets (`secrets`) are fetched by the ECS agent with the *execution role* at task start and
+ *   arrive as environment variables; the task role never reads Secrets Manager. A changed secret
+ *   reaches running workers only when their tasks are replaced (`--force-new-deployment`).
  */
 import { ArnFormat, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
@@ -69,6 +72,12 @@ export interface WorkerServiceProps {
   readonly work: QueueWithDlq;
   /** Shared `PRISM__*` environment (backend, region, resource names, log format, drain deadline). */
   readonly environment: Record<string, string>;
+  /**
+   * Secret environment of this worker only (prism-metadata: the callback signing key), injected
+   * from Secrets Manager; the execution role is granted read access to exactly these secrets.
+   * @default - none
+   */
+  readonly secrets?: Record<string, ecs.Secret>;
   readonly bounds: TaskBounds;
   readonly scaling: BacklogScaling;
   /** Must exceed the drain deadline in `environment` by at least 5 s. Fargate maximum: 120 s. */
@@ -118,6 +127,7 @@ export class WorkerService extends Construct {
         PRISM__RESOURCES__QUEUE_URL: props.work.queue.queueUrl,
         PRISM__RESOURCES__DLQ_URL: props.work.deadLetterQueue.queueUrl,
       },
+      secrets: props.secrets,
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: props.binary }),
       portMappings: [{ containerPort: WORKER_METRICS_PORT, name: 'metrics' }],
       // The binary GETs its own /healthz and exits 0/1; no curl in the image.

@@ -180,6 +180,8 @@ export class ComputeStack extends Stack {
       cpu: 256,
       memoryLimitMiB: 512,
       work: data.metadataQueue,
+      // Required with backend = aws: the HMAC key of completion callbacks (workers/metadata aws_deps).
+      secrets: { PRISM__CALLBACK__SIGNING_SECRET: ecs.Secret.fromSecretsManager(data.callbackSigningSecret) },
       bounds: props.metadata,
       // A few conditional DynamoDB writes per message: ~50 msg/s per task; producers poll batch
       // status, so a 10 s budget → 500 per task.
@@ -263,5 +265,9 @@ export class ComputeStack extends Stack {
     new CfnOutput(this, 'AlarmTopicArn', { value: this.operations.alarmTopic.topicArn });
     new CfnOutput(this, 'ClusterName', { value: this.cluster.clusterName });
     new CfnOutput(this, 'ApiServiceName', { value: this.api.service.serviceName, description: 'For `aws ecs update-service --force-new-deployment` after changing the token secret' });
+    new CfnOutput(this, 'MetadataServiceName', {
+      value: this.metadata.service.serviceName,
+      description: 'For `aws ecs update-service --force-new-deployment` after changing the callback signing secret',
+    });
   }
 }

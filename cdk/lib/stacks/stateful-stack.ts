@@ -1,6 +1,6 @@
 /**
  * Stateful stack: everything that holds data or is referenced by name from outside (buckets,
- * topic, queues, table, keys, the API token secret). Every resource here is RETAIN and its
+ * topic, queues, table, keys, the API token and callback signing secrets). Every resource here is RETAIN and its
  * construct ID is part of the deployed contract: renaming an ID replaces the resource. Compute
  * lives in `ComputeStack` so it can be torn down and redeployed freely.
  *
@@ -29,6 +29,8 @@ export interface StatefulStackProps extends StackProps {
   readonly clientEventNames?: string[];
   /** Use this existing secret for the API token hashes instead of creating one. */
   readonly apiTokenSecretArn?: string;
+  /** Use this existing secret for the callback signing key instead of generating one. */
+  readonly callbackSecretArn?: string;
 }
 
 /** Per-worker visibility timeouts: each worker's worst case plus margin (see DESIGN §5/§6). */
@@ -60,6 +62,11 @@ export class StatefulStack extends Stack {
   public readonly table: MetadataTable;
   /** Comma-separated sha256 hex digests of the accepted API bearer tokens. */
   public readonly apiTokenSecret: secretsmanager.ISecret;
+  /**
+   * The HMAC-SHA256 key prism-metadata signs completion callbacks with (`x-prism-signature`);
+   * callback receivers verify with the same value. Required by the binary with backend = aws.
+   */
+  public readonly callbackSigningSecret: secretsmanager.ISecret;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
@@ -225,6 +232,32 @@ export class StatefulStack extends Stack {
       this.apiTokenSecret = secret;
     }
 
+    if (props.callbackSecretArn) {
+      this.callbackSigningSecret = secretsmanager.Secret.fromSecretCompleteArn(this, 'CallbackSigningSecret', props.callbackSecretArn);
+    } else {
+      const secret = new secretsmanager.Secret(this, 'CallbackSigningSecret', {
+        description:
+          'prism-metadata completion callbacks: the HMAC-SHA256 key of the x-prism-signature header ' +
+          '(PRISM__CALLBACK__SIGNING_SECRET). Callback receivers verify signatures with this same value.',
+        // 64 letters and digits (~380 bits): the binary uses the string's bytes as the key, and a
+        // value without punctuation or spaces survives copying into a receiver's configuration.
+        generateSecretString: {
+          passwordLength: 64,
+          excludePunctuation: true,
+          includeSpace: false,
+        },
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+      Validations.of(secret).acknowledge({
+        id: 'AwsSolutions-SMG4',
+        reason:
+          'The signing key is shared with every callback receiver, who verifies signatures with it; rotating it ' +
+          'means handing receivers the new key at the same time, an operator procedure (cdk/README.md), not ' +
+          'something a rotation Lambda can do.',
+      });
+      this.callbackSigningSecret = secret;
+    }
+
     const outputs: Record<string, string> = {
       UploadsBucketName: this.uploadsBucket.bucketName,
       MediaBucketName: this.mediaBucket.bucketName,
@@ -238,6 +271,7 @@ export class StatefulStack extends Stack {
       MetadataQueueUrl: this.metadataQueue.queue.queueUrl,
       MetadataDlqUrl: this.metadataQueue.deadLetterQueue.queueUrl,
       ApiTokenSecretArn: this.apiTokenSecret.secretArn,
+      CallbackSecretArn: this.callbackSigningSecret.secretArn,
     };
     for (const [name, value] of Object.entries(outputs)) {
       new CfnOutput(this, name, { value });
