@@ -81,9 +81,14 @@ impl S3BlobStore {
         }
     }
 
-    async fn signing_credentials(&self) -> Result<SigningCredentials, BlobStoreError> {
+    /// Credentials valid for at least `valid_for` (a grant signed with temporary credentials
+    /// dies when they expire), refreshed from the provider when the cached ones are too old.
+    async fn signing_credentials(
+        &self,
+        valid_for: Duration,
+    ) -> Result<SigningCredentials, BlobStoreError> {
         let mut cache = self.creds.lock().await;
-        let fresh_until = std::time::SystemTime::now() + Duration::from_secs(300);
+        let fresh_until = std::time::SystemTime::now() + valid_for.max(Duration::from_secs(300));
         if let Some((c, expiry)) = &cache.creds
             && expiry.is_none_or(|e| e > fresh_until)
         {
@@ -268,7 +273,7 @@ impl BlobStore for S3BlobStore {
                 policy.expires_in
             )));
         }
-        let creds = self.signing_credentials().await?;
+        let creds = self.signing_credentials(policy.expires_in).await?;
         let url = post_url(
             &self.bucket,
             &self.clients.region,
