@@ -5,8 +5,10 @@
 //!   with the topic and queue wiring of DESIGN §8.
 //! - [`dev_aws`]: the same components in AWS mode against an endpoint (moto, LocalStack), after
 //!   provisioning the topology there.
+//! - [`dlq`]: list, show and redrive dead letters on either backend.
 //! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
 
 pub mod dev;
 pub mod dev_aws;
+pub mod dlq;
 pub mod upload;

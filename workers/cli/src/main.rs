@@ -83,6 +83,27 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Dead letters of a worker queue: list, show one, or redrive them all.
+    Dlq {
+        /// `list`, `show ID`, or `redrive`.
+        #[command(subcommand)]
+        action: DlqAction,
+        /// Data dir of the local backend.
+        #[arg(long, default_value = "prism-data", global = true)]
+        data_dir: PathBuf,
+        /// Use SQS (default credential chain) instead of the local backend.
+        #[arg(long, global = true)]
+        aws: bool,
+        /// SQS at a custom endpoint (moto, LocalStack); implies --aws.
+        #[arg(long, value_name = "URL", global = true)]
+        aws_endpoint: Option<url::Url>,
+        /// AWS region.
+        #[arg(long, global = true)]
+        region: Option<String>,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print a batch.
     Batch {
         /// Batch id.
@@ -96,6 +117,30 @@ enum Command {
         /// Data dir whose dev-token to use when no token is given.
         #[arg(long, default_value = "prism-data")]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List dead letters with their reason and receive count.
+    List {
+        /// Queue: resize, metadata or archive.
+        queue: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
+    /// Show one dead letter with its body.
+    Show {
+        /// Queue: resize, metadata or archive.
+        queue: String,
+        /// The dead letter's id (from `list`).
+        id: String,
+    },
+    /// Move every dead letter back to the queue.
+    Redrive {
+        /// Queue: resize, metadata or archive.
+        queue: String,
     },
 }
 
@@ -240,6 +285,52 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             println!("{}", serde_json::to_string(&counts)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq {
+            action,
+            data_dir,
+            aws,
+            aws_endpoint,
+            region,
+            json,
+        } => {
+            let backend = if aws || aws_endpoint.is_some() {
+                prism::dlq::Backend::Aws {
+                    endpoint: aws_endpoint,
+                    region,
+                }
+            } else {
+                prism::dlq::Backend::Local(&data_dir)
+            };
+            match action {
+                DlqAction::List { queue, max } => {
+                    let q = prism::dlq::open(backend, &queue).await?;
+                    let letters = q.dead_letters(max).await?;
+                    if json {
+                        let v: Vec<_> = letters.iter().map(prism::dlq::to_json).collect();
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        print!("{}", prism::dlq::table(&letters));
+                    }
+                }
+                DlqAction::Show { queue, id } => {
+                    let q = prism::dlq::open(backend, &queue).await?;
+                    let Some(d) = prism::dlq::find(&*q, &id).await? else {
+                        eprintln!("no dead letter {id} in {queue}");
+                        return Ok(ExitCode::FAILURE);
+                    };
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&prism::dlq::to_json(&d))?
+                    );
+                }
+                DlqAction::Redrive { queue } => {
+                    let q = prism::dlq::open(backend, &queue).await?;
+                    let n = q.redrive().await?;
+                    println!("redriving {n} message(s) from {queue}-dlq back to {queue}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Batch {
