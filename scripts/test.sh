@@ -9,6 +9,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== dashboard browser test: npm ci (playwright-core; chromium comes from apt)"
+(cd workers/cli/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 echo "== cargo nextest"
 cargo nextest run --workspace --all-features --no-fail-fast
 echo "== cdk + docker"
