@@ -44,6 +44,8 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 pub const HISTORY_LEN: usize = 120;
 /// The window of the throughput and latency figures.
 pub const WINDOW: Duration = Duration::from_secs(60);
+/// Samples each point of a throughput history spans.
+pub const RATE_SPAN: usize = 5;
 /// How many recent batches the page shows.
 pub const RECENT_BATCHES: usize = 8;
 /// Lifetime of a thumbnail's presigned URL.
@@ -442,10 +444,12 @@ fn worker_view(
         0.0
     };
     let window = prom::bucket_delta(&latest.buckets, &base.buckets);
-    let throughput_history = history
-        .iter()
-        .zip(history.iter().skip(1))
-        .map(|(a, b)| {
+    // Each point is the rate over the preceding RATE_SPAN samples: per-second rates of a
+    // steady trickle alternate between 0 and a few, which hides the trend.
+    let points: Vec<&WorkerPoint> = history.iter().collect();
+    let throughput_history = (1..points.len())
+        .map(|i| {
+            let (a, b) = (points[i.saturating_sub(RATE_SPAN)], points[i]);
             let dt = b.t - a.t;
             let rate = if dt > 0.0 {
                 (b.processed - a.processed) / dt
@@ -575,7 +579,9 @@ mod tests {
         // Every message of the window took at most 0.1 s.
         assert!(v.p95_secs.unwrap() <= 0.1, "{v:?}");
         assert_eq!(v.throughput_history.len(), 3);
-        assert!((v.throughput_history[1].1 - 0.5).abs() < 1e-9);
+        // Each history point spans up to RATE_SPAN samples back (here: all of them).
+        assert_eq!(v.throughput_history[0], (100.0, 0.0));
+        assert!((v.throughput_history[2].1 - 30.0 / 160.0).abs() < 1e-9);
     }
 
     #[test]

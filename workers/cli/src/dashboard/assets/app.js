@@ -55,6 +55,7 @@ function graph(cls, xs, series, w, h) {
     line.setAttribute('vector-effect', 'non-scaling-stroke');
     svg.append(line);
   }
+  if (h < 40) return svg; // sparklines: no scale label
   const label = document.createElementNS(SVG_NS, 'text');
   label.setAttribute('x', '3');
   label.setAttribute('y', '10');
