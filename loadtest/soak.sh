@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak: `prism dev` (release) under the k6 soak scenario (average load, DURATION, default 10m),
 # with the process's resident memory sampled every SAMPLE_SECS (default 5) from
-# /proc/PID/status into a CSV, then a least-squares trend over the steady part of the run.
+# /proc/PID/status into a CSV, then a least-squares trend (loadtest/rss_trend.py).
 # Not part of CI (too long).
 #
 #   loadtest/soak.sh                    # 10 minutes at 1 batch/s
@@ -51,34 +51,6 @@ BASE_URL="$url" TOKEN=$(cat "$data/dev-token") SUMMARY="$artifacts/k6-soak.json"
 python3 -c "import urllib.request as u; print(u.urlopen('$url/metrics').read().decode())" >"$artifacts/soak-metrics.txt"
 kill "$sampler" 2>/dev/null || true
 
-python3 - "$csv" "$artifacts/soak-metrics.txt" <<'PY' || status=1
-import sys
-rows = [tuple(map(float, l.split(","))) for l in open(sys.argv[1]).read().split()[1:]]
-# The first 2 minutes are warm-up (ramp, allocator arenas, caches filling); fit the rest.
-steady = [(t, r) for t, r in rows if t >= 120]
-if len(steady) < 10:
-    sys.exit(f"too few samples after warm-up: {len(steady)}")
-n = len(steady)
-mt = sum(t for t, _ in steady) / n
-mr = sum(r for _, r in steady) / n
-sxx = sum((t - mt) ** 2 for t, _ in steady)
-slope = sum((t - mt) * (r - mr) for t, r in steady) / sxx          # KiB per second
-resid = [r - (mr + slope * (t - mt)) for t, r in steady]
-se = (sum(e * e for e in resid) / (n - 2) / sxx) ** 0.5 if n > 2 else 0.0
-span = steady[-1][0] - steady[0][0]
-growth = slope * span
-print(f"RSS samples: {len(rows)} ({n} after warm-up over {span:.0f} s)")
-print(f"RSS KiB: start {rows[0][1]:.0f}, after warm-up {steady[0][1]:.0f}, min {min(r for _, r in steady):.0f}, "
-      f"mean {mr:.0f}, max {max(r for _, r in steady):.0f}, end {rows[-1][1]:.0f}")
-print(f"trend: {slope * 60:+.1f} KiB/min (±{1.96 * se * 60:.1f} at 95%), {growth / 1024:+.2f} MiB over the steady part "
-      f"({100 * growth / mr:+.2f}% of the mean)")
-errors = sum(float(l.rsplit(" ", 1)[1]) for l in open(sys.argv[2]) if l.startswith("prism_errors_total"))
-print(f"prism_errors_total at the end: {errors:.0f}")
-# No upward trend: the fitted growth over the steady part is within 2% of the mean RSS, or the
-# slope is not distinguishable from zero.
-upward = growth > 0.02 * mr and slope - 1.96 * se > 0
-print("memory: UPWARD TREND" if upward else "memory: no upward trend")
-sys.exit(1 if upward or errors > 0 else 0)
-PY
+python3 loadtest/rss_trend.py "$csv" "$artifacts/soak-metrics.txt" || status=1
 echo "soak artifacts: $csv $artifacts/k6-soak.json $artifacts/soak-metrics.txt"
 exit $status

@@ -14,7 +14,8 @@ function arrival(stages, maxVUs) {
     timeUnit: '10s',
     stages: stages.map(([duration, rate]) => ({ duration, target: Math.round(rate * RATE * 10) })),
     preAllocatedVUs: Math.max(2, Math.ceil(maxVUs * RATE)),
-    maxVUs: Math.max(4, Math.ceil(maxVUs * RATE * 2)),
+    // Headroom for a slow stack: each VU holds a batch until it completes.
+    maxVUs: Math.max(8, Math.ceil(maxVUs * RATE * 4)),
   };
 }
 
