@@ -9,7 +9,11 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== dashboard browser test: npm ci (playwright-core; chromium comes from apt)"
+(cd workers/cli/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 echo "== cargo nextest"
 cargo nextest run --workspace --all-features --no-fail-fast
+echo "== k6 smoke (loadtest/) against a prism dev it starts"
+loadtest/run-local.sh smoke
 echo "== cdk + docker"
 scripts/test-cdk.sh

@@ -45,7 +45,27 @@ test('histograms are aggregated by bucket (le) before histogram_quantile, counte
 });
 
 test('grouping labels come from the closed label set', () => {
-  const allowed = new Set(['worker', 'outcome', 'stage', 'error_code', 'operation', 'backend', 'format', 'queue', 'le', 'version', 'git_sha']);
+  const allowed = new Set(['worker', 'outcome', 'stage', 'error_code', 'operation', 'backend', 'format', 'queue', 'le', 'version', 'git_sha', 'route', 'method', 'status']);
   const labels = exprs.flatMap((e) => [...e.matchAll(/by \(([^)]*)\)/g)].flatMap((m) => m[1].split(',').map((l) => l.trim())));
   expect(labels.filter((l) => !allowed.has(l))).toEqual([]);
+});
+
+/** The operator questions the dashboard must answer, each as a query pattern that answers it. */
+const REQUIRED: [string, RegExp][] = [
+  ['queue depth: visible', /prism_queue_visible_messages/],
+  ['queue depth: in flight', /prism_queue_inflight_messages/],
+  ['queue depth: dead-letter queue', /prism_queue_dlq_messages/],
+  ['queue age: oldest message', /prism_queue_oldest_message_age_seconds/],
+  ['queue lag histogram', /histogram_quantile\(0\.95, sum by \([^)]*\) \(rate\(prism_message_age_seconds_bucket/],
+  ['throughput per worker', /sum by \(worker[^)]*\) \(rate\(prism_messages_processed_total/],
+  ['processing latency histogram p50', /histogram_quantile\(0\.5, [^]*prism_message_processing_duration_seconds_bucket/],
+  ['processing latency histogram p95', /histogram_quantile\(0\.95, [^]*prism_message_processing_duration_seconds_bucket/],
+  ['API latency histogram p95', /histogram_quantile\(0\.95, [^]*prism_http_request_duration_seconds_bucket/],
+  ['API requests by status', /sum by \([^)]*\bstatus\b[^)]*\) \(rate\(prism_http_requests_total/],
+  ['errors by code', /sum by \([^)]*\berror_code\b[^)]*\) \(rate\(prism_errors_total/],
+  ['admission budget in use', /prism_admission_budget_in_use/],
+];
+
+test.each(REQUIRED)('the dashboard covers %s', (_what, pattern) => {
+  expect(exprs.filter((e) => pattern.test(e))).not.toEqual([]);
 });

@@ -180,6 +180,32 @@ pub async fn run(
     shutdown: CancellationToken,
     on_bound: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    run_with(
+        cfg,
+        deps,
+        rt_metrics,
+        health,
+        shutdown,
+        Router::new(),
+        on_bound,
+    )
+    .await
+}
+
+/// [`run`], serving `extra` beside the API's own routes on the same address (`prism dev`
+/// mounts its operators' dashboard this way). `extra` must not claim the API's paths.
+///
+/// # Errors
+/// When the listener cannot be bound or the server fails.
+pub async fn run_with(
+    cfg: Config,
+    deps: Deps,
+    rt_metrics: shared::telemetry::metrics::Handle,
+    health: Health,
+    shutdown: CancellationToken,
+    extra: Router,
+    on_bound: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.http.listen_addr).await?;
     let addr = listener.local_addr()?;
     on_bound(addr);
@@ -204,7 +230,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     tracing::info!(%addr, "API listening.");
-    axum::serve(listener, router(state, rt_metrics, health))
+    axum::serve(listener, router(state, rt_metrics, health).merge(extra))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())

@@ -21,6 +21,8 @@ use shared::topology;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::dashboard::Dashboard;
+
 /// What a running AWS-mode dev stack exposes.
 pub struct AwsDevStack {
     /// The API's base URL.
@@ -184,10 +186,21 @@ pub async fn start_aws(
         shutdown.clone(),
         metrics.clone(),
     );
+    let dashboard = Dashboard::new(api_deps.metadata.clone(), api_deps.media.clone(), m.clone());
+    let extra = dashboard.router();
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = prism_api::run(api_cfg, api_deps, m, Health::new(), s.clone(), |a| {
+        let on_bound = |a| {
             let _ = bound_tx.send(a);
-        })
+        };
+        if let Err(e) = prism_api::run_with(
+            api_cfg,
+            api_deps,
+            m,
+            Health::new(),
+            s.clone(),
+            extra,
+            on_bound,
+        )
         .await
         {
             tracing::error!(error = %e, "API stopped with an error.");
@@ -197,16 +210,20 @@ pub async fn start_aws(
     bound_rx.await.context("the API did not start")?;
 
     let resize_deps = prism_resize::worker::aws_deps(&resize_cfg, &stack, None)?;
+    dashboard.watch_queue(resize_deps.queue.clone());
     let s = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         prism_resize::worker::run(&resize_cfg, resize_deps, s).await;
     }));
     let meta_deps = prism_metadata::aws_deps(&meta_cfg, &stack, None)?;
+    dashboard.watch_queue(meta_deps.queue.clone());
     let s = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         prism_metadata::run(&meta_cfg, meta_deps, s).await;
     }));
     let archive_deps = prism_archiver::aws_deps(&archive_cfg, &stack, None)?;
+    dashboard.watch_queue(archive_deps.queue.clone());
+    tasks.push(dashboard.spawn_sampler(shutdown.clone()));
     let s = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         prism_archiver::Archiver::new(&archive_cfg, archive_deps)

@@ -6,8 +6,11 @@
 //! - [`dev_aws`]: the same components in AWS mode against an endpoint (moto, LocalStack), after
 //!   provisioning the topology there.
 //! - [`dlq`]: list, show and redrive dead letters on either backend.
+//! - [`dashboard`]: the operators' view `prism dev` serves at `/` (queues, workers, recent
+//!   batches), read through the ports.
 //! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
 
+pub mod dashboard;
 pub mod dev;
 pub mod dev_aws;
 pub mod dlq;

@@ -214,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dev.data_dir.display()
             );
             println!("  metrics    {}/metrics", dev.url);
+            println!("  dashboard  {}/", dev.url);
             dev.wait().await;
             Ok(ExitCode::SUCCESS)
         }

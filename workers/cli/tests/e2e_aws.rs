@@ -153,6 +153,26 @@ async fn batch_flows_through_s3_sns_sqs_and_dynamodb_on_moto() {
         .await;
         assert_eq!(s.dlq_visible, 0, "{name}");
     }
+    // The operators' dashboard reads the same ports on AWS: three queues, this batch.
+    let state: serde_json::Value = http
+        .get(format!("{}/dashboard/api/state", dev.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["queues"].as_array().unwrap().len(), 3, "{state:#}");
+    assert!(state["batches_error"].is_null(), "{state:#}");
+    assert!(
+        state["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["batch_id"] == id),
+        "{state:#}"
+    );
+
     // The archiver flushed every event it took (on shutdown at the latest).
     dev.stop().await;
     let archived = shared::port::BlobStore::list(&dev_archive(&moto).await, "raw/")
