@@ -8,12 +8,14 @@
 //!   - `render::color`: ICC → sRGB with lcms2, 16 → 8 bit.
 //!   - `render::orient`: the eight EXIF orientations.
 //!   - `render::resize`: the sRGB raster and Lanczos3 resizing.
-//!   - `render::encode`: libwebp and ravif.
+//!   - `render::encode`: libwebp and ravif; `render::webp`: the libwebp FFI.
 //!   - `render::facts`: hash, ThumbHash, dominant colour.
 //! - [`worker`]: the queue worker: upload event → variants → manifest (or `failure.json`).
+//! - [`alloc`]: glibc malloc tuning applied at start-up (large buffers stay in the heap).
 //! - [`bench`]: the `prism-resize bench` subcommand, the side-by-side measurement against the
 //!   sharp baseline.
 
+pub mod alloc;
 pub mod bench;
 pub mod render;
 pub mod worker;

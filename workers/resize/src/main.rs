@@ -54,6 +54,13 @@ enum Command {
         /// Minimum Lanczos factor left after JPEG DCT scaling ("inf" disables DCT scaling).
         #[arg(long)]
         jpeg_min_residual: Option<f64>,
+        /// libwebp thread_level (0 or 1).
+        #[arg(long)]
+        webp_thread_level: Option<u8>,
+        /// Make a width from an already-made one at least this many times larger ("inf":
+        /// always from the decoded frame).
+        #[arg(long)]
+        resize_chain_min_ratio: Option<f64>,
         /// Do not write the variants.
         #[arg(long)]
         no_write: bool,
@@ -69,6 +76,7 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
 }
 
 fn main() -> ExitCode {
+    prism_resize::alloc::tune();
     let cli = Cli::parse();
     let Some(command) = cli.command else {
         return worker(&cli.common);
@@ -93,6 +101,8 @@ fn main() -> ExitCode {
             avif_speed,
             avif_quality_offset,
             jpeg_min_residual,
+            webp_thread_level,
+            resize_chain_min_ratio,
             no_write,
         } => {
             let mut settings = EncodeSettings::default();
@@ -104,6 +114,12 @@ fn main() -> ExitCode {
             }
             if let Some(r) = jpeg_min_residual {
                 settings.jpeg_min_residual = r;
+            }
+            if let Some(t) = webp_thread_level {
+                settings.webp_thread_level = t;
+            }
+            if let Some(r) = resize_chain_min_ratio {
+                settings.resize_chain_min_ratio = r;
             }
             let options = BenchOptions {
                 corpus,

@@ -276,3 +276,244 @@ fn facts_describe_the_source() {
     let json = serde_json::to_value(f).unwrap();
     assert_eq!(json["format"], "jpeg");
 }
+
+/// A 64x48 four-quadrant raster (the fixtures' picture).
+fn quadrants_raster() -> render::resize::Raster {
+    let (w, h) = (64_u32, 48_u32);
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            data.extend_from_slice(match (x < w / 2, y < h / 2) {
+                (true, true) => &[255, 0, 0],
+                (false, true) => &[0, 255, 0],
+                (true, false) => &[0, 0, 255],
+                (false, false) => &[255, 255, 255],
+            });
+        }
+    }
+    render::resize::Raster {
+        width: w,
+        height: h,
+        channels: 3,
+        data,
+    }
+}
+
+fn riff_chunk(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut c = kind.to_vec();
+    c.extend_from_slice(
+        &u32::try_from(payload.len())
+            .expect("a small chunk")
+            .to_le_bytes(),
+    );
+    c.extend_from_slice(payload);
+    if payload.len() % 2 == 1 {
+        c.push(0);
+    }
+    c
+}
+
+fn u24(v: u32) -> [u8; 3] {
+    let b = v.to_le_bytes();
+    [b[0], b[1], b[2]]
+}
+
+/// An animated WebP of `frames` identical 64x48 frames (VP8X + ANIM + one ANMF per frame),
+/// each frame a lossy VP8 bitstream from the engine's own encoder.
+fn animated_webp(frames: usize) -> Vec<u8> {
+    let still = render::webp::encode(
+        &quadrants_raster(),
+        render::webp::WebpOptions {
+            quality: 90,
+            method: 4,
+            thread_level: 0,
+        },
+    )
+    .expect("a 64x48 frame encodes");
+    // The still file is RIFF/WEBP + one "VP8 " chunk: reuse that chunk as the frame data.
+    let vp8 = &still[12..];
+    assert_eq!(&vp8[..4], b"VP8 ");
+    let mut vp8x = vec![0x02, 0, 0, 0]; // animation flag
+    vp8x.extend_from_slice(&u24(63));
+    vp8x.extend_from_slice(&u24(47));
+    let mut body = b"WEBP".to_vec();
+    body.extend(riff_chunk(b"VP8X", &vp8x));
+    body.extend(riff_chunk(b"ANIM", &[0, 0, 0, 0, 0, 0]));
+    for _ in 0..frames {
+        let mut anmf = Vec::new();
+        anmf.extend_from_slice(&u24(0)); // x / 2
+        anmf.extend_from_slice(&u24(0)); // y / 2
+        anmf.extend_from_slice(&u24(63)); // width - 1
+        anmf.extend_from_slice(&u24(47)); // height - 1
+        anmf.extend_from_slice(&u24(100)); // duration, ms
+        anmf.push(0); // blend, no dispose
+        anmf.extend_from_slice(vp8);
+        body.extend(riff_chunk(b"ANMF", &anmf));
+    }
+    let mut file = b"RIFF".to_vec();
+    file.extend_from_slice(
+        &u32::try_from(body.len())
+            .expect("a small file")
+            .to_le_bytes(),
+    );
+    file.extend(body);
+    file
+}
+
+#[test]
+fn animated_webp_counts_frames_from_its_header() {
+    let bytes = animated_webp(5);
+    // Valid by an independent decoder.
+    assert_quadrants(&decode(&bytes), "generated animated WebP");
+
+    let r = render::render(
+        &bytes,
+        &request(&[320], &[OutputFormat::Webp]),
+        &Limits::default(),
+        &EncodeSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(r.facts.frames, 5);
+    assert_quadrants(
+        &decode(&r.variants[0].bytes),
+        "first frame of the animated WebP",
+    );
+
+    let limits = Limits {
+        max_frames: 4,
+        ..Limits::default()
+    };
+    // Refused by the header probe alone, before any pixel is decoded.
+    let err = render::decode::probe(&bytes, &limits).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TooManyFrames, "{err}");
+    let err = render::render(
+        &bytes,
+        &request(&[320], &[OutputFormat::Webp]),
+        &limits,
+        &EncodeSettings::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TooManyFrames, "{err}");
+}
+
+/// A 64x48 AVIF of one flat colour whose `colr` box says nclx `primaries`/`transfer` (the
+/// pixels are written as they are; only the signalled meaning changes). No ICC profile.
+fn nclx_avif(rgb: [u8; 3], primaries: u16, transfer: u16) -> Vec<u8> {
+    let px = vec![ravif::RGB8::new(rgb[0], rgb[1], rgb[2]); 64 * 48];
+    // RGB coding (identity matrix) makes ravif write its colr box, which we then patch.
+    let mut avif = ravif::Encoder::new()
+        .with_quality(100.0)
+        .with_speed(10)
+        .with_internal_color_model(ravif::ColorModel::RGB)
+        .encode_rgb(ravif::Img::new(&px[..], 64, 48))
+        .expect("a 64x48 AVIF encodes")
+        .avif_file;
+    let at = avif
+        .windows(8)
+        .position(|w| w == b"colrnclx")
+        .expect("ravif writes an nclx colour box");
+    avif[at + 8..at + 10].copy_from_slice(&primaries.to_be_bytes());
+    avif[at + 10..at + 12].copy_from_slice(&transfer.to_be_bytes());
+    assert!(!avif.windows(4).any(|w| w == b"prof" || w == b"rICC"));
+    avif
+}
+
+/// Independent reference: signal → linear with `eotf`, a linear RGB → linear sRGB matrix (both
+/// D65), then the sRGB curve.
+fn to_srgb_reference(rgb: [u8; 3], eotf: fn(f64) -> f64, m: [[f64; 3]; 3]) -> [u8; 3] {
+    let lin = rgb.map(|v| eotf(f64::from(v) / 255.0));
+    let mut out = [0_u8; 3];
+    for (i, row) in m.iter().enumerate() {
+        let l = (row[0] * lin[0] + row[1] * lin[1] + row[2] * lin[2]).clamp(0.0, 1.0);
+        let v = if l <= 0.003_130_8 {
+            12.92 * l
+        } else {
+            1.055 * l.powf(1.0 / 2.4) - 0.055
+        };
+        out[i] = (v * 255.0).round() as u8;
+    }
+    out
+}
+
+fn srgb_eotf(v: f64) -> f64 {
+    if v <= 0.04045 {
+        v / 12.92
+    } else {
+        ((v + 0.055) / 1.055).powf(2.4)
+    }
+}
+
+fn bt709_inverse_oetf(v: f64) -> f64 {
+    if v < 0.081 {
+        v / 4.5
+    } else {
+        ((v + 0.099) / 1.099).powf(1.0 / 0.45)
+    }
+}
+
+#[test]
+fn nclx_only_avif_is_converted_to_srgb() {
+    const P3_TO_SRGB: [[f64; 3]; 3] = [
+        [1.224_940_2, -0.224_940_2, 0.0],
+        [-0.042_056_9, 1.042_057_1, 0.0],
+        [-0.019_637_6, -0.078_636_1, 1.098_273_5],
+    ];
+    const BT2020_TO_SRGB: [[f64; 3]; 3] = [
+        [1.660_491, -0.587_641_1, -0.072_849_9],
+        [-0.124_550_5, 1.132_899_9, -0.008_349_4],
+        [-0.018_150_8, -0.100_578_9, 1.118_729_7],
+    ];
+    let colour = [200, 120, 60];
+    for (primaries, transfer, eotf, matrix, description) in [
+        (
+            12,
+            13,
+            srgb_eotf as fn(f64) -> f64,
+            P3_TO_SRGB,
+            "Display P3, sRGB transfer (nclx 12/13/0)",
+        ),
+        (
+            9,
+            1,
+            bt709_inverse_oetf,
+            BT2020_TO_SRGB,
+            "BT.2020, BT.709 transfer (nclx 9/1/0)",
+        ),
+    ] {
+        let bytes = nclx_avif(colour, primaries, transfer);
+        let want = to_srgb_reference(colour, eotf, matrix);
+        // The conversion must move the colour well beyond the codec's error.
+        assert!(
+            want.iter().zip(colour).any(|(w, c)| w.abs_diff(c) > 10),
+            "{want:?}"
+        );
+        let r = render::render(
+            &bytes,
+            &request(&[320], &[OutputFormat::Webp]),
+            &Limits::default(),
+            &EncodeSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(r.facts.format.as_str(), "avif");
+        assert_eq!(r.facts.color_profile.as_deref(), Some(description));
+        let got = patch(&decode(&r.variants[0].bytes), 32, 24);
+        assert_close(got, want, 5.0, description);
+    }
+
+    // sRGB code points leave the pixels alone, and are reported as such.
+    let bytes = nclx_avif(colour, 1, 13);
+    let r = render::render(
+        &bytes,
+        &request(&[320], &[OutputFormat::Webp]),
+        &Limits::default(),
+        &EncodeSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(r.facts.color_profile.as_deref(), Some("sRGB (nclx 1/13/0)"));
+    assert_close(
+        patch(&decode(&r.variants[0].bytes), 32, 24),
+        colour,
+        4.0,
+        "sRGB nclx",
+    );
+}

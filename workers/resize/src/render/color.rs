@@ -6,14 +6,24 @@
 //! to 8 bits *after* the conversion (lcms reads 16 bits and writes 8), so no precision is lost
 //! before the transform; alpha is carried through unchanged (scaled to 8 bits).
 //!
+//! HEIF/AVIF may signal colour with ITU-T H.273 code points (an `nclx` colour box) instead of
+//! an ICC profile: colour primaries, transfer characteristics and matrix coefficients. libheif
+//! applies the matrix (YCbCr → RGB); here the primaries and transfer become an RGB
+//! matrix-shaper profile built with lcms2 ([`Nclx::profile`]), and the pixels are converted to
+//! sRGB like any tagged image (Display P3, BT.2020, DCI-P3, BT.601, ...). Unspecified code points
+//! mean BT.709 primaries and the sRGB curve; the BT.709/601/2020 curves are the inverse of
+//! their camera OETF, as browsers apply them; PQ and HLG (HDR) are mapped with reference white
+//! (203 cd/m²) at sRGB white and a soft shoulder above it, which keeps SDR content exact and
+//! avoids hard clipping of highlights but is not a full BT.2390 tone mapper.
+//!
 //! CMYK without a profile has no defined meaning. We use the textbook conversion
 //! `R = 255·(1-C)·(1-K)` (after un-inverting Adobe CMYK): it never fails and keeps hues, though
 //! it is more saturated than a press profile would give. Shipping a press profile (e.g. FOGRA39
 //! or SWOP) would be closer, but those are not freely redistributable.
 
 use lcms2::{
-    ColorSpaceSignature, DisallowCache, Flags, GlobalContext, InfoType, Intent, Locale,
-    PixelFormat, Profile, Transform,
+    CIExyY, CIExyYTRIPLE, ColorSpaceSignature, DisallowCache, Flags, GlobalContext, InfoType,
+    Intent, Locale, PixelFormat, Profile, ToneCurve, Transform,
 };
 use rayon::prelude::*;
 
@@ -25,8 +35,8 @@ use super::resize::Raster;
 /// enough to spread a big image over every core.
 const CHUNK_PIXELS: usize = 64 * 1024;
 
-/// Convert to 8-bit sRGB. Returns the raster and the description of the embedded profile (if
-/// one was present and readable), for the manifest.
+/// Convert to 8-bit sRGB. Returns the raster and, for the manifest, the description of the
+/// embedded ICC profile (if one was present and readable) or of the nclx code points.
 ///
 /// # Errors
 /// [`RenderError::InvalidColorProfile`] when lcms2 cannot build a transform from a profile it
@@ -39,27 +49,46 @@ pub fn to_srgb8(decoded: Decoded) -> Result<(Raster, Option<String>), RenderErro
         layout,
         samples,
         icc,
+        nclx,
     } = decoded;
     let alpha = layout.has_alpha();
     let out_channels = if alpha { 4 } else { 3 };
     let pixels = width as usize * height as usize;
 
-    let profile = icc.as_deref().and_then(|b| Profile::new_icc(b).ok());
-    let description = profile
-        .as_ref()
-        // Profiles carry localised descriptions (Apple's Generic RGB lists a dozen); ask for
-        // English, which lcms falls back from when absent.
-        .and_then(|p| p.info(InfoType::Description, Locale::new("en_US")))
-        .map(|d| d.trim().to_owned());
+    let icc_profile = icc.as_deref().and_then(|b| Profile::new_icc(b).ok());
+    let (profile, description, is_srgb) = match (icc_profile, nclx) {
+        (Some(p), _) => {
+            // Profiles carry localised descriptions (Apple's Generic RGB lists a dozen); ask
+            // for English, which lcms falls back from when absent.
+            let d = p
+                .info(InfoType::Description, Locale::new("en_US"))
+                .map(|d| d.trim().to_owned());
+            // An embedded sRGB profile needs no work; the common case for camera JPEGs.
+            let srgb = d.as_deref().is_some_and(|d| d.starts_with("sRGB"));
+            (Some(p), d, srgb)
+        }
+        (None, Some(n)) => {
+            let srgb = n.is_srgb();
+            let p = if srgb { None } else { n.profile() };
+            // Code points we cannot build a profile for are treated as sRGB, and say so.
+            let d = if srgb || p.is_some() {
+                n.describe()
+            } else {
+                format!("{} (unsupported, treated as sRGB)", n.describe())
+            };
+            (p, Some(d), srgb)
+        }
+        (None, None) => (None, None, false),
+    };
     let profile = profile.filter(|p| profile_matches(p, layout));
-    // An embedded sRGB profile needs no work; this is the common case for camera JPEGs.
-    let is_srgb = description
-        .as_deref()
-        .is_some_and(|d| d.starts_with("sRGB"));
 
-    let data = match (profile, is_srgb) {
-        (Some(profile), false) => transform(&profile, layout, &samples, pixels, out_channels)?,
-        _ => {
+    let data = match (profile, is_srgb, samples) {
+        (Some(profile), false, samples) => {
+            transform(&profile, layout, &samples, pixels, out_channels)?
+        }
+        // 8-bit RGB(A) that needs no transform is already the raster: keep the buffer.
+        (_, _, Samples::U8(s)) if matches!(layout, Layout::Rgb | Layout::Rgba) => s,
+        (_, _, samples) => {
             let mut out = vec![0_u8; pixels * out_channels];
             match &samples {
                 Samples::U8(s) => untagged(s, layout, &mut out, |v| v),
@@ -77,6 +106,202 @@ pub fn to_srgb8(decoded: Decoded) -> Result<(Raster, Option<String>), RenderErro
         },
         description,
     ))
+}
+
+/// Colour signalled by ITU-T H.273 code points instead of an ICC profile (the HEIF/AVIF
+/// `nclx` colour box). `u16::MAX` stands for a code point the decoder did not recognise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nclx {
+    /// ColourPrimaries (1 = BT.709/sRGB, 9 = BT.2020, 12 = Display P3, ...).
+    pub primaries: u16,
+    /// TransferCharacteristics (13 = sRGB, 1 = BT.709, 16 = PQ, 18 = HLG, ...).
+    pub transfer: u16,
+    /// MatrixCoefficients (applied by the decoder; reported only).
+    pub matrix: u16,
+    /// Full-range (rather than video-range) samples.
+    pub full_range: bool,
+}
+
+/// Chromaticities: red, green, blue, white (x, y).
+type Chromaticities = [(f64, f64); 4];
+
+const D65: (f64, f64) = (0.3127, 0.3290);
+const ILLUMINANT_C: (f64, f64) = (0.310, 0.316);
+
+/// Reference white of PQ and HLG content, in cd/m² (ITU-R BT.2408): mapped to sRGB white.
+const HDR_REFERENCE_WHITE: f64 = 203.0;
+
+impl Nclx {
+    /// Name and chromaticities of the colour primaries; `None` when not supported.
+    fn primaries(self) -> Option<(&'static str, Chromaticities)> {
+        let bt709 = [(0.640, 0.330), (0.300, 0.600), (0.150, 0.060), D65];
+        let bt601_525 = [(0.630, 0.340), (0.310, 0.595), (0.155, 0.070), D65];
+        let p3 = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)];
+        Some(match self.primaries {
+            1 => ("BT.709", bt709),
+            2 => ("unspecified (BT.709)", bt709),
+            4 => (
+                "BT.470 System M",
+                [(0.67, 0.33), (0.21, 0.71), (0.14, 0.08), ILLUMINANT_C],
+            ),
+            5 => (
+                "BT.601 625",
+                [(0.64, 0.33), (0.29, 0.60), (0.15, 0.06), D65],
+            ),
+            6 => ("BT.601 525", bt601_525),
+            7 => ("SMPTE 240M", bt601_525),
+            8 => (
+                "generic film",
+                [(0.681, 0.319), (0.243, 0.692), (0.145, 0.049), ILLUMINANT_C],
+            ),
+            9 => (
+                "BT.2020",
+                [(0.708, 0.292), (0.170, 0.797), (0.131, 0.046), D65],
+            ),
+            11 => ("DCI-P3", [p3[0], p3[1], p3[2], (0.314, 0.351)]),
+            12 => ("Display P3", [p3[0], p3[1], p3[2], D65]),
+            22 => (
+                "EBU Tech 3213",
+                [(0.630, 0.340), (0.295, 0.605), (0.155, 0.077), D65],
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Name of the transfer characteristics; `None` when not supported.
+    fn transfer_name(self) -> Option<&'static str> {
+        Some(match self.transfer {
+            1 => "BT.709",
+            2 => "unspecified (sRGB)",
+            4 => "gamma 2.2",
+            5 => "gamma 2.8",
+            6 => "BT.601",
+            7 => "SMPTE 240M",
+            8 => "linear",
+            13 => "sRGB",
+            14 => "BT.2020 10-bit",
+            15 => "BT.2020 12-bit",
+            16 => "PQ",
+            18 => "HLG",
+            _ => return None,
+        })
+    }
+
+    /// Whether the code points mean sRGB (BT.709 primaries, sRGB curve), unspecified
+    /// counting as sRGB: the pixels are then used as they are.
+    pub fn is_srgb(self) -> bool {
+        matches!(self.primaries, 1 | 2) && matches!(self.transfer, 2 | 13)
+    }
+
+    /// A short description for the manifest, e.g. `Display P3, sRGB transfer (nclx 12/13/6)`.
+    pub fn describe(self) -> String {
+        let code = |v: u16| {
+            if v == u16::MAX {
+                "?".to_owned()
+            } else {
+                v.to_string()
+            }
+        };
+        let codes = format!(
+            "nclx {}/{}/{}",
+            code(self.primaries),
+            code(self.transfer),
+            code(self.matrix)
+        );
+        if self.is_srgb() {
+            return format!("sRGB ({codes})");
+        }
+        let primaries = self.primaries().map_or_else(
+            || format!("primaries {}", code(self.primaries)),
+            |p| p.0.to_owned(),
+        );
+        let transfer = self.transfer_name().map_or_else(
+            || format!("transfer {}", code(self.transfer)),
+            str::to_owned,
+        );
+        format!("{primaries}, {transfer} transfer ({codes})")
+    }
+
+    /// The RGB matrix-shaper profile these code points describe; `None` for code points
+    /// without a supported meaning.
+    pub fn profile(self) -> Option<Profile> {
+        let (_, [r, g, b, w]) = self.primaries()?;
+        let curve = self.tone_curve()?;
+        let xy = |(x, y): (f64, f64)| CIExyY { x, y, Y: 1.0 };
+        let primaries = CIExyYTRIPLE {
+            Red: xy(r),
+            Green: xy(g),
+            Blue: xy(b),
+        };
+        Profile::new_rgb(&xy(w), &primaries, &[&curve, &curve, &curve]).ok()
+    }
+
+    /// Signal value → relative linear light, as an lcms tone curve.
+    fn tone_curve(self) -> Option<ToneCurve> {
+        // lcms parametric type 4: Y = (aX + b)^g for X >= d, Y = cX below.
+        let bt709 = [1.0 / 0.45, 1.0 / 1.099, 0.099 / 1.099, 1.0 / 4.5, 0.081];
+        let param = |p: &[f64]| ToneCurve::new_parametric(4, p).ok();
+        match self.transfer {
+            2 | 13 => param(&[2.4, 1.0 / 1.055, 0.055 / 1.055, 1.0 / 12.92, 0.04045]),
+            1 | 6 | 14 | 15 => param(&bt709),
+            7 => param(&[1.0 / 0.45, 1.0 / 1.1115, 0.1115 / 1.1115, 1.0 / 4.0, 0.0913]),
+            4 => ToneCurve::new_parametric(1, &[2.2]).ok(),
+            5 => ToneCurve::new_parametric(1, &[2.8]).ok(),
+            8 => ToneCurve::new_parametric(1, &[1.0]).ok(),
+            16 => Some(tabulated(|v| {
+                hdr_shoulder(pq_to_nits(v) / HDR_REFERENCE_WHITE)
+            })),
+            18 => Some(tabulated(|v| {
+                hdr_shoulder(hlg_to_nits(v) / HDR_REFERENCE_WHITE)
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// A 4096-entry tone curve sampled from `f` over 0..=1.
+fn tabulated(f: impl Fn(f64) -> f64) -> ToneCurve {
+    const N: usize = 4096;
+    let table: Vec<f32> = (0..N)
+        .map(|i| f(i as f64 / (N - 1) as f64).clamp(0.0, 1.0) as f32)
+        .collect();
+    ToneCurve::new_tabulated_float(&table)
+}
+
+/// SMPTE ST 2084 (PQ) EOTF: signal 0..=1 → cd/m².
+fn pq_to_nits(v: f64) -> f64 {
+    let (m1, m2) = (2610.0 / 16384.0, 2523.0 / 4096.0 * 128.0);
+    let (c1, c2, c3) = (
+        3424.0 / 4096.0,
+        2413.0 / 4096.0 * 32.0,
+        2392.0 / 4096.0 * 32.0,
+    );
+    let p = v.clamp(0.0, 1.0).powf(1.0 / m2);
+    10_000.0 * ((p - c1).max(0.0) / (c2 - c3 * p)).powf(1.0 / m1)
+}
+
+/// ARIB STD-B67 (HLG): signal 0..=1 → cd/m² on a 1000 cd/m² display (inverse OETF, then
+/// the BT.2100 OOTF with system gamma 1.2, applied per channel).
+fn hlg_to_nits(v: f64) -> f64 {
+    let (a, b, c) = (0.178_832_77, 0.284_668_92, 0.559_910_73);
+    let v = v.clamp(0.0, 1.0);
+    let scene = if v <= 0.5 {
+        v * v / 3.0
+    } else {
+        (((v - c) / a).exp() + b) / 12.0
+    };
+    1000.0 * scene.powf(1.2)
+}
+
+/// Identity up to 0.75 of sRGB white, then an exponential shoulder towards 1.0 (continuous,
+/// with slope 1 at the knee), so HDR highlights compress instead of clipping.
+fn hdr_shoulder(x: f64) -> f64 {
+    const KNEE: f64 = 0.75;
+    if x <= KNEE {
+        x.max(0.0)
+    } else {
+        KNEE + (1.0 - KNEE) * (1.0 - (-(x - KNEE) / (1.0 - KNEE)).exp())
+    }
 }
 
 fn to8(v: u16) -> u8 {
@@ -189,6 +414,7 @@ mod tests {
             layout,
             samples,
             icc,
+            nclx: None,
         }
     }
 
@@ -234,5 +460,67 @@ mod tests {
         .unwrap();
         assert_eq!(r.data, vec![200, 100, 50]);
         assert!(desc.unwrap().contains("sRGB"));
+    }
+
+    #[test]
+    fn describes_nclx_code_points() {
+        let n = |primaries, transfer| Nclx {
+            primaries,
+            transfer,
+            matrix: 6,
+            full_range: true,
+        };
+        assert!(n(1, 13).is_srgb() && n(2, 2).is_srgb());
+        assert!(!n(12, 13).is_srgb() && !n(1, 1).is_srgb());
+        assert_eq!(n(1, 13).describe(), "sRGB (nclx 1/13/6)");
+        assert_eq!(
+            n(12, 13).describe(),
+            "Display P3, sRGB transfer (nclx 12/13/6)"
+        );
+        assert_eq!(n(9, 16).describe(), "BT.2020, PQ transfer (nclx 9/16/6)");
+        assert!(n(99, 13).profile().is_none());
+        assert!(n(u16::MAX, 13).describe().contains("primaries ?"));
+    }
+
+    #[test]
+    fn nclx_display_p3_converts_like_the_icc_profile() {
+        // Display P3 pure red is outside sRGB: it must clip to red, and P3 mid-grey stays grey.
+        let p3 = Nclx {
+            primaries: 12,
+            transfer: 13,
+            matrix: 6,
+            full_range: true,
+        };
+        let mut d = decoded(
+            Layout::Rgb,
+            Samples::U8(vec![255, 0, 0, 128, 128, 128]),
+            None,
+        );
+        d.width = 2;
+        d.nclx = Some(p3);
+        let (r, desc) = to_srgb8(d).unwrap();
+        assert_eq!(
+            desc.as_deref(),
+            Some("Display P3, sRGB transfer (nclx 12/13/6)")
+        );
+        assert!(
+            r.data[0] == 255 && r.data[1] < 10 && r.data[2] < 10,
+            "{:?}",
+            r.data
+        );
+        for c in &r.data[3..6] {
+            assert!(c.abs_diff(128) <= 1, "{:?}", r.data);
+        }
+    }
+
+    #[test]
+    fn hdr_curves_keep_reference_white_and_compress_highlights() {
+        // PQ code for 203 cd/m² is about 0.58; full PQ is 10000 cd/m².
+        assert!((pq_to_nits(0.580_7) - 203.0).abs() < 2.0);
+        assert!((pq_to_nits(1.0) - 10_000.0).abs() < 1.0);
+        // HLG 75% signal is reference white on a 1000 cd/m² display.
+        assert!((hlg_to_nits(0.75) - 203.0).abs() < 3.0);
+        assert!((hdr_shoulder(0.5) - 0.5).abs() < 1e-12);
+        assert!(hdr_shoulder(1.0) < 1.0 && hdr_shoulder(50.0) > 0.999);
     }
 }

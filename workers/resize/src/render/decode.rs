@@ -12,6 +12,7 @@ use image::codecs::{gif::GifDecoder, png::PngDecoder, webp::WebPDecoder};
 use image::metadata::Orientation;
 use serde::Serialize;
 
+use super::color::Nclx;
 use super::{EncodeSettings, Limits, RenderError, plan_jpeg_scale};
 
 /// An input format, as sniffed from the magic bytes.
@@ -110,7 +111,9 @@ pub struct Probe {
     pub width: u32,
     /// Stored height (for HEIF: after the container's transforms).
     pub height: u32,
-    /// Frames counted (1 for still images; GIF frames are counted up to the limit).
+    /// Frames counted from the headers (1 for still images): GIF images, APNG `acTL`, WebP
+    /// `ANMF` chunks, TIFF pages, HEIF top-level images or sequence samples. Counting stops
+    /// past `max_frames`.
     pub frames: u32,
     /// The EXIF orientation found (1..=8; 1 when absent).
     pub orientation: u8,
@@ -196,6 +199,8 @@ pub struct Decoded {
     pub samples: Samples,
     /// Embedded ICC profile, if any.
     pub icc: Option<Vec<u8>>,
+    /// Colour signalled by code points (HEIF/AVIF `nclx`); used only when there is no ICC.
+    pub nclx: Option<Nclx>,
 }
 
 /// Read the header, check every limit and count frames. Allocates nothing proportional to
@@ -251,6 +256,8 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
             probe.width = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
             probe.height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
             check_dimensions(probe.width, probe.height, limits)?;
+            probe.frames = count_apng_frames(bytes);
+            check_frames(probe.frames, limits)?;
             let mut dec = PngDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
             probe.orientation = exif_orientation(dec.orientation().ok());
         }
@@ -262,17 +269,16 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
             probe.height = u32::from(u16::from_le_bytes([bytes[8], bytes[9]]));
             check_dimensions(probe.width, probe.height, limits)?;
             probe.frames = count_gif_frames(bytes, limits.max_frames)?;
-            if probe.frames > limits.max_frames {
-                return Err(RenderError::TooManyFrames(format!(
-                    "more than {} frames",
-                    limits.max_frames
-                )));
-            }
+            check_frames(probe.frames, limits)?;
             if probe.frames == 0 {
                 return Err(RenderError::Undecodable("GIF without any frame".into()));
             }
         }
         SourceFormat::Webp => {
+            // Count the animation frames from the chunk headers before the decoder parses
+            // anything else.
+            probe.frames = count_webp_frames(bytes, limits.max_frames);
+            check_frames(probe.frames, limits)?;
             let mut dec = WebPDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
             (probe.width, probe.height) = dec.dimensions();
             check_dimensions(probe.width, probe.height, limits)?;
@@ -282,6 +288,8 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
             let mut dec = tiff::decoder::Decoder::new(Cursor::new(bytes)).map_err(tiff_error)?;
             (probe.width, probe.height) = dec.dimensions().map_err(tiff_error)?;
             check_dimensions(probe.width, probe.height, limits)?;
+            probe.frames = count_tiff_pages(bytes, limits.max_frames)?;
+            check_frames(probe.frames, limits)?;
             probe.orientation = dec
                 .find_tag_unsigned::<u16>(tiff::tags::Tag::Orientation)
                 .ok()
@@ -298,6 +306,11 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
             probe.height = handle.height();
             probe.container_oriented = true;
             check_dimensions(probe.width, probe.height, limits)?;
+            // Frames: the top-level images (a burst or collection), or the samples of an image
+            // sequence track (animated AVIF/HEIF), whichever is more.
+            let items = u32::try_from(ctx.image_ids().len()).unwrap_or(u32::MAX);
+            probe.frames = items.max(count_isobmff_samples(bytes)).max(1);
+            check_frames(probe.frames, limits)?;
             check_dimensions(
                 u32::try_from(handle.ispe_width()).unwrap_or(0),
                 u32::try_from(handle.ispe_height()).unwrap_or(0),
@@ -312,6 +325,16 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         )));
     }
     Ok(probe)
+}
+
+fn check_frames(frames: u32, limits: &Limits) -> Result<(), RenderError> {
+    if frames > limits.max_frames {
+        return Err(RenderError::TooManyFrames(format!(
+            "more than {} frames",
+            limits.max_frames
+        )));
+    }
+    Ok(())
 }
 
 fn check_dimensions(width: u32, height: u32, limits: &Limits) -> Result<(), RenderError> {
@@ -419,6 +442,7 @@ fn decode_with_image(mut dec: impl ImageDecoder) -> Result<Decoded, RenderError>
         layout,
         samples,
         icc,
+        nclx: None,
     })
 }
 
@@ -471,6 +495,7 @@ fn decode_jpeg(bytes: &[u8], header: &JpegHeader, eighths: u32) -> Result<Decode
         layout,
         samples: Samples::U8(pixels),
         icc: header.icc.clone(),
+        nclx: None,
     })
 }
 
@@ -512,6 +537,7 @@ fn decode_tiff(bytes: &[u8]) -> Result<Decoded, RenderError> {
         layout,
         samples,
         icc,
+        nclx: None,
     })
 }
 
@@ -521,12 +547,44 @@ fn decode_heif(bytes: &[u8]) -> Result<Decoded, RenderError> {
     let ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
     let handle = ctx.primary_image_handle().map_err(heif_error)?;
     let alpha = handle.has_alpha_channel();
-    // Only ICC ("prof"/"rICC") comes back raw; an nclx-only file is treated as sRGB.
+    // An ICC profile ("prof"/"rICC") wins; otherwise the nclx code points say what the RGB
+    // that libheif produces (it applies the nclx matrix itself) means.
     let icc = handle.color_profile_raw().map(|p| p.data);
-    let chroma = if alpha {
-        RgbChroma::Rgba
+    let nclx = if icc.is_none() {
+        handle.color_profile_nclx().map(|n| {
+            use libheif_rs::{
+                ColorPrimaries as P, MatrixCoefficients as M, TransferCharacteristics as T,
+            };
+            // Code points libheif-rs has no name for come back as `Unknown`: keep them unknown.
+            Nclx {
+                primaries: if n.color_primaries() == P::Unknown {
+                    u16::MAX
+                } else {
+                    n.color_primaries() as u16
+                },
+                transfer: if n.transfer_characteristics() == T::Unknown {
+                    u16::MAX
+                } else {
+                    n.transfer_characteristics() as u16
+                },
+                matrix: if n.matrix_coefficients() == M::Unknown {
+                    u16::MAX
+                } else {
+                    n.matrix_coefficients() as u16
+                },
+                full_range: n.full_range_flag() != 0,
+            }
+        })
     } else {
-        RgbChroma::Rgb
+        None
+    };
+    // More than 8 bits (10-bit AVIF, HDR) are kept at 16 bits through the colour transform.
+    let deep = handle.luma_bits_per_pixel() > 8;
+    let chroma = match (alpha, deep) {
+        (false, false) => RgbChroma::Rgb,
+        (true, false) => RgbChroma::Rgba,
+        (false, true) => RgbChroma::HdrRgbLe,
+        (true, true) => RgbChroma::HdrRgbaLe,
     };
     // Decoding applies irot/imir/clap: the pixels come out as displayed.
     let image = lib
@@ -537,18 +595,37 @@ fn decode_heif(bytes: &[u8]) -> Result<Decoded, RenderError> {
         .interleaved
         .ok_or_else(|| RenderError::Undecodable("libheif returned no interleaved plane".into()))?;
     let channels = if alpha { 4 } else { 3 };
-    let row = plane.width as usize * channels;
-    let mut pixels = Vec::with_capacity(row * plane.height as usize);
-    for y in 0..plane.height as usize {
-        let start = y * plane.stride;
-        pixels.extend_from_slice(&plane.data[start..start + row]);
-    }
+    let (w, h) = (plane.width as usize, plane.height as usize);
+    let samples = if deep {
+        // Little-endian samples of `bits_per_pixel` significant bits: scale to full 16 bits.
+        let bits = u32::from(plane.bits_per_pixel.clamp(9, 16));
+        let max = (1_u32 << bits) - 1;
+        let row = w * channels * 2;
+        let mut out = Vec::with_capacity(w * h * channels);
+        for y in 0..h {
+            let start = y * plane.stride;
+            out.extend(plane.data[start..start + row].chunks_exact(2).map(|b| {
+                let v = u32::from(u16::from_le_bytes([b[0], b[1]])).min(max);
+                u16::try_from((v * 65_535 + max / 2) / max).unwrap_or(u16::MAX)
+            }));
+        }
+        Samples::U16(out)
+    } else {
+        let row = w * channels;
+        let mut out = Vec::with_capacity(row * h);
+        for y in 0..h {
+            let start = y * plane.stride;
+            out.extend_from_slice(&plane.data[start..start + row]);
+        }
+        Samples::U8(out)
+    };
     Ok(Decoded {
         width: plane.width,
         height: plane.height,
         layout: if alpha { Layout::Rgba } else { Layout::Rgb },
-        samples: Samples::U8(pixels),
+        samples,
         icc,
+        nclx,
     })
 }
 
@@ -803,6 +880,148 @@ fn count_gif_frames(data: &[u8], max: u32) -> Result<u32, RenderError> {
     }
 }
 
+/// APNG frame count from the `acTL` chunk (which must precede the image data); 1 for a plain
+/// PNG. Only chunk headers are read.
+fn count_apng_frames(data: &[u8]) -> u32 {
+    let mut pos = 8;
+    while pos + 8 <= data.len() {
+        let len = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
+        let kind = &data[pos + 4..pos + 8];
+        if kind == b"IDAT" || kind == b"IEND" {
+            break;
+        }
+        if kind == b"acTL" && pos + 12 <= data.len() {
+            let n =
+                u32::from_be_bytes([data[pos + 8], data[pos + 9], data[pos + 10], data[pos + 11]]);
+            return n.max(1);
+        }
+        // length + type + data + CRC
+        pos = pos.saturating_add(12).saturating_add(len as usize);
+    }
+    1
+}
+
+/// WebP frame count: the `ANMF` chunks of an animated file (1 for a still image), walking the
+/// RIFF chunk headers only and stopping once `max + 1` are seen.
+fn count_webp_frames(data: &[u8], max: u32) -> u32 {
+    let mut pos = 12;
+    let mut frames = 0_u32;
+    while pos + 8 <= data.len() {
+        let kind = &data[pos..pos + 4];
+        let len = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
+        if kind == b"ANMF" {
+            frames += 1;
+            if frames > max {
+                break;
+            }
+        }
+        // Chunks are padded to an even size.
+        pos = pos
+            .saturating_add(8)
+            .saturating_add(len as usize)
+            .saturating_add(len as usize & 1);
+    }
+    frames.max(1)
+}
+
+/// TIFF page count: the IFD chain, following only the next-IFD offsets (no pixel data), and
+/// stopping once `max + 1` are seen or an offset repeats.
+fn count_tiff_pages(data: &[u8], max: u32) -> Result<u32, RenderError> {
+    let little = data.starts_with(b"II");
+    let bad = || RenderError::Undecodable("TIFF IFD chain points outside the file".into());
+    let u16_at = |at: usize| -> Option<u16> {
+        let b = data.get(at..at + 2)?;
+        Some(if little {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b = data.get(at..at + 4)?;
+        let b = [b[0], b[1], b[2], b[3]];
+        Some(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = u32_at(4).ok_or_else(bad)? as usize;
+    let mut pages = 0_u32;
+    while offset != 0 && seen.insert(offset) {
+        pages += 1;
+        if pages > max {
+            break;
+        }
+        let entries = usize::from(u16_at(offset).ok_or_else(bad)?);
+        let next = offset + 2 + entries * 12;
+        offset = u32_at(next).ok_or_else(bad)? as usize;
+    }
+    Ok(pages.max(1))
+}
+
+/// The largest sample count of any track of an ISO-BMFF file (`moov/trak/mdia/minf/stbl/stsz`
+/// or `stz2`): the frame count of an AVIF/HEIF image sequence. 0 when there is no track.
+/// Reads box headers only.
+fn count_isobmff_samples(data: &[u8]) -> u32 {
+    /// The boxes directly inside `data`: (type, payload).
+    fn boxes(mut data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+        std::iter::from_fn(move || {
+            if data.len() < 8 {
+                return None;
+            }
+            let size = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as u64;
+            let kind = &data[4..8];
+            let (header, size) = match size {
+                0 => (8, data.len() as u64),
+                1 if data.len() >= 16 => {
+                    let mut b = [0_u8; 8];
+                    b.copy_from_slice(&data[8..16]);
+                    (16, u64::from_be_bytes(b))
+                }
+                1 => return None,
+                s => (8, s),
+            };
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|&s| s >= header && s <= data.len())?;
+            let payload = &data[header..size];
+            data = &data[size..];
+            Some((kind, payload))
+        })
+    }
+    fn child<'a>(data: &'a [u8], kind: &[u8]) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let kind = kind.to_vec();
+        boxes(data)
+            .filter(move |(k, _)| *k == kind.as_slice())
+            .map(|(_, p)| p)
+    }
+    let be32 = |b: &[u8], at: usize| {
+        b.get(at..at + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let mut most = 0;
+    for moov in child(data, b"moov") {
+        for trak in child(moov, b"trak") {
+            for mdia in child(trak, b"mdia") {
+                for minf in child(mdia, b"minf") {
+                    for stbl in child(minf, b"stbl") {
+                        for (kind, payload) in boxes(stbl) {
+                            // Both are full boxes (4 bytes version/flags); stsz has a 4-byte
+                            // sample size before the count, stz2 3 reserved bytes + field size.
+                            if kind == b"stsz" || kind == b"stz2" {
+                                most = most.max(be32(payload, 8));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    most
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -830,5 +1049,82 @@ mod tests {
     fn rejects_empty_input_as_unsupported() {
         let err = probe(&[], &Limits::default()).unwrap_err();
         assert_eq!(err.code(), shared::error::ErrorCode::UnsupportedFormat);
+    }
+
+    #[test]
+    fn counts_webp_animation_frames_from_chunk_headers() {
+        let chunk = |kind: &[u8; 4], len: u32| {
+            let mut c = kind.to_vec();
+            c.extend_from_slice(&len.to_le_bytes());
+            c.extend(std::iter::repeat_n(0_u8, (len + (len & 1)) as usize));
+            c
+        };
+        let mut file = b"RIFF\0\0\0\0WEBP".to_vec();
+        file.extend(chunk(b"VP8X", 10));
+        file.extend(chunk(b"ANIM", 6));
+        for _ in 0..7 {
+            file.extend(chunk(b"ANMF", 21)); // odd: padded
+        }
+        assert_eq!(count_webp_frames(&file, 1000), 7);
+        assert_eq!(count_webp_frames(&file, 3), 4, "stops past the limit");
+        let mut still = b"RIFF\0\0\0\0WEBP".to_vec();
+        still.extend(chunk(b"VP8L", 5));
+        assert_eq!(count_webp_frames(&still, 1000), 1);
+    }
+
+    #[test]
+    fn counts_apng_frames_from_actl() {
+        let chunk = |kind: &[u8; 4], payload: &[u8]| {
+            let mut c = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(payload);
+            c.extend_from_slice(&[0; 4]);
+            c
+        };
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &[0; 13]));
+        let plain = [png.clone(), chunk(b"IDAT", &[0; 3])].concat();
+        assert_eq!(count_apng_frames(&plain), 1);
+        png.extend(chunk(b"acTL", &[0, 0, 0, 12, 0, 0, 0, 0]));
+        png.extend(chunk(b"IDAT", &[0; 3]));
+        assert_eq!(count_apng_frames(&png), 12);
+    }
+
+    #[test]
+    fn counts_tiff_pages_along_the_ifd_chain() {
+        // Little-endian header, then three empty IFDs chained 8 -> 14 -> 20 -> end.
+        let mut t = b"II*\0".to_vec();
+        t.extend_from_slice(&8_u32.to_le_bytes());
+        for next in [14_u32, 20, 0] {
+            t.extend_from_slice(&0_u16.to_le_bytes());
+            t.extend_from_slice(&next.to_le_bytes());
+        }
+        assert_eq!(count_tiff_pages(&t, 1000).unwrap(), 3);
+        assert_eq!(count_tiff_pages(&t, 1).unwrap(), 2, "stops past the limit");
+        // A loop back to the first IFD ends the walk.
+        let mut looped = t.clone();
+        looped[20 + 2..20 + 6].copy_from_slice(&8_u32.to_le_bytes());
+        assert_eq!(count_tiff_pages(&looped, 1000).unwrap(), 3);
+    }
+
+    #[test]
+    fn counts_image_sequence_samples_in_isobmff() {
+        fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+            let mut b = u32::try_from(payload.len() + 8)
+                .unwrap()
+                .to_be_bytes()
+                .to_vec();
+            b.extend_from_slice(kind);
+            b.extend_from_slice(payload);
+            b
+        }
+        let mut stsz = vec![0_u8; 4]; // version + flags
+        stsz.extend_from_slice(&0_u32.to_be_bytes()); // sample size
+        stsz.extend_from_slice(&42_u32.to_be_bytes()); // sample count
+        let stbl = bx(b"stbl", &bx(b"stsz", &stsz));
+        let moov = bx(b"moov", &bx(b"trak", &bx(b"mdia", &bx(b"minf", &stbl))));
+        let file = [bx(b"ftyp", b"avis\0\0\0\0"), bx(b"meta", &[0; 8]), moov].concat();
+        assert_eq!(count_isobmff_samples(&file), 42);
+        assert_eq!(count_isobmff_samples(&bx(b"ftyp", b"avif\0\0\0\0")), 0);
     }
 }

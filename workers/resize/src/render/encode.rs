@@ -17,6 +17,9 @@ use super::resize::Raster;
 pub struct EncodeSettings {
     /// libwebp `method` (0 = fastest, 6 = smallest). sharp's `effort: 4` is method 4.
     pub webp_method: u8,
+    /// libwebp `thread_level` (0 or 1); 1 moves analysis and the alpha plane to a second
+    /// thread without changing the output. sharp leaves it at 0.
+    pub webp_thread_level: u8,
     /// rav1e speed preset (1 = slowest/smallest, 10 = fastest).
     pub avif_speed: u8,
     /// Added to the request's AVIF quality before it is handed to ravif. ravif's quality scale
@@ -32,7 +35,9 @@ pub struct EncodeSettings {
     pub jpeg_min_residual: f64,
     /// A smaller variant is resized from an already-made larger one when that one is at least
     /// this many times wider (and taller); otherwise from the decoded frame.
-    /// `f64::INFINITY` always resizes from the decoded frame.
+    /// `f64::INFINITY` always resizes from the decoded frame. 1.5 makes the 1280 variant from
+    /// the 2048 one, which saves a full-frame Lanczos pass per large image (about 1.5% of the
+    /// WebP-only corpus CPU) for a mean WebP SSIM-Y of 0.9787 against 0.9788 with 2.0.
     pub resize_chain_min_ratio: f64,
 }
 
@@ -40,11 +45,12 @@ impl Default for EncodeSettings {
     fn default() -> Self {
         Self {
             webp_method: 4,
+            webp_thread_level: 0,
             avif_speed: 8,
             avif_quality_offset: 13.0,
             avif_threads: None,
             jpeg_min_residual: 1.0,
-            resize_chain_min_ratio: 2.0,
+            resize_chain_min_ratio: 1.5,
         }
     }
 }
@@ -67,28 +73,20 @@ pub fn encode(
         raster
     };
     match format {
-        OutputFormat::Webp => webp(raster, request.webp_quality, settings.webp_method),
+        OutputFormat::Webp => webp(raster, request.webp_quality, settings),
         OutputFormat::Avif => avif(raster, request.avif_quality, settings),
     }
 }
 
-fn webp(raster: &Raster, quality: u8, method: u8) -> Result<Vec<u8>, RenderError> {
-    let layout = if raster.channels == 4 {
-        webp::PixelLayout::Rgba
-    } else {
-        webp::PixelLayout::Rgb
-    };
-    let mut config = webp::WebPConfig::new()
-        .map_err(|()| RenderError::Encode("libwebp: config init failed".into()))?;
-    config.quality = f32::from(quality);
-    config.method = i32::from(method.min(6));
-    // sharp's settings: alpha_quality 100 and no smart subsampling (libwebp's defaults).
-    config.alpha_quality = 100;
-    let encoder = webp::Encoder::new(&raster.data, layout, raster.width, raster.height);
-    let mem = encoder
-        .encode_advanced(&config)
-        .map_err(|e| RenderError::Encode(format!("libwebp: {e:?}")))?;
-    Ok(mem.to_vec())
+fn webp(raster: &Raster, quality: u8, settings: &EncodeSettings) -> Result<Vec<u8>, RenderError> {
+    super::webp::encode(
+        raster,
+        super::webp::WebpOptions {
+            quality,
+            method: settings.webp_method,
+            thread_level: settings.webp_thread_level,
+        },
+    )
 }
 
 fn avif(raster: &Raster, quality: u8, settings: &EncodeSettings) -> Result<Vec<u8>, RenderError> {

@@ -26,7 +26,8 @@ pub struct SourceFacts {
     pub sha256: String,
     /// Whether any pixel is not fully opaque.
     pub has_alpha: bool,
-    /// Description of the embedded ICC profile (e.g. "Display P3"), if there was one.
+    /// Description of the embedded ICC profile (e.g. "Display P3"), or for HEIF/AVIF signalled
+    /// by nclx code points only, of those (e.g. "Display P3, sRGB transfer (nclx 12/13/6)").
     pub color_profile: Option<String>,
     /// EXIF orientation as stored (1..=8). Already applied to every variant.
     pub orientation: u8,

@@ -14,16 +14,19 @@
 //!    DCT-domain scaling when the largest requested variant is small enough (see
 //!    [`plan_jpeg_scale`]); HEIF/AVIF come out of libheif with the container's `irot`/`imir`
 //!    already applied.
-//! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2 (untagged means
-//!    sRGB; CMYK without a profile uses a documented fallback); 16-bit input is reduced to 8 bits
-//!    after the conversion. Alpha is kept.
-//! 4. [`orient`] applies the EXIF orientation (all eight), so every later stage sees upright
-//!    pixels and no output carries the tag.
-//! 5. [`resize`] makes each target width (Lanczos3, SIMD, alpha premultiplied during the filter)
-//!    from the one decoded frame; the frame is dropped before encoding starts, to keep the peak
-//!    resident set small.
-//! 6. [`encode`] writes lossy WebP (libwebp) and AVIF (rav1e through ravif) in parallel; no
-//!    metadata is written into any output.
+//! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2, or for
+//!    HEIF/AVIF without one through the profile its nclx code points describe (untagged means
+//!    sRGB; CMYK without a profile uses a documented fallback); 16-bit input is reduced to 8
+//!    bits after the conversion. Alpha is kept.
+//! 4. [`resize`] makes each target width (Lanczos3, SIMD, alpha premultiplied during the filter)
+//!    in the stored frame, largest first, a smaller width from a larger variant when that one is
+//!    at least [`EncodeSettings::resize_chain_min_ratio`] times its size; the frame is dropped
+//!    as soon as the last width needing it is made, to keep the peak resident set small.
+//! 5. [`orient`] applies the EXIF orientation (all eight) to each resized variant, so the
+//!    encoders see upright pixels and no output carries the tag.
+//! 6. [`encode`] writes lossy WebP (libwebp, [`webp`]) and AVIF (rav1e through ravif) on the
+//!    rayon pool, each variant's encodes starting as soon as it is resized; no metadata is
+//!    written into any output.
 //! 7. [`facts`] computes the manifest facts (hash, placeholder, dominant colour).
 
 pub mod color;
@@ -32,10 +35,11 @@ pub mod encode;
 pub mod facts;
 pub mod orient;
 pub mod resize;
+pub mod webp;
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::Serialize;
 use shared::error::ErrorCode;
 use shared::variant::{OutputFormat, VariantRequest};
@@ -132,9 +136,9 @@ pub struct Variant {
 pub struct Timings {
     /// Header probe + decode + colour conversion + orientation, in milliseconds.
     pub decode_ms: f64,
-    /// All resizes, in milliseconds.
+    /// All resizes, orientation and the facts, in milliseconds (encodes already run meanwhile).
     pub resize_ms: f64,
-    /// All encodes (wall time of the parallel section), in milliseconds.
+    /// Wall time from the end of the resizes until the last encode finished, in milliseconds.
     pub encode_ms: f64,
 }
 
@@ -224,77 +228,90 @@ pub fn render(
 
     // Resize in the stored frame and orient only the small results: rotating a 12 MP frame
     // costs more than all the variants together. Widths are made largest first so a smaller
-    // one can start from a larger variant (`settings.resize_chain_min_ratio`).
+    // one can start from a larger variant (`settings.resize_chain_min_ratio`), and each
+    // variant's encodes are handed to the rayon pool as soon as it exists, so the largest
+    // (longest) encode runs while the smaller variants are still being resized.
     let t1 = Instant::now();
     let swap = orientation >= 5;
-    let mut stored: Vec<(u32, resize::Raster)> = Vec::with_capacity(widths.len());
-    for &w in widths.iter().rev() {
-        let h = scaled_height(src_w, src_h, w);
-        let (tw, th) = if swap { (h, w) } else { (w, h) };
-        let from = stored
-            .iter()
-            .rev()
-            .map(|(_, r)| r)
-            .find(|r| {
-                f64::from(r.width) >= f64::from(tw) * settings.resize_chain_min_ratio
-                    && f64::from(r.height) >= f64::from(th) * settings.resize_chain_min_ratio
-            })
-            .unwrap_or(&raster);
-        let resized = resize::resize(from, tw, th)?;
-        stored.push((w, resized));
-    }
-    // The full frame is the largest allocation; free it before the encoders allocate theirs.
-    drop(raster);
-    stored.reverse();
-    let resized: Vec<(u32, resize::Raster)> = stored
-        .into_iter()
-        .map(|(w, r)| (w, orient::apply(r, orientation)))
-        .collect();
-    let smallest = &resized
-        .first()
-        .expect("plan_widths always yields at least one width")
-        .1;
-    let facts = facts::compute(
-        bytes,
-        &probe,
-        has_alpha,
-        smallest,
-        (src_w, src_h),
-        source_color,
-    )?;
-    let resize_ms = ms(t1);
+    let nf = request.formats.len();
+    let slots: Vec<EncodeSlot> = (0..widths.len() * nf).map(|_| Mutex::new(None)).collect();
+    let mut upright: Vec<Option<Arc<resize::Raster>>> = vec![None; widths.len()];
+    let mut resize_ms = 0.0;
+    let facts = rayon::in_place_scope(|scope| -> Result<SourceFacts, RenderError> {
+        let raster = raster;
+        let slots = &slots;
+        let mut stored: Vec<Arc<resize::Raster>> = Vec::with_capacity(widths.len());
+        for (k, &w) in widths.iter().enumerate().rev() {
+            let h = scaled_height(src_w, src_h, w);
+            let (tw, th) = if swap { (h, w) } else { (w, h) };
+            let from = stored
+                .iter()
+                .rev()
+                .map(|r| &**r)
+                .find(|r| {
+                    f64::from(r.width) >= f64::from(tw) * settings.resize_chain_min_ratio
+                        && f64::from(r.height) >= f64::from(th) * settings.resize_chain_min_ratio
+                })
+                .unwrap_or(&raster);
+            let resized = Arc::new(resize::resize(from, tw, th)?);
+            let up = if orient::is_identity(orientation) {
+                Arc::clone(&resized)
+            } else {
+                Arc::new(orient::transform(&resized, orientation))
+            };
+            for (fi, &format) in request.formats.iter().enumerate() {
+                let up = Arc::clone(&up);
+                let slot = &slots[k * nf + fi];
+                scope.spawn(move |_| {
+                    let out = encode::encode(&up, format, request, settings);
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
+                });
+            }
+            stored.push(resized);
+            upright[k] = Some(up);
+        }
+        // The full frame is the largest allocation; free it while the encoders run.
+        drop(raster);
+        drop(stored);
+        let smallest = upright
+            .first()
+            .and_then(Option::as_deref)
+            .expect("plan_widths always yields at least one width");
+        let facts = facts::compute(
+            bytes,
+            &probe,
+            has_alpha,
+            smallest,
+            (src_w, src_h),
+            source_color,
+        );
+        resize_ms = ms(t1);
+        facts
+    })?;
+    let encode_ms = ms(t1) - resize_ms;
 
-    let t2 = Instant::now();
-    let jobs: Vec<(usize, OutputFormat)> = (0..resized.len())
-        .flat_map(|i| request.formats.iter().map(move |&f| (i, f)))
-        .collect();
-    // Largest first so the long AVIF encodes start early and the small ones fill the gaps.
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&j| std::cmp::Reverse(resized[jobs[j].0].1.pixels()));
-    let mut encoded: Vec<(usize, Variant)> = order
-        .par_iter()
-        .map(|&j| {
-            let (i, format) = jobs[j];
-            let (target_width, ref r) = resized[i];
-            let bytes = encode::encode(r, format, request, settings)?;
-            Ok((
-                j,
-                Variant {
-                    target_width,
-                    width: r.width,
-                    height: r.height,
-                    format,
-                    bytes,
-                },
-            ))
-        })
-        .collect::<Result<_, RenderError>>()?;
-    encoded.sort_by_key(|(j, _)| *j);
-    let encode_ms = ms(t2);
+    let mut variants = Vec::with_capacity(slots.len());
+    for (j, slot) in slots.into_iter().enumerate() {
+        let (k, format) = (j / nf, request.formats[j % nf]);
+        let r = upright[k]
+            .as_deref()
+            .expect("every width was resized before the scope ended");
+        let bytes = slot
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(|| Err(RenderError::Encode("encode job did not run".into())))?;
+        variants.push(Variant {
+            target_width: widths[k],
+            width: r.width,
+            height: r.height,
+            format,
+            bytes,
+        });
+    }
 
     Ok(Rendered {
         facts,
-        variants: encoded.into_iter().map(|(_, v)| v).collect(),
+        variants,
         timings: Timings {
             decode_ms,
             resize_ms,
@@ -302,6 +319,9 @@ pub fn render(
         },
     })
 }
+
+/// Where one encode job leaves its output (`None` until it has run).
+type EncodeSlot = Mutex<Option<Result<Vec<u8>, RenderError>>>;
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0

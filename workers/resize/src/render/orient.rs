@@ -7,29 +7,49 @@ use super::resize::Raster;
 
 /// Apply EXIF orientation `o` (1..=8).
 pub fn apply(src: Raster, o: u8) -> Raster {
-    if !(2..=8).contains(&o) {
+    if is_identity(o) {
         return src;
+    }
+    transform(&src, o)
+}
+
+/// Whether orientation `o` leaves the pixels as stored (1, or any value outside 2..=8).
+pub fn is_identity(o: u8) -> bool {
+    !(2..=8).contains(&o)
+}
+
+/// The upright copy of `src` for orientation `o` (a plain copy when [`is_identity`]).
+pub fn transform(src: &Raster, o: u8) -> Raster {
+    if is_identity(o) {
+        return src.clone();
     }
     let (w, h, c) = (src.width as usize, src.height as usize, src.channels);
     let swap = o >= 5;
     let (dw, dh) = if swap { (h, w) } else { (w, h) };
+    // For each destination pixel (dx, dy), the source pixel it shows, following the EXIF
+    // definition of where row 0 / column 0 of the stored image are displayed. Every case is
+    // affine: source index = start + dx * step_x + dy * step_y (in pixels).
+    let (wi, hi) = (w as isize, h as isize);
+    let (start, step_x, step_y) = match o {
+        2 => (wi - 1, -1, wi),                  // mirror horizontal: (w-1-dx, dy)
+        3 => ((hi - 1) * wi + wi - 1, -1, -wi), // rotate 180: (w-1-dx, h-1-dy)
+        4 => ((hi - 1) * wi, 1, -wi),           // mirror vertical: (dx, h-1-dy)
+        5 => (0, wi, 1),                        // transpose: (dy, dx)
+        6 => ((hi - 1) * wi, -wi, 1),           // rotate 90 CW: (dy, h-1-dx)
+        7 => ((hi - 1) * wi + wi - 1, -wi, -1), // transverse: (w-1-dy, h-1-dx)
+        _ => (wi - 1, wi, -1),                  // 8, rotate 270 CW: (w-1-dy, dx)
+    };
     let mut out = vec![0_u8; src.data.len()];
-    // For each destination pixel, the source pixel it shows. The eight cases follow the EXIF
-    // definition of where row 0 / column 0 of the stored image are displayed.
-    for dy in 0..dh {
-        for dx in 0..dw {
-            let (sx, sy) = match o {
-                2 => (w - 1 - dx, dy),         // mirror horizontal
-                3 => (w - 1 - dx, h - 1 - dy), // rotate 180
-                4 => (dx, h - 1 - dy),         // mirror vertical
-                5 => (dy, dx),                 // transpose
-                6 => (dy, h - 1 - dx),         // rotate 90 CW
-                7 => (w - 1 - dy, h - 1 - dx), // transverse
-                _ => (w - 1 - dy, dx),         // 8: rotate 270 CW
-            };
-            let s = (sy * w + sx) * c;
-            let d = (dy * dw + dx) * c;
-            out[d..d + c].copy_from_slice(&src.data[s..s + c]);
+    match c {
+        3 => remap::<3>(&src.data, &mut out, dw, start, step_x, step_y),
+        4 => remap::<4>(&src.data, &mut out, dw, start, step_x, step_y),
+        _ => {
+            for (dy, row) in out.chunks_exact_mut(dw * c).enumerate() {
+                for (dx, d) in row.chunks_exact_mut(c).enumerate() {
+                    let s = source_index(start, step_x, step_y, dx, dy) * c;
+                    d.copy_from_slice(&src.data[s..s + c]);
+                }
+            }
         }
     }
     Raster {
@@ -37,6 +57,31 @@ pub fn apply(src: Raster, o: u8) -> Raster {
         height: u32::try_from(dh).expect("dimension came from a u32"),
         channels: c,
         data: out,
+    }
+}
+
+fn source_index(start: isize, step_x: isize, step_y: isize, dx: usize, dy: usize) -> usize {
+    let i = start + dx as isize * step_x + dy as isize * step_y;
+    usize::try_from(i).expect("the orientation maps inside the image")
+}
+
+/// The pixel copy with a fixed pixel size, so each copy is a plain move.
+fn remap<const C: usize>(
+    src: &[u8],
+    out: &mut [u8],
+    dw: usize,
+    start: isize,
+    step_x: isize,
+    step_y: isize,
+) {
+    let src: &[[u8; C]] = bytemuck::cast_slice(src);
+    let out: &mut [[u8; C]] = bytemuck::cast_slice_mut(out);
+    for (dy, row) in out.chunks_exact_mut(dw).enumerate() {
+        let mut s = start + dy as isize * step_y;
+        for d in row {
+            *d = src[usize::try_from(s).expect("the orientation maps inside the image")];
+            s += step_x;
+        }
     }
 }
 
