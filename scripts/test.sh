@@ -11,5 +11,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo nextest"
 cargo nextest run --workspace --all-features --no-fail-fast
+# Robustness: every fuzz target in fuzz/ for a bounded time (needs cargo-fuzz; see .ci/run).
+echo "== fuzz (each target ${PRISM_FUZZ_SECS:-60} s; fails on a crash)"
+scripts/fuzz.sh
 echo "== cdk + docker"
 scripts/test-cdk.sh

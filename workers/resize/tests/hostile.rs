@@ -125,6 +125,7 @@ fn compressed_bombs_within_the_pixel_limit_are_refused_by_a_tighter_limit() {
     // default 100 MP it is a legitimate (if silly) image; under a 10 MP limit it is refused
     // from its header, before the 48 MB of samples exist.
     let png = gen_::png_zero_bomb(4000, 4000);
+    println!("4000x4000 PNG of zeros: {} bytes", png.len());
     assert!(png.len() < 200_000, "{} bytes", png.len());
     let tight = Limits {
         max_pixels: 10_000_000,
@@ -144,6 +145,7 @@ fn gif_frame_larger_than_its_logical_screen_is_refused() {
     // frame's 576 MB, far past what the header's 1 pixel admitted. The probe must look at the
     // frame descriptors, not only the screen.
     let bomb = gen_::gif_frame_bomb(1, 1, 12_000, 12_000);
+    println!("1x1 GIF with a 12000x12000 frame: {} bytes", bomb.len());
     assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
     let limits = Limits {
         max_pixels: 50_000_000,
@@ -160,6 +162,7 @@ fn gif_frame_larger_than_its_logical_screen_is_refused() {
 #[test]
 fn gif_with_hundreds_of_large_frames_renders_its_first_frame_or_is_refused() {
     let gif = gen_::gif_frames(1500, 1000, 300);
+    println!("GIF of 300 1500x1000 frames: {} bytes", gif.len());
     assert!(gif.len() < 2_000_000, "{} bytes", gif.len());
     let r = render(&gif).unwrap();
     assert_eq!(r.facts.frames, 300);
