@@ -456,8 +456,8 @@ async fn every_upload_survives_sigkilled_workers() {
 
     // Convergence: every batch completes.
     let mut views = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
     for id in &batch_ids {
-        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let v = get_json(&http, &format!("{api_url}/v1/batches/{id}?wait=5"), &token).await;
             if v["status"] == "complete" {
