@@ -15,5 +15,8 @@ echo "== cargo nextest"
 cargo nextest run --workspace --all-features --no-fail-fast
 echo "== k6 smoke (loadtest/) against a prism dev it starts"
 loadtest/run-local.sh smoke
+# Robustness: every fuzz target in fuzz/ for a bounded time (needs cargo-fuzz; see .ci/run).
+echo "== fuzz (each target ${PRISM_FUZZ_SECS:-60} s; fails on a crash)"
+scripts/fuzz.sh
 echo "== cdk + docker"
 scripts/test-cdk.sh

@@ -144,3 +144,95 @@ async fn a_crash_after_the_rename_still_publishes_on_restart() {
             .is_empty()
     );
 }
+
+fn age(path: &std::path::Path, by: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - by)
+        .unwrap();
+}
+
+/// Several processes share a data dir and any may restart at any moment: a restart must not
+/// discard the journal entry of a put another live process has not renamed yet (if that process
+/// then died between its rename and its publish, the event would be lost). Only an entry old
+/// enough that its writer must be dead is discarded.
+#[tokio::test]
+async fn a_restart_keeps_the_journal_entry_of_a_put_still_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs");
+    let store = FsBlobStore::open(&blobs, "uploads").unwrap();
+    // What a writer leaves between its journal write and its rename.
+    let entry = store.root().join(".pending").join("in-progress.json");
+    let event = shared::event::object_created_event(
+        "local",
+        "uploads",
+        "uploads/b/f",
+        3,
+        "etag",
+        "ObjectCreated:Post",
+        "0001",
+        time::OffsetDateTime::now_utc(),
+    );
+    let journal =
+        serde_json::json!({"key": "uploads/b/f", "event": serde_json::to_string(&event).unwrap()});
+    std::fs::write(&entry, serde_json::to_vec(&journal).unwrap()).unwrap();
+    let torn = store.root().join(".pending").join("torn.json");
+    std::fs::write(&torn, b"{\"key\": \"upl").unwrap();
+
+    let (topic, q) = wired(dir.path()).await;
+    let topic = Arc::new(topic);
+    FsBlobStore::open(&blobs, "uploads")
+        .unwrap()
+        .with_notifications(topic.clone(), vec![NotificationRule::all()])
+        .await
+        .unwrap();
+    assert!(
+        entry.exists() && torn.exists(),
+        "a young entry was discarded"
+    );
+    assert!(
+        q.receive(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Hours later its writer is certainly dead and the object never appeared.
+    age(&entry, Duration::from_secs(3600));
+    age(&torn, Duration::from_secs(3600));
+    FsBlobStore::open(&blobs, "uploads")
+        .unwrap()
+        .with_notifications(topic, vec![NotificationRule::all()])
+        .await
+        .unwrap();
+    assert!(!entry.exists() && !torn.exists(), "stale entries were kept");
+    assert!(
+        q.receive(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A writer killed before its rename leaves a temp file: invisible, never listed, and swept
+/// when a store opens once it is old enough that no live put can own it.
+#[tokio::test]
+async fn temp_files_of_dead_writers_are_swept_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs");
+    let store = FsBlobStore::open(&blobs, "media").unwrap();
+    let fresh = store.root().join(".tmp").join("fresh");
+    let stale = store.root().join(".tmp").join("stale");
+    std::fs::write(&fresh, b"partial").unwrap();
+    std::fs::write(&stale, b"partial").unwrap();
+    age(&stale, Duration::from_secs(3600));
+    assert!(
+        store.list("").await.unwrap().is_empty(),
+        "temp files are not objects"
+    );
+    FsBlobStore::open(&blobs, "media").unwrap();
+    assert!(fresh.exists(), "a put in progress lost its temp file");
+    assert!(!stale.exists(), "a dead writer's temp file was kept");
+}

@@ -58,7 +58,12 @@ async fn check(resp: reqwest::Response, what: &str) -> anyhow::Result<reqwest::R
     bail!("{what} failed: {status} {body}")
 }
 
-async fn upload_one(
+/// Upload one file's bytes as its presigned instruction (`up`, one entry of a created batch's
+/// `uploads`) says.
+///
+/// # Errors
+/// A refused or failed upload.
+pub async fn upload_one(
     http: &reqwest::Client,
     up: &Value,
     bytes: Vec<u8>,

@@ -340,7 +340,7 @@ impl ResizeHandler {
             Ok(p) => p,
             Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
         };
-        let megapixels = (u64::from(probe.width) * u64::from(probe.height)).div_ceil(1_000_000) + 1;
+        let megapixels = probe.decode_pixels().div_ceil(1_000_000) + 1;
         let _permit = self
             .budget
             .acquire(u32::try_from(megapixels).unwrap_or(u32::MAX))

@@ -12,6 +12,10 @@
 //!   event to a `Topic` after the object is visible. The event is journalled before the rename
 //!   and removed after the publish; journal entries left by a crash are re-published when the
 //!   store is opened again, so a visible object never loses its event (a duplicate is harmless).
+//! - **Several processes, any of them killed at any moment.** Opening a store only removes what
+//!   a dead writer left behind: a journal entry whose object is not visible, or a temp file,
+//!   once it is older than 15 minutes (younger ones may belong to a put in progress in another
+//!   process on the same data dir).
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -36,6 +40,9 @@ const MAGIC: &[u8; 8] = b"PRISMOB1";
 const TMP_DIR: &str = ".tmp";
 const PENDING_DIR: &str = ".pending";
 const MAX_KEY_BYTES: usize = 1024;
+/// Age after which a temp file, or the journal entry of an object that never became visible,
+/// can only belong to a writer that died: a put takes milliseconds (seconds on a slow disk).
+const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 const MAX_SEGMENT_BYTES: usize = 240;
 
 /// Which created objects publish an event: the key must start with `prefix` and end with
@@ -181,6 +188,15 @@ fn body_size(path: &Path) -> std::io::Result<u64> {
     Ok(total.saturating_sub(12 + header))
 }
 
+/// Whether a file was last modified more than [`STALE_AFTER`] ago.
+fn is_stale(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > STALE_AFTER)
+}
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -215,6 +231,14 @@ impl FsBlobStore {
         let root = blobs_dir.join(bucket);
         std::fs::create_dir_all(root.join(TMP_DIR)).map_err(io)?;
         std::fs::create_dir_all(root.join(PENDING_DIR)).map_err(io)?;
+        // Temp files of writers killed before their rename are invisible but take space.
+        if let Ok(entries) = std::fs::read_dir(root.join(TMP_DIR)) {
+            for e in entries.flatten() {
+                if is_stale(&e.path()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(Self {
             root: Arc::new(root),
             bucket: bucket.into(),
@@ -270,9 +294,12 @@ impl FsBlobStore {
         for (path, body) in entries {
             let journal: Journal = match serde_json::from_slice(&body) {
                 Ok(j) => j,
-                // A torn journal write: the put it belonged to never became visible.
+                // A torn journal write: its put died before the rename (or, while the entry is
+                // young, another process is still writing it).
                 Err(_) => {
-                    let _ = std::fs::remove_file(&path);
+                    if is_stale(&path) {
+                        let _ = std::fs::remove_file(&path);
+                    }
                     continue;
                 }
             };
@@ -284,8 +311,18 @@ impl FsBlobStore {
                     .publish(&journal.event)
                     .await
                     .map_err(|e| BlobStoreError::Unavailable(e.to_string()))?;
+            } else if !is_stale(&path) {
+                // Not visible yet: another live process may be between its journal write and
+                // its rename. Removing the entry now would lose the event if that process then
+                // died between the rename and the publish.
+                continue;
             }
-            std::fs::remove_file(&path).map_err(io)?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                // Its writer (or another process replaying) got there first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
         }
         Ok(())
     }

@@ -119,6 +119,9 @@ pub struct Probe {
     pub orientation: u8,
     /// The container already orients the pixels (HEIF `irot`/`imir`): EXIF must not be applied.
     pub container_oriented: bool,
+    /// Pixels of a buffer the decoder allocates besides the stored frame (a GIF whose first
+    /// frame does not match its logical screen is decoded into a frame-sized buffer first).
+    extra_pixels: u64,
     jpeg: Option<JpegHeader>,
 }
 
@@ -130,6 +133,13 @@ impl Probe {
         } else {
             (self.width, self.height)
         }
+    }
+
+    /// Pixels the decoder holds at once: the stored frame plus any intermediate buffer the
+    /// format needs. Admission charges this, not the declared size, so a small header cannot
+    /// smuggle in a large allocation.
+    pub fn decode_pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height) + self.extra_pixels
     }
 
     /// The EXIF orientation the engine must still apply to the decoded pixels.
@@ -232,6 +242,7 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         frames: 1,
         orientation: 1,
         container_oriented: false,
+        extra_pixels: 0,
         jpeg: None,
     };
     match format {
@@ -268,7 +279,22 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
             probe.width = u32::from(u16::from_le_bytes([bytes[6], bytes[7]]));
             probe.height = u32::from(u16::from_le_bytes([bytes[8], bytes[9]]));
             check_dimensions(probe.width, probe.height, limits)?;
-            probe.frames = count_gif_frames(bytes, limits.max_frames)?;
+            let gif = scan_gif(bytes, limits)?;
+            probe.frames = gif.frames;
+            // image-rs decodes a first frame that does not span the screen's width (or leaves
+            // it) into a buffer of the frame's own size, which the screen size does not bound.
+            if let Some((left, top, w, h)) = gif.first {
+                let fits = left == 0 && w == probe.width && top + h <= probe.height;
+                if !fits {
+                    probe.extra_pixels = u64::from(w) * u64::from(h);
+                    if probe.decode_pixels() > limits.max_pixels {
+                        return Err(RenderError::TooLarge(format!(
+                            "the first frame ({w}x{h}) and the {}x{} screen together exceed {} pixels",
+                            probe.width, probe.height, limits.max_pixels
+                        )));
+                    }
+                }
+            }
             check_frames(probe.frames, limits)?;
             if probe.frames == 0 {
                 return Err(RenderError::Undecodable("GIF without any frame".into()));
@@ -820,7 +846,19 @@ fn parse_jpeg(data: &[u8]) -> Result<JpegHeader, RenderError> {
 
 /// Count GIF image descriptors, stopping once `max + 1` are seen. Walks the block structure
 /// without decompressing anything.
-fn count_gif_frames(data: &[u8], max: u32) -> Result<u32, RenderError> {
+/// What [`scan_gif`] finds without decoding.
+struct GifScan {
+    /// Frames counted (stops one past the limit).
+    frames: u32,
+    /// The first frame's left, top, width and height.
+    first: Option<(u32, u32, u32, u32)>,
+}
+
+/// Count frames up to `limits.max_frames` + 1 and check every frame's declared size against
+/// the pixel and dimension limits (a frame may claim more than its logical screen).
+fn scan_gif(data: &[u8], limits: &Limits) -> Result<GifScan, RenderError> {
+    let max = limits.max_frames;
+    let mut first = None;
     let truncated = || RenderError::Truncated("GIF data ends inside a block".into());
     let mut pos = 13;
     let flags = data[10];
@@ -843,21 +881,26 @@ fn count_gif_frames(data: &[u8], max: u32) -> Result<u32, RenderError> {
             None => {
                 // A GIF without its trailer still renders if a frame was seen; browsers accept it.
                 return if frames > 0 {
-                    Ok(frames)
+                    Ok(GifScan { frames, first })
                 } else {
                     Err(truncated())
                 };
             }
-            Some(0x3B) => return Ok(frames),
+            Some(0x3B) => return Ok(GifScan { frames, first }),
             Some(0x21) => {
                 pos = skip_sub_blocks(pos + 2).ok_or_else(truncated)?;
             }
             Some(0x2C) => {
                 frames += 1;
                 if frames > max {
-                    return Ok(frames);
+                    return Ok(GifScan { frames, first });
                 }
                 let flags = *data.get(pos + 9).ok_or_else(truncated)?;
+                let field =
+                    |i: usize| u32::from(u16::from_le_bytes([data[pos + i], data[pos + i + 1]]));
+                let (left, top, w, h) = (field(1), field(3), field(5), field(7));
+                check_dimensions(w, h, limits)?;
+                first.get_or_insert((left, top, w, h));
                 pos += 10;
                 if flags & 0x80 != 0 {
                     pos += 3 * (1 << ((flags & 0x07) + 1));

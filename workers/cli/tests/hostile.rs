@@ -1,0 +1,341 @@
+//! Hostile input through the real pipeline: one batch mixing hostile files (random bytes,
+//! documents under image names, truncated files, PNG/JPEG/GIF bombs, a GIF with hundreds of
+//! large frames, degenerate shapes) with valid neighbours, under hostile names (spaces, `+`,
+//! `%`, unicode, `..`), uploaded through the presigned POSTs of `prism dev`'s in-process stack.
+//! Every hostile file ends `failed` with its closed-set code (or `done`, for the ones that are
+//! legitimate images), the valid neighbours are unaffected, no handler panics or retries, and
+//! the process's peak resident set stays within the admission budget (printed).
+//!
+//! The only test in this file, so the test process's `VmHWM` is this pipeline's peak (nextest
+//! runs every test in its own process; `cargo test` runs this binary's one test alone).
+#![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
+
+#[path = "../../resize/tests/support/hostile_inputs.rs"]
+mod hostile_inputs;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hostile_inputs as gen_;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Megapixels the resize worker may decode at once, and the largest image it accepts.
+const ADMISSION_MP: u64 = 32;
+
+/// Peak RSS allowed: a fixed allowance for the runtime, the stack, the test's own buffers and
+/// the encoders, plus 12 bytes per admitted pixel (a decoded frame is at most 8 bytes per pixel
+/// at 16-bit RGBA, and its 8-bit sRGB copy 4). A decoder allocating past what admission charged
+/// (the GIF frame bomb below, before the probe counted frame buffers: 1 GB for a "1x1" image)
+/// breaks this bound.
+const BASE_ALLOWANCE_MB: u64 = 200;
+const BYTES_PER_ADMITTED_PIXEL: u64 = 12;
+
+fn vm_hwm_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+/// What a file must end as: `None` for done, else the code.
+type Expect = Option<&'static str>;
+
+fn cases() -> Vec<(String, Vec<u8>, Expect)> {
+    let mut c: Vec<(String, Vec<u8>, Expect)> = Vec::new();
+    let unsupported = Some("unsupported_format");
+    for (name, bytes) in gen_::not_images() {
+        if !bytes.is_empty() {
+            c.push((format!("not-image {name}"), bytes, unsupported));
+        }
+    }
+    // Valid neighbours under hostile names.
+    for (i, name) in [
+        "my photo (1).png",
+        "a+b=c.png",
+        "100% real.png",
+        "naïve 写真 🙂.png",
+        "../../../etc/passwd.png",
+        "..",
+        "a/../../b.png",
+        "%2e%2e%2fescape.png",
+        "C:\\windows\\system32.png",
+    ]
+    .iter()
+    .enumerate()
+    {
+        c.push(((*name).to_owned(), gen_::png_solid(60 + i as u32, 40), None));
+    }
+    for (name, bytes) in gen_::valid_images() {
+        let truncated = bytes[..bytes.len() / 2].to_vec();
+        c.push((format!("truncated {name}"), truncated, Some("truncated")));
+        c.push((name.to_owned(), bytes, None));
+    }
+    c.extend([
+        (
+            "png header bomb.png".into(),
+            gen_::png_header_bomb(100_000, 100_000),
+            Some("image_too_large"),
+        ),
+        (
+            "jpeg header bomb.jpg".into(),
+            gen_::jpeg_header_bomb(65_000, 65_000),
+            Some("image_too_large"),
+        ),
+        (
+            "gif screen bomb.gif".into(),
+            gen_::gif_screen_bomb(65_535, 65_535),
+            Some("image_too_large"),
+        ),
+        (
+            "gif frame bomb.gif".into(),
+            gen_::gif_frame_bomb(1, 1, 16_000, 16_000),
+            Some("image_too_large"),
+        ),
+        // 36 MP of zeros in a few tens of KB: over the 32 MP limit.
+        (
+            "png zero bomb 6000.png".into(),
+            gen_::png_zero_bomb(6000, 6000),
+            Some("image_too_large"),
+        ),
+        // 16 MP of zeros: within the limit, a legitimate image that must not blow the budget.
+        (
+            "png zero bomb 4000.png".into(),
+            gen_::png_zero_bomb(4000, 4000),
+            None,
+        ),
+        (
+            "300 large frames.gif".into(),
+            gen_::gif_frames(1500, 1000, 300),
+            None,
+        ),
+        (
+            "1200 frames.gif".into(),
+            gen_::gif_frames(200, 150, 1200),
+            Some("too_many_frames"),
+        ),
+        ("1x1.png".into(), gen_::png_solid(1, 1), None),
+        ("10000x1.png".into(), gen_::png_solid(10_000, 1), None),
+        ("1x10000.png".into(), gen_::png_solid(1, 10_000), None),
+        ("10000x1.gif".into(), gen_::gif_frames(10_000, 1, 1), None),
+        ("8000x8.jpg".into(), gen_::jpeg_solid(8000, 8), None),
+    ]);
+    for seed in 0..3 {
+        for (fmt, bytes) in gen_::noise_behind_magic(seed) {
+            c.push((format!("noise {seed} {fmt}.jpg"), bytes, Some("decode")));
+        }
+    }
+    c
+}
+
+/// Codes a file may end with when it only has to fail as a corrupt file.
+fn code_ok(expect: &str, got: &str) -> bool {
+    match expect {
+        "truncated" => ["truncated_image", "undecodable_image"].contains(&got),
+        "decode" => [
+            "undecodable_image",
+            "truncated_image",
+            "unsupported_format",
+            "image_too_large",
+            "invalid_color_profile",
+        ]
+        .contains(&got),
+        exact => exact == got,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prism.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[resize]\nadmission_megapixels = {ADMISSION_MP}\navif_speed = 10\n\
+             [resize.limits]\nmax_pixels = {}\n",
+            ADMISSION_MP * 1_000_000
+        ),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let dev = prism::dev::start(
+        &dir.path().join("data"),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Some(&config),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let baseline_kb = vm_hwm_kb();
+    let http = reqwest::Client::new();
+    let api = dev.url.trim_end_matches('/');
+
+    // Refused at the door: a zero-byte file and a name with a control character.
+    for (name, size) in [("empty.jpg", 0), ("tab\there.png", 10)] {
+        let resp = http
+            .post(format!("{api}/v1/batches"))
+            .bearer_auth(&dev.token)
+            .json(
+                &json!({"files": [{"name": name, "content_type": "image/jpeg", "size": size}],
+                          "variants": {"widths": [32], "formats": ["webp"]}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{name}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{name}: {body}");
+    }
+
+    let cases = cases();
+    let files: Vec<Value> = cases
+        .iter()
+        .map(|(name, bytes, _)| {
+            json!({"name": name, "content_type": "image/png", "size": bytes.len()})
+        })
+        .collect();
+    let resp = http
+        .post(format!("{api}/v1/batches"))
+        .bearer_auth(&dev.token)
+        .json(&json!({"files": files, "variants": {"widths": [32, 320], "formats": ["webp", "avif"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    let batch_id = created["batch_id"].as_str().unwrap().to_owned();
+    let uploads = created["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), cases.len());
+    for ((name, bytes, _), up) in cases.iter().zip(uploads) {
+        assert_eq!(up["name"], *name);
+        prism::upload::upload_one(&http, up, bytes.clone(), "image/png")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+    // An upload whose size differs from the declared one is refused by the policy.
+    let refused = http
+        .post(format!("{api}/v1/batches"))
+        .bearer_auth(&dev.token)
+        .json(
+            &json!({"files": [{"name": "liar.png", "content_type": "image/png", "size": 1000}],
+                      "variants": {"widths": [32], "formats": ["webp"]}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let liar = prism::upload::upload_one(
+        &http,
+        &refused["uploads"][0],
+        gen_::noise(9, 5000),
+        "image/png",
+    )
+    .await;
+    assert!(liar.is_err(), "an oversized upload was accepted");
+
+    let mut view = Value::Null;
+    for _ in 0..60 {
+        view = http
+            .get(format!("{api}/v1/batches/{batch_id}?wait=10"))
+            .bearer_auth(&dev.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["status"] == "complete" {
+            break;
+        }
+    }
+    assert_eq!(view["status"], "complete", "{:#}", view["counts"]);
+    let listed: HashMap<&str, &Value> = view["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f))
+        .collect();
+    assert_eq!(listed.len(), cases.len(), "every name exactly once");
+    let mut report = Vec::new();
+    for (name, _, expect) in &cases {
+        let f = listed[name.as_str()];
+        match expect {
+            None => {
+                assert_eq!(f["status"], "done", "{name}: {f:#}");
+                assert!(!f["variants"].as_array().unwrap().is_empty(), "{name}");
+                report.push(format!("{name:?}: done"));
+            }
+            Some(code) => {
+                assert_eq!(f["status"], "failed", "{name}: {f:#}");
+                let got = f["error"]["code"].as_str().unwrap();
+                assert!(
+                    code_ok(code, got),
+                    "{name}: expected {code}, got {got}: {f:#}"
+                );
+                assert!(
+                    shared::error::ErrorCode::ALL
+                        .iter()
+                        .any(|c| c.as_str() == got),
+                    "{got} is not a closed-set code"
+                );
+                assert!(!f["error"]["message"].as_str().unwrap().is_empty());
+                report.push(format!("{name:?}: {got}"));
+            }
+        }
+    }
+    let done = cases.iter().filter(|c| c.2.is_none()).count() as u64;
+    assert_eq!(view["counts"]["done"], done);
+    assert_eq!(view["counts"]["failed"], cases.len() as u64 - done);
+
+    // No panic, no retry (a retry means a worker failed transiently on poison), no DLQ.
+    let metrics = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            !(line.contains("outcome=\"retry\"") || line.contains("outcome=\"dead_letter\""))
+                || line.ends_with(" 0"),
+            "{line}"
+        );
+        assert!(!line.contains("error_code=\"panic\""), "{line}");
+    }
+    for q in ["resize", "metadata"] {
+        let queue = dev
+            .stack
+            .queue(q, Duration::from_secs(60), 5)
+            .await
+            .unwrap();
+        let s = shared::port::Queue::stats(&queue).await.unwrap();
+        assert_eq!((s.visible, s.in_flight, s.dlq_visible), (0, 0, 0), "{q}");
+    }
+    dev.stop().await;
+
+    let peak_kb = vm_hwm_kb();
+    let budget_mb = BASE_ALLOWANCE_MB + ADMISSION_MP * BYTES_PER_ADMITTED_PIXEL;
+    println!(
+        "hostile batch: {} files\n  {}",
+        cases.len(),
+        report.join("\n  ")
+    );
+    println!(
+        "peak RSS (VmHWM) {} MB (stack up: {} MB); bound {} MB = {BASE_ALLOWANCE_MB} MB + {ADMISSION_MP} MP admission x {BYTES_PER_ADMITTED_PIXEL} B/px",
+        peak_kb / 1024,
+        baseline_kb / 1024,
+        budget_mb
+    );
+    assert!(
+        peak_kb / 1024 <= budget_mb,
+        "peak RSS {} MB over the {budget_mb} MB bound",
+        peak_kb / 1024
+    );
+}

@@ -1,0 +1,207 @@
+//! Hostile input at the engine's entry point, beyond the fixture cases of `engine.rs` (truncated,
+//! empty, SVG, the header bombs): random bytes, other documents under image names, generated
+//! decompression bombs, GIFs with hundreds of large frames or a first frame bigger than its
+//! logical screen, and degenerate shapes (1x1, 10000x1, 1x10000). Every input either renders or
+//! fails with its closed-set code; none may panic or allocate past the limits.
+//!
+//! The generators live in `tests/support/hostile_inputs.rs`, shared with the pipeline test in
+//! `workers/cli/tests/hostile.rs`.
+#![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
+
+#[path = "support/hostile_inputs.rs"]
+mod hostile_inputs;
+
+use hostile_inputs as gen_;
+use prism_resize::render::{self, EncodeSettings, Limits, RenderError, Rendered};
+use shared::error::ErrorCode;
+use shared::variant::{OutputFormat, VariantRequest};
+
+fn request(widths: &[u32]) -> VariantRequest {
+    VariantRequest {
+        widths: widths.to_vec(),
+        formats: vec![OutputFormat::Webp, OutputFormat::Avif],
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .expect("a valid request")
+}
+
+fn render_with(bytes: &[u8], limits: &Limits) -> Result<Rendered, RenderError> {
+    render::render(
+        bytes,
+        &request(&[16, 64]),
+        limits,
+        &EncodeSettings::default(),
+    )
+}
+
+fn render(bytes: &[u8]) -> Result<Rendered, RenderError> {
+    render_with(bytes, &Limits::default())
+}
+
+fn code_of(bytes: &[u8]) -> ErrorCode {
+    match render(bytes) {
+        Ok(r) => panic!("rendered {} variants, expected a failure", r.variants.len()),
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            e.code()
+        }
+    }
+}
+
+#[test]
+fn random_bytes_and_other_documents_are_unsupported() {
+    for (name, bytes) in gen_::not_images() {
+        assert_eq!(code_of(&bytes), ErrorCode::UnsupportedFormat, "{name}");
+    }
+}
+
+#[test]
+fn random_bytes_behind_a_valid_magic_fail_with_a_decode_code() {
+    // The magic says JPEG/PNG/GIF/WebP/TIFF/HEIF, the rest is noise: never a panic, always one
+    // of the codes a corrupt file may have.
+    let allowed = [
+        ErrorCode::UndecodableImage,
+        ErrorCode::TruncatedImage,
+        ErrorCode::ImageTooLarge,
+        ErrorCode::UnsupportedFormat,
+        ErrorCode::TooManyFrames,
+        ErrorCode::InvalidColorProfile,
+    ];
+    for seed in 0..64 {
+        for (name, bytes) in gen_::noise_behind_magic(seed) {
+            if let Err(e) = render(&bytes) {
+                assert!(allowed.contains(&e.code()), "{name} seed {seed}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn truncated_files_of_every_format_fail_cleanly() {
+    for (name, bytes) in gen_::valid_images() {
+        for cut in [
+            1,
+            8,
+            16,
+            33,
+            bytes.len() / 3,
+            bytes.len() / 2,
+            bytes.len() - 1,
+        ] {
+            let head = &bytes[..cut.min(bytes.len() - 1)];
+            if let Err(e) = render(head) {
+                assert!(
+                    [
+                        ErrorCode::TruncatedImage,
+                        ErrorCode::UndecodableImage,
+                        ErrorCode::UnsupportedFormat
+                    ]
+                    .contains(&e.code()),
+                    "{name} cut at {cut}: {e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn header_bombs_are_refused_before_decoding() {
+    // A few hundred bytes each, declaring gigapixels.
+    for (name, bytes) in [
+        ("png", gen_::png_header_bomb(100_000, 100_000)),
+        ("jpeg", gen_::jpeg_header_bomb(65_000, 65_000)),
+        ("gif", gen_::gif_screen_bomb(65_535, 65_535)),
+    ] {
+        assert!(bytes.len() < 4096, "{name}: {} bytes", bytes.len());
+        let err = render::decode::probe(&bytes, &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{name}: {err}");
+    }
+}
+
+#[test]
+fn compressed_bombs_within_the_pixel_limit_are_refused_by_a_tighter_limit() {
+    // 4000x4000 of zeros deflates to a few tens of KB: a real decompression bomb. Under the
+    // default 100 MP it is a legitimate (if silly) image; under a 10 MP limit it is refused
+    // from its header, before the 48 MB of samples exist.
+    let png = gen_::png_zero_bomb(4000, 4000);
+    println!("4000x4000 PNG of zeros: {} bytes", png.len());
+    assert!(png.len() < 200_000, "{} bytes", png.len());
+    let tight = Limits {
+        max_pixels: 10_000_000,
+        ..Limits::default()
+    };
+    assert_eq!(
+        render_with(&png, &tight).unwrap_err().code(),
+        ErrorCode::ImageTooLarge
+    );
+    let r = render(&png).unwrap();
+    assert_eq!((r.facts.width, r.facts.height), (4000, 4000));
+}
+
+#[test]
+fn gif_frame_larger_than_its_logical_screen_is_refused() {
+    // A 1x1 logical screen whose first frame is 12000x12000: the decoder would allocate the
+    // frame's 576 MB, far past what the header's 1 pixel admitted. The probe must look at the
+    // frame descriptors, not only the screen.
+    let bomb = gen_::gif_frame_bomb(1, 1, 12_000, 12_000);
+    println!("1x1 GIF with a 12000x12000 frame: {} bytes", bomb.len());
+    assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
+    let limits = Limits {
+        max_pixels: 50_000_000,
+        ..Limits::default()
+    };
+    let err = render_with(&bomb, &limits).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+    // Within the limits, the probe accounts for the frame it will decode.
+    let small = gen_::gif_frame_bomb(1, 1, 3000, 2000);
+    let p = render::decode::probe(&small, &limits).unwrap();
+    assert!(p.decode_pixels() >= 6_000_000, "{}", p.decode_pixels());
+}
+
+#[test]
+fn gif_with_hundreds_of_large_frames_renders_its_first_frame_or_is_refused() {
+    let gif = gen_::gif_frames(1500, 1000, 300);
+    println!("GIF of 300 1500x1000 frames: {} bytes", gif.len());
+    assert!(gif.len() < 2_000_000, "{} bytes", gif.len());
+    let r = render(&gif).unwrap();
+    assert_eq!(r.facts.frames, 300);
+    assert_eq!((r.facts.width, r.facts.height), (1500, 1000));
+    let limits = Limits {
+        max_frames: 100,
+        ..Limits::default()
+    };
+    assert_eq!(
+        render_with(&gif, &limits).unwrap_err().code(),
+        ErrorCode::TooManyFrames
+    );
+}
+
+#[test]
+fn degenerate_shapes_render_without_upscaling() {
+    for (w, h) in [(1, 1), (10_000, 1), (1, 10_000), (3, 1), (20_000, 2)] {
+        for (name, bytes) in [
+            ("png", gen_::png_solid(w, h)),
+            ("gif", gen_::gif_frames(w, h, 1)),
+        ] {
+            let r = render(&bytes).unwrap_or_else(|e| panic!("{name} {w}x{h}: {e}"));
+            assert!(!r.variants.is_empty());
+            for v in &r.variants {
+                assert!(
+                    v.width >= 1 && v.height >= 1 && v.width <= w && v.height <= h,
+                    "{name} {w}x{h} -> {}x{}",
+                    v.width,
+                    v.height
+                );
+                match v.format {
+                    OutputFormat::Webp => assert_eq!(&v.bytes[8..12], b"WEBP"),
+                    OutputFormat::Avif => assert_eq!(&v.bytes[4..12], b"ftypavif"),
+                }
+            }
+        }
+    }
+    // A JPEG cannot be wider than 65535; its extreme shape still renders.
+    let jpeg = gen_::jpeg_solid(8000, 8);
+    let r = render(&jpeg).unwrap();
+    assert_eq!(r.variants[0].width, 16);
+}
