@@ -31,6 +31,7 @@ export function buildPrism(app: App, config: PrismConfig, imageBuildContext: str
     natGateways: config.natGateways,
     certificateArn: config.certificateArn,
     alarmEmail: config.alarmEmail,
+    otlpEndpoint: config.otlpEndpoint,
     api: config.api,
     resize: config.resize,
     archiver: config.archiver,

@@ -32,6 +32,11 @@ export interface PrismConfig {
    * with (HMAC-SHA256, `x-prism-signature`). Without it the stateful stack generates one.
    */
   readonly callbackSecretArn?: string;
+  /**
+   * OTLP/HTTP collector every binary exports its spans to (e.g. an ADOT collector sidecar or a
+   * reachable collector service). Without it no spans are exported (logs still carry trace ids).
+   */
+  readonly otlpEndpoint?: string;
   /** 0: public subnets, no NAT (default, cheapest). 1+: private subnets behind that many NATs. */
   readonly natGateways: number;
   /** API task bounds; `min` is also the desired count at deploy. */
@@ -110,6 +115,10 @@ export function loadConfig(get: ContextGetter): PrismConfig {
       throw new Error(`allowedOrigins entry '${origin}' must be scheme://host[:port] with no path`);
     }
   }
+  const otlpEndpoint = str(get, 'otlpEndpoint');
+  if (otlpEndpoint !== undefined && !/^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(otlpEndpoint)) {
+    throw new Error(`otlpEndpoint must be an http(s) URL, got '${otlpEndpoint}'`);
+  }
   const apiMin = int(get, 'apiDesiredCount', 1);
   const api = { min: Math.max(1, apiMin), max: int(get, 'apiMaxCount', 4) };
   if (api.max < api.min) throw new Error(`apiMaxCount (${api.max}) must be >= apiDesiredCount (${api.min})`);
@@ -120,6 +129,7 @@ export function loadConfig(get: ContextGetter): PrismConfig {
     alarmEmail: str(get, 'alarmEmail'),
     apiTokenSecretArn: secretArn(get, 'apiTokenSecretArn'),
     callbackSecretArn: secretArn(get, 'callbackSecretArn'),
+    otlpEndpoint,
     natGateways: int(get, 'natGateways', 0),
     api,
     resize: bounds(get, 'resize', 0, 10),

@@ -120,6 +120,14 @@ describe('environment contract', () => {
     expect([...Object.keys(c.env), ...Object.keys(c.secrets)].filter((k) => !known.has(k))).toEqual([]);
   });
 
+  test.each(ALL)('%s: -c otlpEndpoint turns span export on through a key its config knows', (binary) => {
+    expect(container(s, binary).env.PRISM__TRACE__OTLP_ENDPOINT).toBeUndefined();
+    const traced = synthPrism({ otlpEndpoint: 'http://collector.internal:4318' });
+    const c = container(traced, binary);
+    expect(c.env.PRISM__TRACE__OTLP_ENDPOINT).toBe('http://collector.internal:4318');
+    expect(configKeys(binary).has('PRISM__TRACE__OTLP_ENDPOINT')).toBe(true);
+  });
+
   test.each(ALL)('%s: everything it refuses to start without on AWS is provided', (binary) => {
     const c = container(s, binary);
     const provided = new Set([...Object.keys(c.env), ...Object.keys(c.secrets)]);

@@ -31,6 +31,11 @@ test('secret ARNs are taken when complete', () => {
   expect([c.apiTokenSecretArn, c.callbackSecretArn]).toEqual([api, callback]);
 });
 
+test('otlpEndpoint is optional and taken as given', () => {
+  expect(from({}).otlpEndpoint).toBeUndefined();
+  expect(from({ otlpEndpoint: ' http://collector.internal:4318 ' }).otlpEndpoint).toBe('http://collector.internal:4318');
+});
+
 test('`-c` values arrive as strings: comma lists, numbers, booleans', () => {
   const c = from({ allowedOrigins: 'https://a.example, http://localhost:3000', resizeMaxTasks: '20', workerSpot: 'false', natGateways: '1' });
   expect(c.allowedOrigins).toEqual(['https://a.example', 'http://localhost:3000']);
@@ -44,6 +49,7 @@ test.each([
   [{ resizeMaxTasks: 'ten' }, /non-negative integer/],
   [{ resizeMinTasks: 5, resizeMaxTasks: 2 }, /must be >= 1 and >= resizeMinTasks/],
   [{ workerSpot: 'yes' }, /true or false/],
+  [{ otlpEndpoint: 'collector:4318' }, /otlpEndpoint must be an http\(s\) URL/],
   [{ apiDesiredCount: 5, apiMaxCount: 2 }, /apiMaxCount/],
   // Partial ARN (no -XXXXXX suffix): the grant would not match the secret, tasks would fail to start.
   [{ callbackSecretArn: 'arn:aws:secretsmanager:us-east-1:111111111111:secret:prism-callback-key' }, /callbackSecretArn.*complete ARN/],

@@ -31,7 +31,7 @@ export const BINARIES: Record<string, BinarySource> = {
 };
 
 /** Files defining the shared config sections (`CommonConfig`, `ConsumerConfig`, …). */
-const SHARED_CONFIG_FILES = ['shared/src/config.rs', 'shared/src/consumer.rs'];
+const SHARED_CONFIG_FILES = ['shared/src/config.rs', 'shared/src/consumer.rs', 'shared/src/telemetry/trace.rs'];
 
 const read = (rel: string): string => fs.readFileSync(path.join(REPO_ROOT, rel), 'utf8');
 

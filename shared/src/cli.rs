@@ -84,6 +84,8 @@ pub struct Runtime {
     pub metrics: PrometheusHandle,
     /// Where the ops endpoints listen (None when not served separately).
     pub ops_addr: Option<SocketAddr>,
+    /// Flushes exported spans when the runtime drops.
+    pub trace: telemetry::tracing::TraceGuard,
 }
 
 /// Init logs and metrics, log the redacted config, cancel on signals, and serve the ops
@@ -97,7 +99,7 @@ pub async fn start<T: Serialize>(
     common: &CommonConfig,
     serve_ops: bool,
 ) -> std::io::Result<Runtime> {
-    telemetry::tracing::init(&common.log);
+    let trace = telemetry::tracing::init_with(&common.log, &common.trace, name);
     let metrics = telemetry::metrics::install();
     tracing::info!(binary = name, config = %config::redacted_json(cfg), "Starting.");
     let shutdown = crate::shutdown::on_signal();
@@ -120,6 +122,7 @@ pub async fn start<T: Serialize>(
         health,
         metrics,
         ops_addr,
+        trace,
     })
 }
 

@@ -13,6 +13,24 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::telemetry::trace::TraceConfig;
+
+/// The standard OpenTelemetry exporter variables, for span export when `[trace]
+/// otlp_endpoint` is unset: the traces URL from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is) or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/traces`); `None` when neither is set or
+/// `OTEL_SDK_DISABLED=true`. Read here because this module is the one place that reads the
+/// environment.
+pub fn otel_traces_url_from_env() -> Option<String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| {
+        env("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .map(|u| format!("{}/v1/traces", u.trim().trim_end_matches('/')))
+    })
+}
+
 /// The ECS agent endpoint Fargate injects (`ECS_AGENT_URI`), for task scale-in protection;
 /// `None` outside ECS. Read here because this module is the one place that reads the
 /// environment.
@@ -212,6 +230,8 @@ pub struct CommonConfig {
     pub shutdown: ShutdownConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Span export (OTLP); off unless an endpoint is set.
+    pub trace: TraceConfig,
 }
 
 impl Default for CommonConfig {
@@ -224,6 +244,7 @@ impl Default for CommonConfig {
             metrics: MetricsConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
+            trace: TraceConfig::default(),
         }
     }
 }

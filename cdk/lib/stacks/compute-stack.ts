@@ -63,6 +63,8 @@ export interface ComputeStackProps extends StackProps {
   readonly natGateways: number;
   readonly certificateArn?: string;
   readonly alarmEmail?: string;
+  /** OTLP/HTTP collector for spans (`[trace] otlp_endpoint`); none: no export. */
+  readonly otlpEndpoint?: string;
   readonly api: TaskBounds;
   readonly resize: TaskBounds;
   readonly archiver: TaskBounds;
@@ -134,6 +136,7 @@ export class ComputeStack extends Stack {
       PRISM__RESOURCES__ARCHIVE_BUCKET: data.archiveBucket.bucketName,
       PRISM__RESOURCES__TOPIC_ARN: data.eventsTopic.topicArn,
       PRISM__RESOURCES__TABLE_NAME: data.table.table.tableName,
+      ...(props.otlpEndpoint ? { PRISM__TRACE__OTLP_ENDPOINT: props.otlpEndpoint } : {}),
     };
     const common = {
       cluster: this.cluster,

@@ -265,6 +265,15 @@ pub struct BatchRecord {
     pub files: Vec<FileRecord>,
 }
 
+/// What tracing needs of a batch, read without its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchTrace {
+    /// Creation time (when its uploads were presigned).
+    pub created_at: OffsetDateTime,
+    /// Trace context.
+    pub traceparent: Option<String>,
+}
+
 /// Result of a conditional transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -292,6 +301,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// # Errors
     /// A classified failure.
     async fn get_batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, MetadataStoreError>;
+
+    /// A batch's creation time and trace context, without reading its files (one small read);
+    /// `None` when it does not exist.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn batch_trace(&self, batch_id: &str) -> Result<Option<BatchTrace>, MetadataStoreError>;
 
     /// The most recently created batches, newest first.
     ///

@@ -13,8 +13,9 @@ pub use blob_store::{
     UploadPolicy,
 };
 pub use metadata_store::{
-    BatchCounts, BatchRecord, BatchStatus, FileError, FileRecord, FileStatus, MetadataStore,
-    MetadataStoreError, NewBatch, NewFile, RenderedFile, SourceFacts, Transition, VariantRecord,
+    BatchCounts, BatchRecord, BatchStatus, BatchTrace, FileError, FileRecord, FileStatus,
+    MetadataStore, MetadataStoreError, NewBatch, NewFile, RenderedFile, SourceFacts, Transition,
+    VariantRecord,
 };
 pub use queue::{
     DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueSettings, QueueStats,

@@ -1,12 +1,14 @@
 //! Logs, metrics and the ops endpoints every binary serves.
 //!
-//! - [`tracing`]: subscriber setup (JSON on AWS, pretty locally).
+//! - [`tracing`]: subscriber setup (JSON on AWS, pretty locally, OTLP span export when configured).
+//! - [`trace`]: the W3C trace context every file carries through the pipeline.
 //! - [`metrics`]: every metric name, its description, typed helpers, the Prometheus exporter
 //!   with real histogram buckets.
 //! - [`serve_ops`] / [`ops_router`]: `/metrics` and `/healthz`; [`healthcheck`]: the
 //!   `healthcheck` subcommand container health checks run.
 
 pub mod metrics;
+pub mod trace;
 pub mod tracing;
 
 use std::net::SocketAddr;

@@ -126,6 +126,20 @@ async fn create_and_read_back(store: &dyn MetadataStore) {
     assert_eq!(got.callback_url, b.callback_url);
     assert_eq!(got.traceparent, b.traceparent);
     assert_eq!(got.counts.files, 2);
+    let trace = store
+        .batch_trace(&b.batch_id)
+        .await
+        .expect("batch_trace")
+        .expect("exists");
+    assert_eq!(trace.traceparent, b.traceparent);
+    assert_eq!(trace.created_at, got.created_at);
+    assert!(
+        store
+            .batch_trace("no-such-batch")
+            .await
+            .expect("batch_trace")
+            .is_none()
+    );
     assert_eq!(
         got.created_at.unix_timestamp(),
         b.created_at.unix_timestamp()

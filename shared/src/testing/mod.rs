@@ -8,6 +8,7 @@
 pub mod blob_store;
 pub mod metadata_store;
 pub mod moto;
+pub mod otlp;
 pub mod queue;
 pub mod topic;
 

@@ -12,8 +12,10 @@ use shared::port::{
     BatchRecord, BatchStatus, FileStatus, MetadataStoreError, NewBatch, NewFile, PresignedUpload,
     UploadMethod, UploadPolicy,
 };
+use shared::telemetry::trace::{self, TraceParent};
 use shared::variant::{self, Fit, OutputFormat, VariantRequest};
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -85,32 +87,12 @@ fn store_err(e: MetadataStoreError) -> ApiError {
     }
 }
 
-/// A valid W3C traceparent, or a fresh one.
-fn traceparent(headers: &HeaderMap) -> String {
-    let given = headers
+/// The caller's W3C `traceparent`, when it sent a valid one.
+fn incoming_traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            let p: Vec<&str> = v.split('-').collect();
-            p.len() == 4
-                && p[0] == "00"
-                && p[1].len() == 32
-                && p[2].len() == 16
-                && p[3].len() == 2
-                && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-                && p[1] != "0".repeat(32)
-                && p[2] != "0".repeat(16)
-        });
-    given.map_or_else(
-        || {
-            format!(
-                "00-{}-{}-01",
-                hex::encode(rand::random::<[u8; 16]>()),
-                hex::encode(rand::random::<[u8; 8]>())
-            )
-        },
-        str::to_owned,
-    )
+        .and_then(TraceParent::parse)
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -139,11 +121,32 @@ fn check_content_type(ct: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /v1/batches`.
+/// `POST /v1/batches`. The batch's trace continues the caller's `traceparent` when it sends
+/// one; the `create_batch` span is the parent of everything the workers do with its files.
 pub async fn create_batch(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<CreateBatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let incoming = incoming_traceparent(&headers);
+    let span = tracing::info_span!(target: trace::TARGET, "create_batch", trace_id = tracing::field::Empty, batch_id = tracing::field::Empty, files = tracing::field::Empty);
+    if let Some(tp) = &incoming {
+        trace::adopt(&span, tp);
+    }
+    let downstream = trace::downstream(&span, incoming.unwrap_or_else(TraceParent::random));
+    if incoming.is_none() {
+        span.record("trace_id", downstream.trace_id_hex());
+    }
+    create_batch_traced(s, headers, body, downstream)
+        .instrument(span)
+        .await
+}
+
+async fn create_batch_traced(
+    s: AppState,
+    headers: HeaderMap,
+    body: Result<Json<CreateBatch>, axum::extract::rejection::JsonRejection>,
+    traceparent: TraceParent,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let principal = s.authorize(&headers)?;
     let Json(req) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
@@ -212,7 +215,7 @@ pub async fn create_batch(
         expires_at,
         request: request.clone(),
         callback_url: req.callback_url,
-        traceparent: Some(traceparent(&headers)),
+        traceparent: Some(traceparent.to_string()),
         files: req
             .files
             .iter()
@@ -247,13 +250,19 @@ pub async fn create_batch(
             metadata,
             expires_in: Duration::from_secs(limits.upload_expiry_secs),
         };
-        let p: PresignedUpload = s.uploads.presign_upload(&policy).await.map_err(|e| {
-            if e.is_transient() {
-                ApiError::unavailable(e)
-            } else {
-                ApiError::internal(e)
-            }
-        })?;
+        let presign = tracing::info_span!(target: trace::TARGET, "presign", file_id = %f.file_id);
+        let p: PresignedUpload = s
+            .uploads
+            .presign_upload(&policy)
+            .instrument(presign)
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    ApiError::unavailable(e)
+                } else {
+                    ApiError::internal(e)
+                }
+            })?;
         uploads.push(UploadOut {
             file_id: f.file_id.clone(),
             name: f.name.clone(),
@@ -264,6 +273,9 @@ pub async fn create_batch(
         });
     }
     s.metadata.create_batch(&batch).await.map_err(store_err)?;
+    let span = tracing::Span::current();
+    span.record("batch_id", batch.batch_id.as_str());
+    span.record("files", batch.files.len());
     tracing::info!(batch_id = %batch.batch_id, files = batch.files.len(), "Batch created.");
     Ok((
         StatusCode::CREATED,

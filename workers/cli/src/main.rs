@@ -174,7 +174,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             region,
         } => {
             let log = shared::config::LogConfig::default();
-            shared::telemetry::tracing::init(&log);
+            // Span export follows the OTEL_EXPORTER_OTLP_*ENDPOINT variables; the guard
+            // flushes what is buffered when `prism dev` stops.
+            let _trace = shared::telemetry::tracing::init_with(
+                &log,
+                &shared::telemetry::trace::TraceConfig::default(),
+                "prism-dev",
+            );
             let shutdown = shared::shutdown::on_signal();
             if let Some(endpoint) = aws_endpoint {
                 let dev = prism::dev_aws::start_aws(

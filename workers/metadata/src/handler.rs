@@ -12,8 +12,9 @@ use shared::manifest::{parse_failure, parse_manifest};
 use shared::port::{
     BatchRecord, BatchStatus, BlobStoreError, Message, MetadataStoreError, Transition,
 };
+use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::callback::CallbackSender;
 use crate::{Config, Deps};
@@ -58,7 +59,11 @@ impl MetadataHandler {
         Self { deps, callbacks }
     }
 
-    async fn on_record(&self, r: &S3EventRecord) -> Result<Outcome, HandlerError> {
+    async fn on_record(
+        &self,
+        r: &S3EventRecord,
+        enqueued_at: OffsetDateTime,
+    ) -> Result<Outcome, HandlerError> {
         r.check_version().permanent(ErrorCode::UnsupportedSchema)?;
         if !r.is_object_created() {
             return Ok(Outcome::Skipped);
@@ -69,6 +74,75 @@ impl MetadataHandler {
                 .permanent(ErrorCode::InvalidEvent)?;
         let at = r.event_time().unwrap_or_else(OffsetDateTime::now_utc);
         let bucket = &r.s3.bucket.name;
+        if !trace::exporting() {
+            return self.apply(bucket, &key, at).await;
+        }
+        let span = tracing::info_span!(target: trace::TARGET, "metadata", trace_id = tracing::field::Empty, batch_id = tracing::field::Empty, file_id = tracing::field::Empty, object = %key);
+        let traced = self.continue_trace(&span, bucket, &key, enqueued_at).await;
+        let outcome = self.apply(bucket, &key, at).instrument(span).await?;
+        if let Some((tp, Some(created_at), file)) = traced {
+            // The upload itself, from the presign to the object's creation, once per file.
+            if outcome == Outcome::Success {
+                trace::record_span(
+                    "upload",
+                    &tp,
+                    created_at.into(),
+                    at.into(),
+                    vec![KeyValue::new("prism.file_id", file)],
+                );
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// With span export on: look up the file's batch trace, record the message's wait in the
+    /// queue, and make `span` its child. Returns the trace, the batch's creation time for an
+    /// upload event, and the file id. Tracing never fails the message: a failed lookup is logged.
+    async fn continue_trace(
+        &self,
+        span: &tracing::Span,
+        bucket: &str,
+        key: &str,
+        enqueued_at: OffsetDateTime,
+    ) -> Option<(TraceParent, Option<OffsetDateTime>, String)> {
+        let (batch, file, upload) = if bucket == self.deps.uploads_bucket {
+            parse_upload_key(key).map(|(b, f)| (b, f, true))?
+        } else if bucket == self.deps.media.bucket() {
+            parse_media_key(key).map(|(b, f, _)| (b, f, false))?
+        } else {
+            return None;
+        };
+        span.record("batch_id", batch);
+        span.record("file_id", file);
+        let found = match self.deps.metadata.batch_trace(batch).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::debug!(error = %e, batch_id = batch, "Cannot read the batch's trace context.");
+                return None;
+            }
+        };
+        let tp = found.traceparent.as_deref().and_then(TraceParent::parse)?;
+        trace::record_span(
+            "queue wait",
+            &tp,
+            enqueued_at.into(),
+            std::time::SystemTime::now(),
+            vec![
+                KeyValue::new("prism.worker", "metadata"),
+                KeyValue::new("prism.file_id", file.to_owned()),
+            ],
+        );
+        trace::adopt(span, &tp);
+        Some((tp, upload.then_some(found.created_at), file.to_owned()))
+    }
+
+    async fn apply(
+        &self,
+        bucket: &str,
+        key: &str,
+        at: OffsetDateTime,
+    ) -> Result<Outcome, HandlerError> {
+        let key = key.to_owned();
         if *bucket == self.deps.uploads_bucket {
             let Some((batch, file)) = parse_upload_key(&key) else {
                 warn!(key = %key, "Upload key outside the uploads/{{batch}}/{{file}} layout; skipped.");
@@ -257,7 +331,7 @@ impl Handler for MetadataHandler {
             EventBody::S3(event) => {
                 let mut outcome = Outcome::Skipped;
                 for r in &event.records {
-                    match self.on_record(r).await? {
+                    match self.on_record(r, message.sent_at).await? {
                         Outcome::Success => outcome = Outcome::Success,
                         Outcome::Duplicate if outcome != Outcome::Success => {
                             outcome = Outcome::Duplicate

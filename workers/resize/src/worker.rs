@@ -29,13 +29,14 @@ use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
 use shared::port::{
-    BlobStore, BlobStoreError, FileError, Message, PutOptions, Queue, RenderedFile, SourceFacts,
-    VariantRecord,
+    BlobStore, BlobStoreError, FileError, Message, ObjectMeta, PutOptions, Queue, RenderedFile,
+    SourceFacts, VariantRecord,
 };
-use shared::variant::{META_REQUEST, VariantRequest};
+use shared::telemetry::trace::{self, KeyValue, TraceParent};
+use shared::variant::{self, META_REQUEST, VariantRequest};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::render::{self, EncodeSettings, Limits, RenderError};
 
@@ -229,7 +230,11 @@ impl ResizeHandler {
         }
     }
 
-    async fn on_record(&self, r: &S3EventRecord) -> Result<Outcome, HandlerError> {
+    async fn on_record(
+        &self,
+        r: &S3EventRecord,
+        enqueued_at: OffsetDateTime,
+    ) -> Result<Outcome, HandlerError> {
         r.check_version().permanent(ErrorCode::UnsupportedSchema)?;
         if !r.is_object_created() || r.s3.bucket.name != self.deps.uploads.bucket() {
             return Ok(Outcome::Skipped);
@@ -243,7 +248,34 @@ impl ResizeHandler {
             return Ok(Outcome::Skipped);
         };
         let started = Instant::now();
-        match self.render_file(&key, batch, file).await? {
+        let span = tracing::info_span!(target: trace::TARGET, "resize", trace_id = tracing::field::Empty, batch_id = batch, file_id = file);
+        let head = match self.deps.uploads.head(&key).await {
+            Ok(h) => Some(h),
+            Err(BlobStoreError::NotFound(_)) => None,
+            Err(e) => return Err(blob_err(e)),
+        };
+        if let Some(tp) = head.as_ref().and_then(|h| {
+            h.metadata
+                .get(variant::META_TRACEPARENT)
+                .and_then(|v| TraceParent::parse(v))
+        }) {
+            trace::record_span(
+                "queue wait",
+                &tp,
+                enqueued_at.into(),
+                std::time::SystemTime::now(),
+                vec![
+                    KeyValue::new("prism.worker", "resize"),
+                    KeyValue::new("prism.file_id", file.to_owned()),
+                ],
+            );
+            trace::adopt(&span, &tp);
+        }
+        let outcome = self
+            .render_file(&key, batch, file, head)
+            .instrument(span)
+            .await?;
+        match outcome {
             Ok(()) => {
                 info!(
                     batch_id = batch,
@@ -292,16 +324,13 @@ impl ResizeHandler {
         key: &str,
         batch: &str,
         file: &str,
+        head: Option<ObjectMeta>,
     ) -> Result<Result<(), FileFailure>, HandlerError> {
-        let head = match self.deps.uploads.head(key).await {
-            Ok(h) => h,
-            Err(BlobStoreError::NotFound(_)) => {
-                return Ok(Err(FileFailure(
-                    ErrorCode::SourceMissing,
-                    format!("the upload {key} no longer exists"),
-                )));
-            }
-            Err(e) => return Err(blob_err(e)),
+        let Some(head) = head else {
+            return Ok(Err(FileFailure(
+                ErrorCode::SourceMissing,
+                format!("the upload {key} no longer exists"),
+            )));
         };
         if head.size > self.limits.max_input_bytes {
             return Ok(Err(FileFailure(
@@ -347,7 +376,7 @@ impl ResizeHandler {
             .await;
         let (limits, settings, req, input) =
             (self.limits, self.settings, request.clone(), bytes.clone());
-        let span = tracing::Span::current();
+        let span = tracing::info_span!(target: trace::TARGET, "render", format = probe.format.as_str(), width = probe.width, height = probe.height);
         let rendered = tokio::task::spawn_blocking(move || {
             span.in_scope(|| render::render(&input, &req, &limits, &settings))
         })
@@ -440,7 +469,7 @@ impl Handler for ResizeHandler {
             EventBody::S3(event) => {
                 let mut outcome = Outcome::Skipped;
                 for r in &event.records {
-                    if self.on_record(r).await? == Outcome::Success {
+                    if self.on_record(r, message.sent_at).await? == Outcome::Success {
                         outcome = Outcome::Success;
                     }
                 }

@@ -36,8 +36,8 @@ use time::OffsetDateTime;
 use super::Clients;
 use super::classify::{Fault, classify, describe};
 use crate::port::metadata_store::{
-    BatchCounts, BatchRecord, BatchStatus, FileError, FileRecord, FileStatus, MetadataStore,
-    MetadataStoreError, NewBatch, RenderedFile, Transition,
+    BatchCounts, BatchRecord, BatchStatus, BatchTrace, FileError, FileRecord, FileStatus,
+    MetadataStore, MetadataStoreError, NewBatch, RenderedFile, Transition,
 };
 
 /// Partition key attribute.
@@ -590,6 +590,19 @@ impl MetadataStore for DynamoMetadataStore {
 
     async fn get_batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, MetadataStoreError> {
         self.load_batch(batch_id).await
+    }
+
+    async fn batch_trace(&self, batch_id: &str) -> Result<Option<BatchTrace>, MetadataStoreError> {
+        let Some(item) = self
+            .get_item(key(batch_pk(batch_id), BATCH_SK.to_owned()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(BatchTrace {
+            created_at: from_us(get_n(&item, "created_at").ok_or_else(|| corrupt("created_at"))?),
+            traceparent: get_s(&item, "traceparent").map(str::to_owned),
+        }))
     }
 
     async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchRecord>, MetadataStoreError> {

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 
 use super::db::{Db, DbFailure};
 use crate::port::metadata_store::{
-    BatchCounts, BatchRecord, BatchStatus, FileError, FileRecord, FileStatus, MetadataStore,
-    MetadataStoreError, NewBatch, RenderedFile, Transition,
+    BatchCounts, BatchRecord, BatchStatus, BatchTrace, FileError, FileRecord, FileStatus,
+    MetadataStore, MetadataStoreError, NewBatch, RenderedFile, Transition,
 };
 
 const SCHEMA: &str = "
@@ -322,6 +322,25 @@ impl MetadataStore for SqliteMetadataStore {
     async fn get_batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, MetadataStoreError> {
         let id = batch_id.to_owned();
         self.db.call(move |c| load_batch(c, &id)).await.map_err(err)
+    }
+
+    async fn batch_trace(&self, batch_id: &str) -> Result<Option<BatchTrace>, MetadataStoreError> {
+        let id = batch_id.to_owned();
+        self.db
+            .call(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT created_at, traceparent FROM batches WHERE batch_id = ?1",
+                )?
+                .query_row(params![id], |r| {
+                    Ok(BatchTrace {
+                        created_at: from_us(r.get(0)?),
+                        traceparent: r.get(1)?,
+                    })
+                })
+                .optional()?)
+            })
+            .await
+            .map_err(err)
     }
 
     async fn recent_batches(&self, limit: usize) -> Result<Vec<BatchRecord>, MetadataStoreError> {
