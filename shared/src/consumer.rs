@@ -208,6 +208,7 @@ impl Consumer {
             concurrency = this.cfg.concurrency,
             "Consumer started."
         );
+        spawn_depth_sampler(this.queue.clone(), QUEUE_SAMPLE_INTERVAL, shutdown.clone());
         loop {
             // Wait for one free slot, then take as many more as are free, up to a batch.
             let first = tokio::select! {
@@ -401,6 +402,36 @@ impl Consumer {
             }
         }
     }
+}
+
+/// How often a worker samples its queue's depths into the `prism_queue_*` gauges.
+pub const QUEUE_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Sample `queue`'s depths (visible, in flight, DLQ, oldest age where the backend reports it)
+/// into the `prism_queue_*` gauges every `every` until `shutdown`, so every worker exports its
+/// queue's depth on any backend (several tasks of one worker report the same figures: dashboards
+/// take the max per queue). A failed sample is logged at debug and skipped.
+pub fn spawn_depth_sampler(
+    queue: Arc<dyn Queue>,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match queue.stats().await {
+                Ok(s) => metrics::queue_depths(queue.name(), &s),
+                Err(e) => {
+                    debug!(queue = queue.name(), error = %e, "Cannot sample the queue's depth.")
+                }
+            }
+        }
+    })
 }
 
 /// The closed-set code of a queue failure.

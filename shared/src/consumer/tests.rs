@@ -437,3 +437,42 @@ async fn the_core_metric_set_is_emitted() {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_depth_sampler_exports_the_queue_gauges() {
+    let handle = crate::telemetry::metrics::install();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = QueueSettings::new("sampled");
+    s.visibility_timeout = Duration::from_secs(30);
+    let sampled: Arc<dyn Queue> = Arc::new(
+        SqliteQueue::open(&dir.path().join("sampled.sqlite"), s)
+            .await
+            .unwrap(),
+    );
+    for i in 0..3 {
+        sampled.send(&format!("m{i}")).await.unwrap();
+    }
+    let taken = sampled.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let stop = CancellationToken::new();
+    let task = spawn_depth_sampler(sampled.clone(), Duration::from_millis(20), stop.clone());
+    let text = eventually(Duration::from_secs(5), "gauges sampled", || {
+        let t = handle.render();
+        async move {
+            (t.contains("prism_queue_visible_messages{queue=\"sampled\"} 2")
+                && t.contains("prism_queue_inflight_messages{queue=\"sampled\"} 1"))
+            .then_some(t)
+        }
+    })
+    .await;
+    assert!(
+        text.contains("prism_queue_dlq_messages{queue=\"sampled\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("prism_queue_oldest_message_age_seconds{queue=\"sampled\"}"),
+        "{text}"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}

@@ -246,14 +246,16 @@ pub fn image_rendered(format: &'static str, width: u32, bytes: usize) {
     histogram!(RENDER_OUTPUT_SIZE, "format" => format).record(bytes as f64);
 }
 
-/// Sampled queue depths.
+/// Sampled queue depths (by each worker for its queue, and by the `prism dev` dashboard).
 pub fn queue_depths(queue: &str, s: &crate::port::queue::QueueStats) {
     let q = queue.to_owned();
     gauge!(QUEUE_VISIBLE_MESSAGES, "queue" => q.clone()).set(s.visible as f64);
     gauge!(QUEUE_INFLIGHT_MESSAGES, "queue" => q.clone()).set(s.in_flight as f64);
     gauge!(QUEUE_DLQ_MESSAGES, "queue" => q.clone()).set(s.dlq_visible as f64);
-    gauge!(QUEUE_OLDEST_MESSAGE_AGE, "queue" => q)
-        .set(s.oldest_age.map_or(0.0, |a| a.as_secs_f64()));
+    // SQS reports no oldest age (a CloudWatch metric): leave the gauge absent, not 0.
+    if let Some(age) = s.oldest_age {
+        gauge!(QUEUE_OLDEST_MESSAGE_AGE, "queue" => q).set(age.as_secs_f64());
+    }
 }
 
 /// Admission budget in use and capacity.

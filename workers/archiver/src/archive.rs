@@ -205,6 +205,11 @@ impl Archiver {
             max_age_secs = f.max_age_secs,
             "Archiver started."
         );
+        shared::consumer::spawn_depth_sampler(
+            self.deps.queue.clone(),
+            shared::consumer::QUEUE_SAMPLE_INTERVAL,
+            shutdown.clone(),
+        );
         loop {
             // Wait no longer than the age trigger of what is buffered.
             let mut wait = Duration::from_secs(self.cfg.consumer.wait_time_secs);
