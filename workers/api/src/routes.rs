@@ -292,6 +292,11 @@ pub struct WaitQuery {
     pub wait: Option<u64>,
 }
 
+/// First pause between reads of a long-polled batch.
+const POLL_FIRST: Duration = Duration::from_millis(25);
+/// Longest pause between reads of a long-polled batch.
+const POLL_MAX: Duration = Duration::from_millis(500);
+
 /// `GET /v1/batches/{batch_id}`.
 pub async fn get_batch(
     State(s): State<AppState>,
@@ -302,6 +307,9 @@ pub async fn get_batch(
     let principal = s.authorize(&headers)?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(s.cfg.limits.max_wait_secs));
     let deadline = tokio::time::Instant::now() + wait;
+    // Re-read quickly at first (a batch often completes within a second of its last upload),
+    // then back off, so many waiters do not hammer the store; never sleep past the deadline.
+    let mut pause = POLL_FIRST;
     loop {
         let batch = s.metadata.get_batch(&batch_id).await.map_err(store_err)?;
         // Another principal's batch is indistinguishable from a missing one.
@@ -311,8 +319,10 @@ pub async fn get_batch(
         if batch.status == BatchStatus::Complete || tokio::time::Instant::now() >= deadline {
             return Ok(Json(s.render_batch(&batch).await?));
         }
+        let nap = pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        pause = (pause * 3 / 2).min(POLL_MAX);
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+            () = tokio::time::sleep(nap) => {}
             () = s.shutdown.cancelled() => return Ok(Json(s.render_batch(&batch).await?)),
         }
     }

@@ -595,3 +595,55 @@ async fn metrics_count_requests_by_route() {
     );
     assert!(text.contains("prism_http_request_duration_seconds_bucket{route=\"/v1/batches\""));
 }
+
+#[tokio::test]
+async fn long_polls_end_at_completion_or_at_their_deadline() {
+    use shared::port::{FileError, MetadataStore};
+    let app = spawn_app().await;
+    let created = app.create(json!([file("a.jpg", 10)])).await;
+    let batch = created["batch_id"].as_str().unwrap().to_owned();
+    let file_id = created["uploads"][0]["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |wait: u64| {
+        app.http
+            .get(format!("{}/v1/batches/{batch}?wait={wait}", app.base))
+            .bearer_auth(&app.token)
+            .send()
+    };
+
+    // Nothing happens: the answer comes at the deadline, not long after it.
+    let t = std::time::Instant::now();
+    let v: Value = get(2).await.unwrap().json().await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(v["status"], "pending", "{v:#}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(2600),
+        "a 2 s long-poll took {took:?}"
+    );
+
+    // The batch completes while a long-poll waits: it answers soon after.
+    let store = app.stack.metadata.clone();
+    let (b, f) = (batch.clone(), file_id.clone());
+    let completes = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = time::OffsetDateTime::now_utc();
+        store.mark_received(&b, &f, now).await.unwrap();
+        let err = FileError {
+            code: "undecodable_image".into(),
+            message: "test".into(),
+        };
+        store.mark_failed(&b, &f, &err, now).await.unwrap();
+        std::time::Instant::now()
+    });
+    let v: Value = get(30).await.unwrap().json().await.unwrap();
+    let answered = std::time::Instant::now();
+    let completed = completes.await.unwrap();
+    assert_eq!(v["status"], "complete", "{v:#}");
+    let lag = answered.duration_since(completed);
+    assert!(
+        lag < Duration::from_millis(900),
+        "answered {lag:?} after completion"
+    );
+}
