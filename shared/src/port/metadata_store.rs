@@ -232,6 +232,39 @@ pub struct BatchCounts {
     pub failed: u64,
 }
 
+impl BatchCounts {
+    /// Count one file of status `s`.
+    pub fn add(&mut self, s: FileStatus) {
+        self.files += 1;
+        match s {
+            FileStatus::AwaitingUpload => {}
+            FileStatus::Received => self.received += 1,
+            FileStatus::Done => {
+                self.received += 1;
+                self.done += 1;
+            }
+            FileStatus::Failed => {
+                self.received += 1;
+                self.failed += 1;
+            }
+        }
+    }
+}
+
+impl BatchStatus {
+    /// A batch's status: complete once its completion was recorded (`completed_at`), else
+    /// processing once any upload was seen, else pending.
+    pub fn derive(completed: bool, counts: &BatchCounts) -> Self {
+        if completed {
+            Self::Complete
+        } else if counts.received > 0 {
+            Self::Processing
+        } else {
+            Self::Pending
+        }
+    }
+}
+
 /// A batch with its files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {

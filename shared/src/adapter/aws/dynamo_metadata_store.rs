@@ -360,28 +360,10 @@ impl DynamoMetadataStore {
                 f.request_count = get_n(c, "request_count").unwrap_or(0).max(0) as u64;
                 f.last_requested_at = get_n(c, "last_requested_at").map(from_us);
             }
-            counts.files += 1;
-            match f.status {
-                FileStatus::AwaitingUpload => {}
-                FileStatus::Received => counts.received += 1,
-                FileStatus::Done => {
-                    counts.received += 1;
-                    counts.done += 1;
-                }
-                FileStatus::Failed => {
-                    counts.received += 1;
-                    counts.failed += 1;
-                }
-            }
+            counts.add(f.status);
         }
         let completed_at = get_n(batch, "completed_at").map(from_us);
-        let status = if completed_at.is_some() {
-            BatchStatus::Complete
-        } else if counts.received > 0 {
-            BatchStatus::Processing
-        } else {
-            BatchStatus::Pending
-        };
+        let status = BatchStatus::derive(completed_at.is_some(), &counts);
         Ok(Some(BatchRecord {
             batch_id: batch_id.to_owned(),
             principal: get_s(batch, "principal").unwrap_or_default().to_owned(),

@@ -226,19 +226,7 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
     for (file_id, name, content_type, size, status, error, rendered, requests, last) in rows {
         let status = FileStatus::parse(&status)
             .ok_or_else(|| DbFailure::Permanent(format!("unknown status {status:?}")))?;
-        counts.files += 1;
-        match status {
-            FileStatus::AwaitingUpload => {}
-            FileStatus::Received => counts.received += 1,
-            FileStatus::Done => {
-                counts.received += 1;
-                counts.done += 1;
-            }
-            FileStatus::Failed => {
-                counts.received += 1;
-                counts.failed += 1;
-            }
-        }
+        counts.add(status);
         files.push(FileRecord {
             file_id,
             name,
@@ -257,13 +245,7 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
             last_requested_at: last.map(from_us),
         });
     }
-    let status = if completed.is_some() {
-        BatchStatus::Complete
-    } else if counts.received > 0 {
-        BatchStatus::Processing
-    } else {
-        BatchStatus::Pending
-    };
+    let status = BatchStatus::derive(completed.is_some(), &counts);
     Ok(Some(BatchRecord {
         batch_id: batch_id.to_owned(),
         principal,
