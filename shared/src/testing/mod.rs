@@ -44,3 +44,22 @@ pub fn unique_name(prefix: &str) -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     )
 }
+
+/// The shared test corpus: `$PRISM_CORPUS`, else `shared/corpus` beside the checkout (reference
+/// material, not part of the repository).
+///
+/// # Panics
+/// When it is missing, with what to do about it.
+pub fn corpus() -> std::path::PathBuf {
+    let dir = std::env::var_os("PRISM_CORPUS").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        dir.join("MANIFEST.md").is_file(),
+        "the test corpus is missing at {}: put the shared/ reference folder beside the checkout \
+         (../shared/corpus) or set PRISM_CORPUS",
+        dir.display()
+    );
+    dir
+}

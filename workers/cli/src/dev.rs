@@ -17,27 +17,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dashboard::Dashboard;
 
-/// What a running dev stack exposes.
-pub struct DevStack {
+/// What a running dev stack exposes: `S` is the backend's adapters, `P` what was provisioned
+/// for it (nothing locally; [`crate::dev_aws::AwsDevStack`] on AWS).
+pub struct DevStack<S = LocalStack, P = ()> {
     /// The API's base URL.
     pub url: String,
     /// The dev bearer token.
     pub token: String,
-    /// The data dir.
+    /// The data dir (dev token, callback secret; the files and databases locally).
     pub data_dir: PathBuf,
     /// The backend, for tests and tooling.
-    pub stack: LocalStack,
-    tasks: Vec<JoinHandle<()>>,
-    shutdown: CancellationToken,
+    pub stack: S,
+    /// What was provisioned.
+    pub provisioned: P,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+    pub(crate) shutdown: CancellationToken,
 }
 
-impl DevStack {
+impl<S, P> DevStack<S, P> {
     /// Stop every component and wait for them to drain.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        self.wait().await;
     }
 
     /// Wait until `shutdown` (a signal) stops everything.
@@ -48,11 +49,86 @@ impl DevStack {
     }
 }
 
-fn load<T>(file: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<T>
+pub(crate) fn load<T>(file: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<T>
 where
     T: Default + serde::Serialize + serde::de::DeserializeOwned + Validate,
 {
     Ok(config::load::<T>(file, overrides)?)
+}
+
+/// `listen` with a concrete port (port 0 reserves a free one), so presigned URLs can name it.
+pub(crate) fn concrete(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    let l = std::net::TcpListener::bind(listen).context("bind the API address")?;
+    Ok(l.local_addr()?)
+}
+
+/// Every component's config and adapters, on either backend.
+pub(crate) struct Components {
+    pub api: (prism_api::Config, prism_api::Deps),
+    pub resize: (prism_resize::worker::Config, prism_resize::worker::Deps),
+    pub metadata: (prism_metadata::Config, prism_metadata::Deps),
+    pub archiver: (prism_archiver::Config, prism_archiver::Deps),
+}
+
+/// Start the API (with the dashboard) and wait until it listens, then the three workers and the
+/// dashboard's sampler; all stop on `shutdown`.
+pub(crate) async fn spawn(
+    c: Components,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let metrics = shared::telemetry::metrics::install();
+    let mut tasks = Vec::new();
+    let ((api_cfg, api_deps), s) = (c.api, shutdown.clone());
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let dashboard = Dashboard::new(
+        api_deps.metadata.clone(),
+        api_deps.media.clone(),
+        metrics.clone(),
+    );
+    let extra = dashboard.router();
+    tasks.push(tokio::spawn(async move {
+        let on_bound = |a| {
+            let _ = bound_tx.send(a);
+        };
+        if let Err(e) = prism_api::run_with(
+            api_cfg,
+            api_deps,
+            metrics,
+            Health::new(),
+            s.clone(),
+            extra,
+            on_bound,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "API stopped with an error.");
+            s.cancel();
+        }
+    }));
+    bound_rx.await.context("the API did not start")?;
+
+    let ((resize_cfg, resize_deps), s) = (c.resize, shutdown.clone());
+    dashboard.watch_queue(resize_deps.queue.clone());
+    tasks.push(tokio::spawn(async move {
+        prism_resize::worker::run(&resize_cfg, resize_deps, s).await;
+    }));
+    let ((meta_cfg, meta_deps), s) = (c.metadata, shutdown.clone());
+    dashboard.watch_queue(meta_deps.queue.clone());
+    tasks.push(tokio::spawn(async move {
+        prism_metadata::run(&meta_cfg, meta_deps, s).await;
+    }));
+    let ((archive_cfg, archive_deps), s) = (c.archiver, shutdown.clone());
+    dashboard.watch_queue(archive_deps.queue.clone());
+    tasks.push(dashboard.spawn_sampler(shutdown.clone()));
+    tasks.push(tokio::spawn(async move {
+        prism_archiver::Archiver::new(&archive_cfg, archive_deps)
+            .run(s)
+            .await;
+    }));
+    Ok(tasks)
 }
 
 /// Start the stack on `data_dir`, the API on `listen` (port 0 picks one), cancelled by
@@ -66,12 +142,7 @@ pub async fn start(
     config_file: Option<&Path>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<DevStack> {
-    let mut listen = listen;
-    if listen.port() == 0 {
-        // Reserve a concrete port so presigned URLs can name it.
-        let l = std::net::TcpListener::bind(listen).context("bind the API address")?;
-        listen = l.local_addr()?;
-    }
+    let listen = concrete(listen)?;
     let dir = data_dir.display().to_string();
     let common = [("data_dir", dir.clone()), ("backend", "local".to_owned())];
     let mut api_cfg: prism_api::Config = load(
@@ -96,61 +167,28 @@ pub async fn start(
 
     let stack = LocalStack::open(data_dir, &api_cfg.common.resources, &url).await?;
     let token = prism_api::dev_token(data_dir)?;
-    let metrics = shared::telemetry::metrics::install();
-    let mut tasks = Vec::new();
-
-    let (api_deps, s) = (prism_api::Deps::local(&stack), shutdown.clone());
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let m = metrics.clone();
-    let dashboard = Dashboard::new(api_deps.metadata.clone(), api_deps.media.clone(), m.clone());
-    let extra = dashboard.router();
-    tasks.push(tokio::spawn(async move {
-        let on_bound = |a| {
-            let _ = bound_tx.send(a);
-        };
-        if let Err(e) = prism_api::run_with(
-            api_cfg,
-            api_deps,
-            m,
-            Health::new(),
-            s.clone(),
-            extra,
-            on_bound,
-        )
-        .await
-        {
-            tracing::error!(error = %e, "API stopped with an error.");
-            s.cancel();
-        }
-    }));
-    bound_rx.await.context("the API did not start")?;
-
-    let resize_deps = prism_resize::worker::local_deps(&resize_cfg, &stack).await?;
-    dashboard.watch_queue(resize_deps.queue.clone());
-    let s = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        prism_resize::worker::run(&resize_cfg, resize_deps, s).await;
-    }));
-    let meta_deps = prism_metadata::local_deps(&meta_cfg, &stack).await?;
-    dashboard.watch_queue(meta_deps.queue.clone());
-    let s = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        prism_metadata::run(&meta_cfg, meta_deps, s).await;
-    }));
-    let archive_deps = prism_archiver::local_deps(&archive_cfg, &stack).await?;
-    dashboard.watch_queue(archive_deps.queue.clone());
-    tasks.push(dashboard.spawn_sampler(shutdown.clone()));
-    let s = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        prism_archiver::Archiver::new(&archive_cfg, archive_deps)
-            .run(s)
-            .await;
-    }));
+    let components = Components {
+        api: (api_cfg, prism_api::Deps::local(&stack)),
+        resize: (
+            resize_cfg.clone(),
+            prism_resize::worker::local_deps(&resize_cfg, &stack).await?,
+        ),
+        metadata: (
+            meta_cfg.clone(),
+            prism_metadata::local_deps(&meta_cfg, &stack).await?,
+        ),
+        archiver: (
+            archive_cfg.clone(),
+            prism_archiver::local_deps(&archive_cfg, &stack).await?,
+        ),
+    };
+    let tasks = spawn(components, &shutdown).await?;
     Ok(DevStack {
         url,
         token,
         data_dir: data_dir.to_path_buf(),
         stack,
+        provisioned: (),
         tasks,
         shutdown,
     })

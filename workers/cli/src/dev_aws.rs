@@ -9,59 +9,20 @@
 //! of `--data-dir` and the metadata writer signs callbacks with the data dir's local secret.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use shared::adapter::aws::provision::{self, Provisioned};
 use shared::adapter::aws::{AwsStack, Clients};
-use shared::config::{self, AwsConfig, Secret, Validate};
+use shared::config::{AwsConfig, Secret};
 use shared::port::QueueSettings;
-use shared::telemetry::Health;
 use shared::topology;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::dashboard::Dashboard;
+use crate::dev::{Components, DevStack, concrete, load, spawn};
 
-/// What a running AWS-mode dev stack exposes.
-pub struct AwsDevStack {
-    /// The API's base URL.
-    pub url: String,
-    /// The dev bearer token.
-    pub token: String,
-    /// The data dir (dev token, callback secret).
-    pub data_dir: PathBuf,
-    /// The adapters, for tests and tooling.
-    pub stack: AwsStack,
-    /// What was provisioned.
-    pub provisioned: Provisioned,
-    tasks: Vec<JoinHandle<()>>,
-    shutdown: CancellationToken,
-}
-
-impl AwsDevStack {
-    /// Stop every component and wait for them to drain.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-
-    /// Wait until `shutdown` (a signal) stops everything.
-    pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-}
-
-fn load<T>(file: Option<&Path>, overrides: &[(&str, String)]) -> anyhow::Result<T>
-where
-    T: Default + serde::Serialize + serde::de::DeserializeOwned + Validate,
-{
-    Ok(config::load::<T>(file, overrides)?)
-}
+/// What a running AWS-mode dev stack exposes: the AWS adapters and what was provisioned.
+pub type AwsDevStack = DevStack<AwsStack, Provisioned>;
 
 /// Provision on `endpoint` and start the stack, the API on `listen` (port 0 picks one).
 ///
@@ -75,11 +36,7 @@ pub async fn start_aws(
     config_file: Option<&Path>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<AwsDevStack> {
-    let mut listen = listen;
-    if listen.port() == 0 {
-        let l = std::net::TcpListener::bind(listen).context("bind the API address")?;
-        listen = l.local_addr()?;
-    }
+    let listen = concrete(listen)?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let region = region
         .unwrap_or(shared::adapter::aws::DEFAULT_REGION)
@@ -177,60 +134,23 @@ pub async fn start_aws(
     }
 
     let stack = AwsStack::with_clients(clients, &api_cfg.common);
-    let metrics = shared::telemetry::metrics::install();
-    let mut tasks = Vec::new();
-
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let (api_deps, s, m) = (
-        prism_api::Deps::aws(&stack),
-        shutdown.clone(),
-        metrics.clone(),
-    );
-    let dashboard = Dashboard::new(api_deps.metadata.clone(), api_deps.media.clone(), m.clone());
-    let extra = dashboard.router();
-    tasks.push(tokio::spawn(async move {
-        let on_bound = |a| {
-            let _ = bound_tx.send(a);
-        };
-        if let Err(e) = prism_api::run_with(
-            api_cfg,
-            api_deps,
-            m,
-            Health::new(),
-            s.clone(),
-            extra,
-            on_bound,
-        )
-        .await
-        {
-            tracing::error!(error = %e, "API stopped with an error.");
-            s.cancel();
-        }
-    }));
-    bound_rx.await.context("the API did not start")?;
-
-    let resize_deps = prism_resize::worker::aws_deps(&resize_cfg, &stack, None)?;
-    dashboard.watch_queue(resize_deps.queue.clone());
-    let s = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        prism_resize::worker::run(&resize_cfg, resize_deps, s).await;
-    }));
-    let meta_deps = prism_metadata::aws_deps(&meta_cfg, &stack, None)?;
-    dashboard.watch_queue(meta_deps.queue.clone());
-    let s = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        prism_metadata::run(&meta_cfg, meta_deps, s).await;
-    }));
-    let archive_deps = prism_archiver::aws_deps(&archive_cfg, &stack, None)?;
-    dashboard.watch_queue(archive_deps.queue.clone());
-    tasks.push(dashboard.spawn_sampler(shutdown.clone()));
-    let s = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        prism_archiver::Archiver::new(&archive_cfg, archive_deps)
-            .run(s)
-            .await;
-    }));
-    Ok(AwsDevStack {
+    let components = Components {
+        api: (api_cfg, prism_api::Deps::aws(&stack)),
+        resize: (
+            resize_cfg.clone(),
+            prism_resize::worker::aws_deps(&resize_cfg, &stack, None)?,
+        ),
+        metadata: (
+            meta_cfg.clone(),
+            prism_metadata::aws_deps(&meta_cfg, &stack, None)?,
+        ),
+        archiver: (
+            archive_cfg.clone(),
+            prism_archiver::aws_deps(&archive_cfg, &stack, None)?,
+        ),
+    };
+    let tasks = spawn(components, &shutdown).await?;
+    Ok(DevStack {
         url,
         token,
         data_dir: data_dir.to_path_buf(),

@@ -11,20 +11,6 @@ use std::path::PathBuf;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-fn corpus() -> PathBuf {
-    let dir = std::env::var_os("PRISM_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-        });
-    assert!(
-        dir.join("MANIFEST.md").exists(),
-        "the test corpus is missing at {}: put the shared/ reference folder beside the checkout or set PRISM_CORPUS",
-        dir.display()
-    );
-    dir
-}
-
 /// Decode a variant's dimensions from its bytes (WebP with the image crate, AVIF with the
 /// engine's libheif-backed probe).
 fn dimensions(bytes: &[u8], format: &str) -> (u32, u32) {
@@ -47,7 +33,7 @@ fn dimensions(bytes: &[u8], format: &str) -> (u32, u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corpus_batch_flows_through_the_local_pipeline() {
-    let corpus = corpus();
+    let corpus = shared::testing::corpus();
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let dev = prism::dev::start(

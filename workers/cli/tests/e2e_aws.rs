@@ -17,23 +17,9 @@ use shared::port::Queue;
 use shared::testing::moto::Moto;
 use tokio_util::sync::CancellationToken;
 
-fn corpus() -> PathBuf {
-    let dir = std::env::var_os("PRISM_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-        });
-    assert!(
-        dir.join("MANIFEST.md").exists(),
-        "the test corpus is missing at {}: put the shared/ reference folder beside the checkout or set PRISM_CORPUS",
-        dir.display()
-    );
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn batch_flows_through_s3_sns_sqs_and_dynamodb_on_moto() {
-    let corpus = corpus();
+    let corpus = shared::testing::corpus();
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();

@@ -17,20 +17,6 @@ use shared::telemetry::trace::TraceConfig;
 use shared::testing::otlp::{CollectedSpan, Collector};
 use tokio_util::sync::CancellationToken;
 
-fn corpus() -> PathBuf {
-    let dir = std::env::var_os("PRISM_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-        });
-    assert!(
-        dir.join("MANIFEST.md").exists(),
-        "the test corpus is missing at {}: put the shared/ reference folder beside the checkout or set PRISM_CORPUS",
-        dir.display()
-    );
-    dir
-}
-
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
@@ -182,7 +168,7 @@ fn check_batch(spans: &[CollectedSpan], done: &Value, caller: Option<(&str, &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spans_of_one_file_share_its_batch_trace() {
-    let corpus = corpus();
+    let corpus = shared::testing::corpus();
     let collector = Collector::start().await;
     let mut guard = shared::telemetry::tracing::init_with(
         &shared::config::LogConfig::default(),
