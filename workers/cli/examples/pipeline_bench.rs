@@ -104,6 +104,7 @@ async fn main() {
             })
             .collect(),
         concurrency: cores,
+        schedule: prism_resize::bench::Schedule::Pool,
         settings: EncodeSettings::default(),
         limits: Limits::default(),
         no_write: true,

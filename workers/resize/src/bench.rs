@@ -31,14 +31,31 @@ pub struct BenchOptions {
     pub widths: Vec<u32>,
     /// Output formats.
     pub formats: Vec<OutputFormat>,
-    /// Images in flight.
+    /// Images in flight ([`Schedule::Threads`]) or threads of the pool ([`Schedule::Pool`]).
     pub concurrency: usize,
+    /// How images are spread over the cores.
+    pub schedule: Schedule,
     /// Encoder knobs.
     pub settings: EncodeSettings,
     /// Limits.
     pub limits: Limits,
     /// Skip writing the variants (results.json is still written).
     pub no_write: bool,
+}
+
+/// How the bench spreads images over the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// `concurrency` plain threads each take the next image and run it (decode, colour,
+    /// resize) themselves; the encodes go to the global rayon pool and the thread blocks until
+    /// they are done. Images in flight = `concurrency`, threads = `concurrency` + the pool.
+    Threads,
+    /// Every image is a job on one rayon pool of `concurrency` threads, the encodes of each
+    /// image too; a thread that waits for an image's encodes runs other jobs meanwhile (that
+    /// image's encodes, another image's, or the next image), so no core waits while there is
+    /// work, and there are only as many threads as cores.
+    Pool,
 }
 
 /// The JSON summary printed on stdout; field names follow the sharp script.
@@ -48,8 +65,10 @@ pub struct Summary {
     pub tool: &'static str,
     /// "webp+avif" or "webp-only" (or the format list otherwise).
     pub mode: String,
-    /// Images in flight.
+    /// Images in flight (threads) or pool threads (pool).
     pub concurrency: usize,
+    /// How images were spread over the cores.
+    pub schedule: Schedule,
     /// Logical CPUs.
     pub cpus: usize,
     /// Engine settings in effect.
@@ -185,39 +204,12 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
     let files = list_inputs(&options.corpus)?;
     std::fs::create_dir_all(&options.out).with_context(|| format!("creating {:?}", options.out))?;
 
-    let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(files.len()));
     let t0 = Instant::now();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..options.concurrency.clamp(1, files.len()))
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(i) else {
-                            return Ok(());
-                        };
-                        let result = run_one(path, &request, options)?;
-                        eprintln!(
-                            "{:<8} {} {} ms",
-                            result.status,
-                            result.file,
-                            result.ms.round()
-                        );
-                        results
-                            .lock()
-                            .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?
-                            .push(result);
-                    }
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join()
-                .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
-        }
-        Ok(())
-    })?;
+    match options.schedule {
+        Schedule::Threads => run_threads(&files, &request, options, &results)?,
+        Schedule::Pool => run_pool(&files, &request, options, &results)?,
+    }
     let wall_s = t0.elapsed().as_secs_f64();
     let mut results = results
         .into_inner()
@@ -248,6 +240,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         tool: "prism",
         mode,
         concurrency: options.concurrency,
+        schedule: options.schedule,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         settings: SummarySettings {
             widths: request.widths.clone(),
@@ -285,6 +278,90 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         serde_json::to_vec_pretty(&doc)?,
     )?;
     Ok(summary)
+}
+
+type Results = Mutex<Vec<FileResult>>;
+
+fn record(results: &Results, result: FileResult) -> anyhow::Result<()> {
+    eprintln!(
+        "{:<8} {} {} ms",
+        result.status,
+        result.file,
+        result.ms.round()
+    );
+    results
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?
+        .push(result);
+    Ok(())
+}
+
+/// [`Schedule::Threads`]: `concurrency` threads, each taking the next file.
+fn run_threads(
+    files: &[PathBuf],
+    request: &VariantRequest,
+    options: &BenchOptions,
+    results: &Results,
+) -> anyhow::Result<()> {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..options.concurrency.clamp(1, files.len()))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else {
+                            return Ok(());
+                        };
+                        record(results, run_one(path, request, options)?)?;
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
+        }
+        Ok(())
+    })
+}
+
+/// [`Schedule::Pool`]: every file is a job on one pool of `concurrency` threads, taken in
+/// order; the engine's encodes land on the same pool, and a thread waiting for them runs
+/// other jobs meanwhile.
+fn run_pool(
+    files: &[PathBuf],
+    request: &VariantRequest,
+    options: &BenchOptions,
+    results: &Results,
+) -> anyhow::Result<()> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.concurrency.max(1))
+        .thread_name(|i| format!("bench-{i}"))
+        .build()
+        .context("starting the bench's thread pool")?;
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    pool.scope_fifo(|scope| {
+        for path in files {
+            let first_error = &first_error;
+            scope.spawn_fifo(move |_| {
+                let outcome = run_one(path, request, options).and_then(|r| record(results, r));
+                if let Err(e) = outcome {
+                    first_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_or_insert(e);
+                }
+            });
+        }
+    });
+    match first_error
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn run_one(

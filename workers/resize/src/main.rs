@@ -45,6 +45,11 @@ enum Command {
         /// Images in flight (default: the number of CPUs, like the sharp script).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// How images are spread over the cores: `pool` (one rayon pool of `--concurrency`
+        /// threads runs images and encodes, a waiting thread takes other work) or `threads`
+        /// (`--concurrency` threads each run one image and block on its encodes).
+        #[arg(long, value_enum, default_value = "pool")]
+        schedule: bench::Schedule,
         /// rav1e speed preset 1..=10.
         #[arg(long)]
         avif_speed: Option<u8>,
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
             widths,
             formats,
             concurrency,
+            schedule,
             avif_speed,
             avif_quality_offset,
             jpeg_min_residual,
@@ -128,6 +134,7 @@ fn main() -> ExitCode {
                 formats,
                 concurrency: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                schedule,
                 settings,
                 limits: Limits::default(),
                 no_write,
