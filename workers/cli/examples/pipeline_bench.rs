@@ -105,6 +105,7 @@ async fn main() {
             .collect(),
         concurrency: cores,
         schedule: prism_resize::bench::Schedule::Pool,
+        order: prism_resize::bench::Order::Cost,
         settings: EncodeSettings::default(),
         limits: Limits::default(),
         no_write: true,

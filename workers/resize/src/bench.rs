@@ -35,6 +35,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// How images are spread over the cores.
     pub schedule: Schedule,
+    /// The order images are started in.
+    pub order: Order,
     /// Encoder knobs.
     pub settings: EncodeSettings,
     /// Limits.
@@ -58,6 +60,18 @@ pub enum Schedule {
     Pool,
 }
 
+/// The order the bench starts images in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Most expensive first, by [`render::estimate_cost`] from each file's header (read and
+    /// probed on the pool, inside the timed run): a long image never starts last while the
+    /// other cores run out of work. Files whose header does not probe go last.
+    Cost,
+    /// File name order, as the sharp script reads them.
+    Name,
+}
+
 /// The JSON summary printed on stdout; field names follow the sharp script.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -69,6 +83,8 @@ pub struct Summary {
     pub concurrency: usize,
     /// How images were spread over the cores.
     pub schedule: Schedule,
+    /// The order images were started in.
+    pub order: Order,
     /// Logical CPUs.
     pub cpus: usize,
     /// Engine settings in effect.
@@ -207,8 +223,19 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
     let results = Mutex::new(Vec::with_capacity(files.len()));
     let t0 = Instant::now();
     match options.schedule {
-        Schedule::Threads => run_threads(&files, &request, options, &results)?,
-        Schedule::Pool => run_pool(&files, &request, options, &results)?,
+        Schedule::Threads => {
+            let files = order(files, &request, options);
+            run_threads(&files, &request, options, &results)?;
+        }
+        Schedule::Pool => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(options.concurrency.max(1))
+                .thread_name(|i| format!("bench-{i}"))
+                .build()
+                .context("starting the bench's thread pool")?;
+            let files = pool.install(|| order(files, &request, options));
+            run_pool(&pool, &files, &request, options, &results)?;
+        }
     }
     let wall_s = t0.elapsed().as_secs_f64();
     let mut results = results
@@ -241,6 +268,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         mode,
         concurrency: options.concurrency,
         schedule: options.schedule,
+        order: options.order,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         settings: SummarySettings {
             widths: request.widths.clone(),
@@ -281,6 +309,29 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
 }
 
 type Results = Mutex<Vec<FileResult>>;
+
+/// `files` in [`BenchOptions::order`]; with [`Order::Cost`] every file is read and probed (in
+/// parallel on the current rayon pool) and the most expensive go first, ties by name.
+fn order(files: Vec<PathBuf>, request: &VariantRequest, options: &BenchOptions) -> Vec<PathBuf> {
+    use rayon::prelude::*;
+    if options.order == Order::Name {
+        return files;
+    }
+    let mut costed: Vec<(u64, PathBuf)> = files
+        .into_par_iter()
+        .map(|path| {
+            let cost = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| render::decode::probe(&bytes, &options.limits).ok())
+                .map_or(0, |probe| {
+                    render::estimate_cost(&probe, request, &options.settings)
+                });
+            (cost, path)
+        })
+        .collect();
+    costed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    costed.into_iter().map(|(_, path)| path).collect()
+}
 
 fn record(results: &Results, result: FileResult) -> anyhow::Result<()> {
     eprintln!(
@@ -330,16 +381,12 @@ fn run_threads(
 /// order; the engine's encodes land on the same pool, and a thread waiting for them runs
 /// other jobs meanwhile.
 fn run_pool(
+    pool: &rayon::ThreadPool,
     files: &[PathBuf],
     request: &VariantRequest,
     options: &BenchOptions,
     results: &Results,
 ) -> anyhow::Result<()> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.concurrency.max(1))
-        .thread_name(|i| format!("bench-{i}"))
-        .build()
-        .context("starting the bench's thread pool")?;
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     pool.scope_fifo(|scope| {
         for path in files {

@@ -50,6 +50,10 @@ enum Command {
         /// (`--concurrency` threads each run one image and block on its encodes).
         #[arg(long, value_enum, default_value = "pool")]
         schedule: bench::Schedule,
+        /// The order images start in: `cost` (most expensive first, estimated from each
+        /// header) or `name` (the sharp script's order).
+        #[arg(long, value_enum, default_value = "cost")]
+        order: bench::Order,
         /// rav1e speed preset 1..=10.
         #[arg(long)]
         avif_speed: Option<u8>,
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
             formats,
             concurrency,
             schedule,
+            order,
             avif_speed,
             avif_quality_offset,
             jpeg_min_residual,
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
                 concurrency: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 schedule,
+                order,
                 settings,
                 limits: Limits::default(),
                 no_write,
