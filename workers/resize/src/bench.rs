@@ -224,7 +224,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
     let t0 = Instant::now();
     match options.schedule {
         Schedule::Threads => {
-            let files = order(files, &request, options);
+            let files = start_order(files, &request, options);
             run_threads(&files, &request, options, &results)?;
         }
         Schedule::Pool => {
@@ -233,7 +233,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
                 .thread_name(|i| format!("bench-{i}"))
                 .build()
                 .context("starting the bench's thread pool")?;
-            let files = pool.install(|| order(files, &request, options));
+            let files = pool.install(|| start_order(files, &request, options));
             run_pool(&pool, &files, &request, options, &results)?;
         }
     }
@@ -311,8 +311,13 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
 type Results = Mutex<Vec<FileResult>>;
 
 /// `files` in [`BenchOptions::order`]; with [`Order::Cost`] every file is read and probed (in
-/// parallel on the current rayon pool) and the most expensive go first, ties by name.
-fn order(files: Vec<PathBuf>, request: &VariantRequest, options: &BenchOptions) -> Vec<PathBuf> {
+/// parallel on the current rayon pool) and the most expensive go first, ties by name; files
+/// that cannot be read or probed go last. `request` must be normalised.
+pub fn start_order(
+    files: Vec<PathBuf>,
+    request: &VariantRequest,
+    options: &BenchOptions,
+) -> Vec<PathBuf> {
     use rayon::prelude::*;
     if options.order == Order::Name {
         return files;
