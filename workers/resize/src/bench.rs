@@ -3,9 +3,11 @@
 //!
 //! The job per file: sniff, orient, sRGB, every requested width smaller than the oriented
 //! source width (else one variant at the source width), WebP q80 method 4 and AVIF q50, first
-//! frame only. `--concurrency` images are in flight at once (default: the core count, as the
-//! sharp script does); inside one image the encodes run in parallel on the rayon pool. A file
-//! that fails is recorded as rejected with its code and the run goes on.
+//! frame only. `--concurrency` defaults to the core count, as in the sharp script: by default
+//! ([`Schedule::Pool`]) it is the size of one rayon pool that runs every image and every encode,
+//! started most expensive first ([`Order::Cost`]); with [`Schedule::Threads`] it is the number
+//! of images in flight, each on its own thread, with the encodes on the global rayon pool. A
+//! file that fails is recorded as rejected with its code and the run goes on.
 //!
 //! This is a tool, so it reports with `anyhow` rather than a matchable error type.
 
