@@ -104,6 +104,10 @@ async fn main() {
             })
             .collect(),
         concurrency: cores,
+        // The worker's own model (one blocking task per image, encodes on the global rayon
+        // pool, arrival order), so the comparison with the pipeline is like for like.
+        schedule: prism_resize::bench::Schedule::Threads,
+        order: prism_resize::bench::Order::Name,
         settings: EncodeSettings::default(),
         limits: Limits::default(),
         no_write: true,

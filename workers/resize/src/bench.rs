@@ -3,9 +3,11 @@
 //!
 //! The job per file: sniff, orient, sRGB, every requested width smaller than the oriented
 //! source width (else one variant at the source width), WebP q80 method 4 and AVIF q50, first
-//! frame only. `--concurrency` images are in flight at once (default: the core count, as the
-//! sharp script does); inside one image the encodes run in parallel on the rayon pool. A file
-//! that fails is recorded as rejected with its code and the run goes on.
+//! frame only. `--concurrency` defaults to the core count, as in the sharp script: by default
+//! ([`Schedule::Pool`]) it is the size of one rayon pool that runs every image and every encode,
+//! started most expensive first ([`Order::Cost`]); with [`Schedule::Threads`] it is the number
+//! of images in flight, each on its own thread, with the encodes on the global rayon pool. A
+//! file that fails is recorded as rejected with its code and the run goes on.
 //!
 //! This is a tool, so it reports with `anyhow` rather than a matchable error type.
 
@@ -31,14 +33,45 @@ pub struct BenchOptions {
     pub widths: Vec<u32>,
     /// Output formats.
     pub formats: Vec<OutputFormat>,
-    /// Images in flight.
+    /// Images in flight ([`Schedule::Threads`]) or threads of the pool ([`Schedule::Pool`]).
     pub concurrency: usize,
+    /// How images are spread over the cores.
+    pub schedule: Schedule,
+    /// The order images are started in.
+    pub order: Order,
     /// Encoder knobs.
     pub settings: EncodeSettings,
     /// Limits.
     pub limits: Limits,
     /// Skip writing the variants (results.json is still written).
     pub no_write: bool,
+}
+
+/// How the bench spreads images over the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// `concurrency` plain threads each take the next image and run it (decode, colour,
+    /// resize) themselves; the encodes go to the global rayon pool and the thread blocks until
+    /// they are done. Images in flight = `concurrency`, threads = `concurrency` + the pool.
+    Threads,
+    /// Every image is a job on one rayon pool of `concurrency` threads, the encodes of each
+    /// image too; a thread that waits for an image's encodes runs other jobs meanwhile (that
+    /// image's encodes, another image's, or the next image), so no core waits while there is
+    /// work, and there are only as many threads as cores.
+    Pool,
+}
+
+/// The order the bench starts images in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Most expensive first, by [`render::estimate_cost`] from each file's header (read and
+    /// probed on the pool, inside the timed run): a long image never starts last while the
+    /// other cores run out of work. Files whose header does not probe go last.
+    Cost,
+    /// File name order, as the sharp script reads them.
+    Name,
 }
 
 /// The JSON summary printed on stdout; field names follow the sharp script.
@@ -48,8 +81,12 @@ pub struct Summary {
     pub tool: &'static str,
     /// "webp+avif" or "webp-only" (or the format list otherwise).
     pub mode: String,
-    /// Images in flight.
+    /// Images in flight (threads) or pool threads (pool).
     pub concurrency: usize,
+    /// How images were spread over the cores.
+    pub schedule: Schedule,
+    /// The order images were started in.
+    pub order: Order,
     /// Logical CPUs.
     pub cpus: usize,
     /// Engine settings in effect.
@@ -185,39 +222,23 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
     let files = list_inputs(&options.corpus)?;
     std::fs::create_dir_all(&options.out).with_context(|| format!("creating {:?}", options.out))?;
 
-    let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(files.len()));
     let t0 = Instant::now();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..options.concurrency.clamp(1, files.len()))
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(i) else {
-                            return Ok(());
-                        };
-                        let result = run_one(path, &request, options)?;
-                        eprintln!(
-                            "{:<8} {} {} ms",
-                            result.status,
-                            result.file,
-                            result.ms.round()
-                        );
-                        results
-                            .lock()
-                            .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?
-                            .push(result);
-                    }
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join()
-                .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
+    match options.schedule {
+        Schedule::Threads => {
+            let files = start_order(files, &request, options);
+            run_threads(&files, &request, options, &results)?;
         }
-        Ok(())
-    })?;
+        Schedule::Pool => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(options.concurrency.max(1))
+                .thread_name(|i| format!("bench-{i}"))
+                .build()
+                .context("starting the bench's thread pool")?;
+            let files = pool.install(|| start_order(files, &request, options));
+            run_pool(&pool, &files, &request, options, &results)?;
+        }
+    }
     let wall_s = t0.elapsed().as_secs_f64();
     let mut results = results
         .into_inner()
@@ -248,6 +269,8 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         tool: "prism",
         mode,
         concurrency: options.concurrency,
+        schedule: options.schedule,
+        order: options.order,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         settings: SummarySettings {
             widths: request.widths.clone(),
@@ -285,6 +308,114 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         serde_json::to_vec_pretty(&doc)?,
     )?;
     Ok(summary)
+}
+
+type Results = Mutex<Vec<FileResult>>;
+
+/// `files` in [`BenchOptions::order`]; with [`Order::Cost`] every file is read and probed (in
+/// parallel on the current rayon pool) and the most expensive go first, ties by name; files
+/// that cannot be read or probed go last. `request` must be normalised.
+pub fn start_order(
+    files: Vec<PathBuf>,
+    request: &VariantRequest,
+    options: &BenchOptions,
+) -> Vec<PathBuf> {
+    use rayon::prelude::*;
+    if options.order == Order::Name {
+        return files;
+    }
+    let mut costed: Vec<(u64, PathBuf)> = files
+        .into_par_iter()
+        .map(|path| {
+            let cost = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| render::decode::probe(&bytes, &options.limits).ok())
+                .map_or(0, |probe| {
+                    render::estimate_cost(&probe, request, &options.settings)
+                });
+            (cost, path)
+        })
+        .collect();
+    costed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    costed.into_iter().map(|(_, path)| path).collect()
+}
+
+fn record(results: &Results, result: FileResult) -> anyhow::Result<()> {
+    eprintln!(
+        "{:<8} {} {} ms",
+        result.status,
+        result.file,
+        result.ms.round()
+    );
+    results
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?
+        .push(result);
+    Ok(())
+}
+
+/// [`Schedule::Threads`]: `concurrency` threads, each taking the next file.
+fn run_threads(
+    files: &[PathBuf],
+    request: &VariantRequest,
+    options: &BenchOptions,
+    results: &Results,
+) -> anyhow::Result<()> {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..options.concurrency.clamp(1, files.len()))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else {
+                            return Ok(());
+                        };
+                        record(results, run_one(path, request, options)?)?;
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
+        }
+        Ok(())
+    })
+}
+
+/// [`Schedule::Pool`]: every file is a job on one pool of `concurrency` threads, taken in
+/// order; the engine's encodes land on the same pool, and a thread waiting for them runs
+/// other jobs meanwhile.
+fn run_pool(
+    pool: &rayon::ThreadPool,
+    files: &[PathBuf],
+    request: &VariantRequest,
+    options: &BenchOptions,
+    results: &Results,
+) -> anyhow::Result<()> {
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    pool.scope_fifo(|scope| {
+        for path in files {
+            let first_error = &first_error;
+            scope.spawn_fifo(move |_| {
+                let outcome = run_one(path, request, options).and_then(|r| record(results, r));
+                if let Err(e) = outcome {
+                    first_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_or_insert(e);
+                }
+            });
+        }
+    });
+    match first_error
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn run_one(

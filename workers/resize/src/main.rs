@@ -45,6 +45,15 @@ enum Command {
         /// Images in flight (default: the number of CPUs, like the sharp script).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// How images are spread over the cores: `pool` (one rayon pool of `--concurrency`
+        /// threads runs images and encodes, a waiting thread takes other work) or `threads`
+        /// (`--concurrency` threads each run one image and block on its encodes).
+        #[arg(long, value_enum, default_value = "pool")]
+        schedule: bench::Schedule,
+        /// The order images start in: `cost` (most expensive first, estimated from each
+        /// header) or `name` (the sharp script's order).
+        #[arg(long, value_enum, default_value = "cost")]
+        order: bench::Order,
         /// rav1e speed preset 1..=10.
         #[arg(long)]
         avif_speed: Option<u8>,
@@ -98,6 +107,8 @@ fn main() -> ExitCode {
             widths,
             formats,
             concurrency,
+            schedule,
+            order,
             avif_speed,
             avif_quality_offset,
             jpeg_min_residual,
@@ -128,6 +139,8 @@ fn main() -> ExitCode {
                 formats,
                 concurrency: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                schedule,
+                order,
                 settings,
                 limits: Limits::default(),
                 no_write,

@@ -195,6 +195,46 @@ pub fn plan_jpeg_scale(oriented_w: u32, max_target_w: u32, min_residual: f64) ->
         .unwrap_or(8)
 }
 
+/// A relative estimate of the CPU one render of `probe`'s image costs, from its header alone,
+/// in units of "pixels one WebP encode sees": the pixels of every planned variant (an AVIF
+/// pixel counts 8, measured: AVIF is about 8× WebP's CPU on the corpus) plus a quarter of the
+/// pixels the decoder produces (after the JPEG DCT scaling [`render`] will use; HEIF/AVIF
+/// pixels count half, HEVC/AV1 decoding costs about twice JPEG's per pixel).
+///
+/// The bench uses it to start the most expensive images first, so that a long image does not
+/// start last while the other cores run out of work.
+pub fn estimate_cost(
+    probe: &decode::Probe,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+) -> u64 {
+    let (ow, oh) = probe.oriented_dimensions();
+    let widths = plan_widths(&request.widths, ow);
+    let per_pixel: u64 = request
+        .formats
+        .iter()
+        .map(|f| match f {
+            OutputFormat::Webp => 1,
+            OutputFormat::Avif => 8,
+        })
+        .sum();
+    let encoded: u64 = widths
+        .iter()
+        .map(|&w| u64::from(w) * u64::from(scaled_height(ow, oh, w)) * per_pixel)
+        .sum();
+    let stored = probe.decode_pixels();
+    let decoded = match probe.format {
+        SourceFormat::Jpeg => {
+            let max_target = widths.last().copied().unwrap_or(ow);
+            let n = u64::from(plan_jpeg_scale(ow, max_target, settings.jpeg_min_residual));
+            stored * n * n / 64 / 4
+        }
+        SourceFormat::Heic | SourceFormat::Avif => stored / 2,
+        _ => stored / 4,
+    };
+    encoded + decoded
+}
+
 /// The eighths libjpeg-turbo may decode at, smallest first: 1/8, 1/4, 1/2 and 1. These have
 /// SIMD inverse DCTs; the other eighths (3/8, 3/4, ...) were measured to lose SSIM on the
 /// corpus (0.9732 against 0.9788 mean WebP SSIM-Y) for little time, so they are not used.
@@ -358,6 +398,33 @@ mod tests {
         assert_eq!(plan_jpeg_scale(2725, 320, 1.0), 1);
         assert_eq!(plan_jpeg_scale(2725, 320, 2.0), 2);
         assert_eq!(plan_jpeg_scale(600, 600, 1.0), 8);
+    }
+
+    #[test]
+    fn cost_grows_with_the_variants_and_the_decode() {
+        let limits = Limits::default();
+        let settings = EncodeSettings::default();
+        let webp = VariantRequest {
+            formats: vec![OutputFormat::Webp],
+            ..VariantRequest::default()
+        }
+        .normalise()
+        .unwrap();
+        let both = VariantRequest::default().normalise().unwrap();
+        let png = |w: u32, h: u32| {
+            let img = image::RgbImage::new(w, h);
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+            decode::probe(&out.into_inner(), &limits).unwrap()
+        };
+        let (small, large) = (png(300, 200), png(3000, 2000));
+        // 300 wide: one variant at 300×200, plus a quarter of the 60,000 decoded pixels.
+        assert_eq!(estimate_cost(&small, &webp, &settings), 60_000 + 15_000);
+        assert!(
+            estimate_cost(&large, &webp, &settings) > 50 * estimate_cost(&small, &webp, &settings)
+        );
+        // AVIF on top of WebP weighs 8 more per variant pixel.
+        assert_eq!(estimate_cost(&small, &both, &settings), 9 * 60_000 + 15_000);
     }
 
     #[test]
