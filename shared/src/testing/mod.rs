@@ -6,6 +6,7 @@
 //! parallel against one server).
 
 pub mod blob_store;
+pub mod fault_proxy;
 pub mod metadata_store;
 pub mod moto;
 pub mod otlp;

@@ -34,6 +34,11 @@ pub struct MetadataHandler {
 fn store_err(e: MetadataStoreError) -> HandlerError {
     match e {
         MetadataStoreError::NotFound(_) => HandlerError::permanent(ErrorCode::InvalidEvent, e),
+        // Keep throttling and timeouts apart from outages in `prism_errors_total{error_code}`,
+        // as the blob-store mapping does (DynamoDB throttling was counted as
+        // `store_unavailable` until the AWS fault-injection test showed it).
+        MetadataStoreError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
+        MetadataStoreError::Timeout(_) => HandlerError::transient(ErrorCode::Timeout, e),
         e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
         e => HandlerError::permanent(ErrorCode::Internal, e),
     }
@@ -348,6 +353,48 @@ impl Handler for MetadataHandler {
                     .map_or(message.body.as_str(), |e| e.message.as_str());
                 self.on_client_event(&v, inner).await
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::error::Disposition;
+
+    #[test]
+    fn store_errors_keep_their_transient_codes() {
+        let cases = [
+            (
+                MetadataStoreError::Throttled("x".into()),
+                Disposition::Retry,
+                ErrorCode::Throttled,
+            ),
+            (
+                MetadataStoreError::Timeout("x".into()),
+                Disposition::Retry,
+                ErrorCode::Timeout,
+            ),
+            (
+                MetadataStoreError::Unavailable("x".into()),
+                Disposition::Retry,
+                ErrorCode::StoreUnavailable,
+            ),
+            (
+                MetadataStoreError::NotFound("x".into()),
+                Disposition::DeadLetter,
+                ErrorCode::InvalidEvent,
+            ),
+            (
+                MetadataStoreError::Other("x".into()),
+                Disposition::DeadLetter,
+                ErrorCode::Internal,
+            ),
+        ];
+        for (e, disposition, code) in cases {
+            let what = format!("{e:?}");
+            let h = store_err(e);
+            assert_eq!((h.disposition, h.code), (disposition, code), "{what}");
         }
     }
 }
