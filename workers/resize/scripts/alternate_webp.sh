@@ -32,7 +32,7 @@ for _ in $(seq "$rounds"); do
     IFS='|' read -r label dir extra <<< "$run"
     # shellcheck disable=SC2086
     prio /usr/bin/time -f "$label %e %U %S %M" -o "$work/time.txt" \
-      "$bin" bench --corpus "$dir" --out "$work/$label" --formats webp $extra > "$work/out.json" 2>/dev/null
+      "$bin" bench --corpus "$dir" --out "$work/out-$label" --formats webp $extra > "$work/out.json" 2>/dev/null
     report
   done
 done

@@ -226,7 +226,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
     let t0 = Instant::now();
     match options.schedule {
         Schedule::Threads => {
-            let files = start_order(files, &request, options);
+            let files = ordered_inputs(files, &request, options);
             run_threads(&files, &request, options, &results)?;
         }
         Schedule::Pool => {
@@ -235,7 +235,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
                 .thread_name(|i| format!("bench-{i}"))
                 .build()
                 .context("starting the bench's thread pool")?;
-            let files = pool.install(|| start_order(files, &request, options));
+            let files = pool.install(|| ordered_inputs(files, &request, options));
             run_pool(&pool, &files, &request, options, &results)?;
         }
     }
@@ -320,24 +320,77 @@ pub fn start_order(
     request: &VariantRequest,
     options: &BenchOptions,
 ) -> Vec<PathBuf> {
-    use rayon::prelude::*;
-    if options.order == Order::Name {
-        return files;
+    ordered_inputs(files, request, options)
+        .into_iter()
+        .map(|i| i.path)
+        .collect()
+}
+
+/// The most file bytes the cost order's header pass keeps for the render, so a folder much
+/// larger than memory is still read twice rather than held whole (the corpus is ~60 MB).
+const KEEP_BYTES_MAX: u64 = 128 << 20;
+
+/// A file to render, with its bytes when the header pass kept them.
+struct Input {
+    path: PathBuf,
+    bytes: Mutex<Option<Vec<u8>>>,
+}
+
+impl Input {
+    /// The kept bytes (once), else the file read now.
+    fn take_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        let kept = self
+            .bytes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match kept {
+            Some(b) => Ok(b),
+            None => std::fs::read(&self.path).with_context(|| format!("reading {:?}", self.path)),
+        }
     }
-    let mut costed: Vec<(u64, PathBuf)> = files
+}
+
+/// [`start_order`], keeping the bytes the header pass read (up to [`KEEP_BYTES_MAX`] in all,
+/// in start order) so the render does not read them again.
+fn ordered_inputs(
+    files: Vec<PathBuf>,
+    request: &VariantRequest,
+    options: &BenchOptions,
+) -> Vec<Input> {
+    use rayon::prelude::*;
+    let input = |path, bytes| Input {
+        path,
+        bytes: Mutex::new(bytes),
+    };
+    if options.order == Order::Name {
+        return files.into_iter().map(|p| input(p, None)).collect();
+    }
+    let mut costed: Vec<(u64, PathBuf, Option<Vec<u8>>)> = files
         .into_par_iter()
         .map(|path| {
-            let cost = std::fs::read(&path)
-                .ok()
-                .and_then(|bytes| render::decode::probe(&bytes, &options.limits).ok())
+            let bytes = std::fs::read(&path).ok();
+            let cost = bytes
+                .as_deref()
+                .and_then(|b| render::decode::probe(b, &options.limits).ok())
                 .map_or(0, |probe| {
                     render::estimate_cost(&probe, request, &options.settings)
                 });
-            (cost, path)
+            (cost, path, bytes)
         })
         .collect();
     costed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    costed.into_iter().map(|(_, path)| path).collect()
+    let mut kept = 0_u64;
+    costed
+        .into_iter()
+        .map(|(_, path, bytes)| {
+            let bytes = bytes.filter(|b| {
+                kept += b.len() as u64;
+                kept <= KEEP_BYTES_MAX
+            });
+            input(path, bytes)
+        })
+        .collect()
 }
 
 fn record(results: &Results, result: FileResult) -> anyhow::Result<()> {
@@ -356,7 +409,7 @@ fn record(results: &Results, result: FileResult) -> anyhow::Result<()> {
 
 /// [`Schedule::Threads`]: `concurrency` threads, each taking the next file.
 fn run_threads(
-    files: &[PathBuf],
+    files: &[Input],
     request: &VariantRequest,
     options: &BenchOptions,
     results: &Results,
@@ -368,10 +421,10 @@ fn run_threads(
                 scope.spawn(|| -> anyhow::Result<()> {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = files.get(i) else {
+                        let Some(input) = files.get(i) else {
                             return Ok(());
                         };
-                        record(results, run_one(path, request, options)?)?;
+                        record(results, run_one(input, request, options)?)?;
                     }
                 })
             })
@@ -389,17 +442,17 @@ fn run_threads(
 /// other jobs meanwhile.
 fn run_pool(
     pool: &rayon::ThreadPool,
-    files: &[PathBuf],
+    files: &[Input],
     request: &VariantRequest,
     options: &BenchOptions,
     results: &Results,
 ) -> anyhow::Result<()> {
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     pool.scope_fifo(|scope| {
-        for path in files {
+        for input in files {
             let first_error = &first_error;
             scope.spawn_fifo(move |_| {
-                let outcome = run_one(path, request, options).and_then(|r| record(results, r));
+                let outcome = run_one(input, request, options).and_then(|r| record(results, r));
                 if let Err(e) = outcome {
                     first_error
                         .lock()
@@ -419,16 +472,17 @@ fn run_pool(
 }
 
 fn run_one(
-    path: &Path,
+    input: &Input,
     request: &VariantRequest,
     options: &BenchOptions,
 ) -> anyhow::Result<FileResult> {
-    let file = path
+    let file = input
+        .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let t0 = Instant::now();
-    let bytes = std::fs::read(path).with_context(|| format!("reading {path:?}"))?;
+    let bytes = input.take_bytes()?;
     let rendered = render::render(&bytes, request, &options.limits, &options.settings);
     let mut result = FileResult {
         file: file.clone(),

@@ -84,7 +84,7 @@ pub fn to_srgb8(decoded: Decoded) -> Result<(Raster, Option<String>), RenderErro
 
     let data = match (profile, is_srgb, samples) {
         (Some(profile), false, samples) => {
-            transform(&profile, layout, &samples, pixels, out_channels)?
+            transform(&profile, layout, samples, pixels, out_channels)?
         }
         // 8-bit RGB(A) that needs no transform is already the raster: keep the buffer.
         (_, _, Samples::U8(s)) if matches!(layout, Layout::Rgb | Layout::Rgba) => s,
@@ -355,7 +355,7 @@ fn untagged<T: Copy + Sync>(src: &[T], layout: Layout, out: &mut [u8], conv: imp
 fn transform(
     profile: &Profile,
     layout: Layout,
-    samples: &Samples,
+    samples: Samples,
     pixels: usize,
     out_channels: usize,
 ) -> Result<Vec<u8>, RenderError> {
@@ -393,8 +393,15 @@ fn transform(
     .map_err(|e| RenderError::InvalidColorProfile(e.to_string()))?;
     let in_bpp = layout.channels() * if sixteen { 2 } else { 1 };
     let src: &[u8] = match samples {
-        Samples::U8(s) => s,
-        Samples::U16(s) => bytemuck::cast_slice(s),
+        // 8-bit RGB(A) in, the same layout out: convert in the decode buffer, sparing a
+        // zeroed output buffer (lcms reads each pixel before writing it).
+        Samples::U8(mut s) if in_bpp == out_channels => {
+            s.par_chunks_mut(CHUNK_PIXELS * in_bpp)
+                .for_each(|c| t.transform_in_place(c));
+            return Ok(s);
+        }
+        Samples::U8(ref s) => s,
+        Samples::U16(ref s) => bytemuck::cast_slice(s),
     };
     let mut out = vec![0_u8; pixels * out_channels];
     src.par_chunks(CHUNK_PIXELS * in_bpp)
