@@ -10,7 +10,7 @@ use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys::{MediaKind, parse_media_key, parse_upload_key};
 use shared::manifest::{parse_failure, parse_manifest};
 use shared::port::{
-    BatchRecord, BatchStatus, BlobStoreError, Message, MetadataStoreError, Transition,
+    BatchRecord, BatchStatus, BlobStoreError, Message, MetadataStoreError, TopicError, Transition,
 };
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use time::OffsetDateTime;
@@ -49,6 +49,14 @@ fn blob_err(e: BlobStoreError) -> HandlerError {
         BlobStoreError::NotFound(_) => HandlerError::permanent(ErrorCode::SourceMissing, e),
         BlobStoreError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
         BlobStoreError::Timeout(_) => HandlerError::transient(ErrorCode::Timeout, e),
+        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
+        e => HandlerError::permanent(ErrorCode::Internal, e),
+    }
+}
+
+fn topic_err(e: TopicError) -> HandlerError {
+    match e {
+        TopicError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
         e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
         e => HandlerError::permanent(ErrorCode::Internal, e),
     }
@@ -249,13 +257,7 @@ impl MetadataHandler {
             .topic
             .publish(&event.to_string())
             .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    HandlerError::transient(ErrorCode::StoreUnavailable, e)
-                } else {
-                    HandlerError::permanent(ErrorCode::Internal, e)
-                }
-            })?;
+            .map_err(topic_err)?;
         if let Some(url) = &batch.callback_url {
             // Bounded retries inside; a receiver that stays down is logged and counted, and
             // does not hold the queue message (the event on the topic is the durable record).
@@ -394,6 +396,32 @@ mod tests {
         for (e, disposition, code) in cases {
             let what = format!("{e:?}");
             let h = store_err(e);
+            assert_eq!((h.disposition, h.code), (disposition, code), "{what}");
+        }
+    }
+
+    #[test]
+    fn topic_errors_keep_their_transient_codes() {
+        let cases = [
+            (
+                TopicError::Throttled("x".into()),
+                Disposition::Retry,
+                ErrorCode::Throttled,
+            ),
+            (
+                TopicError::Unavailable("x".into()),
+                Disposition::Retry,
+                ErrorCode::StoreUnavailable,
+            ),
+            (
+                TopicError::Invalid("x".into()),
+                Disposition::DeadLetter,
+                ErrorCode::Internal,
+            ),
+        ];
+        for (e, disposition, code) in cases {
+            let what = format!("{e:?}");
+            let h = topic_err(e);
             assert_eq!((h.disposition, h.code), (disposition, code), "{what}");
         }
     }
