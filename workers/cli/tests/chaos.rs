@@ -15,10 +15,12 @@
 //! kills (the timing of the processes themselves is not deterministic).
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
+#[path = "support/batch_check.rs"]
+mod batch_check;
 #[path = "../../resize/tests/support/hostile_inputs.rs"]
 mod hostile_inputs;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -567,27 +569,7 @@ async fn every_upload_survives_sigkilled_workers() {
     for ((view, files), batch_id) in views.iter().zip(&batches).zip(&batch_ids) {
         let n = files.len();
         let want_done = files.iter().filter(|(_, e)| *e == Expect::Done).count();
-        let c = &view["counts"];
-        assert_eq!(
-            (c["files"].as_u64(), c["received"].as_u64()),
-            (Some(n as u64), Some(n as u64)),
-            "{c}"
-        );
-        assert_eq!(c["done"].as_u64(), Some(want_done as u64), "{c}");
-        assert_eq!(c["failed"].as_u64(), Some((n - want_done) as u64), "{c}");
-
-        let listed = view["files"].as_array().unwrap();
-        assert_eq!(listed.len(), n, "files listed in {batch_id}");
-        let by_name: HashMap<&str, &Value> = listed
-            .iter()
-            .map(|f| (f["name"].as_str().unwrap(), f))
-            .collect();
-        assert_eq!(by_name.len(), n, "a file name appears twice in {batch_id}");
-        let ids: BTreeSet<&str> = listed
-            .iter()
-            .map(|f| f["file_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids.len(), n, "a file id appears twice in {batch_id}");
+        let by_name = batch_check::exact_listing(view, batch_id, n, want_done);
 
         for (path, expect) in files {
             let name = path.file_name().unwrap().to_str().unwrap();
@@ -623,7 +605,7 @@ async fn every_upload_survives_sigkilled_workers() {
                         assert!(media_keys.remove(&v.key), "{name}: {} missing", v.key);
                         let bytes = stack.media.get(&v.key).await.unwrap();
                         assert_eq!(bytes.len() as u64, v.bytes, "{}", v.key);
-                        let (w, h) = decode_variant(&bytes, v.format);
+                        let (w, h) = batch_check::decode_variant(&bytes, v.format);
                         assert_eq!((w, h), (v.width, v.height), "{}", v.key);
                         decoded += 1;
                     }
@@ -648,25 +630,4 @@ async fn every_upload_survives_sigkilled_workers() {
         kills.1,
         started.elapsed().as_secs_f64()
     );
-}
-
-fn decode_variant(bytes: &[u8], format: shared::variant::OutputFormat) -> (u32, u32) {
-    match format {
-        shared::variant::OutputFormat::Webp => {
-            let img = image::load_from_memory_with_format(bytes, image::ImageFormat::WebP).unwrap();
-            (img.width(), img.height())
-        }
-        shared::variant::OutputFormat::Avif => {
-            let limits = prism_resize::render::Limits::default();
-            let p = prism_resize::render::decode::probe(bytes, &limits).unwrap();
-            let d = prism_resize::render::decode::decode(
-                bytes,
-                &p,
-                p.width,
-                &prism_resize::render::EncodeSettings::default(),
-            )
-            .unwrap();
-            (d.width, d.height)
-        }
-    }
 }

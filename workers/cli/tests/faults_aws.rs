@@ -20,6 +20,8 @@
 //! meets which draw still depends on timing).
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
+#[path = "support/batch_check.rs"]
+mod batch_check;
 #[path = "../../resize/tests/support/hostile_inputs.rs"]
 mod hostile_inputs;
 
@@ -426,26 +428,7 @@ async fn nothing_is_lost_when_aws_calls_fail() {
             .iter()
             .filter(|(_, e)| matches!(e, Expect::Done | Expect::Denied))
             .count();
-        let c = &view["counts"];
-        assert_eq!(
-            (c["files"].as_u64(), c["received"].as_u64()),
-            (Some(n as u64), Some(n as u64)),
-            "{c}"
-        );
-        assert_eq!(c["done"].as_u64(), Some(want_done as u64), "{c}");
-        assert_eq!(c["failed"].as_u64(), Some((n - want_done) as u64), "{c}");
-        let listed = view["files"].as_array().unwrap();
-        assert_eq!(listed.len(), n, "files listed in {batch_id}");
-        let by_name: HashMap<&str, &Value> = listed
-            .iter()
-            .map(|f| (f["name"].as_str().unwrap(), f))
-            .collect();
-        assert_eq!(by_name.len(), n, "a file name appears twice in {batch_id}");
-        let ids: BTreeSet<&str> = listed
-            .iter()
-            .map(|f| f["file_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids.len(), n, "a file id appears twice in {batch_id}");
+        let by_name = batch_check::exact_listing(view, batch_id, n, want_done);
         for (path, expect) in files {
             let name = path.file_name().unwrap().to_str().unwrap();
             let f = by_name[name];
@@ -477,7 +460,10 @@ async fn nothing_is_lost_when_aws_calls_fail() {
                         assert!(media_keys.remove(&v.key), "{name}: {} missing", v.key);
                         let bytes = media.get(&v.key).await.unwrap();
                         assert_eq!(bytes.len() as u64, v.bytes, "{}", v.key);
-                        assert_eq!(decode_variant(&bytes, v.format), (v.width, v.height));
+                        assert_eq!(
+                            batch_check::decode_variant(&bytes, v.format),
+                            (v.width, v.height)
+                        );
                         decoded += 1;
                     }
                 }
@@ -517,25 +503,4 @@ async fn nothing_is_lost_when_aws_calls_fail() {
         (0.08..=0.25).contains(&rate),
         "fault rate {rate:.3} outside the plan's range:\n{counts}"
     );
-}
-
-fn decode_variant(bytes: &[u8], format: shared::variant::OutputFormat) -> (u32, u32) {
-    match format {
-        shared::variant::OutputFormat::Webp => {
-            let img = image::load_from_memory_with_format(bytes, image::ImageFormat::WebP).unwrap();
-            (img.width(), img.height())
-        }
-        shared::variant::OutputFormat::Avif => {
-            let limits = prism_resize::render::Limits::default();
-            let p = prism_resize::render::decode::probe(bytes, &limits).unwrap();
-            let d = prism_resize::render::decode::decode(
-                bytes,
-                &p,
-                p.width,
-                &prism_resize::render::EncodeSettings::default(),
-            )
-            .unwrap();
-            (d.width, d.height)
-        }
-    }
 }
