@@ -399,14 +399,27 @@ fn animated_webp_counts_frames_from_its_header() {
 /// A 64x48 AVIF of one flat colour whose `colr` box says nclx `primaries`/`transfer` (the
 /// pixels are written as they are; only the signalled meaning changes). No ICC profile.
 fn nclx_avif(rgb: [u8; 3], primaries: u16, transfer: u16) -> Vec<u8> {
-    let px = vec![ravif::RGB8::new(rgb[0], rgb[1], rgb[2]); 64 * 48];
+    nclx_avif_sized(rgb, primaries, transfer, 64, 48, ravif::BitDepth::Auto)
+}
+
+/// [`nclx_avif`] at `width` × `height` and `depth` (ravif's `Auto` writes 10 bits).
+fn nclx_avif_sized(
+    rgb: [u8; 3],
+    primaries: u16,
+    transfer: u16,
+    width: usize,
+    height: usize,
+    depth: ravif::BitDepth,
+) -> Vec<u8> {
+    let px = vec![ravif::RGB8::new(rgb[0], rgb[1], rgb[2]); width * height];
     // RGB coding (identity matrix) makes ravif write its colr box, which we then patch.
     let mut avif = ravif::Encoder::new()
         .with_quality(100.0)
         .with_speed(10)
+        .with_bit_depth(depth)
         .with_internal_color_model(ravif::ColorModel::RGB)
-        .encode_rgb(ravif::Img::new(&px[..], 64, 48))
-        .expect("a 64x48 AVIF encodes")
+        .encode_rgb(ravif::Img::new(&px[..], width, height))
+        .expect("a flat AVIF encodes")
         .avif_file;
     let at = avif
         .windows(8)
@@ -516,4 +529,39 @@ fn nclx_only_avif_is_converted_to_srgb() {
         4.0,
         "sRGB nclx",
     );
+}
+
+#[test]
+fn a_large_display_p3_frame_is_converted_once_per_variant() {
+    // 1600x1200 Display P3 with widths 320 and 640: the variants are well under half the
+    // frame, so the colour transform is deferred to the 640 variant (resized from the frame)
+    // and the 320 one is resized from that already converted variant. Both must carry the
+    // sRGB colour: once, not zero times and not twice.
+    const P3_TO_SRGB: [[f64; 3]; 3] = [
+        [1.224_940_2, -0.224_940_2, 0.0],
+        [-0.042_056_9, 1.042_057_1, 0.0],
+        [-0.019_637_6, -0.078_636_1, 1.098_273_5],
+    ];
+    let colour = [200, 120, 60];
+    let want = to_srgb_reference(colour, srgb_eotf, P3_TO_SRGB);
+    let twice = to_srgb_reference(want, srgb_eotf, P3_TO_SRGB);
+    assert!(
+        want.iter().zip(twice).any(|(w, t)| w.abs_diff(t) > 10),
+        "{want:?} {twice:?}"
+    );
+    // 8 bits, like an iPhone HEIC: deeper frames are always converted first.
+    let bytes = nclx_avif_sized(colour, 12, 13, 1600, 1200, ravif::BitDepth::Eight);
+    let r = render::render(
+        &bytes,
+        &request(&[320, 640], &[OutputFormat::Webp]),
+        &Limits::default(),
+        &EncodeSettings::default(),
+    )
+    .unwrap();
+    assert_eq!(r.variants.len(), 2);
+    for v in &r.variants {
+        let img = decode(&v.bytes);
+        let got = patch(&img, img.width() / 2, img.height() / 2);
+        assert_close(got, want, 5.0, &format!("{} px variant", v.width));
+    }
 }

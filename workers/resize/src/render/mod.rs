@@ -17,7 +17,9 @@
 //! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2, or for
 //!    HEIF/AVIF without one through the profile its nclx code points describe (untagged means
 //!    sRGB; CMYK without a profile uses a documented fallback); 16-bit input is reduced to 8
-//!    bits after the conversion. Alpha is kept.
+//!    bits after the conversion. Alpha is kept. A large 8-bit RGB(A) frame whose variants add
+//!    up to at most half its pixels is converted after the resize instead, variant by variant
+//!    ([`color::to_srgb8_or_defer`]).
 //! 4. [`resize`] makes each target width (Lanczos3, SIMD, alpha premultiplied during the filter)
 //!    in the stored frame, largest first, a smaller width from a larger variant when that one is
 //!    at least [`EncodeSettings::resize_chain_min_ratio`] times its size; the frame is dropped
@@ -260,9 +262,15 @@ pub fn render(
     let widths = plan_widths(&request.widths, oriented_w);
     let max_target = widths.last().copied().unwrap_or(oriented_w);
     let decoded = decode::decode(bytes, &probe, max_target, settings)?;
-    let (raster, source_color) = color::to_srgb8(decoded)?;
-    let has_alpha = raster.has_transparency();
     let (src_w, src_h) = probe.oriented_dimensions();
+    let variant_pixels = widths
+        .iter()
+        .map(|&w| u64::from(w) * u64::from(scaled_height(src_w, src_h, w)))
+        .sum();
+    // A large tagged frame may come back unconverted, with its colour transform deferred to
+    // the variants made from it (see `color::to_srgb8_or_defer`).
+    let (raster, source_color, deferred) = color::to_srgb8_or_defer(decoded, variant_pixels)?;
+    let has_alpha = raster.has_transparency();
     let orientation = probe.orientation_to_apply();
     let decode_ms = ms(t0);
 
@@ -293,7 +301,12 @@ pub fn render(
                         && f64::from(r.height) >= f64::from(th) * settings.resize_chain_min_ratio
                 })
                 .unwrap_or(&raster);
-            let resized = Arc::new(resize::resize(from, tw, th)?);
+            let from_frame = std::ptr::eq(from, &raster);
+            let mut resized = resize::resize(from, tw, th)?;
+            if let (true, Some(d)) = (from_frame, &deferred) {
+                d.apply(&mut resized);
+            }
+            let resized = Arc::new(resized);
             let up = if orient::is_identity(orientation) {
                 Arc::clone(&resized)
             } else {
