@@ -38,6 +38,9 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG BIN
 RUN test -n "${BIN}" || (echo "build with --build-arg BIN=<prism binary>" >&2 && exit 1)
 COPY --from=planner /app/recipe.json recipe.json
+# The build configuration (C/C++ dependencies compiled with clang), so the cooked dependencies
+# are the ones the final build links.
+COPY .cargo .cargo
 # Dependencies only: this layer is rebuilt when Cargo.lock or a manifest changes, not on edits.
 RUN cargo chef cook --release --locked --recipe-path recipe.json -p "${BIN}" --bin "${BIN}"
 COPY . .

@@ -570,7 +570,10 @@ fn decode_tiff(bytes: &[u8]) -> Result<Decoded, RenderError> {
 fn decode_heif(bytes: &[u8]) -> Result<Decoded, RenderError> {
     use libheif_rs::{ColorSpace, RgbChroma};
     let lib = libheif_rs::LibHeif::new();
-    let ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
+    let mut ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
+    // Grid tiles (an iPhone photo is 48 of them) are decoded on this thread, not on libheif's
+    // own pool: several images are always in flight, on the worker and in the bench.
+    ctx.set_max_decoding_threads(0);
     let handle = ctx.primary_image_handle().map_err(heif_error)?;
     let alpha = handle.has_alpha_channel();
     // An ICC profile ("prof"/"rICC") wins; otherwise the nclx code points say what the RGB
