@@ -448,6 +448,13 @@ fn to_srgb_reference(rgb: [u8; 3], eotf: fn(f64) -> f64, m: [[f64; 3]; 3]) -> [u
     out
 }
 
+/// Linear Display P3 → linear sRGB (both D65).
+const P3_TO_SRGB: [[f64; 3]; 3] = [
+    [1.224_940_2, -0.224_940_2, 0.0],
+    [-0.042_056_9, 1.042_057_1, 0.0],
+    [-0.019_637_6, -0.078_636_1, 1.098_273_5],
+];
+
 fn srgb_eotf(v: f64) -> f64 {
     if v <= 0.04045 {
         v / 12.92
@@ -466,11 +473,6 @@ fn bt709_inverse_oetf(v: f64) -> f64 {
 
 #[test]
 fn nclx_only_avif_is_converted_to_srgb() {
-    const P3_TO_SRGB: [[f64; 3]; 3] = [
-        [1.224_940_2, -0.224_940_2, 0.0],
-        [-0.042_056_9, 1.042_057_1, 0.0],
-        [-0.019_637_6, -0.078_636_1, 1.098_273_5],
-    ];
     const BT2020_TO_SRGB: [[f64; 3]; 3] = [
         [1.660_491, -0.587_641_1, -0.072_849_9],
         [-0.124_550_5, 1.132_899_9, -0.008_349_4],
@@ -537,11 +539,6 @@ fn a_large_display_p3_frame_is_converted_once_per_variant() {
     // frame, so the colour transform is deferred to the 640 variant (resized from the frame)
     // and the 320 one is resized from that already converted variant. Both must carry the
     // sRGB colour: once, not zero times and not twice.
-    const P3_TO_SRGB: [[f64; 3]; 3] = [
-        [1.224_940_2, -0.224_940_2, 0.0],
-        [-0.042_056_9, 1.042_057_1, 0.0],
-        [-0.019_637_6, -0.078_636_1, 1.098_273_5],
-    ];
     let colour = [200, 120, 60];
     let want = to_srgb_reference(colour, srgb_eotf, P3_TO_SRGB);
     let twice = to_srgb_reference(want, srgb_eotf, P3_TO_SRGB);

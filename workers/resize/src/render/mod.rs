@@ -17,9 +17,9 @@
 //! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2, or for
 //!    HEIF/AVIF without one through the profile its nclx code points describe (untagged means
 //!    sRGB; CMYK without a profile uses a documented fallback); 16-bit input is reduced to 8
-//!    bits after the conversion. Alpha is kept. A large 8-bit RGB(A) frame whose variants add
-//!    up to at most half its pixels is converted after the resize instead, variant by variant
-//!    ([`color::to_srgb8_or_defer`]).
+//!    bits after the conversion. Alpha is kept. A large 8-bit RGB(A) frame with sRGB tone curves
+//!    (Display P3) whose variants add up to at most half its pixels is converted after the
+//!    resize instead, variant by variant ([`color::to_srgb8_or_defer`]).
 //! 4. [`resize`] makes each target width (Lanczos3, SIMD, alpha premultiplied during the filter)
 //!    in the stored frame, largest first, a smaller width from a larger variant when that one is
 //!    at least [`EncodeSettings::resize_chain_min_ratio`] times its size; the frame is dropped
