@@ -46,20 +46,20 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// The shared test corpus: `$PRISM_CORPUS`, else `shared/corpus` beside the checkout (reference
-/// material, not part of the repository).
+/// The test images: `$PRISM_CORPUS`, else `testdata/corpus` in the repository (sources and
+/// licences in its `MANIFEST.md`).
 ///
 /// # Panics
 /// When it is missing, with what to do about it.
 pub fn corpus() -> std::path::PathBuf {
     let dir = std::env::var_os("PRISM_CORPUS").map_or_else(
-        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"),
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus"),
         std::path::PathBuf::from,
     );
     assert!(
         dir.join("MANIFEST.md").is_file(),
-        "the test corpus is missing at {}: put the shared/ reference folder beside the checkout \
-         (../shared/corpus) or set PRISM_CORPUS",
+        "the test corpus is missing at {}: it is testdata/corpus in the repository; \
+         PRISM_CORPUS must name a folder with the same files and a MANIFEST.md",
         dir.display()
     );
     dir

@@ -2,7 +2,7 @@
 //! corpus files uploaded through the presigned POST flow, long-polled to completion; statuses,
 //! failure codes, and every variant downloaded through its URL and decoded.
 //!
-//! The corpus is `../shared/corpus` beside the checkout (or `$PRISM_CORPUS`).
+//! The images are `testdata/corpus` in the repository (or `$PRISM_CORPUS`).
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
 use std::net::SocketAddr;

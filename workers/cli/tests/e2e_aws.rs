@@ -5,7 +5,7 @@
 //! render and record to DynamoDB; `GET /v1/batches/{id}` reports the batch complete, and every
 //! variant downloads through its presigned GET and decodes.
 //!
-//! The corpus is `../shared/corpus` beside the checkout (or `$PRISM_CORPUS`); moto is
+//! The images are `testdata/corpus` in the repository (or `$PRISM_CORPUS`); moto is
 //! `pip install 'moto[server]'` (installed by `.ci/run`).
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 

@@ -4,7 +4,7 @@
 //! queue wait (resize and metadata), resize, render, metadata — carries its batch's trace id and
 //! hangs under the batch's `create_batch` span.
 //!
-//! The corpus is `../shared/corpus` beside the checkout (or `$PRISM_CORPUS`).
+//! The images are `testdata/corpus` in the repository (or `$PRISM_CORPUS`).
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
 use std::collections::BTreeSet;

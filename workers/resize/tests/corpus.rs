@@ -1,9 +1,9 @@
-//! The engine over the shared corpus (`<repo>/../shared/corpus`, or `$PRISM_CORPUS`): the files
+//! The engine over the test images (`testdata/corpus` in the repository, or `$PRISM_CORPUS`): the files
 //! the sharp baseline accepts must render, and so must `iphone_7.heic`; the two reject cases get
 //! their codes; the orientation cases come out upright and the colour cases in sRGB.
 //!
-//! The corpus is reference material beside the checkout, not part of it. When it is missing
-//! these tests fail with a message saying where it was looked for (they never skip silently).
+//! Sources and licences are in `testdata/corpus/MANIFEST.md`. When the folder is missing these
+//! tests fail with a message saying where it was looked for (they never skip silently).
 
 use std::path::PathBuf;
 
@@ -14,13 +14,13 @@ use shared::variant::{OutputFormat, VariantRequest};
 
 fn corpus_dir() -> PathBuf {
     let dir = std::env::var_os("PRISM_CORPUS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/corpus"),
         PathBuf::from,
     );
     assert!(
         dir.join("MANIFEST.md").is_file(),
-        "the shared test corpus is missing: looked in {dir:?}. Put the corpus beside the \
-         checkout (../shared/corpus) or set PRISM_CORPUS to its folder."
+        "the test corpus is missing: looked in {dir:?}. It is testdata/corpus in the \
+         repository; PRISM_CORPUS must name a folder with the same files and a MANIFEST.md."
     );
     dir
 }
