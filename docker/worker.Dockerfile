@@ -75,7 +75,9 @@ COPY --from=builder /app/target/release/${BIN} /usr/local/bin/${BIN}
 RUN ln -s /usr/local/bin/${BIN} /usr/local/bin/prism-entrypoint \
     && ! ldd /usr/local/bin/${BIN} | grep 'not found'
 USER 10001:10001
-# 8080: prism-api (API, /healthz, /metrics); 9090: workers (/healthz, /metrics).
+# 8080: prism-api (API, /healthz, /metrics); 9090: workers (/healthz, /metrics). On one machine
+# each worker has its own default metrics port; in a container every worker uses 9090.
+ENV PRISM__METRICS__LISTEN_ADDR=0.0.0.0:9090
 EXPOSE 8080 9090
 # The binary GETs its own /healthz and exits 0 or 1 (ECS uses the same command).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -111,7 +111,15 @@ pub async fn start<T: Serialize>(
             health.clone(),
             shutdown.clone(),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            bind_error(
+                e,
+                "/metrics and /healthz",
+                common.metrics.listen_addr,
+                "--metrics-addr ADDR, [metrics] listen_addr or PRISM__METRICS__LISTEN_ADDR",
+            )
+        })?;
         tracing::info!(%addr, "Serving /metrics and /healthz.");
         Some(addr)
     } else {
@@ -124,6 +132,16 @@ pub async fn start<T: Serialize>(
         ops_addr,
         trace,
     })
+}
+
+/// A failed bind as an error that names the address and what to change: `what` is served on
+/// `addr`, `how` lists the flag, config key and environment variable that move it.
+#[must_use]
+pub fn bind_error(e: std::io::Error, what: &str, addr: SocketAddr, how: &str) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!("cannot serve {what} on {addr}: {e}; pick another address with {how}"),
+    )
 }
 
 /// The subcommands every worker binary has.

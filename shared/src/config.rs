@@ -142,10 +142,38 @@ pub struct MetricsConfig {
     pub listen_addr: SocketAddr,
 }
 
+impl MetricsConfig {
+    /// `/metrics` and `/healthz` on loopback `port`. Each worker binary has its own default
+    /// ([`METRICS_PORT_RESIZE`] and its siblings), so all of them run side by side on one
+    /// machine with their defaults, the way Prometheus exporters each own a port.
+    #[must_use]
+    pub fn on_port(port: u16) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
 impl Default for MetricsConfig {
     fn default() -> Self {
+        Self::on_port(9090)
+    }
+}
+
+/// prism-resize's default `/metrics` port.
+pub const METRICS_PORT_RESIZE: u16 = 9091;
+/// prism-metadata's default `/metrics` port.
+pub const METRICS_PORT_METADATA: u16 = 9092;
+/// prism-archiver's default `/metrics` port.
+pub const METRICS_PORT_ARCHIVER: u16 = 9093;
+
+impl CommonConfig {
+    /// The defaults with `/metrics` on loopback `port` (a worker's own default port).
+    #[must_use]
+    pub fn with_metrics_port(port: u16) -> Self {
         Self {
-            listen_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            metrics: MetricsConfig::on_port(port),
+            ..Self::default()
         }
     }
 }

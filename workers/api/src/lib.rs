@@ -206,7 +206,16 @@ pub async fn run_with(
     extra: Router,
     on_bound: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen_addr).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen_addr)
+        .await
+        .map_err(|e| {
+            shared::cli::bind_error(
+                e,
+                "the API",
+                cfg.http.listen_addr,
+                "--listen ADDR, [http] listen_addr or PRISM__HTTP__LISTEN_ADDR",
+            )
+        })?;
     let addr = listener.local_addr()?;
     on_bound(addr);
     let mut tokens = cfg.auth.token_sha256s.clone();

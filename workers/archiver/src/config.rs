@@ -46,7 +46,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            common: CommonConfig::default(),
+            common: CommonConfig::with_metrics_port(shared::config::METRICS_PORT_ARCHIVER),
             consumer: ConsumerConfig {
                 visibility_timeout_secs: 180,
                 ..ConsumerConfig::default()

@@ -50,7 +50,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            common: CommonConfig::default(),
+            common: CommonConfig::with_metrics_port(shared::config::METRICS_PORT_METADATA),
             consumer: ConsumerConfig {
                 concurrency: 8,
                 visibility_timeout_secs: 60,

@@ -83,7 +83,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            common: CommonConfig::default(),
+            common: CommonConfig::with_metrics_port(shared::config::METRICS_PORT_RESIZE),
             // Long AVIF encodes: visibility covers the worst case with heartbeats anyway.
             consumer: ConsumerConfig {
                 concurrency: 4,
