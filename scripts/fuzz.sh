@@ -20,8 +20,11 @@ if [[ $# -ge 1 ]]; then targets=("$1"); else targets=(event_parse key_decode upl
 
 command -v cargo-fuzz >/dev/null || { echo "fuzz: cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2; exit 1; }
 
-# One build for every target (release, debug assertions on, AddressSanitizer).
-cargo fuzz build --release --debug-assertions --target-dir "$target_dir"
+# One build for every target (release, debug assertions on, AddressSanitizer). cargo-fuzz builds
+# with one codegen unit per crate unless told otherwise; 16 lets LLVM use both cores inside the
+# large crates, for a much faster cold build. `run` gets the same flags, or it rebuilds.
+build_flags=(--release --debug-assertions --codegen-units 16 --target-dir "$target_dir")
+cargo fuzz build "${build_flags[@]}"
 
 status=0
 for t in "${targets[@]}"; do
@@ -29,7 +32,7 @@ for t in "${targets[@]}"; do
   artifacts="$base/fuzz-artifacts/$t"
   mkdir -p "$scratch" "$artifacts"
   echo "== fuzz $t (${secs}s)"
-  if ! cargo fuzz run "$t" --release --debug-assertions --target-dir "$target_dir" \
+  if ! cargo fuzz run "$t" "${build_flags[@]}" \
       "$scratch" "corpus/$t" -- \
       -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$artifacts/" 2>&1 | tail -n 40; then
