@@ -438,7 +438,7 @@ impl std::fmt::Debug for Pool {
 
 /// The executable that runs the children: `configured` when given; else this process's own
 /// executable when it is `prism-resize` or `prism` (both accept [`CHILD_SUBCOMMAND`]); else, for a
-/// process that embeds the worker (a test harness), a `prism-resize` or `prism` beside it or one
+/// process that embeds the worker (a test harness), a `prism` or `prism-resize` beside it or one
 /// folder up (cargo puts test binaries in `target/<profile>/deps`).
 ///
 /// # Errors
@@ -460,9 +460,10 @@ pub fn locate_child_program(configured: Option<&Path>) -> Result<PathBuf, String
     {
         return Ok(exe);
     }
+    // `prism` first: a process embedding the worker is `prism dev`'s stack (its tests).
     let dir = exe.parent();
     for d in [dir, dir.and_then(Path::parent)].into_iter().flatten() {
-        for n in names {
+        for n in ["prism", "prism-resize"] {
             let p = d.join(n);
             if p.is_file() {
                 return Ok(p);

@@ -94,7 +94,7 @@ impl ResizeConfig {
 /// `render_timeout_secs_per_megapixel` for each megapixel of work the header promises: the
 /// decoded frame (`decode_pixels`) plus every planned variant, counted once per WebP and four
 /// times per AVIF (rav1e takes several times libwebp's CPU per pixel). A 24 MP photo asked for
-/// the four default widths in WebP+AVIF gets 30 + 24 + 5 × 6.6 ≈ 87 s; a 64×64 image doing
+/// the four default widths in WebP+AVIF gets 30 + 24 + 5 × 4.2 ≈ 75 s; a 64×64 image doing
 /// pathological work (thousands of progressive scans) gets the 30 s floor.
 pub fn render_deadline(
     cfg: &ResizeConfig,
@@ -641,5 +641,69 @@ impl Handler for ResizeHandler {
                 Ok(outcome)
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod tests {
+    use super::*;
+    use shared::variant::OutputFormat;
+
+    fn request(formats: Vec<OutputFormat>) -> VariantRequest {
+        VariantRequest {
+            widths: vec![320, 640, 1280, 2048],
+            formats,
+            ..VariantRequest::default()
+        }
+    }
+
+    #[test]
+    fn the_deadline_grows_with_the_promised_work_above_its_floor() {
+        let cfg = ResizeConfig::default();
+        let both = request(vec![OutputFormat::Webp, OutputFormat::Avif]);
+        // A tiny image gets the floor (plus well under a second).
+        let tiny = render_deadline(&cfg, 64 * 64, (64, 64), &both);
+        assert!(tiny >= Duration::from_secs(30) && tiny < Duration::from_secs(31));
+        // A 24 MP photo, four widths in WebP+AVIF: 30 + 24 + 5 × (0.07+0.27+1.09+2.80) MP.
+        let photo = render_deadline(&cfg, 6000 * 4000, (6000, 4000), &both);
+        assert!(
+            photo > Duration::from_secs(70) && photo < Duration::from_secs(80),
+            "{photo:?}"
+        );
+        // Six widths of 7000-8000 from 8000×6000 in WebP+AVIF still get their time.
+        let big = VariantRequest {
+            widths: vec![7000, 7200, 7400, 7600, 7800, 7999],
+            ..both.clone()
+        };
+        let large = render_deadline(&cfg, 8000 * 6000, (8000, 6000), &big);
+        assert!(large > Duration::from_secs(1000), "{large:?}");
+        // A fixed deadline wins.
+        let fixed = ResizeConfig {
+            render_timeout_secs: Some(7),
+            ..ResizeConfig::default()
+        };
+        assert_eq!(
+            render_deadline(&fixed, 8000 * 6000, (8000, 6000), &big),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn the_child_address_space_follows_the_admission_budget() {
+        let cfg = ResizeConfig::default();
+        assert_eq!(cfg.child_address_space_mib(), 1024 + 64 * 64);
+        let set = ResizeConfig {
+            child_address_space_mib: Some(2048),
+            ..ResizeConfig::default()
+        };
+        assert_eq!(set.child_address_space_mib(), 2048);
+    }
+
+    #[test]
+    fn isolation_is_on_by_default_and_configurable() {
+        let cfg: ResizeConfig = serde_json::from_str(r#"{"isolation": "none"}"#).unwrap();
+        assert_eq!(cfg.isolation, Isolation::None);
+        assert_eq!(ResizeConfig::default().isolation, Isolation::Process);
     }
 }

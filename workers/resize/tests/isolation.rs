@@ -51,7 +51,7 @@ fn assert_rendered(r: &Result<Rendered, PoolError>, what: &str) {
     let r = r
         .as_ref()
         .unwrap_or_else(|e| panic!("{what}: expected variants, got {e}"));
-    assert_eq!(r.variants.len(), 2, "{what}");
+    assert!(!r.variants.is_empty(), "{what}");
     assert!(r.variants.iter().all(|v| !v.bytes.is_empty()), "{what}");
 }
 
