@@ -76,6 +76,13 @@ impl Engine {
         Ok(Self { pool })
     }
 
+    /// Stop the render processes (after the timed run), so their CPU time is reaped.
+    fn close(&self) {
+        if let Some((pool, rt)) = &self.pool {
+            rt.block_on(pool.close());
+        }
+    }
+
     fn render(
         &self,
         bytes: &[u8],
@@ -301,6 +308,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         }
     }
     let wall_s = t0.elapsed().as_secs_f64();
+    engine.close();
     let mut results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?;

@@ -590,6 +590,27 @@ impl Pool {
         Err(PoolError::Crashed(deaths.join("; ")))
     }
 
+    /// End every idle child: close its stdin (it exits at the end of input) and reap it, so
+    /// its CPU time is accounted to this process. Renders in flight are not waited for.
+    pub async fn close(&self) {
+        let idle = std::mem::take(
+            &mut *self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for mut p in idle {
+            drop(p.stdin);
+            if tokio::time::timeout(Duration::from_secs(5), p.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = p.child.start_kill();
+                let _ = p.child.wait().await;
+            }
+        }
+    }
+
     /// [`Pool::render`] from a thread outside the runtime `rt` (the bench).
     ///
     /// # Errors

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
 #[path = "support/hostile_inputs.rs"]
-#[allow(dead_code)]
 mod hostile_inputs;
 
 use std::path::PathBuf;
