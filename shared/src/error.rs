@@ -43,6 +43,10 @@ pub enum ErrorCode {
     InvalidColorProfile,
     /// Encoding a variant failed.
     EncodeFailed,
+    /// The render ran past its deadline and was stopped (permanent: the same bytes would).
+    RenderTimeout,
+    /// The render's process died (abort, signal, out of memory) twice on the same file.
+    RenderCrashed,
     /// A storage backend is unavailable.
     StoreUnavailable,
     /// A backend throttled the request.
@@ -57,7 +61,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metric descriptions and exhaustive tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidEvent,
         ErrorCode::UnsupportedSchema,
         ErrorCode::SourceMissing,
@@ -69,6 +73,8 @@ impl ErrorCode {
         ErrorCode::TooManyFrames,
         ErrorCode::InvalidColorProfile,
         ErrorCode::EncodeFailed,
+        ErrorCode::RenderTimeout,
+        ErrorCode::RenderCrashed,
         ErrorCode::StoreUnavailable,
         ErrorCode::Throttled,
         ErrorCode::Timeout,
@@ -90,6 +96,8 @@ impl ErrorCode {
             ErrorCode::TooManyFrames => "too_many_frames",
             ErrorCode::InvalidColorProfile => "invalid_color_profile",
             ErrorCode::EncodeFailed => "encode_failed",
+            ErrorCode::RenderTimeout => "render_timeout",
+            ErrorCode::RenderCrashed => "render_crashed",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Throttled => "throttled",
             ErrorCode::Timeout => "timeout",
@@ -177,6 +185,15 @@ mod tests {
             let back: ErrorCode = serde_json::from_str(&json).unwrap();
             assert_eq!(back, code);
         }
+    }
+
+    #[test]
+    fn render_failure_codes_are_closed_set_labels() {
+        assert_eq!(ErrorCode::RenderTimeout.as_str(), "render_timeout");
+        assert_eq!(ErrorCode::RenderCrashed.as_str(), "render_crashed");
+        let labels: std::collections::BTreeSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels.len(), ErrorCode::ALL.len(), "labels are distinct");
     }
 
     #[test]

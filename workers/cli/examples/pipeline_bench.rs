@@ -111,6 +111,7 @@ async fn main() {
         settings: EncodeSettings::default(),
         limits: Limits::default(),
         no_write: true,
+        isolation: prism_resize::isolate::Isolation::None,
     };
 
     eprintln!("engine alone on {} ...", corpus.display());

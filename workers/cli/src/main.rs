@@ -16,6 +16,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A render process of the resize worker's pool (`prism dev` starts these itself).
+    #[command(name = "render-child", hide = true)]
+    RenderChild(prism_resize::isolate::ChildArgs),
     /// Run the whole stack in one process on the embedded backend (files + SQLite), or with
     /// `--aws-endpoint` on AWS APIs (moto, LocalStack) after provisioning them.
     Dev {
@@ -153,9 +156,25 @@ fn token(given: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<St
         .map_err(|_| anyhow::anyhow!("no token: pass --token, set PRISM_TOKEN, or run `prism dev` so {}/dev-token exists", data_dir.display()))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `prism dev` runs the resize worker in this process and its renders in children of this
+    // same executable (`prism render-child`, see prism_resize::isolate): no runtime for those.
+    if let Command::RenderChild(args) = &cli.command {
+        return prism_resize::isolate::child_main(args);
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("prism: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("prism: {e:#}");
@@ -166,6 +185,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::RenderChild(args) => Ok(prism_resize::isolate::child_main(&args)),
         Command::Dev {
             data_dir,
             listen,

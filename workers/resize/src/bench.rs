@@ -20,6 +20,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 use shared::variant::{OutputFormat, VariantRequest};
 
+use shared::error::ErrorCode;
+
+use crate::isolate::{self, Isolation, Pool, PoolError};
 use crate::render::{self, EncodeSettings, Limits, Timings};
 
 /// What to run.
@@ -45,6 +48,70 @@ pub struct BenchOptions {
     pub limits: Limits,
     /// Skip writing the variants (results.json is still written).
     pub no_write: bool,
+    /// Render in this process (`none`, the default) or in a pool of `concurrency` render
+    /// processes (`process`, as the worker does).
+    pub isolation: Isolation,
+}
+
+/// Where the bench renders: in this process, or through a pool of render processes.
+struct Engine {
+    pool: Option<(Pool, tokio::runtime::Runtime)>,
+}
+
+impl Engine {
+    fn new(options: &BenchOptions) -> anyhow::Result<Self> {
+        let pool = match options.isolation {
+            Isolation::None => None,
+            Isolation::Process => {
+                let program =
+                    isolate::locate_child_program(None).map_err(|e| anyhow::anyhow!(e))?;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .context("starting the bench's runtime")?;
+                Some((Pool::new(program, 0, options.concurrency), rt))
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    /// Stop the render processes (after the timed run), so their CPU time is reaped.
+    fn close(&self) {
+        if let Some((pool, rt)) = &self.pool {
+            rt.block_on(pool.close());
+        }
+    }
+
+    fn render(
+        &self,
+        bytes: &[u8],
+        request: &VariantRequest,
+        options: &BenchOptions,
+    ) -> Result<render::Rendered, (String, String)> {
+        let Some((pool, rt)) = &self.pool else {
+            return render::render(bytes, request, &options.limits, &options.settings)
+                .map_err(|e| (e.code().as_str().to_owned(), e.to_string()));
+        };
+        let day = std::time::Duration::from_secs(86_400);
+        pool.render_blocking(
+            rt.handle(),
+            bytes,
+            request,
+            &options.limits,
+            &options.settings,
+            day,
+        )
+        .map_err(|e| {
+            let code = match &e {
+                PoolError::Render(r) => r.code(),
+                PoolError::Timeout(_) => ErrorCode::RenderTimeout,
+                PoolError::Crashed(_) => ErrorCode::RenderCrashed,
+                PoolError::Unavailable(_) => ErrorCode::Internal,
+            };
+            (code.as_str().to_owned(), e.to_string())
+        })
+    }
 }
 
 /// How the bench spreads images over the cores.
@@ -223,11 +290,12 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(&options.out).with_context(|| format!("creating {:?}", options.out))?;
 
     let results = Mutex::new(Vec::with_capacity(files.len()));
+    let engine = Engine::new(options)?;
     let t0 = Instant::now();
     match options.schedule {
         Schedule::Threads => {
             let files = ordered_inputs(files, &request, options);
-            run_threads(&files, &request, options, &results)?;
+            run_threads(&files, &request, options, &engine, &results)?;
         }
         Schedule::Pool => {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -236,10 +304,11 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
                 .build()
                 .context("starting the bench's thread pool")?;
             let files = pool.install(|| ordered_inputs(files, &request, options));
-            run_pool(&pool, &files, &request, options, &results)?;
+            run_pool(&pool, &files, &request, options, &engine, &results)?;
         }
     }
     let wall_s = t0.elapsed().as_secs_f64();
+    engine.close();
     let mut results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a bench worker panicked"))?;
@@ -412,6 +481,7 @@ fn run_threads(
     files: &[Input],
     request: &VariantRequest,
     options: &BenchOptions,
+    engine: &Engine,
     results: &Results,
 ) -> anyhow::Result<()> {
     let next = AtomicUsize::new(0);
@@ -424,7 +494,7 @@ fn run_threads(
                         let Some(input) = files.get(i) else {
                             return Ok(());
                         };
-                        record(results, run_one(input, request, options)?)?;
+                        record(results, run_one(input, request, options, engine)?)?;
                     }
                 })
             })
@@ -445,6 +515,7 @@ fn run_pool(
     files: &[Input],
     request: &VariantRequest,
     options: &BenchOptions,
+    engine: &Engine,
     results: &Results,
 ) -> anyhow::Result<()> {
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -452,7 +523,8 @@ fn run_pool(
         for input in files {
             let first_error = &first_error;
             scope.spawn_fifo(move |_| {
-                let outcome = run_one(input, request, options).and_then(|r| record(results, r));
+                let outcome =
+                    run_one(input, request, options, engine).and_then(|r| record(results, r));
                 if let Err(e) = outcome {
                     first_error
                         .lock()
@@ -475,6 +547,7 @@ fn run_one(
     input: &Input,
     request: &VariantRequest,
     options: &BenchOptions,
+    engine: &Engine,
 ) -> anyhow::Result<FileResult> {
     let file = input
         .path
@@ -483,7 +556,7 @@ fn run_one(
         .unwrap_or_default();
     let t0 = Instant::now();
     let bytes = input.take_bytes()?;
-    let rendered = render::render(&bytes, request, &options.limits, &options.settings);
+    let rendered = engine.render(&bytes, request, options);
     let mut result = FileResult {
         file: file.clone(),
         status: "ok",
@@ -524,10 +597,10 @@ fn run_one(
             result.timings = Some(r.timings);
             result.facts = Some(r.facts);
         }
-        Err(e) => {
+        Err((code, message)) => {
             result.status = "rejected";
-            result.code = Some(e.code().as_str().to_owned());
-            result.message = Some(e.to_string());
+            result.code = Some(code);
+            result.message = Some(message);
         }
     }
     result.ms = (t0.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;

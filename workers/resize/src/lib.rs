@@ -10,6 +10,8 @@
 //!   - `render::resize`: the sRGB raster and Lanczos3 resizing.
 //!   - `render::encode`: libwebp and ravif; `render::webp`: the libwebp FFI.
 //!   - `render::facts`: hash, ThumbHash, dominant colour.
+//! - [`isolate`]: crash isolation: renders in a supervised pool of child processes, each
+//!   with resource limits and a deadline.
 //! - [`worker`]: the queue worker: upload event → variants → manifest (or `failure.json`).
 //! - [`alloc`]: glibc malloc tuning applied at start-up (large buffers stay in the heap).
 //! - [`bench`]: the `prism-resize bench` subcommand, the side-by-side measurement against the
@@ -17,5 +19,6 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod isolate;
 pub mod render;
 pub mod worker;

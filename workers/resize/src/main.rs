@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use prism_resize::bench::{self, BenchOptions};
+use prism_resize::isolate::{ChildArgs, Isolation};
 use prism_resize::render::{EncodeSettings, Limits};
 use shared::variant::OutputFormat;
 
@@ -73,7 +74,14 @@ enum Command {
         /// Do not write the variants.
         #[arg(long)]
         no_write: bool,
+        /// Render in this process (`none`) or in a pool of `--concurrency` render processes
+        /// (`process`, as the worker does by default).
+        #[arg(long, value_enum, default_value = "none")]
+        isolation: Isolation,
     },
+    /// A render process of the worker's pool: framed requests on stdin, answers on stdout.
+    #[command(name = "render-child", hide = true)]
+    RenderChild(ChildArgs),
 }
 
 fn parse_format(s: &str) -> Result<OutputFormat, String> {
@@ -91,6 +99,7 @@ fn main() -> ExitCode {
         return worker(&cli.common);
     };
     match command {
+        Command::RenderChild(args) => prism_resize::isolate::child_main(&args),
         Command::Healthcheck => {
             let cfg: prism_resize::worker::Config =
                 match shared::cli::load_config("prism-resize", &cli.common, &[]) {
@@ -115,6 +124,7 @@ fn main() -> ExitCode {
             webp_thread_level,
             resize_chain_min_ratio,
             no_write,
+            isolation,
         } => {
             let mut settings = EncodeSettings::default();
             if let Some(s) = avif_speed {
@@ -144,6 +154,7 @@ fn main() -> ExitCode {
                 settings,
                 limits: Limits::default(),
                 no_write,
+                isolation,
             };
             match bench::run(&options) {
                 Ok(summary) => match serde_json::to_string_pretty(&summary) {

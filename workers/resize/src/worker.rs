@@ -12,9 +12,17 @@
 //! |---|---|
 //! | body not an event, unknown schema | dead-letter |
 //! | upload missing, no/invalid variant request, not an image, too large, truncated, … | `failure.json`, ack |
+//! | render past its deadline | `failure.json` (`render_timeout`), ack |
+//! | render process died on the file twice | `failure.json` (`render_crashed`), ack |
 //! | storage throttled/unavailable/timeout, worker panic | retry |
+//!
+//! Renders run in a pool of child processes by default (`[resize] isolation`, see
+//! [`crate::isolate`]): a codec crash fails only its file, and a render past its deadline
+//! ([`render_deadline`]) is killed. The handler returns at the deadline either way, so the
+//! consumer's visibility heartbeat (and ECS task protection) stop with it.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +44,9 @@ use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use shared::variant::{self, META_REQUEST, VariantRequest};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, error, info, warn};
 
+use crate::isolate::{self, Isolation, PoolError};
 use crate::render::{self, EncodeSettings, Limits, RenderError};
 
 /// `[resize]`.
@@ -52,6 +61,67 @@ pub struct ResizeConfig {
     pub avif_speed: Option<u8>,
     /// libwebp method (0-6); `None` keeps the engine default (4).
     pub webp_method: Option<u8>,
+    /// Where renders run: `process` (a pool of child processes, one per concurrent render:
+    /// crash isolation, deadlines that free the CPU) or `none` (blocking threads of this
+    /// process).
+    pub isolation: Isolation,
+    /// A fixed deadline for every render, in seconds; `None` derives one from the header
+    /// ([`render_deadline`]).
+    pub render_timeout_secs: Option<u64>,
+    /// The derived deadline's floor, in seconds.
+    pub render_timeout_floor_secs: u64,
+    /// The derived deadline's seconds per megapixel of work.
+    pub render_timeout_secs_per_megapixel: f64,
+    /// The executable run as `PROGRAM render-child`; `None` finds it
+    /// ([`isolate::locate_child_program`]).
+    pub render_child_program: Option<PathBuf>,
+    /// Each render process's address-space limit (`RLIMIT_AS`) in MiB; `None` is
+    /// 1024 + 64 per admission megapixel (an admitted render never needs more than the whole
+    /// budget; decoded frames take at most 8 bytes per pixel, their copies and variants a few
+    /// more, and the rest is thread stacks and allocator arenas, which reserve address space).
+    pub child_address_space_mib: Option<u64>,
+}
+
+impl ResizeConfig {
+    /// `RLIMIT_AS` for each render process, in MiB.
+    pub fn child_address_space_mib(&self) -> u64 {
+        self.child_address_space_mib
+            .unwrap_or(1024 + 64 * u64::from(self.admission_megapixels))
+    }
+}
+
+/// The deadline of one render: `render_timeout_secs` when set, else the floor plus
+/// `render_timeout_secs_per_megapixel` for each megapixel of work the header promises: the
+/// decoded frame (`decode_pixels`) plus every planned variant, counted once per WebP and four
+/// times per AVIF (rav1e takes several times libwebp's CPU per pixel). A 24 MP photo asked for
+/// the four default widths in WebP+AVIF gets 30 + 24 + 5 × 4.2 ≈ 75 s; a 64×64 image doing
+/// pathological work (thousands of progressive scans) gets the 30 s floor.
+pub fn render_deadline(
+    cfg: &ResizeConfig,
+    decode_pixels: u64,
+    oriented: (u32, u32),
+    request: &VariantRequest,
+) -> Duration {
+    if let Some(s) = cfg.render_timeout_secs {
+        return Duration::from_secs(s);
+    }
+    let (w, h) = oriented;
+    let per_format: u64 = request
+        .formats
+        .iter()
+        .map(|f| match f {
+            variant::OutputFormat::Webp => 1,
+            variant::OutputFormat::Avif => 4,
+        })
+        .sum();
+    let output: u64 = render::plan_widths(&request.widths, w)
+        .iter()
+        .map(|&vw| u64::from(vw) * u64::from(render::scaled_height(w, h, vw)))
+        .sum();
+    let megapixels = (decode_pixels as f64 + (output * per_format) as f64) / 1e6;
+    let secs = cfg.render_timeout_floor_secs as f64
+        + cfg.render_timeout_secs_per_megapixel.max(0.0) * megapixels;
+    Duration::from_secs_f64(secs.min(86_400.0))
 }
 
 impl Default for ResizeConfig {
@@ -61,6 +131,12 @@ impl Default for ResizeConfig {
             admission_megapixels: 64,
             avif_speed: None,
             webp_method: None,
+            isolation: Isolation::Process,
+            render_timeout_secs: None,
+            render_timeout_floor_secs: 30,
+            render_timeout_secs_per_megapixel: 1.0,
+            render_child_program: None,
+            child_address_space_mib: None,
         }
     }
 }
@@ -113,6 +189,16 @@ impl Validate for Config {
         {
             return Err(ConfigError::Invalid(
                 "resize.avif_speed must be 1..=10 and resize.webp_method 0..=6".into(),
+            ));
+        }
+        if self.resize.render_timeout_secs == Some(0)
+            || !self.resize.render_timeout_secs_per_megapixel.is_finite()
+            || self.resize.render_timeout_secs_per_megapixel < 0.0
+        {
+            return Err(ConfigError::Invalid(
+                "resize.render_timeout_secs must be at least 1 and \
+                 resize.render_timeout_secs_per_megapixel a non-negative number"
+                    .into(),
             ));
         }
         Ok(())
@@ -205,6 +291,9 @@ pub struct ResizeHandler {
     limits: Limits,
     settings: EncodeSettings,
     budget: Budget,
+    resize: ResizeConfig,
+    /// The render processes; `None` renders in this process.
+    pool: Option<Arc<isolate::Pool>>,
 }
 
 fn blob_err(e: BlobStoreError) -> HandlerError {
@@ -222,11 +311,86 @@ struct FileFailure(ErrorCode, String);
 impl ResizeHandler {
     /// A handler over `deps`.
     pub fn new(cfg: &Config, deps: Deps) -> Self {
+        let pool = match cfg.resize.isolation {
+            Isolation::None => None,
+            Isolation::Process => {
+                match isolate::locate_child_program(cfg.resize.render_child_program.as_deref()) {
+                    Ok(program) => {
+                        info!(program = %program.display(), processes = cfg.consumer.concurrency, "Renders run in child processes.");
+                        Some(Arc::new(isolate::Pool::new(
+                            program,
+                            cfg.resize.child_address_space_mib(),
+                            cfg.consumer.concurrency,
+                        )))
+                    }
+                    Err(e) => {
+                        error!(error = %e, "No render-child executable; rendering in this process, WITHOUT crash isolation.");
+                        None
+                    }
+                }
+            }
+        };
         Self {
             deps,
             limits: cfg.resize.limits,
             settings: cfg.encode_settings(),
             budget: Budget::new("resize", cfg.resize.admission_megapixels),
+            resize: cfg.resize.clone(),
+            pool,
+        }
+    }
+
+    /// Render in a child (or in-process when isolation is off) within `deadline`. The permit
+    /// is held until the render's CPU work has really ended.
+    async fn render_bounded(
+        &self,
+        permit: shared::admission::BudgetPermit,
+        input: Bytes,
+        request: &VariantRequest,
+        deadline: Duration,
+    ) -> Result<Result<render::Rendered, FileFailure>, HandlerError> {
+        let timeout = |d: Duration| {
+            FileFailure(
+                ErrorCode::RenderTimeout,
+                format!(
+                    "the render did not finish within its {:.0} s deadline",
+                    d.as_secs_f64()
+                ),
+            )
+        };
+        if let Some(pool) = &self.pool {
+            let r = pool
+                .render(&input, request, &self.limits, &self.settings, deadline)
+                .await;
+            drop(permit);
+            return match r {
+                Ok(r) => Ok(Ok(r)),
+                Err(PoolError::Render(e)) => Ok(Err(render_failure(e))),
+                Err(PoolError::Timeout(d)) => Ok(Err(timeout(d))),
+                Err(e @ PoolError::Crashed(_)) => {
+                    Ok(Err(FileFailure(ErrorCode::RenderCrashed, e.to_string())))
+                }
+                Err(e @ PoolError::Unavailable(_)) => {
+                    Err(HandlerError::transient(ErrorCode::Internal, e.to_string()))
+                }
+            };
+        }
+        // In-process: past the deadline the file fails and the handler returns, but the thread
+        // cannot be stopped; it keeps the permit until it ends, so admission stays honest.
+        let (limits, settings, req) = (self.limits, self.settings, request.clone());
+        let span = tracing::Span::current();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(|| render::render(&input, &req, &limits, &settings))
+        });
+        match tokio::time::timeout(deadline, task).await {
+            Err(_) => Ok(Err(timeout(deadline))),
+            Ok(Err(e)) => Err(HandlerError::transient(
+                ErrorCode::Panic,
+                format!("render task failed: {e}"),
+            )),
+            Ok(Ok(Ok(r))) => Ok(Ok(r)),
+            Ok(Ok(Err(e))) => Ok(Err(render_failure(e))),
         }
     }
 
@@ -370,23 +534,24 @@ impl ResizeHandler {
             Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
         };
         let megapixels = probe.decode_pixels().div_ceil(1_000_000) + 1;
-        let _permit = self
+        let permit = self
             .budget
             .acquire(u32::try_from(megapixels).unwrap_or(u32::MAX))
             .await;
-        let (limits, settings, req, input) =
-            (self.limits, self.settings, request.clone(), bytes.clone());
+        let deadline = render_deadline(
+            &self.resize,
+            probe.decode_pixels(),
+            probe.oriented_dimensions(),
+            &request,
+        );
         let span = tracing::info_span!(target: trace::TARGET, "render", format = probe.format.as_str(), width = probe.width, height = probe.height);
-        let rendered = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| render::render(&input, &req, &limits, &settings))
-        })
-        .await
-        .map_err(|e| {
-            HandlerError::transient(ErrorCode::Panic, format!("render task failed: {e}"))
-        })?;
+        let rendered = self
+            .render_bounded(permit, bytes.clone(), &request, deadline)
+            .instrument(span)
+            .await?;
         let rendered = match rendered {
             Ok(r) => r,
-            Err(e) => return Ok(Err(render_failure(e))),
+            Err(failure) => return Ok(Err(failure)),
         };
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
@@ -476,5 +641,69 @@ impl Handler for ResizeHandler {
                 Ok(outcome)
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod tests {
+    use super::*;
+    use shared::variant::OutputFormat;
+
+    fn request(formats: Vec<OutputFormat>) -> VariantRequest {
+        VariantRequest {
+            widths: vec![320, 640, 1280, 2048],
+            formats,
+            ..VariantRequest::default()
+        }
+    }
+
+    #[test]
+    fn the_deadline_grows_with_the_promised_work_above_its_floor() {
+        let cfg = ResizeConfig::default();
+        let both = request(vec![OutputFormat::Webp, OutputFormat::Avif]);
+        // A tiny image gets the floor (plus well under a second).
+        let tiny = render_deadline(&cfg, 64 * 64, (64, 64), &both);
+        assert!(tiny >= Duration::from_secs(30) && tiny < Duration::from_secs(31));
+        // A 24 MP photo, four widths in WebP+AVIF: 30 + 24 + 5 × (0.07+0.27+1.09+2.80) MP.
+        let photo = render_deadline(&cfg, 6000 * 4000, (6000, 4000), &both);
+        assert!(
+            photo > Duration::from_secs(70) && photo < Duration::from_secs(80),
+            "{photo:?}"
+        );
+        // Six widths of 7000-8000 from 8000×6000 in WebP+AVIF still get their time.
+        let big = VariantRequest {
+            widths: vec![7000, 7200, 7400, 7600, 7800, 7999],
+            ..both.clone()
+        };
+        let large = render_deadline(&cfg, 8000 * 6000, (8000, 6000), &big);
+        assert!(large > Duration::from_secs(1000), "{large:?}");
+        // A fixed deadline wins.
+        let fixed = ResizeConfig {
+            render_timeout_secs: Some(7),
+            ..ResizeConfig::default()
+        };
+        assert_eq!(
+            render_deadline(&fixed, 8000 * 6000, (8000, 6000), &big),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn the_child_address_space_follows_the_admission_budget() {
+        let cfg = ResizeConfig::default();
+        assert_eq!(cfg.child_address_space_mib(), 1024 + 64 * 64);
+        let set = ResizeConfig {
+            child_address_space_mib: Some(2048),
+            ..ResizeConfig::default()
+        };
+        assert_eq!(set.child_address_space_mib(), 2048);
+    }
+
+    #[test]
+    fn isolation_is_on_by_default_and_configurable() {
+        let cfg: ResizeConfig = serde_json::from_str(r#"{"isolation": "none"}"#).unwrap();
+        assert_eq!(cfg.isolation, Isolation::None);
+        assert_eq!(ResizeConfig::default().isolation, Isolation::Process);
     }
 }

@@ -31,6 +31,7 @@ fn options(out: PathBuf, schedule: Schedule, order: Order) -> BenchOptions {
         settings: EncodeSettings::default(),
         limits: Limits::default(),
         no_write: false,
+        isolation: prism_resize::isolate::Isolation::None,
     }
 }
 
