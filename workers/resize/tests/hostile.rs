@@ -205,3 +205,67 @@ fn degenerate_shapes_render_without_upscaling() {
     let r = render(&jpeg).unwrap();
     assert_eq!(r.variants[0].width, 16);
 }
+
+/// Fails unless `f` returns within a generous wall-clock bound (a bound that works takes
+/// milliseconds; one that does not takes minutes).
+fn quickly<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let t0 = std::time::Instant::now();
+    let out = f();
+    let took = t0.elapsed();
+    assert!(took.as_secs() < 30, "{name} took {took:?}");
+    out
+}
+
+#[test]
+fn tiff_icc_tag_declaring_four_gigabytes_is_never_allocated() {
+    let bomb = gen_::tiff_icc_count_bomb();
+    assert!(bomb.len() < 200, "{} bytes", bomb.len());
+    // The profile is dropped (over the IFD value limit); the one gray pixel renders.
+    match quickly("tiff icc", || render(&bomb)) {
+        Ok(r) => assert_eq!((r.facts.width, r.facts.height), (1, 1)),
+        Err(e) => assert_eq!(e.code(), ErrorCode::InvalidColorProfile, "{e}"),
+    }
+}
+
+#[test]
+fn planar_rgba_tiff_renders_with_every_plane_interleaved() {
+    let (w, h) = (64, 48);
+    let tiff = gen_::tiff_planar_rgba(w, h);
+    let probe = render::decode::probe(&tiff, &Limits::default()).unwrap();
+    let decoded = render::decode::decode(&tiff, &probe, 64, &EncodeSettings::default()).unwrap();
+    assert_eq!((decoded.width, decoded.height), (w, h));
+    assert_eq!(decoded.layout, render::decode::Layout::Rgba);
+    let render::decode::Samples::U8(px) = &decoded.samples else {
+        panic!("8-bit samples expected");
+    };
+    assert_eq!(px.len(), (w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let at = ((y * w + x) * 4) as usize;
+            assert_eq!(&px[at..at + 4], &gen_::planar_pixel(x, y), "pixel {x},{y}");
+        }
+    }
+    let r = quickly("planar tiff", || render(&tiff)).unwrap();
+    assert_eq!((r.facts.width, r.facts.height), (w, h));
+    assert!(!r.variants.is_empty());
+}
+
+#[test]
+fn tiff_with_a_huge_jpeg_tile_is_refused_from_its_ifd() {
+    let tiff = gen_::tiff_huge_jpeg_tile();
+    assert!(tiff.len() < 4096, "{} bytes", tiff.len());
+    let err = quickly("huge tile", || render(&tiff)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+    // Refused by the header probe, before admission.
+    let err = render::decode::probe(&tiff, &Limits::default()).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+}
+
+#[test]
+fn tiff_with_100000_strips_sharing_one_jpeg_is_refused() {
+    let tiff = gen_::tiff_many_strips(100_000, 1024);
+    println!("100,000-strip TIFF: {} bytes", tiff.len());
+    assert!(tiff.len() < 2_000_000, "{} bytes", tiff.len());
+    let err = quickly("100k strips", || render(&tiff)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UndecodableImage, "{err}");
+}

@@ -265,3 +265,171 @@ pub fn valid_images() -> Vec<(&'static str, Vec<u8>)> {
         ("valid.webp", webp),
     ]
 }
+
+/// One IFD entry of a generated TIFF: tag, field type (3 SHORT, 4 LONG, 7 UNDEFINED), count,
+/// and the value bytes (inline when at most 4, else stored after the IFD; an empty value with
+/// a count keeps the count as declared, pointing at offset 8: a lying tag).
+pub struct TiffEntry {
+    pub tag: u16,
+    pub kind: u16,
+    pub count: u32,
+    pub value: Vec<u8>,
+}
+
+pub fn tiff_short(tag: u16, values: &[u16]) -> TiffEntry {
+    TiffEntry {
+        tag,
+        kind: 3,
+        count: values.len() as u32,
+        value: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+pub fn tiff_long(tag: u16, values: &[u32]) -> TiffEntry {
+    TiffEntry {
+        tag,
+        kind: 4,
+        count: values.len() as u32,
+        value: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// A little-endian TIFF: `data` at offset 8 (strip/tile offsets are relative to the file, so
+/// data starts at 8), then one IFD with `entries`, then the out-of-line values.
+pub fn tiff_file(data: &[u8], mut entries: Vec<TiffEntry>) -> Vec<u8> {
+    entries.sort_by_key(|e| e.tag);
+    let mut out = b"II*\0".to_vec();
+    let ifd = (8 + data.len()).next_multiple_of(2);
+    out.extend((ifd as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    out.resize(ifd, 0);
+    out.extend((entries.len() as u16).to_le_bytes());
+    let mut extra_at = ifd + 2 + entries.len() * 12 + 4;
+    let mut extra = Vec::new();
+    for e in &entries {
+        out.extend(e.tag.to_le_bytes());
+        out.extend(e.kind.to_le_bytes());
+        out.extend(e.count.to_le_bytes());
+        if e.value.is_empty() {
+            out.extend(8_u32.to_le_bytes());
+        } else if e.value.len() <= 4 {
+            let mut v = e.value.clone();
+            v.resize(4, 0);
+            out.extend(v);
+        } else {
+            out.extend((extra_at as u32).to_le_bytes());
+            extra.extend_from_slice(&e.value);
+            if extra.len() % 2 == 1 {
+                extra.push(0);
+            }
+            extra_at = ifd + 2 + entries.len() * 12 + 4 + extra.len();
+        }
+    }
+    out.extend(0_u32.to_le_bytes());
+    out.extend(extra);
+    out
+}
+
+/// The tags of an uncompressed 8-bit image in one strip at offset 8.
+fn tiff_basic(w: u32, h: u32, samples: u16, photometric: u16, len: usize) -> Vec<TiffEntry> {
+    vec![
+        tiff_long(256, &[w]),
+        tiff_long(257, &[h]),
+        tiff_short(258, &vec![8; usize::from(samples)]),
+        tiff_short(259, &[1]),
+        tiff_short(262, &[photometric]),
+        tiff_long(273, &[8]),
+        tiff_short(277, &[samples]),
+        tiff_long(278, &[h]),
+        tiff_long(279, &[len as u32]),
+    ]
+}
+
+/// A 1x1 gray TIFF whose ICC-profile tag declares 4,294,967,295 bytes (a ~120-byte file).
+pub fn tiff_icc_count_bomb() -> Vec<u8> {
+    let mut entries = tiff_basic(1, 1, 1, 1, 1);
+    entries.push(TiffEntry {
+        tag: 34675,
+        kind: 7,
+        count: u32::MAX,
+        value: Vec::new(),
+    });
+    tiff_file(&[128], entries)
+}
+
+/// The RGBA value the planar TIFF generator stores at (x, y).
+pub fn planar_pixel(x: u32, y: u32) -> [u8; 4] {
+    [
+        (x * 4) as u8,
+        (y * 5) as u8,
+        100 + (x + y) as u8 % 50,
+        255 - (x % 7) as u8,
+    ]
+}
+
+/// A valid `w`×`h` RGBA TIFF with PlanarConfiguration=2: four strips, one per sample plane.
+pub fn tiff_planar_rgba(w: u32, h: u32) -> Vec<u8> {
+    let plane_len = (w * h) as usize;
+    let mut data = Vec::new();
+    for s in 0..4 {
+        for y in 0..h {
+            for x in 0..w {
+                data.push(planar_pixel(x, y)[s]);
+            }
+        }
+    }
+    let offsets: Vec<u32> = (0..4).map(|s| 8 + (s * plane_len) as u32).collect();
+    let mut entries = vec![
+        tiff_long(256, &[w]),
+        tiff_long(257, &[h]),
+        tiff_short(258, &[8, 8, 8, 8]),
+        tiff_short(259, &[1]),
+        tiff_short(262, &[2]),
+        tiff_long(273, &offsets),
+        tiff_short(277, &[4]),
+        tiff_long(278, &[h]),
+        tiff_long(279, &[plane_len as u32; 4]),
+        tiff_short(284, &[2]),
+    ];
+    entries.push(tiff_short(338, &[2])); // ExtraSamples: unassociated alpha
+    tiff_file(&data, entries)
+}
+
+/// A 16x16 RGB TIFF in one JPEG-compressed 65520x65520 tile (the tile holds a small JPEG).
+pub fn tiff_huge_jpeg_tile() -> Vec<u8> {
+    let jpeg = jpeg_solid(16, 16);
+    let entries = vec![
+        tiff_long(256, &[16]),
+        tiff_long(257, &[16]),
+        tiff_short(258, &[8, 8, 8]),
+        tiff_short(259, &[7]),
+        tiff_short(262, &[6]),
+        tiff_short(277, &[3]),
+        tiff_long(322, &[65520]),
+        tiff_long(323, &[65520]),
+        tiff_long(324, &[8]),
+        tiff_long(325, &[jpeg.len() as u32]),
+    ];
+    tiff_file(&jpeg, entries)
+}
+
+/// A 16-wide planar RGBA TIFF of `strips` one-row JPEG strips (a quarter per plane) that all
+/// point at the same `jpeg_side`² JPEG: each strip would decode the whole embedded picture.
+pub fn tiff_many_strips(strips: u32, jpeg_side: u32) -> Vec<u8> {
+    let jpeg = jpeg_solid(jpeg_side, jpeg_side);
+    let n = strips as usize;
+    let entries = vec![
+        tiff_long(256, &[16]),
+        tiff_long(257, &[strips / 4]),
+        tiff_short(258, &[8, 8, 8, 8]),
+        tiff_short(259, &[7]),
+        tiff_short(262, &[2]),
+        tiff_long(273, &vec![8; n]),
+        tiff_short(277, &[4]),
+        tiff_long(278, &[1]),
+        tiff_long(279, &vec![jpeg.len() as u32; n]),
+        tiff_short(284, &[2]),
+        tiff_short(338, &[2]),
+    ];
+    tiff_file(&jpeg, entries)
+}

@@ -267,7 +267,7 @@ pub fn decode(
         SourceFormat::Png => png::decode(bytes),
         SourceFormat::Gif => gif::decode(bytes),
         SourceFormat::Webp => webp::decode(bytes),
-        SourceFormat::Tiff => tiff::decode(bytes),
+        SourceFormat::Tiff => tiff::decode(bytes, probe),
         SourceFormat::Avif | SourceFormat::Heic => heif::decode(bytes),
     }
 }
