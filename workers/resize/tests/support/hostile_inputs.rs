@@ -433,3 +433,148 @@ pub fn tiff_many_strips(strips: u32, jpeg_side: u32) -> Vec<u8> {
     ];
     tiff_file(&jpeg, entries)
 }
+
+/// A zlib stream of `n` zero bytes in fixed-Huffman deflate: a literal 0, then matches of 258
+/// at distance 1 (13 bits per 258 bytes, about 160:1), then the Adler-32 of the zeros.
+pub fn zlib_zeros(n: usize) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u32,
+        len: u32,
+    }
+    impl Bits {
+        fn put(&mut self, value: u32, bits: u32) {
+            self.acc |= value << self.len;
+            self.len += bits;
+            while self.len >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.len -= 8;
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u32, bits: u32) {
+            let reversed = code.reverse_bits() >> (32 - bits);
+            self.put(reversed, bits);
+        }
+    }
+    let mut b = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        len: 0,
+    };
+    b.put(1, 1); // BFINAL
+    b.put(1, 2); // fixed Huffman
+    let mut left = n;
+    if left > 0 {
+        b.code(0x30, 8); // literal 0
+        left -= 1;
+    }
+    while left >= 258 {
+        b.code(0b1100_0101, 8); // length code 285: 258
+        b.code(0, 5); // distance code 0: 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        b.code(0x30, 8);
+    }
+    b.code(0, 7); // end of block
+    if b.len > 0 {
+        b.out.push(b.acc as u8);
+    }
+    let adler = (((n % 65_521) as u32) << 16) | 1;
+    b.out.extend(adler.to_be_bytes());
+    b.out
+}
+
+/// A valid 32x24 PNG with `kind` (`iCCP`, `zTXt`, `iTXt` or `eXIf`) whose payload is
+/// `payload`, inserted before the image data.
+pub fn png_with_chunk(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    let png = png_solid(32, 24);
+    // Signature (8) + IHDR (25).
+    let mut out = png[..33].to_vec();
+    png_chunk(&mut out, kind, payload);
+    out.extend_from_slice(&png[33..]);
+    out
+}
+
+/// A PNG whose `kind` chunk (`iCCP`, `zTXt` or `iTXt`) inflates to `inflated` bytes of zeros.
+pub fn png_compressed_chunk_bomb(kind: &[u8; 4], inflated: usize) -> Vec<u8> {
+    let mut payload = match kind {
+        b"iCCP" => b"icc\0\0".to_vec(),
+        b"zTXt" => b"Comment\0\0".to_vec(),
+        _ => b"Comment\0\x01\0\0\0".to_vec(), // iTXt: compressed, no language, no translation
+    };
+    payload.extend(zlib_zeros(inflated));
+    png_with_chunk(kind, &payload)
+}
+
+/// A lossless 16x16 WebP with an extended header and an `ICCP` chunk declaring `declared`
+/// bytes (far more than the file holds).
+pub fn webp_lying_iccp(declared: u32) -> Vec<u8> {
+    let mut lossless = Vec::new();
+    let pixels = vec![90_u8; 16 * 16 * 4];
+    image::codecs::webp::WebPEncoder::new_lossless(Cursor::new(&mut lossless))
+        .write_image(&pixels, 16, 16, image::ExtendedColorType::Rgba8)
+        .expect("WebP encodes");
+    let vp8l = &lossless[12..]; // the VP8L chunk
+    let mut body = b"WEBP".to_vec();
+    body.extend(b"VP8X");
+    body.extend(10_u32.to_le_bytes());
+    body.extend([0x20 | 0x10, 0, 0, 0]); // ICC + alpha
+    body.extend(&15_u32.to_le_bytes()[..3]);
+    body.extend(&15_u32.to_le_bytes()[..3]);
+    body.extend(b"ICCP");
+    body.extend(declared.to_le_bytes());
+    body.extend([0_u8; 64]);
+    body.extend_from_slice(vp8l);
+    let mut out = b"RIFF".to_vec();
+    out.extend((body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// A 64x48 JPEG with ICC APP2 chunks whose sequence numbers and counts disagree: (seq, count)
+/// pairs given, each carrying 1000 bytes.
+pub fn jpeg_bogus_icc(chunks: &[(u8, u8)]) -> Vec<u8> {
+    let j = jpeg_solid(64, 48);
+    let mut out = j[..2].to_vec();
+    for &(seq, count) in chunks {
+        let mut seg = b"ICC_PROFILE\0".to_vec();
+        seg.extend([seq, count]);
+        seg.extend([0x41; 1000]);
+        out.extend([0xFF, 0xE2]);
+        out.extend(((seg.len() + 2) as u16).to_be_bytes());
+        out.extend(seg);
+    }
+    out.extend_from_slice(&j[2..]);
+    out
+}
+
+/// A progressive `w`×`h` JPEG whose last scan is repeated `repeats` more times.
+pub fn jpeg_repeated_scans(w: u32, h: u32, repeats: usize) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..w * h * 3).map(|i| (i % 253) as u8).collect();
+    let mut c = turbojpeg::Compressor::new().expect("compressor");
+    c.set_progressive(true).expect("progressive");
+    c.set_quality(80).expect("quality");
+    let img = turbojpeg::Image {
+        pixels: pixels.as_slice(),
+        width: w as usize,
+        pitch: w as usize * 3,
+        height: h as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    let j = c.compress_to_vec(img).expect("JPEG compresses");
+    let last_sos = j
+        .windows(2)
+        .rposition(|m| m == [0xFF, 0xDA])
+        .expect("a scan");
+    let eoi = j.len() - 2;
+    let scan = j[last_sos..eoi].to_vec();
+    let mut out = j[..eoi].to_vec();
+    for _ in 0..repeats {
+        out.extend_from_slice(&scan);
+    }
+    out.extend([0xFF, 0xD9]);
+    out
+}

@@ -25,6 +25,13 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
         let fits = left == 0 && w == probe.width && top + h <= probe.height;
         if !fits {
             probe.extra_pixels = u64::from(w) * u64::from(h);
+            let screen = u64::from(probe.width) * u64::from(probe.height);
+            if probe.extra_pixels > screen.max(MAX_OFFSCREEN_FRAME_PIXELS) {
+                return Err(RenderError::TooLarge(format!(
+                    "the first frame ({w}x{h}) overflows the {}x{} screen by more than {} pixels",
+                    probe.width, probe.height, MAX_OFFSCREEN_FRAME_PIXELS
+                )));
+            }
             if probe.decode_pixels() > limits.max_pixels {
                 return Err(RenderError::TooLarge(format!(
                     "the first frame ({w}x{h}) and the {}x{} screen together exceed {} pixels",
@@ -39,6 +46,12 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     }
     Ok(())
 }
+
+/// The largest first frame, in pixels, that may overflow the logical screen when it is larger
+/// than the screen itself: 16 Mi pixels (64 MiB of RGBA). The decoder allocates the frame's own
+/// size, which the screen does not bound; browsers clip such a frame to the screen. The LZW
+/// output is bounded by the frame: the gif crate decodes into the frame's buffer only.
+pub const MAX_OFFSCREEN_FRAME_PIXELS: u64 = 16 << 20;
 
 /// Decode the first frame.
 pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, RenderError> {

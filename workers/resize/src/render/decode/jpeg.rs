@@ -21,6 +21,17 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     Ok(())
 }
 
+/// The most scans (SOS markers) a JPEG may have: 500, as libvips and ImageMagick default to.
+/// A progressive JPEG has about ten; one repeating a scan thousands of times makes
+/// libjpeg-turbo redo the whole image per scan. The turbojpeg crate does not expose
+/// `TJPARAM_SCANLIMIT`, so the marker walk counts them and refuses the file.
+pub const MAX_SCANS: u32 = 500;
+
+/// The largest ICC profile reassembled from APP2 chunks: 4 MiB. Chunks whose sequence numbers
+/// or counts disagree, repeat or leave gaps, or that add up to more, are dropped (the image
+/// renders untagged, as libjpeg's own reader does); they never grow a buffer past it.
+pub const MAX_ICC_BYTES: usize = 4 << 20;
+
 /// Decode with libjpeg-turbo at `eighths`/8 of the stored size.
 pub(super) fn decode(
     bytes: &[u8],
@@ -112,7 +123,10 @@ fn parse_jpeg(data: &[u8]) -> Result<JpegHeader, RenderError> {
         adobe: false,
         complete: false,
     };
-    let mut icc_chunks: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut icc_chunks: Vec<(u8, u8, &[u8])> = Vec::new();
+    let mut icc_bytes = 0_usize;
+    let mut icc_valid = true;
+    let mut scans = 0_u32;
     let mut seen_sof = false;
     let mut pos = 2;
     loop {
@@ -173,13 +187,24 @@ fn parse_jpeg(data: &[u8]) -> Result<JpegHeader, RenderError> {
                     .unwrap_or(1);
             }
             0xE2 if seg.starts_with(b"ICC_PROFILE\0") && seg.len() > 14 => {
-                icc_chunks.push((seg[12], seg[14..].to_vec()));
+                icc_bytes += seg.len() - 14;
+                if icc_bytes > MAX_ICC_BYTES || icc_chunks.len() >= 255 {
+                    icc_valid = false;
+                } else if icc_valid {
+                    icc_chunks.push((seg[12], seg[13], &seg[14..]));
+                }
             }
             0xEE if seg.starts_with(b"Adobe") => h.adobe = true,
             _ => {}
         }
         pos = seg_end;
         if marker == 0xDA {
+            scans += 1;
+            if scans > MAX_SCANS {
+                return Err(RenderError::Undecodable(format!(
+                    "JPEG has more than {MAX_SCANS} scans"
+                )));
+            }
             if !seen_sof {
                 return Err(RenderError::Undecodable(
                     "JPEG scan before its frame".into(),
@@ -218,9 +243,23 @@ fn parse_jpeg(data: &[u8]) -> Result<JpegHeader, RenderError> {
             RenderError::Truncated("JPEG ends before its frame header".into())
         });
     }
-    if !icc_chunks.is_empty() {
-        icc_chunks.sort_by_key(|(seq, _)| *seq);
-        h.icc = Some(icc_chunks.into_iter().flat_map(|(_, c)| c).collect());
+    if icc_valid && !icc_chunks.is_empty() {
+        icc_chunks.sort_by_key(|(seq, _, _)| *seq);
+        // Sequence numbers 1..=count, each once, all chunks agreeing on the count.
+        let count = icc_chunks[0].1;
+        let consistent = usize::from(count) == icc_chunks.len()
+            && icc_chunks
+                .iter()
+                .enumerate()
+                .all(|(i, (seq, n, _))| *n == count && usize::from(*seq) == i + 1);
+        if consistent {
+            h.icc = Some(
+                icc_chunks
+                    .iter()
+                    .flat_map(|(_, _, c)| c.iter().copied())
+                    .collect(),
+            );
+        }
     }
     Ok(h)
 }

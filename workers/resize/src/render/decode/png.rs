@@ -21,15 +21,28 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     check_dimensions(probe.width, probe.height, limits)?;
     probe.frames = count_apng_frames(bytes);
     check_frames(probe.frames, limits)?;
-    let mut dec = PngDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
+    let mut dec = open(bytes)?;
     probe.orientation = exif_orientation(dec.orientation().ok());
     Ok(())
 }
 
 /// Decode the first frame.
 pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, RenderError> {
-    let dec = PngDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
-    decode_with_image(dec)
+    decode_with_image(open(bytes)?)
+}
+
+/// What the png crate may allocate for metadata, in bytes: the inflated `iCCP` profile and the
+/// raw `tEXt`/`zTXt`/`iTXt`/`eXIf` chunks together (compressed text is never inflated), plus a
+/// row buffer: 8 MiB + 1 MiB. An `iCCP` that inflates past it is dropped (the image renders
+/// untagged, the inflation stops at the limit); text or `eXIf` past it refuses the file.
+pub const MAX_METADATA_BYTES: usize = 8 << 20;
+
+fn open(bytes: &[u8]) -> Result<PngDecoder<Cursor<&[u8]>>, RenderError> {
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some((MAX_METADATA_BYTES + (1 << 20)) as u64);
+    limits.max_image_width = None;
+    limits.max_image_height = None;
+    PngDecoder::with_limits(Cursor::new(bytes), limits).map_err(image_error)
 }
 
 /// APNG frame count from the `acTL` chunk (which must precede the image data); 1 for a plain

@@ -12,6 +12,7 @@ use super::{
 
 /// Frames from the chunk headers, then size and orientation from the decoder.
 pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<(), RenderError> {
+    check_chunks(bytes)?;
     // Count the animation frames from the chunk headers before the decoder parses
     // anything else.
     probe.frames = count_webp_frames(bytes, limits.max_frames);
@@ -27,6 +28,36 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
 pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, RenderError> {
     let dec = WebPDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
     decode_with_image(dec)
+}
+
+/// Every chunk (ICCP, EXIF, XMP, ANMF, the bitstream) must lie inside the file and inside the
+/// RIFF size, before image-webp sizes any buffer from a declared length.
+fn check_chunks(data: &[u8]) -> Result<(), RenderError> {
+    if data.len() < 12 {
+        return Err(RenderError::Truncated("WebP header is incomplete".into()));
+    }
+    let riff = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
+    let end = riff.saturating_add(8);
+    if end > data.len() {
+        return Err(RenderError::Truncated(format!(
+            "the RIFF header declares {end} bytes, the file has {}",
+            data.len()
+        )));
+    }
+    let mut pos = 12;
+    while pos + 8 <= end {
+        let kind = &data[pos..pos + 4];
+        let len = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
+        let next = (pos + 8).saturating_add(len as usize);
+        if next > end {
+            return Err(RenderError::Truncated(format!(
+                "WebP chunk {} declares {len} bytes past the end of the file",
+                String::from_utf8_lossy(kind)
+            )));
+        }
+        pos = next.saturating_add(len as usize & 1);
+    }
+    Ok(())
 }
 
 /// WebP frame count: the `ANMF` chunks of an animated file (1 for a still image), walking the
