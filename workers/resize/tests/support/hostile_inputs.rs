@@ -350,7 +350,7 @@ pub fn tiff_icc_count_bomb() -> Vec<u8> {
     let mut entries = tiff_basic(1, 1, 1, 1, 1);
     entries.push(TiffEntry {
         tag: 34675,
-        kind: 7,
+        kind: 1, // BYTE: the tiff crate builds one 32-byte value per declared entry
         count: u32::MAX,
         value: Vec::new(),
     });
