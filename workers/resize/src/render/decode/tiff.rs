@@ -27,16 +27,33 @@ fn decoder_limits(pixels: u64) -> tiff::decoder::Limits {
     l
 }
 
-fn open(bytes: &[u8], pixels: u64) -> Result<tiff::decoder::Decoder<Cursor<&[u8]>>, RenderError> {
+/// Limits for reading tags only: the tiff crate bounds a list value by the decoding buffer
+/// (one 32-byte value per declared entry), not by `ifd_value_size`, so a decoder that reads
+/// tags gets a [`MAX_IFD_VALUE_BYTES`] buffer: a 4,294,967,295-entry ICC tag is an error, not
+/// a 137 GB allocation.
+fn tag_limits() -> tiff::decoder::Limits {
+    let mut l = tiff::decoder::Limits::default();
+    l.decoding_buffer_size = MAX_IFD_VALUE_BYTES;
+    l.intermediate_buffer_size = MAX_IFD_VALUE_BYTES;
+    l.ifd_value_size = MAX_IFD_VALUE_BYTES;
+    l
+}
+
+fn open_with(
+    bytes: &[u8],
+    limits: tiff::decoder::Limits,
+) -> Result<tiff::decoder::Decoder<Cursor<&[u8]>>, RenderError> {
+    // `new` reads the first IFD's offset tables under the tiff crate's default limits (a
+    // 256 MiB list at most); the limits given apply to every tag read after it.
     Ok(tiff::decoder::Decoder::new(Cursor::new(bytes))
         .map_err(tiff_error)?
-        .with_limits(decoder_limits(pixels)))
+        .with_limits(limits))
 }
 
 /// Size and orientation from the first IFD, pages along the IFD chain, and the strip/tile
 /// layout checked (see [`check_chunks`]).
 pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<(), RenderError> {
-    let mut dec = open(bytes, limits.max_pixels)?;
+    let mut dec = open_with(bytes, tag_limits())?;
     (probe.width, probe.height) = dec.dimensions().map_err(tiff_error)?;
     check_dimensions(probe.width, probe.height, limits)?;
     probe.frames = count_tiff_pages(bytes, limits.max_frames)?;
@@ -144,13 +161,14 @@ fn check_chunks(
 pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError> {
     use tiff::ColorType as C;
     use tiff::decoder::DecodingResult as R;
-    let mut dec = open(bytes, u64::from(probe.width) * u64::from(probe.height))?;
-    let (width, height) = dec.dimensions().map_err(tiff_error)?;
     // A profile over the IFD value limit is an error here: it is dropped, never allocated.
-    let icc = dec
+    let icc = open_with(bytes, tag_limits())?
         .find_tag_unsigned_vec::<u8>(Tag::IccProfile)
         .ok()
         .flatten();
+    let pixels = u64::from(probe.width) * u64::from(probe.height);
+    let mut dec = open_with(bytes, decoder_limits(pixels))?;
+    let (width, height) = dec.dimensions().map_err(tiff_error)?;
     let (layout, sixteen) = match dec.colortype().map_err(tiff_error)? {
         C::Gray(b @ (8 | 16)) => (Layout::Gray, b == 16),
         C::GrayA(b @ (8 | 16)) => (Layout::GrayAlpha, b == 16),
