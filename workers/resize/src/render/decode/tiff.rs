@@ -29,11 +29,11 @@ fn decoder_limits(pixels: u64) -> tiff::decoder::Limits {
 
 /// Limits for reading tags only: the tiff crate bounds a list value by the decoding buffer
 /// (one 32-byte value per declared entry), not by `ifd_value_size`, so a decoder that reads
-/// tags gets a [`MAX_IFD_VALUE_BYTES`] buffer: a 4,294,967,295-entry ICC tag is an error, not
-/// a 137 GB allocation.
+/// tags gets a buffer of 32 x [`MAX_IFD_VALUE_BYTES`] (128 MiB, transient): a 4 MiB profile
+/// still reads, a 4,294,967,295-entry ICC tag is an error, not a 137 GB allocation.
 fn tag_limits() -> tiff::decoder::Limits {
     let mut l = tiff::decoder::Limits::default();
-    l.decoding_buffer_size = MAX_IFD_VALUE_BYTES;
+    l.decoding_buffer_size = 32 * MAX_IFD_VALUE_BYTES;
     l.intermediate_buffer_size = MAX_IFD_VALUE_BYTES;
     l.ifd_value_size = MAX_IFD_VALUE_BYTES;
     l
