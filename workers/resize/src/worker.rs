@@ -529,7 +529,14 @@ impl ResizeHandler {
             }
             Err(e) => return Err(blob_err(e)),
         };
-        let probe = match render::decode::probe(&bytes, &self.limits) {
+        // The header probe parses metadata (PNG iCCP, TIFF IFDs, HEIF boxes): off the reactor.
+        let (header, limits) = (bytes.clone(), self.limits);
+        let probed = tokio::task::spawn_blocking(move || render::decode::probe(&header, &limits))
+            .await
+            .map_err(|e| {
+                HandlerError::transient(ErrorCode::Panic, format!("probe task failed: {e}"))
+            })?;
+        let probe = match probed {
             Ok(p) => p,
             Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
         };

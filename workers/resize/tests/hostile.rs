@@ -205,3 +205,155 @@ fn degenerate_shapes_render_without_upscaling() {
     let r = render(&jpeg).unwrap();
     assert_eq!(r.variants[0].width, 16);
 }
+
+/// Fails unless `f` returns within a generous wall-clock bound (a bound that works takes
+/// milliseconds; one that does not takes minutes).
+fn quickly<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let t0 = std::time::Instant::now();
+    let out = f();
+    let took = t0.elapsed();
+    assert!(took.as_secs() < 30, "{name} took {took:?}");
+    out
+}
+
+#[test]
+fn tiff_icc_tag_declaring_four_gigabytes_is_never_allocated() {
+    let bomb = gen_::tiff_icc_count_bomb();
+    assert!(bomb.len() < 200, "{} bytes", bomb.len());
+    // The profile is dropped (over the IFD value limit); the one gray pixel renders.
+    match quickly("tiff icc", || render(&bomb)) {
+        Ok(r) => assert_eq!((r.facts.width, r.facts.height), (1, 1)),
+        Err(e) => assert_eq!(e.code(), ErrorCode::InvalidColorProfile, "{e}"),
+    }
+}
+
+#[test]
+fn planar_rgba_tiff_renders_with_every_plane_interleaved() {
+    let (w, h) = (64, 48);
+    let tiff = gen_::tiff_planar_rgba(w, h);
+    let probe = render::decode::probe(&tiff, &Limits::default()).unwrap();
+    let decoded = render::decode::decode(&tiff, &probe, 64, &EncodeSettings::default()).unwrap();
+    assert_eq!((decoded.width, decoded.height), (w, h));
+    assert_eq!(decoded.layout, render::decode::Layout::Rgba);
+    let render::decode::Samples::U8(px) = &decoded.samples else {
+        panic!("8-bit samples expected");
+    };
+    assert_eq!(px.len(), (w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let at = ((y * w + x) * 4) as usize;
+            assert_eq!(&px[at..at + 4], &gen_::planar_pixel(x, y), "pixel {x},{y}");
+        }
+    }
+    let r = quickly("planar tiff", || render(&tiff)).unwrap();
+    assert_eq!((r.facts.width, r.facts.height), (w, h));
+    assert!(!r.variants.is_empty());
+}
+
+#[test]
+fn tiff_with_a_huge_jpeg_tile_is_refused_from_its_ifd() {
+    let tiff = gen_::tiff_huge_jpeg_tile();
+    assert!(tiff.len() < 4096, "{} bytes", tiff.len());
+    let err = quickly("huge tile", || render(&tiff)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+    // Refused by the header probe, before admission.
+    let err = render::decode::probe(&tiff, &Limits::default()).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+}
+
+#[test]
+fn tiff_with_100000_strips_sharing_one_jpeg_is_refused() {
+    let tiff = gen_::tiff_many_strips(100_000, 1024);
+    println!("100,000-strip TIFF: {} bytes", tiff.len());
+    assert!(tiff.len() < 2_000_000, "{} bytes", tiff.len());
+    let err = quickly("100k strips", || render(&tiff)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UndecodableImage, "{err}");
+}
+
+#[test]
+fn png_compressed_metadata_bombs_are_bounded() {
+    // 128 MiB of inflated zeros in each compressed chunk kind (under 1 MiB of file each).
+    for kind in [b"iCCP", b"zTXt", b"iTXt"] {
+        let name = String::from_utf8_lossy(kind).into_owned();
+        let png = gen_::png_compressed_chunk_bomb(kind, 128 << 20);
+        assert!(png.len() < 1 << 20, "{name}: {} bytes", png.len());
+        // Text is never inflated; the profile is inflated only up to the metadata limit and
+        // then dropped: the image renders, untagged.
+        let r = quickly(&name, || render(&png)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((r.facts.width, r.facts.height), (32, 24), "{name}");
+        let probe = render::decode::probe(&png, &Limits::default()).unwrap();
+        let d = render::decode::decode(&png, &probe, 32, &EncodeSettings::default()).unwrap();
+        assert!(d.icc.is_none(), "{name}: a profile was kept");
+    }
+}
+
+#[test]
+fn png_metadata_over_the_limit_is_refused() {
+    // 12 MiB of raw eXIf: over the 8 MiB metadata limit the decoder holds in memory.
+    let png = gen_::png_with_chunk(b"eXIf", &vec![0; 12 << 20]);
+    let err = quickly("exif", || render(&png)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+}
+
+#[test]
+fn webp_chunk_lying_about_its_size_is_refused() {
+    let webp = gen_::webp_lying_iccp(0xFFFF_FF00);
+    assert!(webp.len() < 1024, "{} bytes", webp.len());
+    let err = quickly("webp", || render(&webp)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TruncatedImage, "{err}");
+    // The same file telling the truth about a 64-byte profile is read (the profile is junk,
+    // so at worst it fails on the profile, never on size).
+    let honest = gen_::webp_lying_iccp(64);
+    if let Err(e) = render(&honest) {
+        assert!(
+            [ErrorCode::InvalidColorProfile, ErrorCode::UndecodableImage].contains(&e.code()),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn jpeg_with_inconsistent_icc_chunks_is_untagged_or_refused() {
+    // The header walk drops the profile (bounded, never concatenated); libjpeg-turbo itself
+    // may then refuse the file ("bad ICC marker"): either way a code, never a bogus profile.
+    for chunks in [
+        &[(3_u8, 2_u8), (1, 2)][..], // a sequence number past the count
+        &[(1, 2), (1, 2)][..],       // a duplicate, one missing
+        &[(1, 3), (2, 200)][..],     // counts that disagree
+        &[(1, 255); 255][..],        // 255 copies of chunk 1
+    ] {
+        let jpeg = gen_::jpeg_bogus_icc(chunks);
+        match quickly("jpeg icc", || render(&jpeg)) {
+            Ok(r) => assert_eq!((r.facts.width, r.facts.height), (64, 48)),
+            Err(e) => assert_eq!(e.code(), ErrorCode::UndecodableImage, "{chunks:?}: {e}"),
+        }
+        let probe = render::decode::probe(&jpeg, &Limits::default()).unwrap();
+        if let Ok(d) = render::decode::decode(&jpeg, &probe, 64, &EncodeSettings::default()) {
+            assert!(d.icc.is_none(), "{chunks:?}: a profile was kept");
+        }
+    }
+}
+
+#[test]
+fn progressive_jpeg_repeating_a_scan_thousands_of_times_is_refused() {
+    let jpeg = gen_::jpeg_repeated_scans(256, 256, 5_000);
+    println!("JPEG with 5,000 repeated scans: {} bytes", jpeg.len());
+    let err = quickly("scans", || render(&jpeg)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UndecodableImage, "{err}");
+    // Refused by the scan count in the header walk, not by whatever libjpeg-turbo says after
+    // decoding every scan.
+    assert!(err.to_string().contains("500 scans"), "{err}");
+    // An ordinary progressive JPEG (ten-odd scans) renders.
+    let ok = gen_::jpeg_repeated_scans(256, 256, 0);
+    quickly("progressive", || render(&ok)).unwrap();
+}
+
+#[test]
+fn gif_frame_far_larger_than_its_screen_is_refused_under_the_pixel_limit() {
+    // 36 MP of frame behind a 1x1 screen: under the 100 MP limit, but past the 16 Mi pixels a
+    // frame may overflow its screen by.
+    let bomb = gen_::gif_frame_bomb(1, 1, 6000, 6000);
+    assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
+    let err = quickly("gif", || render(&bomb)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+}

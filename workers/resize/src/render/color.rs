@@ -28,7 +28,8 @@ use lcms2::{
 use rayon::prelude::*;
 
 use super::RenderError;
-use super::decode::{Decoded, Layout, Samples};
+pub use super::frame::Nclx;
+use super::frame::{Decoded, Layout, Samples};
 use super::resize::Raster;
 
 /// Pixels per lcms call in the parallel conversion; large enough to amortise the call, small
@@ -157,20 +158,6 @@ pub fn to_srgb8_or_defer(
         description,
         None,
     ))
-}
-
-/// Colour signalled by ITU-T H.273 code points instead of an ICC profile (the HEIF/AVIF
-/// `nclx` colour box). `u16::MAX` stands for a code point the decoder did not recognise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nclx {
-    /// ColourPrimaries (1 = BT.709/sRGB, 9 = BT.2020, 12 = Display P3, ...).
-    pub primaries: u16,
-    /// TransferCharacteristics (13 = sRGB, 1 = BT.709, 16 = PQ, 18 = HLG, ...).
-    pub transfer: u16,
-    /// MatrixCoefficients (applied by the decoder; reported only).
-    pub matrix: u16,
-    /// Full-range (rather than video-range) samples.
-    pub full_range: bool,
 }
 
 /// Chromaticities: red, green, blue, white (x, y).

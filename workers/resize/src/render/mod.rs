@@ -35,6 +35,7 @@ pub mod color;
 pub mod decode;
 pub mod encode;
 pub mod facts;
+pub mod frame;
 pub mod orient;
 pub mod resize;
 pub mod webp;

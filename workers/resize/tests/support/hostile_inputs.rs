@@ -265,3 +265,316 @@ pub fn valid_images() -> Vec<(&'static str, Vec<u8>)> {
         ("valid.webp", webp),
     ]
 }
+
+/// One IFD entry of a generated TIFF: tag, field type (3 SHORT, 4 LONG, 7 UNDEFINED), count,
+/// and the value bytes (inline when at most 4, else stored after the IFD; an empty value with
+/// a count keeps the count as declared, pointing at offset 8: a lying tag).
+pub struct TiffEntry {
+    pub tag: u16,
+    pub kind: u16,
+    pub count: u32,
+    pub value: Vec<u8>,
+}
+
+pub fn tiff_short(tag: u16, values: &[u16]) -> TiffEntry {
+    TiffEntry {
+        tag,
+        kind: 3,
+        count: values.len() as u32,
+        value: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+pub fn tiff_long(tag: u16, values: &[u32]) -> TiffEntry {
+    TiffEntry {
+        tag,
+        kind: 4,
+        count: values.len() as u32,
+        value: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// A little-endian TIFF: `data` at offset 8 (strip/tile offsets are relative to the file, so
+/// data starts at 8), then one IFD with `entries`, then the out-of-line values.
+pub fn tiff_file(data: &[u8], mut entries: Vec<TiffEntry>) -> Vec<u8> {
+    entries.sort_by_key(|e| e.tag);
+    let mut out = b"II*\0".to_vec();
+    let ifd = (8 + data.len()).next_multiple_of(2);
+    out.extend((ifd as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    out.resize(ifd, 0);
+    out.extend((entries.len() as u16).to_le_bytes());
+    let mut extra_at = ifd + 2 + entries.len() * 12 + 4;
+    let mut extra = Vec::new();
+    for e in &entries {
+        out.extend(e.tag.to_le_bytes());
+        out.extend(e.kind.to_le_bytes());
+        out.extend(e.count.to_le_bytes());
+        if e.value.is_empty() {
+            out.extend(8_u32.to_le_bytes());
+        } else if e.value.len() <= 4 {
+            let mut v = e.value.clone();
+            v.resize(4, 0);
+            out.extend(v);
+        } else {
+            out.extend((extra_at as u32).to_le_bytes());
+            extra.extend_from_slice(&e.value);
+            if extra.len() % 2 == 1 {
+                extra.push(0);
+            }
+            extra_at = ifd + 2 + entries.len() * 12 + 4 + extra.len();
+        }
+    }
+    out.extend(0_u32.to_le_bytes());
+    out.extend(extra);
+    out
+}
+
+/// The tags of an uncompressed 8-bit image in one strip at offset 8.
+fn tiff_basic(w: u32, h: u32, samples: u16, photometric: u16, len: usize) -> Vec<TiffEntry> {
+    vec![
+        tiff_long(256, &[w]),
+        tiff_long(257, &[h]),
+        tiff_short(258, &vec![8; usize::from(samples)]),
+        tiff_short(259, &[1]),
+        tiff_short(262, &[photometric]),
+        tiff_long(273, &[8]),
+        tiff_short(277, &[samples]),
+        tiff_long(278, &[h]),
+        tiff_long(279, &[len as u32]),
+    ]
+}
+
+/// A 1x1 gray TIFF whose ICC-profile tag declares 4,294,967,295 bytes (a ~120-byte file).
+pub fn tiff_icc_count_bomb() -> Vec<u8> {
+    let mut entries = tiff_basic(1, 1, 1, 1, 1);
+    entries.push(TiffEntry {
+        tag: 34675,
+        kind: 1, // BYTE: the tiff crate builds one 32-byte value per declared entry
+        count: u32::MAX,
+        value: Vec::new(),
+    });
+    tiff_file(&[128], entries)
+}
+
+/// The RGBA value the planar TIFF generator stores at (x, y).
+pub fn planar_pixel(x: u32, y: u32) -> [u8; 4] {
+    [
+        (x * 4) as u8,
+        (y * 5) as u8,
+        100 + (x + y) as u8 % 50,
+        255 - (x % 7) as u8,
+    ]
+}
+
+/// A valid `w`×`h` RGBA TIFF with PlanarConfiguration=2: four strips, one per sample plane.
+pub fn tiff_planar_rgba(w: u32, h: u32) -> Vec<u8> {
+    let plane_len = (w * h) as usize;
+    let mut data = Vec::new();
+    for s in 0..4 {
+        for y in 0..h {
+            for x in 0..w {
+                data.push(planar_pixel(x, y)[s]);
+            }
+        }
+    }
+    let offsets: Vec<u32> = (0..4).map(|s| 8 + (s * plane_len) as u32).collect();
+    let mut entries = vec![
+        tiff_long(256, &[w]),
+        tiff_long(257, &[h]),
+        tiff_short(258, &[8, 8, 8, 8]),
+        tiff_short(259, &[1]),
+        tiff_short(262, &[2]),
+        tiff_long(273, &offsets),
+        tiff_short(277, &[4]),
+        tiff_long(278, &[h]),
+        tiff_long(279, &[plane_len as u32; 4]),
+        tiff_short(284, &[2]),
+    ];
+    entries.push(tiff_short(338, &[2])); // ExtraSamples: unassociated alpha
+    tiff_file(&data, entries)
+}
+
+/// A 16x16 RGB TIFF in one JPEG-compressed 65520x65520 tile (the tile holds a small JPEG).
+pub fn tiff_huge_jpeg_tile() -> Vec<u8> {
+    let jpeg = jpeg_solid(16, 16);
+    let entries = vec![
+        tiff_long(256, &[16]),
+        tiff_long(257, &[16]),
+        tiff_short(258, &[8, 8, 8]),
+        tiff_short(259, &[7]),
+        tiff_short(262, &[6]),
+        tiff_short(277, &[3]),
+        tiff_long(322, &[65520]),
+        tiff_long(323, &[65520]),
+        tiff_long(324, &[8]),
+        tiff_long(325, &[jpeg.len() as u32]),
+    ];
+    tiff_file(&jpeg, entries)
+}
+
+/// A 16-wide planar RGBA TIFF of `strips` one-row JPEG strips (a quarter per plane) that all
+/// point at the same `jpeg_side`² JPEG: each strip would decode the whole embedded picture.
+pub fn tiff_many_strips(strips: u32, jpeg_side: u32) -> Vec<u8> {
+    let jpeg = jpeg_solid(jpeg_side, jpeg_side);
+    let n = strips as usize;
+    let entries = vec![
+        tiff_long(256, &[16]),
+        tiff_long(257, &[strips / 4]),
+        tiff_short(258, &[8, 8, 8, 8]),
+        tiff_short(259, &[7]),
+        tiff_short(262, &[2]),
+        tiff_long(273, &vec![8; n]),
+        tiff_short(277, &[4]),
+        tiff_long(278, &[1]),
+        tiff_long(279, &vec![jpeg.len() as u32; n]),
+        tiff_short(284, &[2]),
+        tiff_short(338, &[2]),
+    ];
+    tiff_file(&jpeg, entries)
+}
+
+/// A zlib stream of `n` zero bytes in fixed-Huffman deflate: a literal 0, then matches of 258
+/// at distance 1 (13 bits per 258 bytes, about 160:1), then the Adler-32 of the zeros.
+pub fn zlib_zeros(n: usize) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u32,
+        len: u32,
+    }
+    impl Bits {
+        fn put(&mut self, value: u32, bits: u32) {
+            self.acc |= value << self.len;
+            self.len += bits;
+            while self.len >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.len -= 8;
+            }
+        }
+        /// A Huffman code, most significant bit first.
+        fn code(&mut self, code: u32, bits: u32) {
+            let reversed = code.reverse_bits() >> (32 - bits);
+            self.put(reversed, bits);
+        }
+    }
+    let mut b = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        len: 0,
+    };
+    b.put(1, 1); // BFINAL
+    b.put(1, 2); // fixed Huffman
+    let mut left = n;
+    if left > 0 {
+        b.code(0x30, 8); // literal 0
+        left -= 1;
+    }
+    while left >= 258 {
+        b.code(0b1100_0101, 8); // length code 285: 258
+        b.code(0, 5); // distance code 0: 1
+        left -= 258;
+    }
+    for _ in 0..left {
+        b.code(0x30, 8);
+    }
+    b.code(0, 7); // end of block
+    if b.len > 0 {
+        b.out.push(b.acc as u8);
+    }
+    let adler = (((n % 65_521) as u32) << 16) | 1;
+    b.out.extend(adler.to_be_bytes());
+    b.out
+}
+
+/// A valid 32x24 PNG with `kind` (`iCCP`, `zTXt`, `iTXt` or `eXIf`) whose payload is
+/// `payload`, inserted before the image data.
+pub fn png_with_chunk(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    let png = png_solid(32, 24);
+    // Signature (8) + IHDR (25).
+    let mut out = png[..33].to_vec();
+    png_chunk(&mut out, kind, payload);
+    out.extend_from_slice(&png[33..]);
+    out
+}
+
+/// A PNG whose `kind` chunk (`iCCP`, `zTXt` or `iTXt`) inflates to `inflated` bytes of zeros.
+pub fn png_compressed_chunk_bomb(kind: &[u8; 4], inflated: usize) -> Vec<u8> {
+    let mut payload = match kind {
+        b"iCCP" => b"icc\0\0".to_vec(),
+        b"zTXt" => b"Comment\0\0".to_vec(),
+        _ => b"Comment\0\x01\0\0\0".to_vec(), // iTXt: compressed, no language, no translation
+    };
+    payload.extend(zlib_zeros(inflated));
+    png_with_chunk(kind, &payload)
+}
+
+/// A lossless 16x16 WebP with an extended header and an `ICCP` chunk declaring `declared`
+/// bytes (far more than the file holds).
+pub fn webp_lying_iccp(declared: u32) -> Vec<u8> {
+    let mut lossless = Vec::new();
+    let pixels = vec![90_u8; 16 * 16 * 4];
+    image::codecs::webp::WebPEncoder::new_lossless(Cursor::new(&mut lossless))
+        .write_image(&pixels, 16, 16, image::ExtendedColorType::Rgba8)
+        .expect("WebP encodes");
+    let vp8l = &lossless[12..]; // the VP8L chunk
+    let mut body = b"WEBP".to_vec();
+    body.extend(b"VP8X");
+    body.extend(10_u32.to_le_bytes());
+    body.extend([0x20 | 0x10, 0, 0, 0]); // ICC + alpha
+    body.extend(&15_u32.to_le_bytes()[..3]);
+    body.extend(&15_u32.to_le_bytes()[..3]);
+    body.extend(b"ICCP");
+    body.extend(declared.to_le_bytes());
+    body.extend([0_u8; 64]);
+    body.extend_from_slice(vp8l);
+    let mut out = b"RIFF".to_vec();
+    out.extend((body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// A 64x48 JPEG with ICC APP2 chunks whose sequence numbers and counts disagree: (seq, count)
+/// pairs given, each carrying 1000 bytes.
+pub fn jpeg_bogus_icc(chunks: &[(u8, u8)]) -> Vec<u8> {
+    let j = jpeg_solid(64, 48);
+    let mut out = j[..2].to_vec();
+    for &(seq, count) in chunks {
+        let mut seg = b"ICC_PROFILE\0".to_vec();
+        seg.extend([seq, count]);
+        seg.extend([0x41; 1000]);
+        out.extend([0xFF, 0xE2]);
+        out.extend(((seg.len() + 2) as u16).to_be_bytes());
+        out.extend(seg);
+    }
+    out.extend_from_slice(&j[2..]);
+    out
+}
+
+/// A progressive `w`×`h` JPEG whose last scan is repeated `repeats` more times.
+pub fn jpeg_repeated_scans(w: u32, h: u32, repeats: usize) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..w * h * 3).map(|i| (i % 253) as u8).collect();
+    let mut c = turbojpeg::Compressor::new().expect("compressor");
+    c.set_progressive(true).expect("progressive");
+    c.set_quality(80).expect("quality");
+    let img = turbojpeg::Image {
+        pixels: pixels.as_slice(),
+        width: w as usize,
+        pitch: w as usize * 3,
+        height: h as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    let j = c.compress_to_vec(img).expect("JPEG compresses");
+    let last_sos = j
+        .windows(2)
+        .rposition(|m| m == [0xFF, 0xDA])
+        .expect("a scan");
+    let eoi = j.len() - 2;
+    let scan = j[last_sos..eoi].to_vec();
+    let mut out = j[..eoi].to_vec();
+    for _ in 0..repeats {
+        out.extend_from_slice(&scan);
+    }
+    out.extend([0xFF, 0xD9]);
+    out
+}

@@ -1,0 +1,349 @@
+//! TIFF (the first page), through the tiff crate.
+
+use std::io::Cursor;
+
+use tiff::tags::Tag;
+
+use super::{Decoded, Layout, Limits, Probe, RenderError, Samples, check_dimensions, check_frames};
+
+/// The largest value of one IFD entry the decoder reads (an ICC profile, an offsets table):
+/// 4 MiB. A tag declaring more is an error for the decoder, so a profile that large is dropped
+/// (the image renders untagged) and a strip table that large refuses the file.
+pub const MAX_IFD_VALUE_BYTES: usize = 4 << 20;
+
+/// Slack, in pixels, for the chunk (strip or tile) area over the image area: tiles are padded
+/// to their grid, so a small image in large tiles is legitimate up to this much.
+pub const CHUNK_PIXEL_SLACK: u64 = 16 << 20;
+
+/// The tiff crate's limits for an image of `pixels` pixels: no buffer larger than the image at
+/// 16 bits and 4 samples (plus 1 MiB), no IFD value over [`MAX_IFD_VALUE_BYTES`].
+fn decoder_limits(pixels: u64) -> tiff::decoder::Limits {
+    let buffer =
+        usize::try_from(pixels.saturating_mul(8).saturating_add(1 << 20)).unwrap_or(usize::MAX);
+    let mut l = tiff::decoder::Limits::default();
+    l.decoding_buffer_size = buffer;
+    l.intermediate_buffer_size = buffer;
+    l.ifd_value_size = MAX_IFD_VALUE_BYTES;
+    l
+}
+
+/// Limits for reading tags only: the tiff crate bounds a list value by the decoding buffer
+/// (one 32-byte value per declared entry), not by `ifd_value_size`, so a decoder that reads
+/// tags gets a buffer of 32 x [`MAX_IFD_VALUE_BYTES`] (128 MiB, transient): a 4 MiB profile
+/// still reads, a 4,294,967,295-entry ICC tag is an error, not a 137 GB allocation.
+fn tag_limits() -> tiff::decoder::Limits {
+    let mut l = tiff::decoder::Limits::default();
+    l.decoding_buffer_size = 32 * MAX_IFD_VALUE_BYTES;
+    l.intermediate_buffer_size = MAX_IFD_VALUE_BYTES;
+    l.ifd_value_size = MAX_IFD_VALUE_BYTES;
+    l
+}
+
+fn open_with(
+    bytes: &[u8],
+    limits: tiff::decoder::Limits,
+) -> Result<tiff::decoder::Decoder<Cursor<&[u8]>>, RenderError> {
+    // `new` reads the first IFD's offset tables under the tiff crate's default limits (a
+    // 256 MiB list at most); the limits given apply to every tag read after it.
+    Ok(tiff::decoder::Decoder::new(Cursor::new(bytes))
+        .map_err(tiff_error)?
+        .with_limits(limits))
+}
+
+/// Size and orientation from the first IFD, pages along the IFD chain, and the strip/tile
+/// layout checked (see [`check_chunks`]).
+pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<(), RenderError> {
+    let mut dec = open_with(bytes, tag_limits())?;
+    (probe.width, probe.height) = dec.dimensions().map_err(tiff_error)?;
+    check_dimensions(probe.width, probe.height, limits)?;
+    probe.frames = count_tiff_pages(bytes, limits.max_frames)?;
+    check_frames(probe.frames, limits)?;
+    probe.orientation = dec
+        .find_tag_unsigned::<u16>(Tag::Orientation)
+        .ok()
+        .flatten()
+        .and_then(|o| u8::try_from(o).ok())
+        .filter(|o| (1..=8).contains(o))
+        .unwrap_or(1);
+    check_chunks(&mut dec, bytes.len())?;
+    Ok(())
+}
+
+/// How the first page's samples are cut into chunks.
+struct ChunkGrid {
+    /// Chunk width and height (strips: the image width and the rows per strip, at most the
+    /// height).
+    width: u32,
+    height: u32,
+    /// Chunks across and down one plane.
+    across: u32,
+    down: u32,
+    /// 1 for chunky data, the samples per pixel for planar data (one plane per sample).
+    planes: u32,
+}
+
+fn grid(dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>) -> Result<ChunkGrid, RenderError> {
+    let (width, height) = dec.dimensions().map_err(tiff_error)?;
+    let planar = dec
+        .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
+        .map_err(tiff_error)?
+        == Some(2);
+    let samples = u32::from(
+        dec.find_tag_unsigned::<u16>(Tag::SamplesPerPixel)
+            .map_err(tiff_error)?
+            .unwrap_or(1),
+    );
+    let (cw, ch) = dec.chunk_dimensions();
+    let tiled = matches!(dec.get_chunk_type(), tiff::decoder::ChunkType::Tile);
+    let ch = if tiled { ch } else { ch.min(height) };
+    if cw == 0 || ch == 0 {
+        return Err(RenderError::Undecodable("TIFF chunk of zero size".into()));
+    }
+    Ok(ChunkGrid {
+        width: cw,
+        height: ch,
+        across: width.div_ceil(cw),
+        down: height.div_ceil(ch),
+        planes: if planar { samples.max(1) } else { 1 },
+    })
+}
+
+/// Bound the work the strips or tiles of the first page can cause, from the IFD alone:
+///
+/// - the declared chunk area (all chunks, all planes) may exceed the image area only by the
+///   grid padding, at most twice the image plus [`CHUNK_PIXEL_SLACK`] per plane: a 16x16 image
+///   in one 65520x65520 tile is refused before its tile buffer exists;
+/// - the chunks' byte counts must add up to at most the file size: chunks may not share data,
+///   so 100,000 strips pointing at one large embedded JPEG are refused instead of decoding it
+///   100,000 times;
+/// - the chunk count must match the grid.
+fn check_chunks(
+    dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>,
+    file_len: usize,
+) -> Result<(), RenderError> {
+    let (width, height) = dec.dimensions().map_err(tiff_error)?;
+    let g = grid(dec)?;
+    let image = u64::from(width) * u64::from(height);
+    let chunk_pixels = u64::from(g.width) * u64::from(g.height);
+    let all = chunk_pixels
+        .saturating_mul(u64::from(g.across) * u64::from(g.down))
+        .saturating_mul(u64::from(g.planes));
+    let allowed = (image * 2 + CHUNK_PIXEL_SLACK).saturating_mul(u64::from(g.planes));
+    if all > allowed {
+        return Err(RenderError::TooLarge(format!(
+            "TIFF chunks of {}x{} declare {all} pixels for a {width}x{height} image",
+            g.width, g.height
+        )));
+    }
+    let tiled = matches!(dec.get_chunk_type(), tiff::decoder::ChunkType::Tile);
+    let (count_tag, count) = if tiled {
+        (Tag::TileByteCounts, dec.tile_count().map_err(tiff_error)?)
+    } else {
+        (Tag::StripByteCounts, dec.strip_count().map_err(tiff_error)?)
+    };
+    let expected = u64::from(g.across) * u64::from(g.down) * u64::from(g.planes);
+    if u64::from(count) != expected {
+        return Err(RenderError::Undecodable(format!(
+            "TIFF has {count} chunks, its layout needs {expected}"
+        )));
+    }
+    let sizes = dec.get_tag_u64_vec(count_tag).map_err(tiff_error)?;
+    let total = sizes.iter().fold(0_u64, |a, &b| a.saturating_add(b));
+    if total > file_len as u64 {
+        return Err(RenderError::Undecodable(format!(
+            "TIFF chunks declare {total} bytes of data in a {file_len}-byte file"
+        )));
+    }
+    Ok(())
+}
+
+/// Decode the first page, chunk by chunk, interleaving the planes of planar data.
+pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError> {
+    use tiff::ColorType as C;
+    use tiff::decoder::DecodingResult as R;
+    // A profile over the IFD value limit is an error here: it is dropped, never allocated.
+    let icc = open_with(bytes, tag_limits())?
+        .find_tag_unsigned_vec::<u8>(Tag::IccProfile)
+        .ok()
+        .flatten();
+    let pixels = u64::from(probe.width) * u64::from(probe.height);
+    let mut dec = open_with(bytes, decoder_limits(pixels))?;
+    let (width, height) = dec.dimensions().map_err(tiff_error)?;
+    let (layout, sixteen) = match dec.colortype().map_err(tiff_error)? {
+        C::Gray(b @ (8 | 16)) => (Layout::Gray, b == 16),
+        C::GrayA(b @ (8 | 16)) => (Layout::GrayAlpha, b == 16),
+        C::RGB(b @ (8 | 16)) => (Layout::Rgb, b == 16),
+        C::RGBA(b @ (8 | 16)) => (Layout::Rgba, b == 16),
+        C::CMYK(8) => (Layout::Cmyk { inverted: false }, false),
+        other => {
+            return Err(RenderError::UnsupportedFormat(format!(
+                "TIFF sample type {other:?} is not supported"
+            )));
+        }
+    };
+    check_chunks(&mut dec, bytes.len())?;
+    let g = grid(&mut dec)?;
+    let spp = layout.channels();
+    if g.planes != 1 && g.planes as usize != spp {
+        return Err(RenderError::UnsupportedFormat(format!(
+            "planar TIFF with {} planes for {spp} samples",
+            g.planes
+        )));
+    }
+    let len = width as usize * height as usize * spp;
+    let mut samples = if sixteen {
+        Samples::U16(vec![0; len])
+    } else {
+        Samples::U8(vec![0; len])
+    };
+    let per_plane = g.across * g.down;
+    for plane in 0..g.planes {
+        for i in 0..per_plane {
+            let chunk = dec.read_chunk(plane * per_plane + i).map_err(tiff_error)?;
+            let at = Placement {
+                grid: &g,
+                index: i,
+                plane: plane as usize,
+                image_width: width,
+                image_height: height,
+                spp,
+            };
+            match (&mut samples, chunk) {
+                (Samples::U8(out), R::U8(c)) => at.place(out, &c)?,
+                (Samples::U16(out), R::U16(c)) => at.place(out, &c)?,
+                _ => {
+                    return Err(RenderError::UnsupportedFormat(
+                        "TIFF sample format is not supported".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Decoded {
+        width,
+        height,
+        layout,
+        samples,
+        icc,
+        nclx: None,
+    })
+}
+
+/// Where one decoded chunk goes in the interleaved image.
+struct Placement<'a> {
+    grid: &'a ChunkGrid,
+    /// Chunk index within its plane.
+    index: u32,
+    plane: usize,
+    image_width: u32,
+    image_height: u32,
+    spp: usize,
+}
+
+impl Placement<'_> {
+    fn place<T: Copy>(&self, out: &mut [T], chunk: &[T]) -> Result<(), RenderError> {
+        let g = self.grid;
+        let x0 = (self.index % g.across) * g.width;
+        let y0 = (self.index / g.across) * g.height;
+        let dw = g.width.min(self.image_width - x0) as usize;
+        let dh = g.height.min(self.image_height - y0) as usize;
+        // Samples per pixel inside the chunk: all of them (chunky) or one (planar).
+        let inner = if g.planes == 1 { self.spp } else { 1 };
+        // The decoder returns the chunk cropped to the image, or whole (padded) tiles.
+        let stride = if chunk.len() >= g.width as usize * dh * inner && g.width as usize != dw {
+            g.width as usize
+        } else {
+            dw
+        };
+        if chunk.len() < stride * (dh - 1) * inner + dw * inner {
+            return Err(RenderError::Undecodable(format!(
+                "TIFF chunk {} holds {} samples, its {dw}x{dh} area needs more",
+                self.index,
+                chunk.len()
+            )));
+        }
+        let width = self.image_width as usize;
+        for row in 0..dh {
+            let src = &chunk[row * stride * inner..][..dw * inner];
+            let dst_row = (y0 as usize + row) * width + x0 as usize;
+            if inner == self.spp {
+                out[dst_row * self.spp..][..dw * self.spp].copy_from_slice(src);
+            } else {
+                for (x, &v) in src.iter().enumerate() {
+                    out[(dst_row + x) * self.spp + self.plane] = v;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn tiff_error(err: tiff::TiffError) -> RenderError {
+    match &err {
+        tiff::TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            RenderError::Truncated(err.to_string())
+        }
+        tiff::TiffError::LimitsExceeded => RenderError::TooLarge(err.to_string()),
+        tiff::TiffError::UnsupportedError(_) => RenderError::UnsupportedFormat(err.to_string()),
+        _ => RenderError::Undecodable(err.to_string()),
+    }
+}
+
+/// TIFF page count: the IFD chain, following only the next-IFD offsets (no pixel data), and
+/// stopping once `max + 1` are seen or an offset repeats.
+fn count_tiff_pages(data: &[u8], max: u32) -> Result<u32, RenderError> {
+    let little = data.starts_with(b"II");
+    let bad = || RenderError::Undecodable("TIFF IFD chain points outside the file".into());
+    let u16_at = |at: usize| -> Option<u16> {
+        let b = data.get(at..at + 2)?;
+        Some(if little {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b = data.get(at..at + 4)?;
+        let b = [b[0], b[1], b[2], b[3]];
+        Some(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = u32_at(4).ok_or_else(bad)? as usize;
+    let mut pages = 0_u32;
+    while offset != 0 && seen.insert(offset) {
+        pages += 1;
+        if pages > max {
+            break;
+        }
+        let entries = usize::from(u16_at(offset).ok_or_else(bad)?);
+        let next = offset + 2 + entries * 12;
+        offset = u32_at(next).ok_or_else(bad)? as usize;
+    }
+    Ok(pages.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_tiff_pages_along_the_ifd_chain() {
+        // Little-endian header, then three empty IFDs chained 8 -> 14 -> 20 -> end.
+        let mut t = b"II*\0".to_vec();
+        t.extend_from_slice(&8_u32.to_le_bytes());
+        for next in [14_u32, 20, 0] {
+            t.extend_from_slice(&0_u16.to_le_bytes());
+            t.extend_from_slice(&next.to_le_bytes());
+        }
+        assert_eq!(count_tiff_pages(&t, 1000).unwrap(), 3);
+        assert_eq!(count_tiff_pages(&t, 1).unwrap(), 2, "stops past the limit");
+        // A loop back to the first IFD ends the walk.
+        let mut looped = t.clone();
+        looped[20 + 2..20 + 6].copy_from_slice(&8_u32.to_le_bytes());
+        assert_eq!(count_tiff_pages(&looped, 1000).unwrap(), 3);
+    }
+}
