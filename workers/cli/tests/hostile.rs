@@ -15,6 +15,8 @@ mod hostile_inputs;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hostile_inputs as gen_;
@@ -31,6 +33,55 @@ const ADMISSION_MP: u64 = 32;
 /// breaks this bound.
 const BASE_ALLOWANCE_MB: u64 = 200;
 const BYTES_PER_ADMITTED_PIXEL: u64 = 12;
+
+/// The largest peak RSS (VmHWM) among this process's children (the render processes), sampled
+/// every 50 ms until `stop`: a child's high-water mark only grows while it lives.
+struct ChildSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+fn sample_children() -> ChildSampler {
+    fn once(me: &str) -> u64 {
+        let mut peak = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str() else { continue };
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                continue;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+            };
+            if field("PPid:") != Some(me) {
+                continue;
+            }
+            let hwm = field("VmHWM:")
+                .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0);
+            peak = peak.max(hwm);
+        }
+        peak
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let me = std::process::id().to_string();
+        let mut peak = 0;
+        while !flag.load(Ordering::Relaxed) {
+            peak = peak.max(once(&me));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        peak.max(once(&me))
+    });
+    ChildSampler { stop, thread }
+}
 
 fn vm_hwm_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -169,6 +220,7 @@ async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
     )
     .await
     .unwrap();
+    let children = sample_children();
     let baseline_kb = vm_hwm_kb();
     let http = reqwest::Client::new();
     let api = dev.url.trim_end_matches('/');
@@ -321,6 +373,8 @@ async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
     dev.stop().await;
 
     let peak_kb = vm_hwm_kb();
+    children.stop.store(true, Ordering::Relaxed);
+    let child_peak_kb = children.thread.join().unwrap();
     let budget_mb = BASE_ALLOWANCE_MB + ADMISSION_MP * BYTES_PER_ADMITTED_PIXEL;
     println!(
         "hostile batch: {} files\n  {}",
@@ -333,9 +387,22 @@ async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
         baseline_kb / 1024,
         budget_mb
     );
+    println!(
+        "peak RSS of the largest render process {} MB",
+        child_peak_kb / 1024
+    );
     assert!(
         peak_kb / 1024 <= budget_mb,
         "peak RSS {} MB over the {budget_mb} MB bound",
         peak_kb / 1024
+    );
+    assert!(
+        child_peak_kb > 0,
+        "the renders ran in child processes, and they were reaped"
+    );
+    assert!(
+        child_peak_kb / 1024 <= budget_mb,
+        "a render process peaked at {} MB, over the {budget_mb} MB bound",
+        child_peak_kb / 1024
     );
 }
