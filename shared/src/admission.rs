@@ -1,6 +1,7 @@
-//! Admission by budget, not by count (DESIGN §6): a job takes as many units as it costs (the
-//! resize worker: megapixels of decoded frame), so one 24 MP photo cannot run beside five
-//! others and blow memory. A job costing more than the whole budget runs alone.
+//! Admission by budget, not by count: a job takes as many units as it costs (the resize
+//! worker: MiB of its render's estimated peak memory), so one large photo cannot run beside
+//! five others and blow memory. A job costing more than the whole budget runs alone (the
+//! resize worker refuses such a job before it gets here).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

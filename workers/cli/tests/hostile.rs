@@ -23,16 +23,17 @@ use hostile_inputs as gen_;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// Megapixels the resize worker may decode at once, and the largest image it accepts.
-const ADMISSION_MP: u64 = 32;
+/// MiB of estimated render memory the resize worker admits at once.
+const ADMISSION_MIB: u64 = 400;
+/// The largest image it accepts.
+const MAX_PIXELS: u64 = 32_000_000;
 
-/// Peak RSS allowed: a fixed allowance for the runtime, the stack, the test's own buffers and
-/// the encoders, plus 12 bytes per admitted pixel (a decoded frame is at most 8 bytes per pixel
-/// at 16-bit RGBA, and its 8-bit sRGB copy 4). A decoder allocating past what admission charged
-/// (the GIF frame bomb below, before the probe counted frame buffers: 1 GB for a "1x1" image)
-/// breaks this bound.
+/// Peak RSS allowed, for the pipeline process and for each render process: a fixed allowance
+/// for the runtime, the stack and the test's own buffers, plus the admission budget (the
+/// renders in flight are charged an upper bound of their peak). A decoder allocating past what
+/// admission charged (the GIF frame bomb below, before the probe counted frame buffers: 1 GB
+/// for a "1x1" image) breaks this bound.
 const BASE_ALLOWANCE_MB: u64 = 200;
-const BYTES_PER_ADMITTED_PIXEL: u64 = 12;
 
 /// The largest peak RSS (VmHWM) among this process's children (the render processes), sampled
 /// every 50 ms until `stop`: a child's high-water mark only grows while it lives.
@@ -174,6 +175,38 @@ fn cases() -> Vec<(String, Vec<u8>, Expect)> {
         ("10000x1.gif".into(), gen_::gif_frames(10_000, 1, 1), None),
         ("8000x8.jpg".into(), gen_::jpeg_solid(8000, 8), None),
     ]);
+    // libheif's security limits (set from the 32 MP limit) refuse the gigapixel canvas of a
+    // grid whose ispe says 64x64, and of an alpha item far larger than its image.
+    let tile = gen_::grid_tile();
+    c.extend([
+        (
+            "avif grid bomb.avif".into(),
+            gen_::avif_grid_bomb(&tile),
+            Some("image_too_large"),
+        ),
+        (
+            "avif alpha grid bomb.avif".into(),
+            gen_::avif_alpha_grid_bomb(&tile),
+            Some("image_too_large"),
+        ),
+        (
+            "avif honest grid.avif".into(),
+            gen_::avif_grid(&tile, 2, (2000, 1500), (2000, 1500)),
+            None,
+        ),
+        // Strip tables declared past the end of a 200-byte file; a strip's JPEG far larger
+        // than the strip.
+        (
+            "tiff 60m offsets.tif".into(),
+            gen_::tiff_chunk_tables(60_000_000, false),
+            Some("undecodable_image"),
+        ),
+        (
+            "tiff jpeg strip 16000.tif".into(),
+            gen_::tiff_jpeg_strip_bomb(16_000),
+            Some("image_too_large"),
+        ),
+    ]);
     for seed in 0..3 {
         for (fmt, bytes) in gen_::noise_behind_magic(seed) {
             c.push((format!("noise {seed} {fmt}.jpg"), bytes, Some("decode")));
@@ -205,9 +238,8 @@ async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
     std::fs::write(
         &config,
         format!(
-            "[resize]\nadmission_megapixels = {ADMISSION_MP}\navif_speed = 10\n\
-             [resize.limits]\nmax_pixels = {}\n",
-            ADMISSION_MP * 1_000_000
+            "[resize]\nadmission_mib = {ADMISSION_MIB}\navif_speed = 10\n\
+             [resize.limits]\nmax_pixels = {MAX_PIXELS}\n"
         ),
     )
     .unwrap();
@@ -375,14 +407,14 @@ async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
     let peak_kb = vm_hwm_kb();
     children.stop.store(true, Ordering::Relaxed);
     let child_peak_kb = children.thread.join().unwrap();
-    let budget_mb = BASE_ALLOWANCE_MB + ADMISSION_MP * BYTES_PER_ADMITTED_PIXEL;
+    let budget_mb = BASE_ALLOWANCE_MB + ADMISSION_MIB;
     println!(
         "hostile batch: {} files\n  {}",
         cases.len(),
         report.join("\n  ")
     );
     println!(
-        "peak RSS (VmHWM) {} MB (stack up: {} MB); bound {} MB = {BASE_ALLOWANCE_MB} MB + {ADMISSION_MP} MP admission x {BYTES_PER_ADMITTED_PIXEL} B/px",
+        "peak RSS (VmHWM) {} MB (stack up: {} MB); bound {} MB = {BASE_ALLOWANCE_MB} MB + {ADMISSION_MIB} MiB admission",
         peak_kb / 1024,
         baseline_kb / 1024,
         budget_mb

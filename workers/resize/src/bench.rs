@@ -70,7 +70,12 @@ impl Engine {
                     .enable_all()
                     .build()
                     .context("starting the bench's runtime")?;
-                Some((Pool::new(program, 0, options.concurrency), rt))
+                let pool = Pool::new(program, 0, options.concurrency);
+                // Start and warm every render process before the clock starts, as the worker
+                // does when it starts: a long-lived worker never pays these per image.
+                let ready = rt.block_on(pool.warm(&options.formats, &options.settings));
+                anyhow::ensure!(ready > 0, "no render process could be started");
+                Some((pool, rt))
             }
         };
         Ok(Self { pool })
@@ -186,6 +191,125 @@ pub struct Summary {
     pub images_per_s: f64,
     /// `variants / wall_s`.
     pub variants_per_s: f64,
+    /// Where the renders ran.
+    pub isolation: Isolation,
+    /// Peak RSS in kB: the bench process's own `VmHWM` plus the `VmHWM` of every render
+    /// process (`--isolation process`), each read from `/proc` before the process exits. An
+    /// upper bound of the combined peak: the processes need not peak at the same moment.
+    pub peak_rss_kb: u64,
+    /// The largest sum of `VmRSS` over the bench process and its render processes at one
+    /// moment, sampled every [`MEMORY_SAMPLE_MS`] ms during the run: a lower bound of the
+    /// combined peak.
+    pub peak_rss_sampled_kb: u64,
+    /// Render processes seen (0 with `--isolation none`).
+    pub render_processes: usize,
+    /// The part of [`Summary::peak_rss_kb`] that is the render processes' (the sum of their
+    /// `VmHWM`), kB.
+    pub render_processes_peak_rss_kb: u64,
+    /// How the peak RSS figures were measured.
+    pub peak_rss_method: &'static str,
+}
+
+/// What [`Summary::peak_rss_method`] says.
+const PEAK_RSS_METHOD: &str = "peak_rss_kb = VmHWM of the bench process + sum of VmHWM of each \
+render process (read from /proc/<pid>/status before it exits; upper bound); \
+peak_rss_sampled_kb = largest sum of VmRSS of the bench and its render processes, sampled \
+every 50 ms (lower bound)";
+
+/// How often [`MemoryWatch`] samples, in milliseconds.
+pub const MEMORY_SAMPLE_MS: u64 = 50;
+
+/// The peak memory of the bench and its render processes. `/usr/bin/time` and `getrusage`
+/// report the largest single process, which leaves the render processes out of the bench's
+/// figure; this thread samples `/proc` instead: this process's `VmRSS`, and `VmRSS` and
+/// `VmHWM` of each child listed in `/proc/self/task/*/children`. A child's `VmHWM` only grows
+/// while it lives, so the last sample (taken before the pool closes) has its whole peak.
+struct MemoryWatch {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    /// The largest `VmHWM` seen per child process id, kB.
+    child_hwm_kb: std::collections::HashMap<u32, u64>,
+    /// The largest combined `VmRSS` at one sample, kB.
+    sampled_kb: u64,
+}
+
+impl Memory {
+    fn sample(&mut self) {
+        let mut total = proc_status_kb("self").map_or(0, |(rss, _)| rss);
+        for pid in child_pids() {
+            if let Some((rss, hwm)) = proc_status_kb(&pid.to_string()) {
+                total += rss;
+                let seen = self.child_hwm_kb.entry(pid).or_insert(0);
+                *seen = (*seen).max(hwm);
+            }
+        }
+        self.sampled_kb = self.sampled_kb.max(total);
+    }
+}
+
+/// `VmRSS` and `VmHWM` of `/proc/<pid>/status`, kB.
+fn proc_status_kb(pid: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The children of every thread of this process.
+fn child_pids() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+impl MemoryWatch {
+    fn start() -> anyhow::Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("bench-memory".into())
+            .spawn(move || {
+                let mut memory = Memory::default();
+                let every = std::time::Duration::from_millis(MEMORY_SAMPLE_MS);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    memory.sample();
+                }
+                memory.sample();
+                memory
+            })
+            .context("starting the bench's memory sampler")?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Take a last sample and stop; call while the render processes still live.
+    fn finish(self) -> anyhow::Result<Memory> {
+        drop(self.stop);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the bench's memory sampler panicked"))
+    }
 }
 
 /// Settings echoed in the summary.
@@ -291,6 +415,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
 
     let results = Mutex::new(Vec::with_capacity(files.len()));
     let engine = Engine::new(options)?;
+    let memory = MemoryWatch::start()?;
     let t0 = Instant::now();
     match options.schedule {
         Schedule::Threads => {
@@ -308,6 +433,9 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         }
     }
     let wall_s = t0.elapsed().as_secs_f64();
+    let memory = memory.finish()?;
+    let own_hwm_kb = proc_status_kb("self").map_or(0, |(_, hwm)| hwm);
+    let children_hwm_kb: u64 = memory.child_hwm_kb.values().sum();
     engine.close();
     let mut results = results
         .into_inner()
@@ -370,6 +498,12 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         wall_s: round3(wall_s),
         images_per_s: round3(ok.len() as f64 / wall_s),
         variants_per_s: round3(variants as f64 / wall_s),
+        isolation: options.isolation,
+        peak_rss_kb: own_hwm_kb + children_hwm_kb,
+        peak_rss_sampled_kb: memory.sampled_kb,
+        render_processes: memory.child_hwm_kb.len(),
+        render_processes_peak_rss_kb: children_hwm_kb,
+        peak_rss_method: PEAK_RSS_METHOD,
     };
     let doc = serde_json::json!({ "summary": &summary, "images": &results });
     std::fs::write(

@@ -223,7 +223,7 @@ fn wire_settings(mut s: EncodeSettings) -> EncodeSettings {
 /// Run as a render child until stdin ends: apply the limits, then answer one request at a time.
 /// Returns success on a clean end of input, failure on a protocol or I/O error.
 pub fn child_main(args: &ChildArgs) -> ExitCode {
-    crate::alloc::tune();
+    crate::alloc::tune_render_process();
     if let Err(e) = apply_limits(args) {
         eprintln!("render-child: cannot set resource limits: {e}");
         return ExitCode::FAILURE;
@@ -425,6 +425,7 @@ pub struct Pool {
     args: Vec<OsString>,
     permits: tokio::sync::Semaphore,
     idle: Mutex<Vec<Proc>>,
+    size: usize,
 }
 
 impl std::fmt::Debug for Pool {
@@ -487,7 +488,80 @@ impl Pool {
             ],
             permits: tokio::sync::Semaphore::new(size.max(1)),
             idle: Mutex::new(Vec::new()),
+            size: size.max(1),
         }
+    }
+
+    /// Start every child now and have each render a tiny image in `formats`, so the first
+    /// real renders pay neither a process start nor the codecs' first-use set-up (tables,
+    /// allocator arenas). Returns how many children are ready; a child that fails its warm-up
+    /// is dropped (a later render starts another).
+    pub async fn warm(&self, formats: &[OutputFormat], settings: &EncodeSettings) -> usize {
+        let request = VariantRequest {
+            widths: vec![shared::variant::MIN_WIDTH],
+            formats: formats.to_vec(),
+            ..VariantRequest::default()
+        };
+        let request = match request.normalise() {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "No warm-up request.");
+                return 0;
+            }
+        };
+        let Ok(header) = serde_json::to_vec(&RequestHeader {
+            request,
+            limits: Limits::default(),
+            settings: wire_settings(*settings),
+        }) else {
+            return 0;
+        };
+        let input = warm_up_image();
+        let mut procs = Vec::with_capacity(self.size);
+        for _ in 0..self.size {
+            match self.spawn() {
+                Ok(p) => procs.push(p),
+                Err(e) => warn!(error = %e, "A render process could not be started."),
+            }
+        }
+        let warmed = futures::future::join_all(procs.into_iter().map(|mut p| {
+            let (header, input) = (&header, &input);
+            async move {
+                let outcome =
+                    tokio::time::timeout(Duration::from_secs(30), exchange(&mut p, header, input))
+                        .await;
+                let ok = match outcome {
+                    Ok(Ok(Ok(_))) => true,
+                    Ok(Ok(Err(e))) => {
+                        warn!(error = %e, "A render process failed its warm-up render.");
+                        false
+                    }
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "A render process died in its warm-up render.");
+                        false
+                    }
+                    Err(_) => {
+                        warn!("A render process did not finish its warm-up render in 30 s.");
+                        false
+                    }
+                };
+                (p, ok)
+            }
+        }))
+        .await;
+        let mut ready = 0;
+        for (p, ok) in warmed {
+            if ok {
+                ready += 1;
+                self.idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(p);
+            } else {
+                kill(p).await;
+            }
+        }
+        ready
     }
 
     fn take_idle(&self) -> Option<Proc> {
@@ -676,6 +750,17 @@ async fn kill(mut proc: Proc) {
 
 /// One request and its answer. `Err` means the child is unusable (dead, or it broke the
 /// protocol); `Ok(Err(PoolError::Render))` is the engine's answer.
+/// A 32×32 PNG with some structure, rendered by [`Pool::warm`] at the smallest width.
+fn warm_up_image() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([(x * 8) as u8, (y * 8) as u8, ((x + y) * 4) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Writing a 16×16 PNG to memory cannot fail; an empty input would only fail its warm-up.
+    let _ = img.write_to(&mut out, image::ImageFormat::Png);
+    out.into_inner()
+}
+
 async fn exchange(
     proc: &mut Proc,
     header: &[u8],

@@ -3,9 +3,12 @@
 //! acks. Keys are deterministic, so a redelivery overwrites the same objects (and replay
 //! re-renders on purpose, e.g. after a new width).
 //!
-//! Admission is by pixel budget, not count: before decoding, the header is probed and the job
-//! takes one unit per started megapixel of the decoded frame, so a 24 MP photo cannot run beside
-//! five others on a small box. CPU work runs on the blocking pool (the engine parallelises
+//! Admission is by memory, not count: before decoding, the header is probed and the job takes
+//! one unit per MiB of the peak its render will need ([`render::memory::estimate`]: the decoded
+//! frame, every variant, the resize scratch and the encoders' working memory), so a 24 MP photo
+//! asked for large widths cannot run beside five others on a small box. A request that cannot
+//! fit even alone, or whose variants add up to more than `max_output_pixels`, is refused with
+//! `image_too_large` before anything is decoded. CPU work runs on the blocking pool (the engine parallelises
 //! encodes on rayon), never on the reactor, so visibility heartbeats keep firing.
 //!
 //! | failure | disposition |
@@ -55,8 +58,9 @@ use crate::render::{self, EncodeSettings, Limits, RenderError};
 pub struct ResizeConfig {
     /// Input limits, checked from the header before decoding.
     pub limits: Limits,
-    /// Megapixels of decoded frames in flight at once.
-    pub admission_megapixels: u32,
+    /// MiB of render memory in flight at once (each render charged its estimated peak); a
+    /// render estimated above it is refused.
+    pub admission_mib: u32,
     /// rav1e speed (1 slowest/smallest … 10 fastest); `None` keeps the engine default.
     pub avif_speed: Option<u8>,
     /// libwebp method (0-6); `None` keeps the engine default (4).
@@ -76,9 +80,9 @@ pub struct ResizeConfig {
     /// ([`isolate::locate_child_program`]).
     pub render_child_program: Option<PathBuf>,
     /// Each render process's address-space limit (`RLIMIT_AS`) in MiB; `None` is
-    /// 1024 + 64 per admission megapixel (an admitted render never needs more than the whole
-    /// budget; decoded frames take at most 8 bytes per pixel, their copies and variants a few
-    /// more, and the rest is thread stacks and allocator arenas, which reserve address space).
+    /// `admission_mib` + 2048 (an admitted render's estimate never exceeds the whole budget;
+    /// the rest is the executable, thread stacks and allocator arenas, which reserve address
+    /// space they do not touch).
     pub child_address_space_mib: Option<u64>,
 }
 
@@ -86,7 +90,7 @@ impl ResizeConfig {
     /// `RLIMIT_AS` for each render process, in MiB.
     pub fn child_address_space_mib(&self) -> u64 {
         self.child_address_space_mib
-            .unwrap_or(1024 + 64 * u64::from(self.admission_megapixels))
+            .unwrap_or(2048 + u64::from(self.admission_mib))
     }
 }
 
@@ -124,11 +128,42 @@ pub fn render_deadline(
     Duration::from_secs_f64(secs.min(86_400.0))
 }
 
+/// The render's estimated peak memory ([`render::memory::estimate`], on this process's rayon
+/// pool size: a render process has the same), or why it may not run at all: variants over
+/// `max_output_pixels`, or a peak larger than the whole admission budget.
+///
+/// # Errors
+/// [`RenderError::TooLarge`] (`image_too_large`) in either case.
+pub fn admit(
+    cfg: &ResizeConfig,
+    settings: &EncodeSettings,
+    probe: &render::decode::Probe,
+    input_len: u64,
+    request: &VariantRequest,
+) -> Result<render::memory::MemoryEstimate, RenderError> {
+    render::check_output(probe, request, &cfg.limits)?;
+    let memory = render::memory::estimate(
+        probe,
+        input_len,
+        request,
+        settings,
+        rayon::current_num_threads(),
+    );
+    if memory.total_mib() > u64::from(cfg.admission_mib) {
+        return Err(RenderError::TooLarge(format!(
+            "the render needs about {} MiB, more than the admission budget of {} MiB",
+            memory.total_mib(),
+            cfg.admission_mib
+        )));
+    }
+    Ok(memory)
+}
+
 impl Default for ResizeConfig {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            admission_megapixels: 64,
+            admission_mib: 2560,
             avif_speed: None,
             webp_method: None,
             isolation: Isolation::Process,
@@ -176,9 +211,9 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.common.validate_worker()?;
         self.consumer.validate()?;
-        if self.max_receive_count == 0 || self.resize.admission_megapixels == 0 {
+        if self.max_receive_count == 0 || self.resize.admission_mib == 0 {
             return Err(ConfigError::Invalid(
-                "max_receive_count and resize.admission_megapixels must be at least 1".into(),
+                "max_receive_count and resize.admission_mib must be at least 1".into(),
             ));
         }
         if self
@@ -308,6 +343,30 @@ fn blob_err(e: BlobStoreError) -> HandlerError {
 /// A permanent failure of one file, recorded in `failure.json`.
 struct FileFailure(ErrorCode, String);
 
+/// How one upload ended.
+enum FileOutcome {
+    /// Variants and manifest written.
+    Rendered,
+    /// Failed permanently; `failure.json` records it, with the SHA-256 of the upload when it
+    /// was read.
+    Failed(FileFailure, Option<String>),
+    /// A different object than the one this file was first processed from (a replayed upload
+    /// grant): left alone, so a later object at the same key never replaces the variants or
+    /// the recorded hash.
+    Superseded {
+        /// SHA-256 the file is pinned to.
+        pinned: String,
+        /// SHA-256 of the object found now.
+        found: String,
+    },
+}
+
+impl From<FileFailure> for FileOutcome {
+    fn from(f: FileFailure) -> Self {
+        FileOutcome::Failed(f, None)
+    }
+}
+
 impl ResizeHandler {
     /// A handler over `deps`.
     pub fn new(cfg: &Config, deps: Deps) -> Self {
@@ -317,11 +376,25 @@ impl ResizeHandler {
                 match isolate::locate_child_program(cfg.resize.render_child_program.as_deref()) {
                     Ok(program) => {
                         info!(program = %program.display(), processes = cfg.consumer.concurrency, "Renders run in child processes.");
-                        Some(Arc::new(isolate::Pool::new(
+                        let pool = Arc::new(isolate::Pool::new(
                             program,
                             cfg.resize.child_address_space_mib(),
                             cfg.consumer.concurrency,
-                        )))
+                        ));
+                        // Start and warm the children now, off the first messages' path.
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            let (p, settings) = (pool.clone(), cfg.encode_settings());
+                            rt.spawn(async move {
+                                let ready = p
+                                    .warm(
+                                        &[variant::OutputFormat::Webp, variant::OutputFormat::Avif],
+                                        &settings,
+                                    )
+                                    .await;
+                                info!(ready, "Render processes started.");
+                            });
+                        }
+                        Some(pool)
                     }
                     Err(e) => {
                         error!(error = %e, "No render-child executable; rendering in this process, WITHOUT crash isolation.");
@@ -334,7 +407,7 @@ impl ResizeHandler {
             deps,
             limits: cfg.resize.limits,
             settings: cfg.encode_settings(),
-            budget: Budget::new("resize", cfg.resize.admission_megapixels),
+            budget: Budget::new("resize", cfg.resize.admission_mib),
             resize: cfg.resize.clone(),
             pool,
         }
@@ -440,7 +513,7 @@ impl ResizeHandler {
             .instrument(span)
             .await?;
         match outcome {
-            Ok(()) => {
+            FileOutcome::Rendered => {
                 info!(
                     batch_id = batch,
                     file_id = file,
@@ -449,7 +522,17 @@ impl ResizeHandler {
                 );
                 Ok(Outcome::Success)
             }
-            Err(FileFailure(code, message)) => {
+            FileOutcome::Superseded { pinned, found } => {
+                warn!(
+                    batch_id = batch,
+                    file_id = file,
+                    pinned,
+                    found,
+                    "A later object at this upload's key; the file stays with the first one processed."
+                );
+                Ok(Outcome::Duplicate)
+            }
+            FileOutcome::Failed(FileFailure(code, message), source_sha256) => {
                 shared::telemetry::metrics::error("resize", "processing", code.as_str());
                 warn!(batch_id = batch, file_id = file, error_code = %code, error = %message, "File failed permanently; recorded.");
                 let record = FailureRecord {
@@ -461,11 +544,34 @@ impl ResizeHandler {
                         code: code.as_str().to_owned(),
                         message,
                     },
+                    source_sha256,
                 };
                 let body = serde_json::to_vec(&record).expect("a failure record serialises");
                 self.put_json(&keys::failure_key(batch, file), body).await?;
                 Ok(Outcome::Success)
             }
+        }
+    }
+
+    /// The SHA-256 of the upload this file was first processed from: the manifest's
+    /// `source.sha256`, else the failure record's; `None` before any.
+    async fn pinned_source(&self, batch: &str, file: &str) -> Result<Option<String>, HandlerError> {
+        match self.deps.media.get(&keys::manifest_key(batch, file)).await {
+            Ok(body) => {
+                // An unreadable record pins nothing: it is rewritten by this render.
+                return Ok(serde_json::from_slice::<Manifest>(&body)
+                    .ok()
+                    .map(|m| m.rendered.source.sha256));
+            }
+            Err(BlobStoreError::NotFound(_)) => {}
+            Err(e) => return Err(blob_err(e)),
+        }
+        match self.deps.media.get(&keys::failure_key(batch, file)).await {
+            Ok(body) => Ok(serde_json::from_slice::<FailureRecord>(&body)
+                .ok()
+                .and_then(|f| f.source_sha256)),
+            Err(BlobStoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(blob_err(e)),
         }
     }
 
@@ -489,15 +595,15 @@ impl ResizeHandler {
         batch: &str,
         file: &str,
         head: Option<ObjectMeta>,
-    ) -> Result<Result<(), FileFailure>, HandlerError> {
+    ) -> Result<FileOutcome, HandlerError> {
         let Some(head) = head else {
-            return Ok(Err(FileFailure(
+            return Ok(FileOutcome::from(FileFailure(
                 ErrorCode::SourceMissing,
                 format!("the upload {key} no longer exists"),
             )));
         };
         if head.size > self.limits.max_input_bytes {
-            return Ok(Err(FileFailure(
+            return Ok(FileOutcome::from(FileFailure(
                 ErrorCode::ImageTooLarge,
                 format!(
                     "{} bytes exceed the {}-byte input limit",
@@ -511,9 +617,14 @@ impl ResizeHandler {
             .map(|m| VariantRequest::from_metadata(m))
         {
             Some(Ok(r)) => r,
-            Some(Err(e)) => return Ok(Err(FileFailure(ErrorCode::InvalidRequest, e.to_string()))),
+            Some(Err(e)) => {
+                return Ok(FileOutcome::from(FileFailure(
+                    ErrorCode::InvalidRequest,
+                    e.to_string(),
+                )));
+            }
             None => {
-                return Ok(Err(FileFailure(
+                return Ok(FileOutcome::from(FileFailure(
                     ErrorCode::InvalidRequest,
                     "the upload carries no variant request".into(),
                 )));
@@ -522,12 +633,33 @@ impl ResizeHandler {
         let bytes = match self.deps.uploads.get(key).await {
             Ok(b) => b,
             Err(BlobStoreError::NotFound(_)) => {
-                return Ok(Err(FileFailure(
+                return Ok(FileOutcome::from(FileFailure(
                     ErrorCode::SourceMissing,
                     format!("the upload {key} no longer exists"),
                 )));
             }
             Err(e) => return Err(blob_err(e)),
+        };
+        // One upload grant stores one object: the first one processed wins. A later object at
+        // the same key (a replayed presigned POST; S3 cannot refuse it) is left alone.
+        let sha = {
+            let b = bytes.clone();
+            tokio::task::spawn_blocking(move || render::facts::sha256_hex(&b))
+                .await
+                .map_err(|e| {
+                    HandlerError::transient(ErrorCode::Panic, format!("hash task failed: {e}"))
+                })?
+        };
+        if let Some(pinned) = self.pinned_source(batch, file).await?
+            && pinned != sha
+        {
+            return Ok(FileOutcome::Superseded { pinned, found: sha });
+        }
+        let failed = |code: ErrorCode, message: String| {
+            Ok(FileOutcome::Failed(
+                FileFailure(code, message),
+                Some(sha.clone()),
+            ))
         };
         // The header probe parses metadata (PNG iCCP, TIFF IFDs, HEIF boxes): off the reactor.
         let (header, limits) = (bytes.clone(), self.limits);
@@ -538,12 +670,21 @@ impl ResizeHandler {
             })?;
         let probe = match probed {
             Ok(p) => p,
-            Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
+            Err(e) => return failed(e.code(), e.to_string()),
         };
-        let megapixels = probe.decode_pixels().div_ceil(1_000_000) + 1;
+        let memory = match admit(
+            &self.resize,
+            &self.settings,
+            &probe,
+            bytes.len() as u64,
+            &request,
+        ) {
+            Ok(m) => m,
+            Err(e) => return failed(e.code(), e.to_string()),
+        };
         let permit = self
             .budget
-            .acquire(u32::try_from(megapixels).unwrap_or(u32::MAX))
+            .acquire(u32::try_from(memory.total_mib()).unwrap_or(u32::MAX))
             .await;
         let deadline = render_deadline(
             &self.resize,
@@ -551,14 +692,14 @@ impl ResizeHandler {
             probe.oriented_dimensions(),
             &request,
         );
-        let span = tracing::info_span!(target: trace::TARGET, "render", format = probe.format.as_str(), width = probe.width, height = probe.height);
+        let span = tracing::info_span!(target: trace::TARGET, "render", format = probe.format.as_str(), width = probe.width, height = probe.height, memory_mib = memory.total_mib());
         let rendered = self
             .render_bounded(permit, bytes.clone(), &request, deadline)
             .instrument(span)
             .await?;
         let rendered = match rendered {
             Ok(r) => r,
-            Err(failure) => return Ok(Err(failure)),
+            Err(FileFailure(code, message)) => return failed(code, message),
         };
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
@@ -624,7 +765,7 @@ impl ResizeHandler {
         let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
         self.put_json(&keys::manifest_key(batch, file), body)
             .await?;
-        Ok(Ok(()))
+        Ok(FileOutcome::Rendered)
     }
 }
 
@@ -641,8 +782,12 @@ impl Handler for ResizeHandler {
             EventBody::S3(event) => {
                 let mut outcome = Outcome::Skipped;
                 for r in &event.records {
-                    if self.on_record(r, message.sent_at).await? == Outcome::Success {
-                        outcome = Outcome::Success;
+                    match self.on_record(r, message.sent_at).await? {
+                        Outcome::Success => outcome = Outcome::Success,
+                        Outcome::Duplicate if outcome != Outcome::Success => {
+                            outcome = Outcome::Duplicate;
+                        }
+                        _ => {}
                     }
                 }
                 Ok(outcome)
@@ -696,10 +841,57 @@ mod tests {
         );
     }
 
+    fn jpeg_probe(width: u32, height: u32) -> (render::decode::Probe, u64) {
+        let pixels = vec![128_u8; width as usize * height as usize * 3];
+        let image = turbojpeg::Image {
+            pixels: pixels.as_slice(),
+            width: width as usize,
+            pitch: width as usize * 3,
+            height: height as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        let bytes = turbojpeg::compress(image, 80, turbojpeg::Subsamp::Sub2x2).unwrap();
+        let probe = render::decode::probe(&bytes, &Limits::default()).unwrap();
+        (probe, bytes.len() as u64)
+    }
+
+    #[test]
+    fn admission_charges_the_whole_render_and_refuses_what_cannot_fit_alone() {
+        let (probe, len) = jpeg_probe(8000, 6000);
+        let settings = EncodeSettings::default();
+        let cfg = ResizeConfig::default();
+        // The default request on a 48 MP photo fits, and is charged more than its frame.
+        let default = VariantRequest::default().normalise().unwrap();
+        let m = admit(&cfg, &settings, &probe, len, &default).unwrap();
+        assert!(m.total_mib() > 48 * 3 && m.total_mib() < 2560, "{m:?}");
+        assert!(
+            m.encoders > 0 && m.variants > 0 && m.resize_scratch > 0,
+            "{m:?}"
+        );
+        // Six widths near full size in WebP+AVIF: over the output cap.
+        let huge = VariantRequest {
+            widths: vec![7000, 7200, 7400, 7600, 7800, 8000],
+            ..VariantRequest::default()
+        }
+        .normalise()
+        .unwrap();
+        let err = admit(&cfg, &settings, &probe, len, &huge).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ImageTooLarge);
+        assert!(err.to_string().contains("variants add up to"), "{err}");
+        // With the cap lifted, the memory budget refuses it.
+        let mut lifted = cfg.clone();
+        lifted.limits.max_output_pixels = u64::MAX;
+        let err = admit(&lifted, &settings, &probe, len, &huge).unwrap_err();
+        assert!(err.to_string().contains("admission budget"), "{err}");
+        // And a budget large enough admits it.
+        lifted.admission_mib = u32::MAX;
+        assert!(admit(&lifted, &settings, &probe, len, &huge).is_ok());
+    }
+
     #[test]
     fn the_child_address_space_follows_the_admission_budget() {
         let cfg = ResizeConfig::default();
-        assert_eq!(cfg.child_address_space_mib(), 1024 + 64 * 64);
+        assert_eq!(cfg.child_address_space_mib(), 2048 + 2560);
         let set = ResizeConfig {
             child_address_space_mib: Some(2048),
             ..ResizeConfig::default()

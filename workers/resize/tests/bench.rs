@@ -168,3 +168,45 @@ fn cost_order_starts_the_most_expensive_first_and_unprobeable_files_last() {
         );
     }
 }
+
+/// The summary's peak RSS covers the render processes with `--isolation process`: their
+/// high-water marks are added to the bench's own; the in-process run has none to add.
+#[test]
+fn the_peak_rss_includes_the_render_processes() {
+    use prism_resize::isolate::Isolation;
+    let (a, b) = (scratch("rss-none"), scratch("rss-process"));
+    let none = bench::run(&options(a.clone(), Schedule::Pool, Order::Cost)).unwrap();
+    let process = bench::run(&BenchOptions {
+        isolation: Isolation::Process,
+        ..options(b.clone(), Schedule::Pool, Order::Cost)
+    })
+    .unwrap();
+    assert_eq!(none.isolation, Isolation::None);
+    assert_eq!(
+        (none.render_processes, none.render_processes_peak_rss_kb),
+        (0, 0)
+    );
+    assert!(none.peak_rss_kb > 0 && none.peak_rss_sampled_kb <= none.peak_rss_kb);
+    assert_eq!(process.isolation, Isolation::Process);
+    assert!(
+        (1..=2).contains(&process.render_processes),
+        "{} render processes for a pool of 2",
+        process.render_processes
+    );
+    // A render process (its binary's pages, its heap) is at least a few MB.
+    assert!(
+        process.render_processes_peak_rss_kb >= 1024 * process.render_processes as u64,
+        "{process:?}"
+    );
+    assert!(process.peak_rss_kb > process.render_processes_peak_rss_kb);
+    assert!(process.peak_rss_sampled_kb <= process.peak_rss_kb);
+    // The same files render either way. (Not compared byte for byte here: from a test binary
+    // the render processes run a `prism` or `prism-resize` found in the target folder, which
+    // may be an older build; tests/isolation.rs compares a child with the engine.)
+    assert_eq!(
+        (process.images, process.rejected),
+        (none.images, none.rejected)
+    );
+    let _ = std::fs::remove_dir_all(a);
+    let _ = std::fs::remove_dir_all(b);
+}

@@ -1,8 +1,10 @@
 //! Hostile input at the engine's entry point, beyond the fixture cases of `engine.rs` (truncated,
 //! empty, SVG, the header bombs): random bytes, other documents under image names, generated
 //! decompression bombs, GIFs with hundreds of large frames or a first frame bigger than its
-//! logical screen, and degenerate shapes (1x1, 10000x1, 1x10000). Every input either renders or
-//! fails with its closed-set code; none may panic or allocate past the limits.
+//! logical screen, and degenerate shapes (1x1, 10000x1, 1x10000), and one input per decoder
+//! bound (TIFF tags, chunk tables and JPEG chunks, PNG metadata, WebP chunks, JPEG scans and
+//! profiles, AVIF grid and alpha items under libheif's security limits). Every input either
+//! renders or fails with its closed-set code; none may panic or allocate past the limits.
 //!
 //! The generators live in `tests/support/hostile_inputs.rs`, shared with the pipeline test in
 //! `workers/cli/tests/hostile.rs`.
@@ -12,6 +14,80 @@
 mod hostile_inputs;
 
 use hostile_inputs as gen_;
+
+/// Bytes allocated per thread, so a test can bound what one call allocates on its thread
+/// (decoders written in Rust; libheif and libjpeg-turbo allocate through malloc, unseen).
+/// The one unsafe code of the tests: a `GlobalAlloc` forwarding to the system allocator.
+#[allow(unsafe_code)]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static LIVE: Cell<usize> = const { Cell::new(0) };
+        static PEAK: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn add(n: usize) {
+        let _ = LIVE.try_with(|live| {
+            let v = live.get().saturating_add(n);
+            live.set(v);
+            let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+        });
+    }
+
+    fn sub(n: usize) {
+        let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(n)));
+    }
+
+    // SAFETY: every call is forwarded to the system allocator unchanged; the counters are
+    // const-initialised thread-locals, which never allocate.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract is the system allocator's.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                add(layout.size());
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: as above.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                add(layout.size());
+            }
+            p
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) };
+            sub(layout.size());
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: as above.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                sub(layout.size());
+                add(new_size);
+            }
+            p
+        }
+    }
+
+    /// The most bytes live on this thread while `f` ran, over those live when it began.
+    pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let base = LIVE.with(Cell::get);
+        PEAK.with(|p| p.set(base));
+        let out = f();
+        (out, PEAK.with(Cell::get).saturating_sub(base))
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
 use prism_resize::render::{self, EncodeSettings, Limits, RenderError, Rendered};
 use shared::error::ErrorCode;
 use shared::variant::{OutputFormat, VariantRequest};
@@ -299,7 +375,10 @@ fn png_metadata_over_the_limit_is_refused() {
 fn webp_chunk_lying_about_its_size_is_refused() {
     let webp = gen_::webp_lying_iccp(0xFFFF_FF00);
     assert!(webp.len() < 1024, "{} bytes", webp.len());
-    let err = quickly("webp", || render(&webp)).unwrap_err();
+    let (res, peak) = counting::peak_during(|| quickly("webp", || render(&webp)));
+    // Refused from the chunk headers, before a buffer of the declared size is reserved.
+    assert!(peak < 16 << 20, "rendering allocated {peak} bytes");
+    let err = res.unwrap_err();
     assert_eq!(err.code(), ErrorCode::TruncatedImage, "{err}");
     // The same file telling the truth about a 64-byte profile is read (the profile is junk,
     // so at worst it fails on the profile, never on size).
@@ -332,6 +411,15 @@ fn jpeg_with_inconsistent_icc_chunks_is_untagged_or_refused() {
             assert!(d.icc.is_none(), "{chunks:?}: a profile was kept");
         }
     }
+    // libjpeg-turbo reads a consistent profile of any size (255 x 65519 bytes); the header
+    // walk stops reassembling past 4 MiB and drops it. 80 chunks of 65 KB: 5.2 MB, consistent.
+    let chunks: Vec<(u8, u8)> = (1..=80).map(|i| (i, 80)).collect();
+    let jpeg = gen_::jpeg_icc_chunks(&chunks, 65_000);
+    let probe = render::decode::probe(&jpeg, &Limits::default()).unwrap();
+    let d = render::decode::decode(&jpeg, &probe, 64, &EncodeSettings::default()).unwrap();
+    assert!(d.icc.is_none(), "a 5.2 MB profile was kept");
+    let r = quickly("jpeg big icc", || render(&jpeg)).unwrap();
+    assert_eq!((r.facts.width, r.facts.height), (64, 48));
 }
 
 #[test]
@@ -356,4 +444,86 @@ fn gif_frame_far_larger_than_its_screen_is_refused_under_the_pixel_limit() {
     assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
     let err = quickly("gif", || render(&bomb)).unwrap_err();
     assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+}
+
+#[test]
+fn avif_grid_far_larger_than_its_ispe_is_refused_before_its_canvas_exists() {
+    let tile = gen_::grid_tile();
+    // The generator writes real grids: an honest 2x2 grid of the tile renders.
+    let honest = gen_::avif_grid(&tile, 2, (2000, 1500), (2000, 1500));
+    let r = quickly("honest grid", || render(&honest)).unwrap();
+    assert_eq!((r.facts.width, r.facts.height), (2000, 1500));
+    // The bomb's header passes (its ispe is 64x64); libheif's grid path, under the security
+    // limits set from `Limits`, refuses the 31744x31744 canvas before allocating it.
+    let bomb = gen_::avif_grid_bomb(&tile);
+    println!("AVIF grid bomb: {} bytes", bomb.len());
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let p = render::decode::probe(&bomb, &Limits::default()).unwrap();
+    assert_eq!((p.width, p.height), (64, 64));
+    let err = quickly("avif grid", || render(&bomb)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+    assert!(err.to_string().contains("31744x31744"), "{err}");
+}
+
+#[test]
+fn avif_alpha_grid_far_larger_than_its_image_is_refused() {
+    let tile = gen_::grid_tile();
+    let bomb = gen_::avif_alpha_grid_bomb(&tile);
+    println!("AVIF alpha grid bomb: {} bytes", bomb.len());
+    let p = render::decode::probe(&bomb, &Limits::default()).unwrap();
+    assert_eq!((p.width, p.height), (64, 64));
+    let err = quickly("avif alpha grid", || render(&bomb)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+    assert!(err.to_string().contains("31744x31744"), "{err}");
+}
+
+#[test]
+fn tiff_chunk_tables_are_bounded_before_the_tiff_crate_reads_them() {
+    // Tables declared but not in the file: 8 million entries (under the crate's own 8 Mi
+    // list limit: it would reserve 8 M x 32 bytes for each) and 60 million (over it).
+    for entries in [8_000_000, 60_000_000] {
+        let tiff = gen_::tiff_chunk_tables(entries, false);
+        assert!(tiff.len() < 4096, "{} bytes", tiff.len());
+        let (res, peak) = counting::peak_during(|| {
+            quickly("declared tables", || {
+                render::decode::probe(&tiff, &Limits::default())
+            })
+        });
+        assert!(
+            peak < 1 << 20,
+            "{entries}: the probe allocated {peak} bytes"
+        );
+        let err = res.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UndecodableImage, "{entries}: {err}");
+        assert!(err.to_string().contains("past the end"), "{entries}: {err}");
+    }
+    // Tables really stored: 2 million strips (16 MB of file) are over the 1 Mi chunk limit.
+    let tiff = gen_::tiff_chunk_tables(2_000_000, true);
+    let (res, peak) = counting::peak_during(|| render::decode::probe(&tiff, &Limits::default()));
+    assert!(peak < 1 << 20, "the probe allocated {peak} bytes");
+    let err = res.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+    assert!(err.to_string().contains("limit is 1048576"), "{err}");
+    let err = quickly("stored tables", || render(&tiff)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{err}");
+}
+
+#[test]
+fn tiff_strip_holding_a_jpeg_larger_than_the_strip_is_refused() {
+    // 16000 is under zune-jpeg's own 16384 limit (a 768 MB frame); 60000 is over it.
+    for side in [16_000, 60_000] {
+        let tiff = gen_::tiff_jpeg_strip_bomb(side);
+        assert!(tiff.len() < 4096, "{} bytes", tiff.len());
+        let (res, peak) = counting::peak_during(|| quickly("jpeg strip", || render(&tiff)));
+        assert!(peak < 16 << 20, "{side}: rendering allocated {peak} bytes");
+        assert_eq!(res.unwrap_err().code(), ErrorCode::ImageTooLarge);
+        let err = render::decode::probe(&tiff, &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{side}: {err}");
+        assert!(err.to_string().contains("JPEG"), "{side}: {err}");
+    }
+    // An honest JPEG strip of the same layout renders.
+    let honest = gen_::tiff_jpeg_strip_bomb(16);
+    if let Err(e) = render(&honest) {
+        assert_ne!(e.code(), ErrorCode::ImageTooLarge, "{e}");
+    }
 }

@@ -79,7 +79,7 @@ pub fn compute(
         width: oriented.0,
         height: oriented.1,
         bytes: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(bytes)),
+        sha256: sha256_hex(bytes),
         has_alpha,
         color_profile,
         orientation: probe.orientation,
@@ -87,6 +87,11 @@ pub fn compute(
         thumbhash: base64::engine::general_purpose::STANDARD.encode(hash),
         dominant_color: dominant_color(&rgba),
     })
+}
+
+/// SHA-256 of `bytes`, lower-case hex (the manifest's `source.sha256`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -36,6 +36,7 @@ pub mod decode;
 pub mod encode;
 pub mod facts;
 pub mod frame;
+pub mod memory;
 pub mod orient;
 pub mod resize;
 pub mod webp;
@@ -63,6 +64,9 @@ pub struct Limits {
     pub max_input_bytes: u64,
     /// Most frames an animated input may have (only the first is rendered).
     pub max_frames: u32,
+    /// Most pixels one file's variants may add up to, over every width and format (the
+    /// encoders' work and memory grow with it).
+    pub max_output_pixels: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +76,7 @@ impl Default for Limits {
             max_dimension: 32_768,
             max_input_bytes: 64 * 1024 * 1024,
             max_frames: 1_000,
+            max_output_pixels: 100_000_000,
         }
     }
 }
@@ -259,6 +264,7 @@ pub fn render(
 ) -> Result<Rendered, RenderError> {
     let t0 = Instant::now();
     let probe = decode::probe(bytes, limits)?;
+    check_output(&probe, request, limits)?;
     let (oriented_w, _) = probe.oriented_dimensions();
     let widths = plan_widths(&request.widths, oriented_w);
     let max_target = widths.last().copied().unwrap_or(oriented_w);
@@ -372,6 +378,25 @@ pub fn render(
             encode_ms,
         },
     })
+}
+
+/// Refuse a request whose variants add up to more than [`Limits::max_output_pixels`].
+///
+/// # Errors
+/// [`RenderError::TooLarge`] over the limit.
+pub fn check_output(
+    probe: &decode::Probe,
+    request: &VariantRequest,
+    limits: &Limits,
+) -> Result<(), RenderError> {
+    let output = memory::output_pixels(probe, request);
+    if output > limits.max_output_pixels {
+        return Err(RenderError::TooLarge(format!(
+            "the variants add up to {output} pixels, the limit is {}",
+            limits.max_output_pixels
+        )));
+    }
+    Ok(())
 }
 
 /// Where one encode job leaves its output (`None` until it has run).

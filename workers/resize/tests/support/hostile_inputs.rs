@@ -434,6 +434,54 @@ pub fn tiff_many_strips(strips: u32, jpeg_side: u32) -> Vec<u8> {
     tiff_file(&jpeg, entries)
 }
 
+/// A 16-wide gray TIFF of `entries` one-row strips whose StripOffsets and StripByteCounts
+/// tables have `entries` LONG values: stored in the file when `stored`, else only declared (a
+/// 200-byte file claiming tables of `entries` values).
+pub fn tiff_chunk_tables(entries: u32, stored: bool) -> Vec<u8> {
+    let n = entries as usize;
+    let table = |v: u32| TiffEntry {
+        tag: 0,
+        kind: 4,
+        count: entries,
+        value: if stored {
+            v.to_le_bytes().repeat(n)
+        } else {
+            Vec::new()
+        },
+    };
+    let mut entries_ = tiff_basic(16, entries, 1, 1, 16);
+    entries_.retain(|e| e.tag != 273 && e.tag != 279 && e.tag != 278);
+    entries_.push(tiff_long(278, &[1]));
+    entries_.push(TiffEntry {
+        tag: 273,
+        ..table(8)
+    });
+    entries_.push(TiffEntry {
+        tag: 279,
+        ..table(16)
+    });
+    tiff_file(&[128; 16], entries_)
+}
+
+/// A 16x16 RGB TIFF in one JPEG-compressed strip whose JPEG's frame header claims
+/// `side`x`side` (the data is an 8x8 JPEG's). Photometric RGB, which the tiff crate decodes
+/// (it refuses YCbCr before reading any chunk).
+pub fn tiff_jpeg_strip_bomb(side: u16) -> Vec<u8> {
+    let jpeg = jpeg_header_bomb(side, side);
+    let entries = vec![
+        tiff_long(256, &[16]),
+        tiff_long(257, &[16]),
+        tiff_short(258, &[8, 8, 8]),
+        tiff_short(259, &[7]),
+        tiff_short(262, &[2]),
+        tiff_long(273, &[8]),
+        tiff_short(277, &[3]),
+        tiff_long(278, &[16]),
+        tiff_long(279, &[jpeg.len() as u32]),
+    ];
+    tiff_file(&jpeg, entries)
+}
+
 /// A zlib stream of `n` zero bytes in fixed-Huffman deflate: a literal 0, then matches of 258
 /// at distance 1 (13 bits per 258 bytes, about 160:1), then the Adler-32 of the zeros.
 pub fn zlib_zeros(n: usize) -> Vec<u8> {
@@ -537,12 +585,17 @@ pub fn webp_lying_iccp(declared: u32) -> Vec<u8> {
 /// A 64x48 JPEG with ICC APP2 chunks whose sequence numbers and counts disagree: (seq, count)
 /// pairs given, each carrying 1000 bytes.
 pub fn jpeg_bogus_icc(chunks: &[(u8, u8)]) -> Vec<u8> {
+    jpeg_icc_chunks(chunks, 1000)
+}
+
+/// A 64x48 JPEG with ICC APP2 chunks (seq, count) of `len` bytes each (at most 65519).
+pub fn jpeg_icc_chunks(chunks: &[(u8, u8)], len: usize) -> Vec<u8> {
     let j = jpeg_solid(64, 48);
     let mut out = j[..2].to_vec();
     for &(seq, count) in chunks {
         let mut seg = b"ICC_PROFILE\0".to_vec();
         seg.extend([seq, count]);
-        seg.extend([0x41; 1000]);
+        seg.extend(std::iter::repeat_n(0x41, len));
         out.extend([0xFF, 0xE2]);
         out.extend(((seg.len() + 2) as u16).to_be_bytes());
         out.extend(seg);
@@ -577,4 +630,428 @@ pub fn jpeg_repeated_scans(w: u32, h: u32, repeats: usize) -> Vec<u8> {
     }
     out.extend([0xFF, 0xD9]);
     out
+}
+
+/// An AVIF of `png` at `width`, from the engine's own encoder (speed 10): real AV1 data for the
+/// generated HEIF files below.
+pub fn avif_from_png(png: &[u8], width: u32) -> Vec<u8> {
+    use prism_resize::render::{EncodeSettings, Limits};
+    use shared::variant::{OutputFormat, VariantRequest};
+    let request = VariantRequest {
+        widths: vec![width],
+        formats: vec![OutputFormat::Avif],
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .expect("a valid request");
+    let settings = EncodeSettings {
+        avif_speed: 10,
+        ..EncodeSettings::default()
+    };
+    let r = prism_resize::render::render(png, &request, &Limits::default(), &settings)
+        .expect("the PNG renders");
+    r.variants
+        .into_iter()
+        .find(|v| v.format == OutputFormat::Avif)
+        .expect("an AVIF variant")
+        .bytes
+}
+
+/// A minimal ISO-BMFF reader and writer for the HEIF generators: enough to lift the primary
+/// item of an AVIF (its properties and its coded data) and to write new files around it.
+pub mod isobmff {
+    /// The boxes directly inside `data`: (type, payload). Stops at the first malformed size.
+    pub fn boxes(mut data: &[u8]) -> Vec<([u8; 4], &[u8])> {
+        let mut out = Vec::new();
+        while data.len() >= 8 && out.len() < 10_000 {
+            let size = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+            let kind = [data[4], data[5], data[6], data[7]];
+            let size = if size == 0 { data.len() } else { size };
+            if size < 8 || size > data.len() {
+                break;
+            }
+            out.push((kind, &data[8..size]));
+            data = &data[size..];
+        }
+        out
+    }
+
+    /// The payload of the first child of type `kind`.
+    pub fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+        boxes(data)
+            .into_iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, p)| p)
+    }
+
+    /// A box of `kind` around `payload`.
+    pub fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = u32::try_from(payload.len() + 8)
+            .expect("box size")
+            .to_be_bytes()
+            .to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// A full box (version, 24-bit flags).
+    pub fn full(kind: &[u8; 4], version: u8, flags: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![version];
+        p.extend_from_slice(&flags.to_be_bytes()[1..]);
+        p.extend_from_slice(payload);
+        bx(kind, &p)
+    }
+
+    /// An `ispe` property.
+    pub fn ispe(width: u32, height: u32) -> Vec<u8> {
+        let mut p = width.to_be_bytes().to_vec();
+        p.extend(height.to_be_bytes());
+        full(b"ispe", 0, 0, &p)
+    }
+
+    /// A coded image item lifted from a file: its property boxes (whole, in association
+    /// order, with their essential flags), its `ispe` size and its data.
+    pub struct Item {
+        pub properties: Vec<(Vec<u8>, bool)>,
+        pub width: u32,
+        pub height: u32,
+        pub data: Vec<u8>,
+    }
+
+    /// Big-endian unsigned integer of `n` bytes (0..=8) at `*at`, advancing it.
+    fn uint(b: &[u8], at: &mut usize, n: usize) -> u64 {
+        let v = b[*at..*at + n]
+            .iter()
+            .fold(0_u64, |a, &x| (a << 8) | u64::from(x));
+        *at += n;
+        v
+    }
+
+    /// The primary item of a HEIF file written by a well-behaved encoder (iloc construction
+    /// method 0, one data reference). Panics on anything else: the input is our own encoder's.
+    pub fn primary_item(file: &[u8]) -> Item {
+        let meta = &child(file, b"meta").expect("a meta box")[4..];
+        let pitm = child(meta, b"pitm").expect("a pitm box");
+        let primary = if pitm[0] == 0 {
+            u64::from(u16::from_be_bytes([pitm[4], pitm[5]]))
+        } else {
+            u64::from(u32::from_be_bytes([pitm[4], pitm[5], pitm[6], pitm[7]]))
+        };
+        let iprp = child(meta, b"iprp").expect("an iprp box");
+        // Whole property boxes: the payloads returned by `boxes` are slices of `ipco`, so the
+        // header is the 8 bytes before each.
+        let ipco = child(iprp, b"ipco").expect("an ipco box");
+        let mut props = Vec::new();
+        let mut at = 0;
+        for (_, payload) in boxes(ipco) {
+            props.push(ipco[at..at + 8 + payload.len()].to_vec());
+            at += 8 + payload.len();
+        }
+        let ipma = child(iprp, b"ipma").expect("an ipma box");
+        let (version, flags) = (ipma[0], ipma[3]);
+        let mut at = 4;
+        let entries = uint(ipma, &mut at, 4);
+        let mut properties = Vec::new();
+        for _ in 0..entries {
+            let id = uint(ipma, &mut at, if version < 1 { 2 } else { 4 });
+            let count = uint(ipma, &mut at, 1);
+            for _ in 0..count {
+                let (essential, index) = if flags & 1 == 1 {
+                    let v = uint(ipma, &mut at, 2);
+                    (v & 0x8000 != 0, v & 0x7FFF)
+                } else {
+                    let v = uint(ipma, &mut at, 1);
+                    (v & 0x80 != 0, v & 0x7F)
+                };
+                if id == primary && index > 0 {
+                    properties.push((props[index as usize - 1].clone(), essential));
+                }
+            }
+        }
+        let ispe = properties
+            .iter()
+            .find(|(p, _)| &p[4..8] == b"ispe")
+            .expect("an ispe property");
+        let width = u32::from_be_bytes([ispe.0[12], ispe.0[13], ispe.0[14], ispe.0[15]]);
+        let height = u32::from_be_bytes([ispe.0[16], ispe.0[17], ispe.0[18], ispe.0[19]]);
+        let iloc = child(meta, b"iloc").expect("an iloc box");
+        let version = iloc[0];
+        let mut at = 4;
+        let sizes = uint(iloc, &mut at, 1);
+        let (offset_size, length_size) = ((sizes >> 4) as usize, (sizes & 15) as usize);
+        let sizes = uint(iloc, &mut at, 1);
+        let base_size = (sizes >> 4) as usize;
+        let index_size = if version > 0 {
+            (sizes & 15) as usize
+        } else {
+            0
+        };
+        let count = uint(iloc, &mut at, if version < 2 { 2 } else { 4 });
+        let mut data = Vec::new();
+        for _ in 0..count {
+            let id = uint(iloc, &mut at, if version < 2 { 2 } else { 4 });
+            if version > 0 {
+                assert_eq!(uint(iloc, &mut at, 2) & 15, 0, "construction method 0");
+            }
+            uint(iloc, &mut at, 2); // data reference index
+            let base = uint(iloc, &mut at, base_size);
+            let extents = uint(iloc, &mut at, 2);
+            for _ in 0..extents {
+                uint(iloc, &mut at, index_size);
+                let offset = (base + uint(iloc, &mut at, offset_size)) as usize;
+                let length = uint(iloc, &mut at, length_size) as usize;
+                if id == primary {
+                    data.extend_from_slice(&file[offset..offset + length]);
+                }
+            }
+        }
+        assert!(!data.is_empty(), "the primary item has data");
+        Item {
+            properties,
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// An item of a file to write: its ID, type, whether it is hidden, its properties (1-based
+    /// indices into the file's property list, with the essential flag) and its data.
+    pub struct NewItem<'a> {
+        pub id: u16,
+        pub kind: [u8; 4],
+        pub hidden: bool,
+        pub properties: Vec<(u8, bool)>,
+        pub data: &'a [u8],
+    }
+
+    /// A HEIF file with brand `brand`: `items` (the first is primary), the property boxes
+    /// `properties`, item references `(type, from, to…)`, every item's data in one `mdat`.
+    pub fn heif_file(
+        brand: &[u8; 4],
+        items: &[NewItem<'_>],
+        properties: &[Vec<u8>],
+        references: &[([u8; 4], u16, Vec<u16>)],
+    ) -> Vec<u8> {
+        let mut ftyp = brand.to_vec();
+        ftyp.extend([0; 4]);
+        for b in [brand, b"mif1", b"miaf"] {
+            ftyp.extend_from_slice(b);
+        }
+        let ftyp = bx(b"ftyp", &ftyp);
+        // Items whose data is the same slice share one copy in `mdat` (a grid's tiles are
+        // distinct items, as libheif refuses an item referenced twice, but may be one picture).
+        let first_with_data = |i: usize| {
+            items[..i]
+                .iter()
+                .position(|o| std::ptr::eq(o.data, items[i].data))
+                .unwrap_or(i)
+        };
+        let placement = |mdat_data: usize| {
+            let mut offsets: Vec<usize> = Vec::new();
+            let mut next = mdat_data;
+            for (i, it) in items.iter().enumerate() {
+                let first = first_with_data(i);
+                if first < i {
+                    offsets.push(offsets[first]);
+                } else {
+                    offsets.push(next);
+                    next += it.data.len();
+                }
+            }
+            offsets
+        };
+        let meta = |mdat_data: usize| {
+            let mut hdlr = vec![0; 4];
+            hdlr.extend(b"pict");
+            hdlr.extend([0; 13]);
+            let mut m = full(b"hdlr", 0, 0, &hdlr);
+            m.extend(full(b"pitm", 0, 0, &items[0].id.to_be_bytes()));
+            let mut iinf = u16::try_from(items.len()).unwrap().to_be_bytes().to_vec();
+            for it in items {
+                let mut infe = it.id.to_be_bytes().to_vec();
+                infe.extend([0, 0]);
+                infe.extend(it.kind);
+                infe.push(0);
+                iinf.extend(full(b"infe", 2, u32::from(it.hidden), &infe));
+            }
+            m.extend(full(b"iinf", 0, 0, &iinf));
+            if !references.is_empty() {
+                let mut iref = Vec::new();
+                for (kind, from, to) in references {
+                    let mut r = from.to_be_bytes().to_vec();
+                    r.extend(u16::try_from(to.len()).unwrap().to_be_bytes());
+                    r.extend(to.iter().flat_map(|t| t.to_be_bytes()));
+                    iref.extend(bx(kind, &r));
+                }
+                m.extend(full(b"iref", 0, 0, &iref));
+            }
+            let mut ipma = u32::try_from(items.len()).unwrap().to_be_bytes().to_vec();
+            for it in items {
+                ipma.extend(it.id.to_be_bytes());
+                ipma.push(u8::try_from(it.properties.len()).unwrap());
+                ipma.extend(
+                    it.properties
+                        .iter()
+                        .map(|&(i, essential)| i | if essential { 0x80 } else { 0 }),
+                );
+            }
+            let mut iprp = bx(b"ipco", &properties.concat());
+            iprp.extend(full(b"ipma", 0, 0, &ipma));
+            m.extend(bx(b"iprp", &iprp));
+            let mut iloc = vec![0x44, 0x00];
+            iloc.extend(u16::try_from(items.len()).unwrap().to_be_bytes());
+            for (it, offset) in items.iter().zip(placement(mdat_data)) {
+                iloc.extend(it.id.to_be_bytes());
+                iloc.extend([0, 0, 0, 1]); // data reference 0, one extent
+                iloc.extend(u32::try_from(offset).unwrap().to_be_bytes());
+                iloc.extend(u32::try_from(it.data.len()).unwrap().to_be_bytes());
+            }
+            m.extend(full(b"iloc", 0, 0, &iloc));
+            full(b"meta", 0, 0, &m)
+        };
+        // The offsets do not change the meta box's size: measure it, then write it.
+        let mdat_data = ftyp.len() + meta(0).len() + 8;
+        let mut out = ftyp;
+        out.extend(meta(mdat_data));
+        let data: Vec<u8> = (0..items.len())
+            .filter(|&i| first_with_data(i) == i)
+            .flat_map(|i| items[i].data.to_vec())
+            .collect();
+        out.extend(bx(b"mdat", &data));
+        out
+    }
+
+    /// A `grid` item's data: `rows` x `columns` tiles making a `width` x `height` image.
+    pub fn grid_descriptor(rows: u8, columns: u8, width: u32, height: u32) -> Vec<u8> {
+        let mut g = vec![0, 1, rows - 1, columns - 1]; // version 0, 32-bit sizes
+        g.extend(width.to_be_bytes());
+        g.extend(height.to_be_bytes());
+        g
+    }
+}
+
+/// Side of the real AV1 tile of the HEIF grid bombs: 1024, so that the 961 tiles one item
+/// may reference under libheif's item limit (1000) cover a gigapixel.
+pub const GRID_TILE: u32 = 1024;
+/// Tiles across and down a grid bomb.
+pub const GRID_TILES: u8 = 31;
+
+/// The AV1 tile of the grid bombs: a `GRID_TILE`² image from the engine's encoder.
+pub fn grid_tile() -> isobmff::Item {
+    let tile = isobmff::primary_item(&avif_from_png(&png_solid(GRID_TILE, GRID_TILE), GRID_TILE));
+    assert_eq!((tile.width, tile.height), (GRID_TILE, GRID_TILE));
+    tile
+}
+
+/// An AVIF whose primary item is a `grid` of `tiles` x `tiles` references to `tile`, making a
+/// `width` x `height` image, with an `ispe` of `ispe`.
+pub fn avif_grid(
+    tile: &isobmff::Item,
+    tiles: u8,
+    (width, height): (u32, u32),
+    ispe: (u32, u32),
+) -> Vec<u8> {
+    use isobmff::{NewItem, grid_descriptor, heif_file};
+    let grid = grid_descriptor(tiles, tiles, width, height);
+    let mut properties: Vec<Vec<u8>> = tile.properties.iter().map(|p| p.0.clone()).collect();
+    let tile_props: Vec<(u8, bool)> = (1..=properties.len() as u8)
+        .zip(tile.properties.iter().map(|p| p.1))
+        .collect();
+    properties.push(isobmff::ispe(ispe.0, ispe.1));
+    let grid_ispe = properties.len() as u8;
+    let mut items = vec![NewItem {
+        id: 1,
+        kind: *b"grid",
+        hidden: false,
+        properties: vec![(grid_ispe, false)],
+        data: &grid,
+    }];
+    let tile_ids = tile_items(&mut items, 2, tiles, tile, &tile_props);
+    heif_file(b"avif", &items, &properties, &[(*b"dimg", 1, tile_ids)])
+}
+
+/// `tiles`² hidden `av01` items from `first_id` on, all with `tile`'s data (stored once).
+fn tile_items<'a>(
+    items: &mut Vec<isobmff::NewItem<'a>>,
+    first_id: u16,
+    tiles: u8,
+    tile: &'a isobmff::Item,
+    properties: &[(u8, bool)],
+) -> Vec<u16> {
+    let n = u16::from(tiles) * u16::from(tiles);
+    let ids: Vec<u16> = (first_id..first_id + n).collect();
+    for &id in &ids {
+        items.push(isobmff::NewItem {
+            id,
+            kind: *b"av01",
+            hidden: true,
+            properties: properties.to_vec(),
+            data: &tile.data,
+        });
+    }
+    ids
+}
+
+/// An AVIF whose primary item is a `grid` whose `ispe` says 64x64 but whose descriptor makes a
+/// 31744x31744 image (1.0 gigapixel, just under libheif's default 32768² limit) of 31x31
+/// references to one real 1024x1024 AV1 tile. libheif checks the composed grid against the
+/// `ispe` only after it has allocated the canvas and pasted every tile into it.
+pub fn avif_grid_bomb(tile: &isobmff::Item) -> Vec<u8> {
+    let side = GRID_TILE * u32::from(GRID_TILES);
+    avif_grid(tile, GRID_TILES, (side, side), (64, 64))
+}
+
+/// A 64x64 AVIF whose alpha (`auxl`) item is a `grid` like [`avif_grid_bomb`]'s: a 64x64
+/// `ispe`, a 31744x31744 descriptor of references to the 1024x1024 tile. The primary's header
+/// is honest; the alpha plane libheif would compose is a gigapixel.
+pub fn avif_alpha_grid_bomb(tile: &isobmff::Item) -> Vec<u8> {
+    use isobmff::{NewItem, full, grid_descriptor, heif_file, ispe};
+    let primary = isobmff::primary_item(&avif_from_png(&png_solid(64, 64), 64));
+    let side = GRID_TILE * u32::from(GRID_TILES);
+    let grid = grid_descriptor(GRID_TILES, GRID_TILES, side, side);
+    let mut properties: Vec<Vec<u8>> = Vec::new();
+    let mut add = |item: &isobmff::Item| -> Vec<(u8, bool)> {
+        item.properties
+            .iter()
+            .map(|(p, essential)| {
+                properties.push(p.clone());
+                (properties.len() as u8, *essential)
+            })
+            .collect()
+    };
+    let primary_props = add(&primary);
+    let tile_props = add(tile);
+    properties.push(ispe(64, 64));
+    let small = properties.len() as u8;
+    properties.push(full(
+        b"auxC",
+        0,
+        0,
+        b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha\0",
+    ));
+    let aux = properties.len() as u8;
+    let mut items = vec![
+        NewItem {
+            id: 1,
+            kind: *b"av01",
+            hidden: false,
+            properties: primary_props,
+            data: &primary.data,
+        },
+        NewItem {
+            id: 2,
+            kind: *b"grid",
+            hidden: false,
+            properties: vec![(small, false), (aux, true)],
+            data: &grid,
+        },
+    ];
+    let tile_ids = tile_items(&mut items, 3, GRID_TILES, tile, &tile_props);
+    heif_file(
+        b"avif",
+        &items,
+        &properties,
+        &[(*b"auxl", 2, vec![1]), (*b"dimg", 2, tile_ids)],
+    )
 }

@@ -1,11 +1,17 @@
 //! HEIF containers (AVIF and HEIC) through libheif.
 
+use libheif_rs::HeifContext;
+
 use super::super::frame::Nclx;
 use super::{Decoded, Layout, Limits, Probe, RenderError, Samples, check_dimensions, check_frames};
 
 /// Displayed size, frames (items or sequence samples) and the `ispe` size, from libheif.
 pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<(), RenderError> {
-    let ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
+    // Sequence samples first, from the box headers: too many is `too_many_frames`, before
+    // libheif's own sequence limit would call it a security limit.
+    let samples = count_isobmff_samples(bytes);
+    check_frames(samples, limits)?;
+    let ctx = context(bytes, limits)?;
     let handle = ctx.primary_image_handle().map_err(heif_error)?;
     // libheif reports the size after irot/imir/clap, i.e. the displayed size.
     probe.width = handle.width();
@@ -15,7 +21,7 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     // Frames: the top-level images (a burst or collection), or the samples of an image
     // sequence track (animated AVIF/HEIF), whichever is more.
     let items = u32::try_from(ctx.image_ids().len()).unwrap_or(u32::MAX);
-    probe.frames = items.max(count_isobmff_samples(bytes)).max(1);
+    probe.frames = items.max(samples).max(1);
     check_frames(probe.frames, limits)?;
     check_dimensions(
         u32::try_from(handle.ispe_width()).unwrap_or(0),
@@ -25,11 +31,78 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     Ok(())
 }
 
-/// Decode the primary image, with the container's transforms applied.
-pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, RenderError> {
+/// libheif's security limits for an input under `limits`. libheif checks them while it parses
+/// (item, reference and box counts, profile and item sizes) and before every allocation (image
+/// planes, compressed data), so an image whose header the probe accepted but whose decoding
+/// would allocate far more (a `grid` item with a small `ispe` and a huge grid descriptor, an
+/// alpha item larger than its image) fails with a security-limit error instead.
+///
+/// - `max_image_size_pixels`: `max_pixels`, checked for every plane libheif allocates (the grid
+///   canvas included), not only for the declared size the probe saw.
+/// - `max_memory_block_size`: one allocation, which includes one image plane: at most the
+///   interleaved 16-bit RGBA output of a `max_pixels` image (8 bytes per pixel) plus
+///   `max_input_bytes` (rounding of plane sizes; no item data is larger than the input).
+///   An item's data alone is bounded by the input size anyway.
+/// - `max_total_memory`: every allocation alive at once, per context: the decoded planes (at
+///   most 8 bytes per pixel: three 16-bit planes and a 16-bit alpha) and the interleaved
+///   RGB(A) the colour conversion writes (at most 8 more), so 16 bytes per pixel, plus
+///   `max_input_bytes` for the compressed data.
+/// - `max_sequence_frames`: `max_frames` (the probe counts the samples first, so an image
+///   sequence over the limit is `too_many_frames`).
+/// - `max_color_profile_size`: 4 MiB, the bound on ICC profiles of the other formats.
+/// - `max_number_of_tiles`: 4096, for `tili` tiled and uncompressed (`unci`) images, whose
+///   tile tables libheif allocates up front: 4096 tiles of 256x256 are 268 MP. `grid` tiles are
+///   references, bounded by `max_items`.
+/// - `max_items`: libheif's 1000, which also bounds the references of one item (a grid's
+///   tiles: an iPhone photo has 48).
+/// - `max_children_per_box` (100), `max_iloc_extents_per_item` (32), `max_components` (256,
+///   uncompressed images only), `max_size_entity_group` (64), the sample-description and brand
+///   counts: libheif's defaults, each already a few kilobytes of parse state at most.
+fn security_limits(limits: &Limits) -> libheif_rs::SecurityLimits {
+    let mut s = libheif_rs::SecurityLimits::new();
+    s.set_max_image_size_pixels(limits.max_pixels);
+    s.set_max_memory_block_size(
+        limits
+            .max_pixels
+            .saturating_mul(8)
+            .saturating_add(limits.max_input_bytes),
+    );
+    s.set_max_total_memory(
+        limits
+            .max_pixels
+            .saturating_mul(16)
+            .saturating_add(limits.max_input_bytes),
+    );
+    s.set_max_sequence_frames(limits.max_frames);
+    s.set_max_color_profile_size(MAX_COLOR_PROFILE_BYTES);
+    s.set_max_number_of_tiles(MAX_TILES);
+    s.set_max_items(MAX_ITEMS);
+    s
+}
+
+/// Largest ICC profile libheif reads: 4 MiB, as for the other formats.
+const MAX_COLOR_PROFILE_BYTES: u32 = 4 << 20;
+/// Most `tili`/`unci` tiles (see [`security_limits`]).
+const MAX_TILES: u64 = 4096;
+/// Most items, and most references from one item (see [`security_limits`]).
+const MAX_ITEMS: u32 = 1000;
+
+/// A context reading `bytes` under [`security_limits`]: the limits are set before anything is
+/// parsed.
+fn context<'a>(bytes: &'a [u8], limits: &Limits) -> Result<HeifContext<'a>, RenderError> {
+    let mut ctx: HeifContext<'a> = HeifContext::new().map_err(heif_error)?;
+    ctx.set_security_limits(&security_limits(limits))
+        .map_err(heif_error)?;
+    ctx.read_bytes(bytes).map_err(heif_error)?;
+    Ok(ctx)
+}
+
+/// Decode the primary image, with the container's transforms applied, under the same
+/// [`security_limits`] as the probe.
+pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, RenderError> {
     use libheif_rs::{ColorSpace, RgbChroma};
     let lib = libheif_rs::LibHeif::new();
-    let mut ctx = libheif_rs::HeifContext::read_from_bytes(bytes).map_err(heif_error)?;
+    let mut ctx = context(bytes, limits)?;
     // Grid tiles (an iPhone photo is 48 of them) are decoded on this thread, not on libheif's
     // own pool: several images are always in flight, on the worker and in the bench.
     ctx.set_max_decoding_threads(0);
@@ -118,11 +191,14 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, RenderError> {
 }
 
 fn heif_error(err: libheif_rs::HeifError) -> RenderError {
+    use libheif_rs::HeifErrorSubCode as Sub;
     let msg = format!("{err}");
-    if msg.contains("nd of data") || msg.contains("EOF") || msg.contains("truncated") {
-        RenderError::Truncated(msg)
-    } else if msg.contains("ecurity limit") {
+    // Every exceeded security limit carries this sub-code (with `Memory_allocation_error` or
+    // `Invalid_input` as the code).
+    if matches!(err.sub_code, Sub::SecurityLimitExceeded) {
         RenderError::TooLarge(msg)
+    } else if msg.contains("nd of data") || msg.contains("EOF") || msg.contains("truncated") {
+        RenderError::Truncated(msg)
     } else if msg.contains("Unsupported") || msg.contains("No decoding plugin") {
         RenderError::UnsupportedFormat(msg)
     } else {
@@ -194,6 +270,73 @@ fn count_isobmff_samples(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_security_limits_we_pass_have_every_field_the_library_reads() {
+        // SAFETY: libheif returns a pointer to its static global limits; only a field is read.
+        let version = unsafe { (*libheif_sys::heif_get_global_security_limits()).version };
+        // libheif reads the fields of the version a struct names, and ours start as a copy of
+        // the global limits: the binding must be at least that version (4 is libheif 1.23's,
+        // whose last fields are `max_bad_pixels` .. `parent`).
+        let ours = libheif_rs::SecurityLimits::new();
+        let _fields_of_version_4 = |l: libheif_sys::heif_security_limits| {
+            (
+                l.max_bad_pixels,
+                l.max_iso23001_17_pixel_size_bytes,
+                l.parent,
+            )
+        };
+        assert!(version <= 4, "libheif's limits are version {version}");
+        assert_eq!(
+            ours.max_items(),
+            security_limits(&Limits::default()).max_items()
+        );
+    }
+
+    #[test]
+    fn security_limits_follow_the_engine_limits() {
+        let d = security_limits(&Limits::default());
+        assert_eq!(d.max_image_size_pixels(), 100_000_000);
+        assert_eq!(d.max_memory_block_size(), 800_000_000 + (64 << 20));
+        assert_eq!(d.max_total_memory(), 1_600_000_000 + (64 << 20));
+        assert_eq!(d.max_sequence_frames(), 1_000);
+        assert_eq!(d.max_color_profile_size(), 4 << 20);
+        assert_eq!(d.max_number_of_tiles(), 4096);
+        assert_eq!(d.max_items(), 1000);
+        // Left at libheif's defaults.
+        let lib = libheif_rs::SecurityLimits::new();
+        assert_eq!(d.max_children_per_box(), lib.max_children_per_box());
+        assert_eq!(
+            d.max_iloc_extents_per_item(),
+            lib.max_iloc_extents_per_item()
+        );
+        assert_eq!(d.max_components(), lib.max_components());
+        // Tighter engine limits give tighter libheif limits; no limit is ever 0 (disabled).
+        let tight = security_limits(&Limits {
+            max_pixels: 1_000_000,
+            max_dimension: 2000,
+            max_input_bytes: 1 << 20,
+            max_frames: 10,
+            ..Limits::default()
+        });
+        assert_eq!(tight.max_image_size_pixels(), 1_000_000);
+        assert_eq!(tight.max_memory_block_size(), 8_000_000 + (1 << 20));
+        assert_eq!(tight.max_total_memory(), 16_000_000 + (1 << 20));
+        assert_eq!(tight.max_sequence_frames(), 10);
+        let huge = security_limits(&Limits {
+            max_pixels: u64::MAX,
+            max_dimension: u32::MAX,
+            max_input_bytes: u64::MAX,
+            max_frames: u32::MAX,
+            ..Limits::default()
+        });
+        assert_eq!(
+            huge.max_total_memory(),
+            u64::MAX,
+            "saturates, never wraps to 0"
+        );
+    }
 
     #[test]
     fn counts_image_sequence_samples_in_isobmff() {

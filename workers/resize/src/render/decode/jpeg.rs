@@ -108,6 +108,13 @@ pub(super) struct JpegHeader {
     complete: bool,
 }
 
+impl JpegHeader {
+    /// Colour components of the frame.
+    pub(super) fn components(&self) -> u8 {
+        self.components
+    }
+}
+
 /// Walk the marker segments (and skim the entropy-coded data between them) without decoding.
 ///
 /// This gives the frame size for the limit check, the EXIF orientation, the ICC profile

@@ -130,6 +130,8 @@ pub struct Probe {
     /// frame does not match its logical screen is decoded into a frame-sized buffer first).
     extra_pixels: u64,
     jpeg: Option<jpeg::JpegHeader>,
+    /// The limits the probe checked, for decoders that enforce them while decoding (libheif).
+    limits: Limits,
 }
 
 impl Probe {
@@ -147,6 +149,12 @@ impl Probe {
     /// smuggle in a large allocation.
     pub fn decode_pixels(&self) -> u64 {
         u64::from(self.width) * u64::from(self.height) + self.extra_pixels
+    }
+
+    /// Colour components of a JPEG's frame (1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK); `None` for
+    /// other formats.
+    pub fn jpeg_components(&self) -> Option<u8> {
+        self.jpeg.as_ref().map(jpeg::JpegHeader::components)
     }
 
     /// The EXIF orientation the engine must still apply to the decoded pixels.
@@ -190,6 +198,7 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         container_oriented: false,
         extra_pixels: 0,
         jpeg: None,
+        limits: *limits,
     };
     match format {
         SourceFormat::Jpeg => jpeg::probe(bytes, limits, &mut probe)?,
@@ -268,7 +277,7 @@ pub fn decode(
         SourceFormat::Gif => gif::decode(bytes),
         SourceFormat::Webp => webp::decode(bytes),
         SourceFormat::Tiff => tiff::decode(bytes, probe),
-        SourceFormat::Avif | SourceFormat::Heic => heif::decode(bytes),
+        SourceFormat::Avif | SourceFormat::Heic => heif::decode(bytes, &probe.limits),
     }
 }
 

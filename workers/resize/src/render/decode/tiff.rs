@@ -39,15 +39,100 @@ fn tag_limits() -> tiff::decoder::Limits {
     l
 }
 
+/// Most strips or tiles of one page: 1 Mi. The tiff crate holds a chunk table as one 32-byte
+/// value per entry while it reads it (then 8 bytes), so a table is at most 32 MiB; a 100 MP
+/// image in single-row strips has 32,768 per plane, in 64x64 tiles 24,415.
+pub const MAX_CHUNKS: u64 = 1 << 20;
+
+/// Most values of the other lists `Decoder::new` reads from the first IFD (BitsPerSample,
+/// SampleFormat, JPEGTables): 64 Ki (2 MiB as the crate holds them; real tables are a few
+/// hundred bytes).
+const MAX_HEADER_LIST: u64 = 1 << 16;
+
 fn open_with(
     bytes: &[u8],
     limits: tiff::decoder::Limits,
 ) -> Result<tiff::decoder::Decoder<Cursor<&[u8]>>, RenderError> {
-    // `new` reads the first IFD's offset tables under the tiff crate's default limits (a
-    // 256 MiB list at most); the limits given apply to every tag read after it.
+    // `new` reads the first IFD's offset tables and sample lists under the tiff crate's
+    // default limits (a 256 MiB list, 8 Mi entries, at most): bound them first. The limits
+    // given apply to every tag read after it.
+    check_first_ifd(bytes)?;
     Ok(tiff::decoder::Decoder::new(Cursor::new(bytes))
         .map_err(tiff_error)?
         .with_limits(limits))
+}
+
+/// Walk the first IFD before the tiff crate does: the IFD lies within the file; of the tags
+/// `Decoder::new` reads, every value stored outside its entry lies within the file (a table
+/// cannot hold more entries than the file has bytes for), the strip/tile tables have at most
+/// [`MAX_CHUNKS`] entries and the other lists at most [`MAX_HEADER_LIST`]. Reads the header and
+/// the entries only.
+fn check_first_ifd(data: &[u8]) -> Result<(), RenderError> {
+    let len = data.len() as u64;
+    let little = data.starts_with(b"II");
+    let uint = |at: u64, n: usize| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let b = data.get(at..at.checked_add(n)?)?;
+        Some(if little {
+            b.iter().rev().fold(0, |a, &x| (a << 8) | u64::from(x))
+        } else {
+            b.iter().fold(0, |a, &x| (a << 8) | u64::from(x))
+        })
+    };
+    let outside = || RenderError::Undecodable("TIFF first IFD lies outside the file".into());
+    // Classic TIFF: 2-byte entry count, 12-byte entries with a 4-byte value field; BigTIFF: 8,
+    // 20 and 8.
+    let big = uint(2, 2) == Some(43);
+    let (count_size, entry_size, field) = if big { (8, 20, 8) } else { (2, 12, 4) };
+    let ifd = if big { uint(8, 8) } else { uint(4, 4) }.ok_or_else(outside)?;
+    let entries = uint(ifd, count_size).ok_or_else(outside)?;
+    let end = entries
+        .checked_mul(entry_size)
+        .and_then(|e| e.checked_add(ifd + count_size as u64))
+        .filter(|&e| e <= len)
+        .ok_or_else(outside)?;
+    for i in 0..entries {
+        let at = ifd + count_size as u64 + i * entry_size;
+        let (Some(tag), Some(kind), Some(count)) = (
+            uint(at, 2),
+            uint(at + 2, 2),
+            uint(at + 4, if big { 8 } else { 4 }),
+        ) else {
+            return Err(outside());
+        };
+        // Only the tags `Decoder::new` reads; the others are read later under tighter limits
+        // (and a broken optional one, such as an ICC profile, is dropped, not fatal).
+        let max = match tag {
+            // StripOffsets, StripByteCounts, TileOffsets, TileByteCounts.
+            273 | 279 | 324 | 325 => MAX_CHUNKS,
+            // BitsPerSample, SampleFormat, JPEGTables.
+            258 | 339 | 347 => MAX_HEADER_LIST,
+            _ => continue,
+        };
+        let size: u64 = match kind {
+            1 | 2 | 6 | 7 => 1,
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16 | 17 | 18 => 8,
+            _ => continue, // the crate refuses the type itself
+        };
+        let bytes = count.saturating_mul(size);
+        if bytes > field as u64 {
+            let value_at = uint(at + 4 + field as u64, field).ok_or_else(outside)?;
+            if value_at.saturating_add(bytes) > len {
+                return Err(RenderError::Undecodable(format!(
+                    "TIFF tag {tag} declares {count} values past the end of the {len}-byte file"
+                )));
+            }
+        }
+        if count > max {
+            return Err(RenderError::TooLarge(format!(
+                "TIFF tag {tag} has {count} values, the limit is {max}"
+            )));
+        }
+    }
+    debug_assert!(end <= len);
+    Ok(())
 }
 
 /// Size and orientation from the first IFD, pages along the IFD chain, and the strip/tile
@@ -65,7 +150,7 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
         .and_then(|o| u8::try_from(o).ok())
         .filter(|o| (1..=8).contains(o))
         .unwrap_or(1);
-    check_chunks(&mut dec, bytes.len())?;
+    check_chunks(&mut dec, bytes)?;
     Ok(())
 }
 
@@ -116,10 +201,12 @@ fn grid(dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>) -> Result<ChunkGrid, Re
 /// - the chunks' byte counts must add up to at most the file size: chunks may not share data,
 ///   so 100,000 strips pointing at one large embedded JPEG are refused instead of decoding it
 ///   100,000 times;
-/// - the chunk count must match the grid.
+/// - the chunk count must match the grid;
+/// - a JPEG chunk's frame header may not declare more than the chunk: a 16x16 image in one
+///   strip holding a 16000x16000 JPEG is refused before that frame is decoded.
 fn check_chunks(
     dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>,
-    file_len: usize,
+    bytes: &[u8],
 ) -> Result<(), RenderError> {
     let (width, height) = dec.dimensions().map_err(tiff_error)?;
     let g = grid(dec)?;
@@ -149,10 +236,40 @@ fn check_chunks(
     }
     let sizes = dec.get_tag_u64_vec(count_tag).map_err(tiff_error)?;
     let total = sizes.iter().fold(0_u64, |a, &b| a.saturating_add(b));
-    if total > file_len as u64 {
+    if total > bytes.len() as u64 {
         return Err(RenderError::Undecodable(format!(
-            "TIFF chunks declare {total} bytes of data in a {file_len}-byte file"
+            "TIFF chunks declare {total} bytes of data in a {}-byte file",
+            bytes.len()
         )));
+    }
+    // JPEG chunks are decoded whole, at the size their own frame header declares, into a
+    // buffer of that size (the tiff crate's limits do not reach the JPEG decoder): each frame
+    // must fit its chunk.
+    let jpeg = dec
+        .find_tag_unsigned::<u16>(Tag::Compression)
+        .map_err(tiff_error)?
+        == Some(7);
+    if jpeg {
+        let offset_tag = if tiled {
+            Tag::TileOffsets
+        } else {
+            Tag::StripOffsets
+        };
+        let offsets = dec.get_tag_u64_vec(offset_tag).map_err(tiff_error)?;
+        for (i, (&at, &len)) in offsets.iter().zip(&sizes).enumerate() {
+            let chunk = usize::try_from(at)
+                .ok()
+                .and_then(|at| bytes.get(at..at.checked_add(usize::try_from(len).ok()?)?));
+            let Some((w, h)) = chunk.and_then(jpeg_frame_size) else {
+                continue; // no frame header: the decoder refuses the chunk itself
+            };
+            if u32::from(w) > g.width || u32::from(h) > g.height {
+                return Err(RenderError::TooLarge(format!(
+                    "TIFF chunk {i} holds a {w}x{h} JPEG, the chunk is {}x{}",
+                    g.width, g.height
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -181,7 +298,7 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
             )));
         }
     };
-    check_chunks(&mut dec, bytes.len())?;
+    check_chunks(&mut dec, bytes)?;
     let g = grid(&mut dec)?;
     let spp = layout.channels();
     if g.planes != 1 && g.planes as usize != spp {
@@ -278,6 +395,34 @@ impl Placement<'_> {
     }
 }
 
+/// The (width, height) of a JPEG's first frame header, walking the marker segments before it;
+/// `None` when there is none before the first scan or the data ends.
+fn jpeg_frame_size(data: &[u8]) -> Option<(u16, u16)> {
+    let mut pos = 2;
+    if !data.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    loop {
+        while *data.get(pos)? == 0xFF {
+            pos += 1;
+        }
+        let marker = data[pos];
+        let seg = data.get(pos + 1..pos + 3)?;
+        let len = usize::from(u16::from_be_bytes([seg[0], seg[1]]));
+        match marker {
+            0xC0..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
+                let f = data.get(pos + 3..pos + 8)?;
+                return Some((
+                    u16::from_be_bytes([f[3], f[4]]),
+                    u16::from_be_bytes([f[1], f[2]]),
+                ));
+            }
+            0xDA | 0xD9 => return None,
+            _ => pos += 1 + len.max(2),
+        }
+    }
+}
+
 fn tiff_error(err: tiff::TiffError) -> RenderError {
     match &err {
         tiff::TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -329,6 +474,48 @@ fn count_tiff_pages(data: &[u8], max: u32) -> Result<u32, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_frame_size_of_a_jpeg() {
+        // SOI, an APP0 of 4 bytes, SOF0 of a 300x200 frame (height first).
+        let j = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 0xFF, 0xC0, 0, 11, 8, 0, 200, 1, 44, 3,
+        ];
+        assert_eq!(jpeg_frame_size(&j), Some((300, 200)));
+        assert_eq!(jpeg_frame_size(&j[..12]), None, "ends in the frame header");
+        assert_eq!(jpeg_frame_size(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);
+        assert_eq!(jpeg_frame_size(b"not a jpeg"), None);
+    }
+
+    #[test]
+    fn first_ifd_values_must_lie_within_the_file() {
+        fn tiff(tag: u16, kind: u16, count: u32, value: u32, pad: usize) -> Vec<u8> {
+            let mut t = b"II*\0".to_vec();
+            t.extend(8_u32.to_le_bytes());
+            t.extend(1_u16.to_le_bytes());
+            t.extend(tag.to_le_bytes());
+            t.extend(kind.to_le_bytes());
+            t.extend(count.to_le_bytes());
+            t.extend(value.to_le_bytes());
+            t.extend(0_u32.to_le_bytes());
+            t.resize(t.len() + pad, 0);
+            t
+        }
+        // 100 LONG strip offsets at offset 26: within a 426-byte file, not a 425-byte one.
+        assert!(check_first_ifd(&tiff(273, 4, 100, 26, 400)).is_ok());
+        let err = check_first_ifd(&tiff(273, 4, 100, 26, 399)).unwrap_err();
+        assert!(matches!(err, RenderError::Undecodable(_)), "{err}");
+        // Inline values need no room.
+        assert!(check_first_ifd(&tiff(273, 4, 1, 8, 0)).is_ok());
+        // Over the chunk limit even when the file holds the table.
+        let n = u32::try_from(MAX_CHUNKS).unwrap() + 1;
+        let err = check_first_ifd(&tiff(324, 3, n, 26, n as usize * 2)).unwrap_err();
+        assert!(matches!(err, RenderError::TooLarge(_)), "{err}");
+        // An IFD whose entries run past the end.
+        let mut short = tiff(273, 4, 1, 8, 0);
+        short[8] = 200;
+        assert!(check_first_ifd(&short).is_err());
+    }
 
     #[test]
     fn counts_tiff_pages_along_the_ifd_chain() {

@@ -1,0 +1,192 @@
+//! How much memory one render needs at its peak, from the header and the request alone.
+//!
+//! Admission charges this estimate, so it must bound the real peak from above for every
+//! input the probe lets through. It adds up what is alive at the worst moment of
+//! [`super::render`]: the input bytes, the decode stage (the decoded frame and its 8-bit sRGB
+//! copy), every variant raster (all are kept until the encodes end, twice when an orientation
+//! makes an upright copy), the resize scratch of the largest resize, and the working memory of
+//! the encoders that can run at once (one per thread of the pool).
+//!
+//! The per-pixel figures are measured, not guessed: `cargo run --release -p prism-resize
+//! --example memory_model` runs each stage alone in a fresh process and prints its peak
+//! resident set per pixel next to these constants, then whole renders next to the estimate.
+//! Measured on x86-64, 2026-12-05, bytes per pixel at two sizes (the stage's peak growth):
+//!
+//! | stage | measured | constant |
+//! |---|---|---|
+//! | JPEG decode + sRGB, 3 and 12 MP (RGB, converted in place) | 2.98, 3.00 | 4 ([`DECODE_JPEG_RGB`]) |
+//! | PNG decode + sRGB, 8-bit RGBA, 3 and 12 MP | 4.07, 4.00 | 12 ([`DECODE_OTHER`]) |
+//! | PNG decode + sRGB, 16-bit RGBA, 3 and 12 MP | 12.05, 12.01 | 12 ([`DECODE_OTHER`]) |
+//! | Lanczos3 RGB to half size, per destination width × source height, incl. the result | 5.52, 4.80 | 4 ([`RESIZE_SCRATCH`]) + the variant's 4 |
+//! | Lanczos3 RGBA to half size, same | 15.15, 14.31 | the above + 4 per source pixel ([`PREMULTIPLIED`]) |
+//! | libwebp, 3 and 12 MP RGB | 8.43, 8.20 | 12 ([`ENCODE_WEBP`], + 3 for the RGB copy of an opaque RGBA raster) |
+//! | rav1e (ravif, speed 8), 0.75 and 3 MP RGB | 36.70, 30.86 | 44 ([`ENCODE_AVIF`]) |
+//! | rav1e, 0.75 and 3 MP RGBA with transparency | 43.92, 34.29 | 44 |
+//!
+//! Whole renders against the estimate are checked by `tests/memory.rs` (the estimate must
+//! bound each measured peak, by at most 4x).
+
+use shared::variant::{OutputFormat, VariantRequest};
+
+use super::decode::{Probe, SourceFormat};
+use super::{EncodeSettings, plan_jpeg_scale, plan_widths, scaled_height};
+
+/// Bytes per decoded pixel of a three-component JPEG's decode stage (RGB, converted to sRGB in
+/// place). Gray and CMYK frames are converted into a new raster: their components plus
+/// [`VARIANT`] bytes per pixel.
+pub const DECODE_JPEG_RGB: u64 = 4;
+/// Bytes per decoded pixel of the decode stage of PNG, GIF, WebP and TIFF: up to 16-bit RGBA
+/// (8 bytes) plus the 8-bit sRGB raster made from it (4).
+pub const DECODE_OTHER: u64 = 12;
+/// Bytes per decoded pixel of the decode stage of HEIF/AVIF: libheif's interleaved image (up to
+/// 8 bytes at 16-bit RGBA), our copy of it (8) and the sRGB raster (4).
+pub const DECODE_HEIF: u64 = 20;
+/// Bytes of resize scratch per pixel of the intermediate image (destination width × source
+/// height, the horizontal pass's output); the destination is a variant, counted apart.
+pub const RESIZE_SCRATCH: u64 = 4;
+/// Bytes per source pixel of the premultiplied copy the resizer makes of a source with alpha
+/// (any format but JPEG may have it; the header does not always say).
+pub const PREMULTIPLIED: u64 = 4;
+/// Bytes per pixel a variant raster takes (RGBA at most).
+pub const VARIANT: u64 = 4;
+/// libwebp's working memory per encoded pixel.
+pub const ENCODE_WEBP: u64 = 12;
+/// rav1e's working memory per encoded pixel (alpha is a second, monochrome encode).
+pub const ENCODE_AVIF: u64 = 44;
+/// What a render costs whatever the image: codec tables, lcms transforms, thread stacks.
+pub const FIXED: u64 = 32 << 20;
+
+/// A render's peak memory, by stage, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// The input file, held for the whole render.
+    pub input: u64,
+    /// The decoded frame and its sRGB raster.
+    pub decode: u64,
+    /// Every variant raster (and its upright copy).
+    pub variants: u64,
+    /// The largest resize's scratch.
+    pub resize_scratch: u64,
+    /// The encoders that can run at once.
+    pub encoders: u64,
+    /// Fixed costs.
+    pub fixed: u64,
+}
+
+impl MemoryEstimate {
+    /// The peak: everything above at once.
+    pub fn total(&self) -> u64 {
+        self.input
+            .saturating_add(self.decode)
+            .saturating_add(self.variants)
+            .saturating_add(self.resize_scratch)
+            .saturating_add(self.encoders)
+            .saturating_add(self.fixed)
+    }
+
+    /// The peak in MiB, rounded up.
+    pub fn total_mib(&self) -> u64 {
+        self.total().div_ceil(1 << 20)
+    }
+}
+
+/// The pixels of every variant `request` makes of `probe`'s image, summed.
+pub fn output_pixels(probe: &Probe, request: &VariantRequest) -> u64 {
+    let (w, h) = probe.oriented_dimensions();
+    plan_widths(&request.widths, w)
+        .iter()
+        .map(|&vw| u64::from(vw) * u64::from(scaled_height(w, h, vw)))
+        .sum::<u64>()
+        .saturating_mul(request.formats.len() as u64)
+}
+
+/// The peak memory of rendering `probe`'s image (`input_len` bytes) for `request` with
+/// `settings`, on a pool of `threads` threads.
+pub fn estimate(
+    probe: &Probe,
+    input_len: u64,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+    threads: usize,
+) -> MemoryEstimate {
+    let (ow, oh) = probe.oriented_dimensions();
+    let widths = plan_widths(&request.widths, ow);
+    let max_target = widths.last().copied().unwrap_or(ow);
+    // The decoded frame, in the stored orientation (libjpeg-turbo decodes a JPEG at a reduced
+    // DCT scale when the variants allow it).
+    let (fw, fh) = match probe.format {
+        SourceFormat::Jpeg => {
+            let n = u64::from(plan_jpeg_scale(ow, max_target, settings.jpeg_min_residual));
+            (
+                (u64::from(probe.width) * n).div_ceil(8),
+                (u64::from(probe.height) * n).div_ceil(8),
+            )
+        }
+        _ => (u64::from(probe.width), u64::from(probe.height)),
+    };
+    let decode = match probe.format {
+        SourceFormat::Jpeg => {
+            let per_pixel = match probe.jpeg_components() {
+                Some(3) => DECODE_JPEG_RGB,
+                c => u64::from(c.unwrap_or(4)) + VARIANT,
+            };
+            fw * fh * per_pixel
+        }
+        SourceFormat::Avif | SourceFormat::Heic => {
+            probe.decode_pixels().saturating_mul(DECODE_HEIF)
+        }
+        _ => probe.decode_pixels().saturating_mul(DECODE_OTHER),
+    };
+    let copies = if probe.orientation_to_apply() == 1 {
+        1
+    } else {
+        2
+    };
+    let sizes: Vec<(u64, u64)> = widths
+        .iter()
+        .map(|&w| (u64::from(w), u64::from(scaled_height(ow, oh, w))))
+        .collect();
+    let variants = sizes
+        .iter()
+        .map(|(w, h)| w * h * VARIANT * copies)
+        .sum::<u64>();
+    // Every width may be made from the full frame: the intermediate image is the destination
+    // width × the frame's height (or the other way round, whichever pass runs first).
+    let swap = probe.orientation_to_apply() >= 5;
+    let intermediate = sizes
+        .iter()
+        .map(|&(w, h)| {
+            let (tw, th) = if swap { (h, w) } else { (w, h) };
+            (tw * fh).max(fw * th)
+        })
+        .max()
+        .unwrap_or(0);
+    let premultiplied = if probe.format == SourceFormat::Jpeg {
+        0
+    } else {
+        fw * fh * PREMULTIPLIED
+    };
+    let resize_scratch = intermediate * RESIZE_SCRATCH + premultiplied;
+    let mut encodes: Vec<u64> = sizes
+        .iter()
+        .flat_map(|(w, h)| {
+            request.formats.iter().map(move |f| {
+                w * h
+                    * match f {
+                        OutputFormat::Webp => ENCODE_WEBP,
+                        OutputFormat::Avif => ENCODE_AVIF,
+                    }
+            })
+        })
+        .collect();
+    encodes.sort_unstable_by(|a, b| b.cmp(a));
+    let encoders = encodes.iter().take(threads.max(1)).sum();
+    MemoryEstimate {
+        input: input_len,
+        decode,
+        variants,
+        resize_scratch,
+        encoders,
+        fixed: FIXED,
+    }
+}
