@@ -41,6 +41,11 @@ pub struct FailureRecord {
     /// Code and message.
     #[serde(flatten)]
     pub error: FileError,
+    /// SHA-256 (hex) of the upload that failed, when it was read: the resize worker pins a
+    /// file to the first upload it processed, as it does through the manifest's
+    /// `source.sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
 }
 
 /// Why a record cannot be read.
@@ -110,6 +115,7 @@ mod tests {
                 code: "truncated_image".into(),
                 message: "ends early".into(),
             },
+            source_sha256: None,
         };
         assert_eq!(parse_failure(&serde_json::to_vec(&f).unwrap()).unwrap(), f);
     }

@@ -405,8 +405,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<u64, MetadataStoreError>;
 
+    /// The principal owning the batch that holds file `image_id`; `None` for an unknown (or
+    /// expired and deleted) file. Scopes client events to their owner.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn image_owner(&self, image_id: &str) -> Result<Option<String>, MetadataStoreError>;
+
     /// Count one `IMAGE_REQUESTED` event for `image_id` (a file id). Idempotent per `event_id`:
-    /// returns `false` when that event was counted before.
+    /// returns `false` when that event was counted before. `at` is the server's receive time.
     ///
     /// # Errors
     /// A classified failure.

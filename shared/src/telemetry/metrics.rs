@@ -50,7 +50,7 @@ pub const QUEUE_INFLIGHT_MESSAGES: &str = "prism_queue_inflight_messages";
 pub const QUEUE_DLQ_MESSAGES: &str = "prism_queue_dlq_messages";
 /// Age of the oldest message per queue (sampled).
 pub const QUEUE_OLDEST_MESSAGE_AGE: &str = "prism_queue_oldest_message_age_seconds";
-/// Admission budget units in use (the resize worker: megapixels).
+/// Admission budget units in use (the resize worker: MiB of estimated render memory).
 pub const ADMISSION_BUDGET_IN_USE: &str = "prism_admission_budget_in_use";
 /// Admission budget capacity.
 pub const ADMISSION_BUDGET_CAPACITY: &str = "prism_admission_budget_capacity";
@@ -59,6 +59,8 @@ pub const ADMISSION_BUDGET_CAPACITY: &str = "prism_admission_budget_capacity";
 pub const HTTP_REQUESTS: &str = "prism_http_requests_total";
 /// HTTP request latency, by route and method.
 pub const HTTP_REQUEST_DURATION: &str = "prism_http_request_duration_seconds";
+/// Request body bytes the API read, by route.
+pub const HTTP_REQUEST_BODY_BYTES: &str = "prism_http_request_body_bytes_total";
 
 /// The Prometheus handle type.
 pub type Handle = PrometheusHandle;
@@ -84,6 +86,7 @@ pub const ALL: &[&str] = &[
     ADMISSION_BUDGET_CAPACITY,
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
+    HTTP_REQUEST_BODY_BYTES,
 ];
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -173,6 +176,11 @@ pub fn describe_all() {
         Unit::Seconds,
         "HTTP request latency."
     );
+    describe_counter!(
+        HTTP_REQUEST_BODY_BYTES,
+        Unit::Bytes,
+        "Request body bytes the API read."
+    );
 }
 
 /// One HTTP request served (`route` is the matched route template, never the raw path).
@@ -180,6 +188,11 @@ pub fn http_request(route: String, method: String, status: u16, elapsed: Duratio
     counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string()).increment(1);
     histogram!(HTTP_REQUEST_DURATION, "route" => route, "method" => method)
         .record(elapsed.as_secs_f64());
+}
+
+/// The counter of request body bytes read on `route` (a route template, never the raw path).
+pub fn http_request_body_bytes(route: String) -> metrics::Counter {
+    counter!(HTTP_REQUEST_BODY_BYTES, "route" => route)
 }
 
 fn builder() -> PrometheusBuilder {

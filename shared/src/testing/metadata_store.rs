@@ -69,6 +69,7 @@ pub async fn metadata_store_contract(store: Arc<dyn MetadataStore>) {
     completion_is_reported_exactly_once_under_races(store.clone()).await;
     unknown_files_are_not_found(&*store).await;
     image_requests_count_once_per_event(&*store).await;
+    images_are_owned_by_their_batch_principal(&*store).await;
     recent_batches_newest_first(&*store).await;
     awaiting_uploads_are_counted_per_principal(&*store).await;
 }
@@ -370,6 +371,25 @@ async fn image_requests_count_once_per_event(store: &dyn MetadataStore) {
     assert_eq!(
         got.files[0].last_requested_at.map(|t| t.unix_timestamp()),
         Some(t2.unix_timestamp())
+    );
+}
+
+async fn images_are_owned_by_their_batch_principal(store: &dyn MetadataStore) {
+    let mut b = new_batch(2);
+    b.principal = format!("owner-{}", uuid::Uuid::new_v4());
+    store.create_batch(&b).await.expect("create");
+    for f in &b.files {
+        assert_eq!(
+            store.image_owner(&f.file_id).await.expect("owner"),
+            Some(b.principal.clone())
+        );
+    }
+    assert_eq!(
+        store
+            .image_owner(&uuid::Uuid::new_v4().to_string())
+            .await
+            .expect("unknown image"),
+        None
     );
 }
 

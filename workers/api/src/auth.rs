@@ -109,6 +109,71 @@ impl RateLimiter {
     }
 }
 
+/// Long-polls in progress per principal, capped, so one client cannot hold every connection
+/// and store read of the API in `?wait=` loops.
+#[derive(Default)]
+pub struct Waiters {
+    by_principal: Mutex<HashMap<String, usize>>,
+}
+
+/// One long-poll's place; given back on drop.
+pub struct WaiterGuard {
+    waiters: std::sync::Arc<Waiters>,
+    principal: String,
+}
+
+impl Waiters {
+    /// Take a place for `principal` if fewer than `cap` of its long-polls are in progress.
+    ///
+    /// # Errors
+    /// 429 `too_many_waiters` with `Retry-After: 1` at the cap.
+    pub fn enter(
+        self: &std::sync::Arc<Self>,
+        principal: &str,
+        cap: usize,
+    ) -> Result<WaiterGuard, ApiError> {
+        let mut m = self.by_principal.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(principal.to_owned()).or_insert(0);
+        if *n >= cap {
+            return Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_waiters",
+                    format!("at most {cap} concurrent ?wait= requests per principal"),
+                )
+            });
+        }
+        *n += 1;
+        Ok(WaiterGuard {
+            waiters: self.clone(),
+            principal: principal.to_owned(),
+        })
+    }
+
+    /// Long-polls of `principal` in progress.
+    pub fn count(&self, principal: &str) -> usize {
+        let m = self.by_principal.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(principal).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for WaiterGuard {
+    fn drop(&mut self) {
+        let mut m = self
+            .waiters
+            .by_principal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.principal) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.principal);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +197,21 @@ mod tests {
         assert!(t.principal(&h).is_err());
         h.insert(header::AUTHORIZATION, "Basic s3cret".parse().unwrap());
         assert!(t.principal(&h).is_err());
+    }
+
+    #[test]
+    fn waiters_are_capped_per_principal_and_given_back() {
+        let w = std::sync::Arc::new(Waiters::default());
+        let a1 = w.enter("alice", 2).unwrap();
+        let _a2 = w.enter("alice", 2).unwrap();
+        let e = w.enter("alice", 2).err().unwrap();
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.retry_after, Some(1));
+        // Another principal is not affected.
+        let _b = w.enter("bob", 2).unwrap();
+        drop(a1);
+        assert_eq!(w.count("alice"), 1);
+        let _a3 = w.enter("alice", 2).unwrap();
     }
 
     #[test]

@@ -16,6 +16,18 @@ pub struct HttpConfig {
     pub public_base_url: Option<String>,
     /// Serve variant URLs as `{media_base_url}/{key}` (a CDN) instead of presigned GETs.
     pub media_base_url: Option<String>,
+    /// A connection must send a request's whole head (request line and headers) within this
+    /// many seconds of starting it, or it is closed.
+    pub header_read_timeout_secs: u64,
+    /// A request body that sends nothing for this many seconds is abandoned (408) and its
+    /// connection closed.
+    pub body_timeout_secs: u64,
+    /// A request that has not been answered after this many seconds gets 408; must exceed
+    /// `[limits] max_wait_secs`, the longest long-poll.
+    pub request_timeout_secs: u64,
+    /// Requests handled at once across the API (the ops endpoints aside); past it, 503 with
+    /// `Retry-After`.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpConfig {
@@ -24,6 +36,10 @@ impl Default for HttpConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: None,
             media_base_url: None,
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            request_timeout_secs: 90,
+            max_concurrent_requests: 1024,
         }
     }
 }
@@ -65,8 +81,12 @@ pub struct LimitsConfig {
     pub download_expiry_secs: u64,
     /// Longest `?wait=` on a batch query.
     pub max_wait_secs: u64,
-    /// Largest client event.
+    /// Concurrent `?wait=` long-polls per principal; past it 429 with `Retry-After`.
+    pub max_waiters_per_principal: usize,
+    /// Largest client event (the `/v1/events` body).
     pub max_event_bytes: usize,
+    /// Largest `POST /v1/batches` body.
+    pub max_batch_body_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -77,7 +97,9 @@ impl Default for LimitsConfig {
             upload_expiry_secs: 900,
             download_expiry_secs: 3600,
             max_wait_secs: 60,
+            max_waiters_per_principal: 64,
             max_event_bytes: 64 * 1024,
+            max_batch_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -108,6 +130,11 @@ impl Validate for Config {
                 ));
             }
         }
+        if self.limits.max_waiters_per_principal == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_waiters_per_principal must be at least 1".into(),
+            ));
+        }
         if self.auth.requests_per_minute == 0 {
             return Err(ConfigError::Invalid(
                 "auth.requests_per_minute must be at least 1".into(),
@@ -123,6 +150,29 @@ impl Validate for Config {
                 "limits: max_upload_bytes >= 1, max_files 1..=500, upload_expiry_secs 1..=604800"
                     .into(),
             ));
+        }
+        if l.max_event_bytes < 1024 || l.max_batch_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "limits: max_event_bytes and max_batch_body_bytes must be at least 1024".into(),
+            ));
+        }
+        let h = &self.http;
+        if h.header_read_timeout_secs == 0
+            || h.body_timeout_secs == 0
+            || h.max_concurrent_requests == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http: header_read_timeout_secs, body_timeout_secs and max_concurrent_requests \
+                 must be at least 1"
+                    .into(),
+            ));
+        }
+        if h.request_timeout_secs <= l.max_wait_secs {
+            return Err(ConfigError::Invalid(format!(
+                "http.request_timeout_secs ({}) must exceed limits.max_wait_secs ({}), the \
+                 longest long-poll",
+                h.request_timeout_secs, l.max_wait_secs
+            )));
         }
         Ok(())
     }

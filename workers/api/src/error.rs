@@ -31,6 +31,32 @@ impl ApiError {
             retry_after: None,
         }
     }
+    /// A request body that could not be read or parsed: 408 `request_timeout` when it stalled
+    /// past the body timeout (somewhere in `err`'s chain), else `status` (413 past the route's
+    /// limit, 400 otherwise) with `invalid_request`.
+    pub fn body(
+        status: StatusCode,
+        message: impl Into<String>,
+        err: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        let mut cause = Some(err);
+        while let Some(e) = cause {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                return Self::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body stalled",
+                );
+            }
+            cause = e.source();
+        }
+        let status = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, "invalid_request", message)
+    }
     /// 404 `not_found`.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such batch")

@@ -16,19 +16,23 @@ pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::BodyExt as _;
 use shared::adapter::local::LocalStack;
 use shared::config::Backend;
 use shared::port::{BlobStore, MetadataStore, Topic};
 use shared::telemetry::{Health, ops_router};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 
 pub use config::Config;
 
@@ -41,6 +45,7 @@ pub struct AppState {
     cfg: Arc<Config>,
     tokens: Arc<Tokens>,
     limiter: Arc<RateLimiter>,
+    waiters: Arc<auth::Waiters>,
     uploads: Arc<dyn BlobStore>,
     media: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
@@ -48,6 +53,11 @@ pub struct AppState {
     local: Option<LocalStack>,
     shutdown: CancellationToken,
 }
+
+/// The principal a request authenticated as, put in its extensions by the authentication
+/// middleware before any extractor runs.
+#[derive(Debug, Clone)]
+pub struct Principal(pub String);
 
 impl AppState {
     fn authorize(&self, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -123,13 +133,22 @@ pub fn dev_token(data_dir: &std::path::Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-/// Count and time every request by its route template.
+/// Count and time every request by its route template, and count the body bytes it reads.
 async fn http_metrics(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().to_string();
+    let read = shared::telemetry::metrics::http_request_body_bytes(route.clone());
+    let req = req.map(|b| {
+        Body::new(b.map_frame(move |f| {
+            if let Some(d) = f.data_ref() {
+                read.increment(d.len() as u64);
+            }
+            f
+        }))
+    });
     let start = Instant::now();
     let resp = next.run(req).await;
     shared::telemetry::metrics::http_request(
@@ -145,24 +164,150 @@ async fn openapi(State(_): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(openapi::document())
 }
 
+/// Authenticate a request from its headers alone, before any extractor reads its body: 401
+/// (or 429) without touching the body, and then the connection is closed rather than drained.
+async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    match s.authorize(req.headers()) {
+        Ok(p) => {
+            req.extensions_mut().insert(Principal(p));
+            next.run(req).await
+        }
+        Err(e) => {
+            let sends_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+                || req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0");
+            let mut resp = e.into_response();
+            if sends_body {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
+    }
+}
+
+/// Form fields, part headers and boundaries the upload endpoint reads beside the file.
+pub const UPLOAD_FORM_SLACK: u64 = 1 << 20;
+
+/// A route's body limit: a declared `Content-Length` over `limit` is refused with 413 before
+/// anything is read, and a body that grows past it fails as it is read (413).
+fn body_limit(
+    limit: usize,
+) -> impl tower::Layer<
+    axum::routing::Route,
+    Service = impl tower::Service<
+        Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+              + Send
+              + Sync
+              + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        .map_response(move |r: Response<tower_http::limit::ResponseBody<Body>>| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE
+                && r.headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"))
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request",
+                    format!("this endpoint accepts bodies of at most {limit} bytes"),
+                )
+                .into_response()
+            } else {
+                r.map(Body::new)
+            }
+        })
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        .map_request(|r: Request<tower_http::body::Limited<Body>>| r.map(Body::new))
+        .layer(DefaultBodyLimit::disable())
+}
+
 /// The router.
 pub fn router(
     state: AppState,
     metrics: shared::telemetry::metrics::Handle,
     health: Health,
 ) -> Router {
-    let body_limit = usize::try_from(state.cfg.limits.max_upload_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1 << 20);
-    let api = Router::new()
-        .route("/v1/batches", post(routes::create_batch))
+    let (limits, http) = (&state.cfg.limits, &state.cfg.http);
+    let upload_limit = usize::try_from(limits.max_upload_bytes.saturating_add(UPLOAD_FORM_SLACK))
+        .unwrap_or(usize::MAX);
+    let authenticated = Router::new()
+        .route(
+            "/v1/batches",
+            post(routes::create_batch).layer(body_limit(limits.max_batch_body_bytes)),
+        )
         .route("/v1/batches/{batch_id}", get(routes::get_batch))
-        .route("/v1/events", post(routes::post_event))
+        .route(
+            "/v1/events",
+            post(routes::post_event).layer(body_limit(limits.max_event_bytes)),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let open = Router::new()
         .route("/v1/openapi.json", get(openapi))
-        .route("/local/upload/{bucket}", post(local::upload))
-        .route("/local/object/{bucket}/{*key}", get(local::download))
-        .layer(DefaultBodyLimit::max(body_limit))
+        // Authenticated by the form's policy and signature, checked before the file is read.
+        .route(
+            "/local/upload/{bucket}",
+            post(local::upload).layer(body_limit(upload_limit)),
+        )
+        .route("/local/object/{bucket}/{*key}", get(local::download));
+    let request_timeout = Duration::from_secs(http.request_timeout_secs);
+    let api = authenticated
+        .merge(open)
+        // Any other extractor that reads a body reads at most this much.
+        .layer(DefaultBodyLimit::max(64 * 1024))
         .route_layer(middleware::from_fn(http_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .map_response(move |r: Response| {
+                    if r.status() == StatusCode::REQUEST_TIMEOUT
+                        && !r.headers().contains_key(header::CONTENT_TYPE)
+                    {
+                        ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request_timeout",
+                            format!(
+                                "the request was not answered within {} s",
+                                request_timeout.as_secs()
+                            ),
+                        )
+                        .into_response()
+                    } else {
+                        r
+                    }
+                })
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    request_timeout,
+                ))
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError {
+                        retry_after: Some(1),
+                        ..ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "overloaded",
+                            "too many requests in progress; retry",
+                        )
+                    }
+                }))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    http.max_concurrent_requests,
+                ))
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                    Duration::from_secs(http.body_timeout_secs),
+                ))
+                .map_request(|r: Request<tower_http::timeout::TimeoutBody<Body>>| r.map(Body::new)),
+        )
         .with_state(state);
     api.merge(ops_router(metrics, health))
 }
@@ -230,6 +375,7 @@ pub async fn run_with(
     let state = AppState {
         tokens: Arc::new(Tokens::new(&tokens)),
         limiter: Arc::new(RateLimiter::new(cfg.auth.requests_per_minute)),
+        waiters: Arc::default(),
         cfg: Arc::new(cfg),
         uploads: deps.uploads,
         media: deps.media,
@@ -239,8 +385,52 @@ pub async fn run_with(
         shutdown: shutdown.clone(),
     };
     tracing::info!(%addr, "API listening.");
-    axum::serve(listener, router(state, rt_metrics, health).merge(extra))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let header_read_timeout = Duration::from_secs(state.cfg.http.header_read_timeout_secs);
+    serve(
+        listener,
+        router(state, rt_metrics, health).merge(extra),
+        header_read_timeout,
+        shutdown,
+    )
+    .await;
     Ok(())
+}
+
+/// Serve HTTP/1.1 on `listener` until `shutdown`, then let the connections in progress finish.
+/// A connection that has not sent a request's whole head `header_read_timeout` after starting
+/// it is closed.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "Connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

@@ -3,13 +3,17 @@
 //! policy as strict as S3's (see `shared::adapter::local::signing`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use futures::StreamExt as _;
 use shared::adapter::local::FsBlobStore;
+use shared::adapter::local::signing::{GrantError, PostGrant};
 use shared::port::BlobStoreError;
 
 use crate::AppState;
@@ -38,71 +42,198 @@ fn store_err(e: BlobStoreError) -> ApiError {
     }
 }
 
+/// Bytes of one form field before the file.
+const MAX_FIELD_BYTES: usize = 16 * 1024;
+/// Bytes of all the form fields before the file.
+const MAX_FIELDS_BYTES: usize = 32 * 1024;
+/// Bytes of the body read before the file part's data (fields, part headers, boundaries, and
+/// the chunk crossing it): all an unverified client can make the endpoint read. The form
+/// parser reads ahead; past this it waits until the file part is reached.
+const MAX_FORM_BYTES_BEFORE_FILE: u64 = 64 * 1024;
+/// Bytes read past the grant's size before the upload is refused (the last chunk and the
+/// closing boundary).
+const FILE_SLACK_BYTES: u64 = 64 * 1024;
+
+/// The body sent more bytes than the form's stage allows, and no more were wanted in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the form sent more than {0} bytes before its file")]
+struct FormOverrun(u64);
+
+fn grant_err(grant: GrantError) -> ApiError {
+    let status = StatusCode::from_u16(grant.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+    let code = if status == StatusCode::FORBIDDEN {
+        "access_denied"
+    } else {
+        "invalid_request"
+    };
+    ApiError::new(status, code, grant.to_string())
+}
+
+fn form_err(e: &MultipartError) -> ApiError {
+    ApiError::body(e.status(), format!("malformed form: {}", e.body_text()), e)
+}
+
 /// `POST /local/upload/{bucket}`: an S3-style form upload. Fields come first, then `file`
 /// (fields after the file are ignored, as S3 does). Answers 204 like S3.
+///
+/// Nothing but the form's policy authenticates it, so the endpoint reads about
+/// [`MAX_FORM_BYTES_BEFORE_FILE`] (and the chunk crossing it) before the fields verify
+/// (signature, expiry, conditions), then streams the file against the grant's size and refuses
+/// it as soon as it is larger: it never holds more than the grant allows.
 pub async fn upload(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    mut form: Multipart,
+    req: Request,
 ) -> Result<StatusCode, ApiError> {
     let store = bucket(&s, &name)?;
     let limit = s.cfg.limits.max_upload_bytes;
-    let mut fields = BTreeMap::new();
-    let mut file: Option<Bytes> = None;
-    while let Some(mut field) = form
-        .next_field()
+    // What the body may deliver so far: the form before the file, then also the file's grant.
+    // Past it the body waits (the parser reads ahead of what it needs); when nothing raises it
+    // within the body timeout, the form is refused.
+    let (allowance, allowed) = tokio::sync::watch::channel(MAX_FORM_BYTES_BEFORE_FILE);
+    let wait = Duration::from_secs(s.cfg.http.body_timeout_secs);
+    let req = {
+        let mut seen = 0u64;
+        req.map(|body| {
+            Body::from_stream(body.into_data_stream().then(move |chunk| {
+                let before = seen;
+                seen += chunk.as_ref().map_or(0, |c| c.len() as u64);
+                let mut allowed = allowed.clone();
+                async move {
+                    let chunk = chunk?;
+                    let raised = tokio::time::timeout(wait, allowed.wait_for(|a| before < *a))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                    if raised {
+                        Ok(chunk)
+                    } else {
+                        Err(axum::BoxError::from(FormOverrun(*allowed.borrow())))
+                    }
+                }
+            }))
+        })
+    };
+    let mut form = Multipart::from_request(req, &())
         .await
-        .map_err(|e| ApiError::invalid(format!("malformed form: {e}")))?
-    {
+        .map_err(|e| ApiError::invalid(format!("malformed form: {}", e.body_text())))?;
+    let mut fields = BTreeMap::new();
+    let mut fields_bytes = 0;
+    loop {
+        let Some(mut field) = form.next_field().await.map_err(|e| form_err(&e))? else {
+            return Err(ApiError::invalid("the form has no file field"));
+        };
         let fname = field.name().unwrap_or_default().to_owned();
         if fname == "file" {
+            let grant = match store.verify_post_form(&fields).map_err(store_err)? {
+                Ok(g) => g,
+                Err(e) => return Err(grant_err(e)),
+            };
+            // One grant stores one object: a second upload of a received file is refused before
+            // its bytes are read. (S3 cannot refuse it; there the resize worker keeps the file
+            // pinned to the first object it processed, which also settles a race of two.)
+            match shared::port::BlobStore::head(&store, &grant.upload.key).await {
+                Ok(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "already_uploaded",
+                        "this file was already uploaded; an upload grant stores one object",
+                    ));
+                }
+                Err(BlobStoreError::NotFound(_)) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+            let max = grant.max_bytes();
+            allowance.send_modify(|a| *a = a.saturating_add(max).saturating_add(FILE_SLACK_BYTES));
             let mut buf = BytesMut::new();
-            while let Some(chunk) = field
-                .chunk()
-                .await
-                .map_err(|e| ApiError::invalid(format!("malformed form: {e}")))?
-            {
-                if (buf.len() + chunk.len()) as u64 > limit {
+            loop {
+                let chunk = match field.chunk().await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    // Past the allowance: the file is larger than its grant.
+                    Err(e) if has_overrun(&e) => return Err(too_big(&grant, max + 1)),
+                    Err(e) => return Err(form_err(&e)),
+                };
+                let size = (buf.len() + chunk.len()) as u64;
+                if size > limit {
                     return Err(ApiError::invalid(format!(
                         "the file exceeds the {limit}-byte upload limit"
                     )));
                 }
+                if size > max {
+                    return Err(too_big(&grant, size));
+                }
                 buf.extend_from_slice(&chunk);
             }
-            file = Some(buf.freeze());
-            break;
+            return match store
+                .store_post_upload(grant, buf.freeze())
+                .await
+                .map_err(store_err)?
+            {
+                Ok(key) => {
+                    tracing::debug!(key = %key, "Upload stored.");
+                    Ok(StatusCode::NO_CONTENT)
+                }
+                Err(e) => Err(grant_err(e)),
+            };
         }
         if fields.len() >= 64 {
             return Err(ApiError::invalid("too many form fields"));
         }
-        let value = field
-            .text()
-            .await
-            .map_err(|e| ApiError::invalid(format!("malformed form: {e}")))?;
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| {
+            if has_overrun(&e) {
+                ApiError::invalid(format!(
+                    "the form sends more than {MAX_FORM_BYTES_BEFORE_FILE} bytes before its file"
+                ))
+            } else {
+                form_err(&e)
+            }
+        })? {
+            if value.len() + chunk.len() > MAX_FIELD_BYTES {
+                return Err(ApiError::invalid(format!(
+                    "form field {fname:?} is over {MAX_FIELD_BYTES} bytes"
+                )));
+            }
+            fields_bytes += chunk.len();
+            if fields_bytes > MAX_FIELDS_BYTES {
+                return Err(ApiError::invalid(format!(
+                    "the form fields are over {MAX_FIELDS_BYTES} bytes"
+                )));
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let value = String::from_utf8(value)
+            .map_err(|_| ApiError::invalid(format!("form field {fname:?} is not UTF-8")))?;
         if fields.insert(fname.clone(), value).is_some() {
             return Err(ApiError::invalid(format!("field {fname:?} appears twice")));
         }
     }
-    let body = file.ok_or_else(|| ApiError::invalid("the form has no file field"))?;
-    match store
-        .accept_post_upload(&fields, body)
-        .await
-        .map_err(store_err)?
-    {
-        Ok(key) => {
-            tracing::debug!(key = %key, "Upload stored.");
-            Ok(StatusCode::NO_CONTENT)
+}
+
+/// The grant's refusal of a file of (at least) `size` bytes, over its maximum.
+fn too_big(grant: &PostGrant, size: u64) -> ApiError {
+    grant_err(
+        grant
+            .check_size(size)
+            .err()
+            .unwrap_or(GrantError::SizeOutOfRange {
+                size,
+                min: 1,
+                max: grant.max_bytes(),
+            }),
+    )
+}
+
+/// Whether the form read failed because the body overran its allowance.
+fn has_overrun(e: &MultipartError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<FormOverrun>() {
+            return true;
         }
-        Err(grant) => {
-            let status = StatusCode::from_u16(grant.http_status()).unwrap_or(StatusCode::FORBIDDEN);
-            let code = if status == StatusCode::FORBIDDEN {
-                "access_denied"
-            } else {
-                "invalid_request"
-            };
-            Err(ApiError::new(status, code, grant.to_string()))
-        }
+        cause = c.source();
     }
+    false
 }
 
 /// `GET /local/object/{bucket}/{*key}?expires=…&signature=…`: a presigned download.

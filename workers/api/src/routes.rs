@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Json, extract::rejection::BytesRejection, extract::rejection::JsonRejection};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::port::{
@@ -17,8 +17,8 @@ use shared::variant::{self, Fit, OutputFormat, VariantRequest};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, Principal};
 
 /// One file of a batch request.
 #[derive(Debug, Deserialize)]
@@ -125,8 +125,9 @@ fn check_content_type(ct: &str) -> Result<(), ApiError> {
 /// one; the `create_batch` span is the parent of everything the workers do with its files.
 pub async fn create_batch(
     State(s): State<AppState>,
+    Extension(Principal(principal)): Extension<Principal>,
     headers: HeaderMap,
-    body: Result<Json<CreateBatch>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<CreateBatch>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let incoming = incoming_traceparent(&headers);
     let span = tracing::info_span!(target: trace::TARGET, "create_batch", trace_id = tracing::field::Empty, batch_id = tracing::field::Empty, files = tracing::field::Empty);
@@ -137,19 +138,18 @@ pub async fn create_batch(
     if incoming.is_none() {
         span.record("trace_id", downstream.trace_id_hex());
     }
-    create_batch_traced(s, headers, body, downstream)
+    create_batch_traced(s, principal, body, downstream)
         .instrument(span)
         .await
 }
 
 async fn create_batch_traced(
     s: AppState,
-    headers: HeaderMap,
-    body: Result<Json<CreateBatch>, axum::extract::rejection::JsonRejection>,
+    principal: String,
+    body: Result<Json<CreateBatch>, JsonRejection>,
     traceparent: TraceParent,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let principal = s.authorize(&headers)?;
-    let Json(req) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Json(req) = body.map_err(|e| ApiError::body(e.status(), e.body_text(), &e))?;
     let limits = &s.cfg.limits;
     if req.files.is_empty() || req.files.len() > limits.max_files {
         return Err(ApiError::invalid(format!(
@@ -300,12 +300,20 @@ const POLL_MAX: Duration = Duration::from_millis(500);
 /// `GET /v1/batches/{batch_id}`.
 pub async fn get_batch(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Extension(Principal(principal)): Extension<Principal>,
     Path(batch_id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = s.authorize(&headers)?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(s.cfg.limits.max_wait_secs));
+    // A long-poll holds a place among its principal's waiters until it answers.
+    let _waiter = if wait.is_zero() {
+        None
+    } else {
+        Some(
+            s.waiters
+                .enter(&principal, s.cfg.limits.max_waiters_per_principal)?,
+        )
+    };
     let deadline = tokio::time::Instant::now() + wait;
     // Re-read quickly at first (a batch often completes within a second of its last upload),
     // then back off, so many waiters do not hammer the store; never sleep past the deadline.
@@ -387,14 +395,90 @@ impl AppState {
     }
 }
 
+/// Limits on a client event's shape: nesting, keys per object, key and string lengths, array
+/// entries. Beyond the body limit, they keep one event from carrying a pathological structure
+/// into every consumer.
+const EVENT_MAX_DEPTH: usize = 4;
+const EVENT_MAX_KEYS: usize = 64;
+const EVENT_MAX_KEY_BYTES: usize = 128;
+const EVENT_MAX_STRING_BYTES: usize = 1024;
+const EVENT_MAX_ARRAY: usize = 64;
+/// Longest client-supplied `event_id` and `image_id`.
+const EVENT_MAX_ID_BYTES: usize = 128;
+
+/// Check `v` against the event shape limits; `path` names the field in the error.
+fn check_event_shape(v: &Value, path: &str, depth: usize) -> Result<(), ApiError> {
+    if depth > EVENT_MAX_DEPTH {
+        return Err(ApiError::invalid(format!(
+            "{path}: events nest at most {EVENT_MAX_DEPTH} levels"
+        )));
+    }
+    match v {
+        Value::String(s) if s.len() > EVENT_MAX_STRING_BYTES => Err(ApiError::invalid(format!(
+            "{path}: strings are limited to {EVENT_MAX_STRING_BYTES} bytes"
+        ))),
+        Value::Array(a) if a.len() > EVENT_MAX_ARRAY => Err(ApiError::invalid(format!(
+            "{path}: arrays are limited to {EVENT_MAX_ARRAY} entries"
+        ))),
+        Value::Array(a) => a
+            .iter()
+            .try_for_each(|e| check_event_shape(e, &format!("{path}[]"), depth + 1)),
+        Value::Object(o) if o.len() > EVENT_MAX_KEYS => Err(ApiError::invalid(format!(
+            "{path}: objects are limited to {EVENT_MAX_KEYS} keys"
+        ))),
+        Value::Object(o) => o.iter().try_for_each(|(k, e)| {
+            if k.len() > EVENT_MAX_KEY_BYTES {
+                return Err(ApiError::invalid(format!(
+                    "{path}: keys are limited to {EVENT_MAX_KEY_BYTES} bytes"
+                )));
+            }
+            check_event_shape(e, &format!("{path}.{k}"), depth + 1)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A client id (`event_id`, `image_id`): 1 to 128 bytes of letters, digits and `-_.:`.
+fn client_id(v: Option<&Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= EVENT_MAX_ID_BYTES
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(ApiError::invalid(format!(
+            "{field} must be 1 to {EVENT_MAX_ID_BYTES} letters, digits or -_.:"
+        ))),
+    }
+}
+
 /// `POST /v1/events`: a client event (a JSON object with a string `event_name`), stamped with
 /// the principal, receive time and an event id, published to the topic.
+///
+/// The client's `event_id`, when given, is kept: it is the idempotency key (an event sent twice
+/// counts once). `IMAGE_REQUESTED` must name an `image_id` the caller owns (404 otherwise,
+/// nothing published). Every time the consumers use is the server's `received_at`; the
+/// client's `timestamp` stays in the event as data.
 pub async fn post_event(
     State(s): State<AppState>,
-    headers: HeaderMap,
-    body: bytes::Bytes,
+    Extension(Principal(principal)): Extension<Principal>,
+    body: Result<bytes::Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let principal = s.authorize(&headers)?;
+    let body = body.map_err(|e| {
+        let message = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "events are limited to {} bytes",
+                s.cfg.limits.max_event_bytes
+            )
+        } else {
+            e.body_text()
+        };
+        ApiError::body(e.status(), message, &e)
+    })?;
     if body.len() > s.cfg.limits.max_event_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -423,7 +507,26 @@ pub async fn post_event(
             "client events may not impersonate storage events",
         ));
     }
-    let event_id = uuid::Uuid::now_v7().to_string();
+    for reserved in ["principal", "received_at"] {
+        if obj.contains_key(reserved) {
+            return Err(ApiError::invalid(format!(
+                "{reserved} is set by the server, not the client"
+            )));
+        }
+    }
+    check_event_shape(&Value::Object(obj.clone()), "event", 0)?;
+    let event_id = client_id(obj.get("event_id"), "event_id")?
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    if obj.get("event_name").and_then(Value::as_str) == Some("IMAGE_REQUESTED") {
+        let Some(image_id) = client_id(obj.get("image_id"), "image_id")? else {
+            return Err(ApiError::invalid("IMAGE_REQUESTED needs an image_id"));
+        };
+        let owner = s.metadata.image_owner(&image_id).await.map_err(store_err)?;
+        if owner.as_deref() != Some(principal.as_str()) {
+            // Another principal's image looks exactly like a missing one.
+            return Err(ApiError::not_found());
+        }
+    }
     obj.insert("principal".into(), Value::String(principal));
     obj.insert(
         "received_at".into(),

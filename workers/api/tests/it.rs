@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 struct App {
     dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
     base: String,
     token: String,
     stack: LocalStack,
@@ -56,6 +57,7 @@ async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> App {
     let token = prism_api::dev_token(dir.path()).unwrap();
     App {
         dir,
+        addr,
         base,
         token,
         stack,
@@ -73,6 +75,17 @@ fn batch_body(files: Value) -> Value {
 }
 
 impl App {
+    /// The `/metrics` exposition.
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
     async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
@@ -281,6 +294,11 @@ async fn a_faithful_upload_is_stored_and_starts_the_pipeline() {
     assert!(up["headers"].is_null());
     let r = app.upload(up, b"\xFF\xD8\xFF\xE0".to_vec(), |_| {}).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The grant is single-use: a replay is refused and stores nothing.
+    let replay = app.upload(up, b"\xFF\xD8\xFF\xE1".to_vec(), |_| {}).await;
+    assert_eq!(replay.status(), StatusCode::CONFLICT);
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "already_uploaded");
     let key = format!(
         "uploads/{}/{}",
         created["batch_id"].as_str().unwrap(),
@@ -504,19 +522,40 @@ async fn rate_and_upload_quotas_answer_429_with_retry_after() {
 #[tokio::test]
 async fn client_events_are_validated_stamped_and_published() {
     let app = spawn_app().await;
-    let ev = json!({"event_name": "IMAGE_REQUESTED", "user_id": "42", "image_id": "abc", "timestamp": "2026-11-23T20:00:00Z"});
+    let created = app.create(json!([file("a.jpg", 4)])).await;
+    let image = created["uploads"][0]["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ev = json!({"event_name": "IMAGE_REQUESTED", "user_id": "42", "image_id": image, "timestamp": "9999-12-31T23:59:59Z"});
     let r = app.post("/v1/events", &ev).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let id = r.json::<Value>().await.unwrap()["event_id"]
         .as_str()
         .unwrap()
         .to_owned();
+    let deep = json!({"event_name": "x", "a": {"b": {"c": {"d": {"e": 1}}}}});
+    let wide: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
+    let mut wide = Value::Object(wide);
+    wide["event_name"] = json!("x");
     for bad in [
         json!([1]),
         json!({"x": 1}),
         json!({"event_name": 5}),
         json!({"event_name": ""}),
         json!({"event_name": "x", "Records": []}),
+        json!({"event_name": "x", "principal": "someone-else"}),
+        json!({"event_name": "x", "received_at": "0001-01-01T00:00:00Z"}),
+        json!({"event_name": "x", "event_id": "has spaces"}),
+        json!({"event_name": "x", "event_id": "e".repeat(129)}),
+        json!({"event_name": "x", "note": "n".repeat(1025)}),
+        json!({"event_name": "x", "list": vec![0; 65]}),
+        json!({"event_name": "x", "k".repeat(129): 1}),
+        json!({"event_name": "IMAGE_REQUESTED"}),
+        json!({"event_name": "IMAGE_REQUESTED", "image_id": 7}),
+        deep,
+        wide,
     ] {
         assert_eq!(
             app.post("/v1/events", &bad).await.status(),
@@ -559,6 +598,8 @@ async fn client_events_are_validated_stamped_and_published() {
     assert_eq!(got["principal"], "dev");
     assert_eq!(got["event_id"], id);
     assert!(got["received_at"].is_string());
+    // The client's timestamp is kept as data, beside the server's receive time.
+    assert_eq!(got["timestamp"], "9999-12-31T23:59:59Z");
     // And the metadata queue gets it too (its filter takes IMAGE_REQUESTED).
     let meta = app
         .stack
@@ -575,18 +616,108 @@ async fn client_events_are_validated_stamped_and_published() {
 }
 
 #[tokio::test]
+async fn long_polls_are_capped_per_principal() {
+    let bob = "bob-token-value";
+    let mut app = spawn_app_with(|c| {
+        c.limits.max_waiters_per_principal = 2;
+        c.auth.token_sha256s = vec![
+            format!("dev:{}", prism_api::auth::token_digest("dev-token-value")),
+            format!("bob:{}", prism_api::auth::token_digest(bob)),
+        ];
+    })
+    .await;
+    app.token = "dev-token-value".into();
+    let created = app.create(json!([file("a.jpg", 4)])).await;
+    let id = created["batch_id"].as_str().unwrap().to_owned();
+    let get = |token: &str, wait: u32| {
+        app.http
+            .get(format!("{}/v1/batches/{id}?wait={wait}", app.base))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    // Two long-polls of a pending batch hold dev's two places...
+    let polls = [get("dev-token-value", 3), get("dev-token-value", 3)];
+    let polls = tokio::spawn(futures::future::join_all(polls));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...so a third is refused at once, while a plain read still answers.
+    let third = get("dev-token-value", 3).await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.headers().get("retry-after").unwrap(), "1");
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_waiters");
+    assert_eq!(
+        get("dev-token-value", 0).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Another principal's waits are its own (bob gets 404: the batch is not his).
+    assert_eq!(get(bob, 1).await.unwrap().status(), StatusCode::NOT_FOUND);
+    for r in polls.await.unwrap() {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    // The places are given back when the polls answer.
+    assert_eq!(
+        get("dev-token-value", 1).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn image_requests_are_scoped_to_the_owner_and_keep_the_client_event_id() {
+    let bob = "bob-token-value";
+    let mut app = spawn_app_with(|c| {
+        c.auth.token_sha256s = vec![
+            format!("dev:{}", prism_api::auth::token_digest("dev-token-value")),
+            format!("bob:{}", prism_api::auth::token_digest(bob)),
+        ]
+    })
+    .await;
+    app.token = "dev-token-value".into();
+    let created = app.create(json!([file("a.jpg", 4)])).await;
+    let image = created["uploads"][0]["file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The owner's event keeps its own id, which is the idempotency key downstream.
+    let ev = json!({"event_name": "IMAGE_REQUESTED", "image_id": image, "event_id": "client-1"});
+    let r = app.post("/v1/events", &ev).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.json::<Value>().await.unwrap()["event_id"], "client-1");
+    // Another principal naming the image, and anyone naming an unknown one: 404, nothing sent.
+    let r = app
+        .http
+        .post(format!("{}/v1/events", app.base))
+        .bearer_auth(bob)
+        .json(&ev)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let unknown = json!({"event_name": "IMAGE_REQUESTED", "image_id": "no-such-image"});
+    assert_eq!(
+        app.post("/v1/events", &unknown).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let archive = app
+        .stack
+        .queue("archive", Duration::from_secs(30), 5)
+        .await
+        .unwrap();
+    let msgs = archive.receive(10, Duration::from_secs(1)).await.unwrap();
+    let events: Vec<Value> = msgs
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(&m.body).unwrap())
+        .filter(|v| v["event_name"] == "IMAGE_REQUESTED")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event_id"], "client-1");
+    assert_eq!(events[0]["principal"], "dev");
+}
+
+#[tokio::test]
 async fn metrics_count_requests_by_route() {
     let app = spawn_app().await;
     app.create(json!([file("a.jpg", 4)])).await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains(
             "prism_http_requests_total{route=\"/v1/batches\",method=\"POST\",status=\"201\"}"
@@ -646,4 +777,452 @@ async fn long_polls_end_at_completion_or_at_their_deadline() {
         lag < Duration::from_millis(900),
         "answered {lag:?} after completion"
     );
+}
+
+// ---- Bodies and time: driven from outside over raw TCP. ----
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+impl App {
+    /// `prism_http_request_body_bytes_total` of `route`: body bytes the server read there.
+    async fn body_bytes_read(&self, route: &str) -> u64 {
+        let text = self.metrics().await;
+        let prefix = format!("prism_http_request_body_bytes_total{{route=\"{route}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+}
+
+/// The status and body of the HTTP/1.1 response on `r`, reading until the head and
+/// `Content-Length` bytes of body arrived; `None` when the connection closed first.
+async fn read_response(r: &mut (impl AsyncReadExt + Unpin)) -> Option<(u16, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                return Some((status, body));
+            }
+        }
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Send `head` then up to `body_len` bytes of `fill` while reading the answer. Returns the
+/// answer and how many body bytes the client managed to send by the time it arrived.
+async fn race_body(
+    addr: std::net::SocketAddr,
+    head: String,
+    prefix: Vec<u8>,
+    body_len: u64,
+) -> (Option<(u16, String)>, u64) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = stream.into_split();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(head.as_bytes()).await?;
+        w.write_all(&prefix).await?;
+        counter.fetch_add(prefix.len() as u64, Ordering::Relaxed);
+        let block = vec![b'a'; 64 * 1024];
+        let mut left = body_len - prefix.len() as u64;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            w.write_all(&block[..n]).await?;
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            left -= n as u64;
+        }
+        std::io::Result::Ok(w)
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(30), read_response(&mut r))
+        .await
+        .expect("the server answered");
+    let sent_then = sent.load(Ordering::Relaxed);
+    writer.abort();
+    (answer, sent_then)
+}
+
+const FIFTY_MB: u64 = 50_000_000;
+
+#[tokio::test]
+async fn unauthenticated_bodies_are_refused_before_they_are_read() {
+    let app = spawn_app().await;
+    for route in ["/v1/events", "/v1/batches"] {
+        for auth in ["", "Authorization: Bearer prism_dev_wrong\r\n"] {
+            let head = format!(
+                "POST {route} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {FIFTY_MB}\r\n\r\n"
+            );
+            let (answer, sent) = race_body(app.addr, head, b"{".to_vec(), FIFTY_MB).await;
+            let (status, body) = answer.expect("a 401 before the connection closed");
+            assert_eq!(status, 401, "{route}: {body}");
+            assert!(body.contains("unauthorized"), "{body}");
+            // The answer came while most of the body was still unsent (what was sent sits in
+            // socket buffers), and the server read none of it.
+            assert!(
+                sent < FIFTY_MB / 4,
+                "{route}: {sent} bytes sent before the 401"
+            );
+        }
+        assert_eq!(app.body_bytes_read(route).await, 0, "{route}");
+    }
+}
+
+#[tokio::test]
+async fn authenticated_bodies_over_the_route_limit_get_413() {
+    let app = spawn_app().await;
+    let eight_mib = 8 << 20;
+    // Declared length over the limit: refused before anything is read.
+    let r = app
+        .http
+        .post(format!("{}/v1/batches", app.base))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; eight_mib])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576"),
+        "{body}"
+    );
+    assert_eq!(app.body_bytes_read("/v1/batches").await, 0);
+    // Chunked, no length: refused once the body passes the limit, having read about that.
+    let head = format!(
+        "POST /v1/batches HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        app.token
+    );
+    let stream = TcpStream::connect(app.addr).await.unwrap();
+    let (mut rd, mut w) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(head.as_bytes()).await?;
+        let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+        for _ in 0..128 {
+            w.write_all(chunk.as_bytes()).await?;
+        }
+        std::io::Result::Ok(w)
+    });
+    let (status, body) = read_response(&mut rd).await.unwrap();
+    writer.abort();
+    assert_eq!(status, 413, "{body}");
+    let read = app.body_bytes_read("/v1/batches").await;
+    assert!(read <= (1 << 20) + (512 << 10), "read {read} bytes");
+    // Events keep their own limit, and a body within the limits is still fine.
+    let big = json!({"event_name": "x", "pad": "a".repeat(70_000)});
+    let r = app.post("/v1/events", &big).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("65536"),
+        "{body}"
+    );
+    app.create(json!([file("a.jpg", 4)])).await;
+}
+
+/// A multipart form: every presigned field of `up`, then the head of a `file` part whose
+/// `file_len` bytes follow; returns the request head and the form up to the file's bytes.
+fn upload_request(app: &App, up: &Value, file_len: u64) -> (String, Vec<u8>, u64) {
+    let boundary = "prism-test-boundary";
+    let mut pre = Vec::new();
+    let fields: BTreeMap<String, String> = serde_json::from_value(up["fields"].clone()).unwrap();
+    for (k, v) in fields {
+        pre.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    pre.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\nContent-Type: image/jpeg\r\n\r\n").as_bytes(),
+    );
+    let total = pre.len() as u64 + file_len + format!("\r\n--{boundary}--\r\n").len() as u64;
+    let path = up["url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&app.base)
+        .unwrap()
+        .to_owned();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {total}\r\n\r\n"
+    );
+    (head, pre, total)
+}
+
+#[tokio::test]
+async fn an_upload_larger_than_its_grant_is_refused_having_read_little_more() {
+    let app = spawn_app().await;
+    let route = "/local/upload/{bucket}";
+    let created = app.create(json!([file("a.jpg", 1000)])).await;
+    let up = &created["uploads"][0];
+    let forty_mib = 40 << 20;
+    let (head, pre, total) = upload_request(&app, up, forty_mib);
+    let (answer, sent) = race_body(app.addr, head, pre.clone(), total).await;
+    let (status, body) = answer.expect("an answer before the connection closed");
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("1..=1000"),
+        "{v}"
+    );
+    assert!(sent < forty_mib / 2, "{sent} bytes sent before the 400");
+    // Server side: the form, the grant's 1,000 bytes and at most about one read buffer more.
+    let read = app.body_bytes_read(route).await;
+    assert!(
+        read <= pre.len() as u64 + 1000 + (1 << 20),
+        "read {read} bytes of an upload granted 1000"
+    );
+    assert_eq!(app.uploads_stored().await, 0);
+
+    // A forged form (bad signature) is refused before its file is read.
+    let before = app.body_bytes_read(route).await;
+    let mut forged = up.clone();
+    forged["fields"]["x-prism-signature"] = json!("00".repeat(32));
+    let (head, pre, total) = upload_request(&app, &forged, forty_mib);
+    let (answer, _) = race_body(app.addr, head, pre.clone(), total).await;
+    assert_eq!(answer.unwrap().0, 403);
+    let read = app.body_bytes_read(route).await - before;
+    assert!(read <= pre.len() as u64 + (1 << 20), "read {read} bytes");
+
+    // Fields before the file are capped too: a 40 MiB "policy" is refused early.
+    let before = app.body_bytes_read(route).await;
+    let head = format!(
+        "POST /local/upload/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {forty_mib}\r\n\r\n"
+    );
+    let pre = b"--b\r\nContent-Disposition: form-data; name=\"policy\"\r\n\r\n".to_vec();
+    let (answer, _) = race_body(app.addr, head, pre, forty_mib).await;
+    assert_eq!(answer.unwrap().0, 400);
+    let read = app.body_bytes_read(route).await - before;
+    assert!(read <= 1 << 20, "read {read} bytes of fields");
+
+    // The faithful upload still works after all that.
+    let r = app.upload(up, vec![0xFF; 1000], |_| {}).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    // Forms whose first chunks carry the fields and much of the file together are read whole:
+    // as one write, and as reqwest (and so the CLI) sends them.
+    let size = 600_000;
+    let created = app
+        .create(json!([file("b.jpg", size), file("c.jpg", size)]))
+        .await;
+    let (head, mut req, total) = upload_request(&app, &created["uploads"][0], size);
+    req.extend(std::iter::repeat_n(0xFF, size as usize));
+    req.extend_from_slice(b"\r\n--prism-test-boundary--\r\n");
+    assert_eq!(req.len() as u64, total);
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(&[head.as_bytes(), &req].concat())
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut s).await.unwrap();
+    assert_eq!(status, 204, "{body}");
+    let r = app
+        .upload(&created["uploads"][1], vec![0xFF; size as usize], |_| {})
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
+}
+
+/// Wait until the server closes the connection (EOF or reset), returning when that happened
+/// and the response it sent first, if any.
+async fn closed_by_server(
+    r: &mut tokio::net::tcp::OwnedReadHalf,
+) -> (std::time::Instant, Option<(u16, String)>) {
+    let answer = read_response(r).await;
+    let mut buf = [0u8; 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return (std::time::Instant::now(), answer),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_trickling_its_headers_is_closed_at_the_header_timeout() {
+    let app = spawn_app_with(|c| c.http.header_read_timeout_secs = 1).await;
+    let (mut r, mut w) = TcpStream::connect(app.addr).await.unwrap().into_split();
+    let start = std::time::Instant::now();
+    w.write_all(b"GET /v1/batches/x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // One header byte every 100 ms, for up to 20 s, while watching for the close.
+    let trickle = async {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if w.write_all(b"X").await.is_err() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    };
+    let (closed, answer) = tokio::select! {
+        () = trickle => unreachable!(),
+        c = closed_by_server(&mut r) => c,
+    };
+    let took = closed.duration_since(start);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "closed after {took:?}"
+    );
+    // Either no answer at all, or a 408.
+    assert!(answer.as_ref().is_none_or(|(s, _)| *s == 408), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_its_connection_closed_at_the_body_timeout() {
+    let app = spawn_app_with(|c| c.http.body_timeout_secs = 1).await;
+    for (route, what) in [
+        ("/v1/batches", "application/json"),
+        ("/v1/events", "application/json"),
+    ] {
+        let (mut r, mut w) = TcpStream::connect(app.addr).await.unwrap().into_split();
+        let start = std::time::Instant::now();
+        w.write_all(
+            format!(
+                "POST {route} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: {what}\r\nContent-Length: 1000\r\n\r\n{{\"files\"",
+                app.token
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        // Then nothing: the connection stays open from this side.
+        let (closed, answer) =
+            tokio::time::timeout(Duration::from_secs(20), closed_by_server(&mut r))
+                .await
+                .expect("the server closed the stalled connection");
+        let took = closed.duration_since(start);
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+            "{route}: closed after {took:?}"
+        );
+        let (status, body) = answer.expect("a 408 before the close");
+        assert_eq!(status, 408, "{route}: {body}");
+        assert!(body.contains("request_timeout"), "{body}");
+        drop(w);
+    }
+    // A stalled upload too.
+    let created = app.create(json!([file("a.jpg", 1000)])).await;
+    let (head, pre, _) = upload_request(&app, &created["uploads"][0], 1000);
+    let (mut r, mut w) = TcpStream::connect(app.addr).await.unwrap().into_split();
+    w.write_all(head.as_bytes()).await.unwrap();
+    w.write_all(&pre).await.unwrap();
+    w.write_all(&[0xFF; 10]).await.unwrap();
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(20), closed_by_server(&mut r))
+        .await
+        .expect("the server closed the stalled upload");
+    assert_eq!(answer.unwrap().0, 408);
+    assert_eq!(app.uploads_stored().await, 0);
+
+    // A form that never finishes a part's headers is not buffered: it is read up to the form's
+    // allowance, then refused once nothing more is wanted for the body timeout.
+    let route = "/local/upload/{bucket}";
+    let before = app.body_bytes_read(route).await;
+    let len = 40u64 << 20;
+    let head = format!(
+        "POST /local/upload/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let (answer, _) = race_body(app.addr, head, b"--b\r\nX-Junk: ".to_vec(), len).await;
+    let (status, body) = answer.unwrap();
+    assert_eq!(status, 400, "{body}");
+    let read = app.body_bytes_read(route).await - before;
+    assert!(read <= 1 << 20, "read {read} bytes of part headers");
+}
+
+#[tokio::test]
+async fn a_request_past_the_request_timeout_gets_408() {
+    let app = spawn_app_with(|c| c.http.request_timeout_secs = 1).await;
+    let created = app.create(json!([file("a.jpg", 4)])).await;
+    let r = app
+        .http
+        .get(format!(
+            "{}/v1/batches/{}?wait=30",
+            app.base,
+            created["batch_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "request_timeout");
+}
+
+#[tokio::test]
+async fn past_the_concurrency_limit_requests_get_503_and_ops_endpoints_still_answer() {
+    let app = spawn_app_with(|c| c.http.max_concurrent_requests = 2).await;
+    let created = app.create(json!([file("a.jpg", 4)])).await;
+    let url = format!(
+        "{}/v1/batches/{}",
+        app.base,
+        created["batch_id"].as_str().unwrap()
+    );
+    // Two long-polls hold both slots.
+    let polls: Vec<_> = (0..2)
+        .map(|_| {
+            app.http
+                .get(format!("{url}?wait=3"))
+                .bearer_auth(&app.token)
+                .send()
+        })
+        .collect();
+    let polls = tokio::spawn(futures::future::join_all(polls));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = app
+        .http
+        .get(&url)
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    for p in polls.await.unwrap() {
+        assert_eq!(p.unwrap().status(), StatusCode::OK);
+    }
+    let r = app
+        .http
+        .get(&url)
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }

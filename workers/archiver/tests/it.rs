@@ -381,7 +381,8 @@ async fn replay_over_a_completed_batch_changes_nothing() {
             .await
             .unwrap();
     }
-    e.stack.topic.publish(&serde_json::json!({"event_name": "IMAGE_REQUESTED", "image_id": b.files[0].file_id, "event_id": "r1"}).to_string()).await.unwrap();
+    // As the API publishes it: stamped with the owner and the receive time.
+    e.stack.topic.publish(&serde_json::json!({"event_name": "IMAGE_REQUESTED", "image_id": b.files[0].file_id, "event_id": "r1", "principal": b.principal, "received_at": "2026-12-05T10:00:00Z"}).to_string()).await.unwrap();
     let before = eventually(Duration::from_secs(10), "complete", || async {
         let got = e
             .stack

@@ -197,6 +197,7 @@ async fn nothing_is_lost_when_aws_calls_fail() {
     let mut batch_ids = Vec::new();
     let mut api_retries = 0;
     let mut denied_key = None;
+    let mut image_ids = Vec::new();
     for files in &batches {
         let body = json!({
             "files": files.iter().map(|(p, _)| json!({
@@ -217,6 +218,7 @@ async fn nothing_is_lost_when_aws_calls_fail() {
         let uploads = created["uploads"].as_array().unwrap();
         assert_eq!(uploads.len(), files.len());
         for ((path, expect), up) in files.iter().zip(uploads) {
+            image_ids.push(up["file_id"].as_str().unwrap().to_owned());
             if *expect == Expect::Denied {
                 let key = shared::keys::upload_key(&batch_id, up["file_id"].as_str().unwrap());
                 proxy.deny_s3_get(&resources.uploads_bucket, &key);
@@ -235,12 +237,14 @@ async fn nothing_is_lost_when_aws_calls_fail() {
     }
     let denied_key = denied_key.unwrap();
 
-    // Client events: SNS traffic through the API (each accepted event is on the topic).
+    // Client events: SNS traffic through the API (each accepted event is on the topic), for
+    // images this principal owns (the API answers 404 for any other).
     for i in 0..24 {
+        let image_id = &image_ids[i % image_ids.len()];
         let (_, r) = api_call("posting an event", || {
             http.post(format!("{api}/v1/events"))
                 .bearer_auth(&token)
-                .json(&json!({"event_name": "IMAGE_REQUESTED", "image_id": format!("img-{i}")}))
+                .json(&json!({"event_name": "IMAGE_REQUESTED", "image_id": image_id, "event_id": format!("ev-{i}")}))
         })
         .await;
         api_retries += r;

@@ -1,9 +1,12 @@
-//! Completion callbacks: an HMAC-signed POST, SSRF-checked at delivery, retried with backoff.
+//! Completion callbacks: a POST signed per the Standard Webhooks specification, SSRF-checked
+//! at delivery, retried with backoff.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::callback::{SIGNATURE_HEADER, resolve_checked, sign};
+use shared::callback::{
+    WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, resolve_checked, sign,
+};
 use tracing::{info, warn};
 
 use crate::config::CallbackConfig;
@@ -15,7 +18,7 @@ pub struct CallbackSender {
 }
 
 impl CallbackSender {
-    /// A sender signing with `secret`.
+    /// A sender signing with the HMAC key `secret`.
     pub fn new(cfg: &CallbackConfig, secret: Vec<u8>) -> Self {
         Self {
             cfg: cfg.clone(),
@@ -23,14 +26,15 @@ impl CallbackSender {
         }
     }
 
-    /// POST `event` to `url`, up to `max_attempts` times with doubling backoff. Returns whether
-    /// a 2xx answer was received. Never follows redirects; connects only to addresses that
-    /// passed the SSRF check (resolution is pinned, so DNS rebinding cannot swap them).
-    pub async fn deliver(&self, url: &str, event: &Value) -> bool {
+    /// POST `event` to `url` as delivery `msg_id` (the `webhook-id`, the same on every
+    /// attempt), up to `max_attempts` times with doubling backoff. Returns whether a 2xx answer
+    /// was received. Never follows redirects; connects only to addresses that passed the SSRF
+    /// check (resolution is pinned, so DNS rebinding cannot swap them).
+    pub async fn deliver(&self, url: &str, msg_id: &str, event: &Value) -> bool {
         let body = event.to_string();
         let mut delay = Duration::from_millis(self.cfg.backoff_base_ms);
         for attempt in 1..=self.cfg.max_attempts {
-            match self.attempt(url, &body).await {
+            match self.attempt(url, msg_id, &body).await {
                 Ok(status) if (200..300).contains(&status) => {
                     info!(attempt, status, "Callback delivered.");
                     return true;
@@ -57,7 +61,7 @@ impl CallbackSender {
         false
     }
 
-    async fn attempt(&self, url: &str, body: &str) -> Result<u16, AttemptError> {
+    async fn attempt(&self, url: &str, msg_id: &str, body: &str) -> Result<u16, AttemptError> {
         let (parsed, addrs) = resolve_checked(url, self.cfg.allow_loopback_http)
             .await
             .map_err(|e| AttemptError::Refused(e.to_string()))?;
@@ -80,7 +84,12 @@ impl CallbackSender {
         let resp = client
             .post(parsed)
             .header("content-type", "application/json")
-            .header(SIGNATURE_HEADER, sign(&self.secret, ts, body.as_bytes()))
+            .header(WEBHOOK_ID_HEADER, msg_id)
+            .header(WEBHOOK_TIMESTAMP_HEADER, ts.to_string())
+            .header(
+                WEBHOOK_SIGNATURE_HEADER,
+                sign(&self.secret, msg_id, ts, body.as_bytes()),
+            )
             .body(body.to_owned())
             .send()
             .await

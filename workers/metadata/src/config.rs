@@ -14,7 +14,9 @@ pub struct CallbackConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt.
     pub backoff_base_ms: u64,
-    /// HMAC key for the `x-prism-signature` header (local default: `DATA_DIR/callback-secret`).
+    /// Secret the callbacks are signed with (Standard Webhooks): `whsec_<base64>`, or any
+    /// other string, whose bytes are then the key (receivers configure `whsec_` + its base64).
+    /// Local default: a generated key, written for receivers to `DATA_DIR/webhook-secret`.
     pub signing_secret: Secret,
     /// Allow plain http to loopback hosts (local mode only).
     pub allow_loopback_http: bool,

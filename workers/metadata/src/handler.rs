@@ -261,7 +261,9 @@ impl MetadataHandler {
         if let Some(url) = &batch.callback_url {
             // Bounded retries inside; a receiver that stays down is logged and counted, and
             // does not hold the queue message (the event on the topic is the durable record).
-            self.callbacks.deliver(url, &event).await;
+            self.callbacks
+                .deliver(url, &completion_msg_id(batch_id), &event)
+                .await;
         }
         if self
             .deps
@@ -290,17 +292,32 @@ impl MetadataHandler {
                 "IMAGE_REQUESTED without a string image_id",
             ));
         };
+        // Only the owner's requests count: the API stamped the event with its principal (and
+        // refused other principals already; this holds for any other publisher too).
+        let principal = v.get("principal").and_then(Value::as_str);
+        let owner = self
+            .deps
+            .metadata
+            .image_owner(image_id)
+            .await
+            .map_err(store_err)?;
+        if principal.is_none() || owner.as_deref() != principal {
+            warn!(
+                image_id,
+                "IMAGE_REQUESTED from a principal that does not own the image; not counted."
+            );
+            return Ok(Outcome::Skipped);
+        }
         let event_id = v
             .get("event_id")
             .and_then(Value::as_str)
             .map_or_else(|| content_id(body), str::to_owned);
-        let at = ["timestamp", "received_at"]
-            .iter()
-            .find_map(|k| {
-                v.get(*k)
-                    .and_then(Value::as_str)
-                    .and_then(shared::event::parse_lenient_time)
-            })
+        // The server's receive time, never the client's `timestamp` (kept in the event as data):
+        // a client must not move `last_requested_at` or a TTL to year 1 or 9999.
+        let at = v
+            .get("received_at")
+            .and_then(Value::as_str)
+            .and_then(shared::event::parse_lenient_time)
             .unwrap_or_else(OffsetDateTime::now_utc);
         let counted = self
             .deps
@@ -317,6 +334,13 @@ impl MetadataHandler {
 }
 
 /// The `batch.completed` event.
+/// The `webhook-id` of a batch's completion callback: one per batch, so a receiver can drop a
+/// repeated delivery (a retry, or a redelivered completion).
+pub fn completion_msg_id(batch_id: &str) -> String {
+    format!("msg_{batch_id}_completed")
+}
+
+/// The completion event, as published to the topic and posted to the callback URL.
 pub fn completion_event(b: &BatchRecord) -> Value {
     json!({
         "event_name": "batch.completed",

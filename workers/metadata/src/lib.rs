@@ -66,11 +66,15 @@ pub async fn local_deps(
         )
         .await?;
     let callback_secret = match cfg.callback.signing_secret.expose() {
-        Some(s) => s.as_bytes().to_vec(),
-        None => shared::adapter::local::signing::load_or_create_key(
-            &stack.data_dir,
-            CALLBACK_SECRET_FILE,
-        )?,
+        Some(s) => shared::callback::webhook_key(s),
+        None => {
+            let key = shared::adapter::local::signing::load_or_create_key(
+                &stack.data_dir,
+                CALLBACK_SECRET_FILE,
+            )?;
+            write_webhook_secret(&stack.data_dir, &key)?;
+            key
+        }
     };
     Ok(Deps {
         queue: Arc::new(queue),
@@ -98,7 +102,7 @@ pub fn aws_deps(
         .callback
         .signing_secret
         .expose()
-        .map(|s| s.as_bytes().to_vec())
+        .map(shared::callback::webhook_key)
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "callback.signing_secret (PRISM__CALLBACK__SIGNING_SECRET) is required with backend = aws"
@@ -115,8 +119,26 @@ pub fn aws_deps(
     })
 }
 
-/// File (in the data dir) holding the local callback signing secret.
+/// File (in the data dir) holding the local callback signing key (raw bytes).
 pub const CALLBACK_SECRET_FILE: &str = "callback-secret";
+
+/// File (in the data dir) holding the same key as a receiver configures it: `whsec_<base64>`.
+pub const WEBHOOK_SECRET_FILE: &str = "webhook-secret";
+
+/// Write [`WEBHOOK_SECRET_FILE`] for `key` (readable by the owner only; replaced atomically,
+/// so concurrent writers of the same key are harmless).
+fn write_webhook_secret(data_dir: &std::path::Path, key: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = data_dir.join(format!(".{WEBHOOK_SECRET_FILE}.{}", uuid::Uuid::new_v4()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(format!("{}\n", shared::callback::whsec(key)).as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, data_dir.join(WEBHOOK_SECRET_FILE))
+}
 
 /// Run the writer until `shutdown`, then drain.
 pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunReport {

@@ -111,6 +111,7 @@ impl App {
                 code: "truncated_image".into(),
                 message: "ends early".into(),
             },
+            source_sha256: None,
         };
         let key = keys::failure_key(&b.batch_id, f);
         self.stack
@@ -252,22 +253,79 @@ async fn uploads_manifests_and_failures_drive_status_and_complete_once() {
     .await;
     assert_eq!(hooks.len(), 1, "callback delivered more than once");
     let (headers, body) = &hooks[0];
-    let secret = std::fs::read(
-        app.stack
-            .data_dir
-            .join(prism_metadata::CALLBACK_SECRET_FILE),
-    )
-    .unwrap();
-    let sig = headers
-        .get(shared::callback::SIGNATURE_HEADER)
-        .unwrap()
-        .to_str()
-        .unwrap();
+    // The receiver's view: the secret as written for it, and the Standard Webhooks headers.
+    let whsec =
+        std::fs::read_to_string(app.stack.data_dir.join(prism_metadata::WEBHOOK_SECRET_FILE))
+            .unwrap();
+    let whsec = whsec.trim();
+    assert!(whsec.starts_with("whsec_"), "{whsec}");
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    let (id, ts, sig) = (
+        header(shared::callback::WEBHOOK_ID_HEADER),
+        header(shared::callback::WEBHOOK_TIMESTAMP_HEADER),
+        header(shared::callback::WEBHOOK_SIGNATURE_HEADER),
+    );
+    assert_eq!(id, format!("msg_{}_completed", b.batch_id));
     assert!(
-        shared::callback::verify(&secret, sig, body.as_bytes()),
+        shared::callback::verify(
+            &shared::callback::webhook_key(whsec),
+            &id,
+            ts.parse().unwrap(),
+            &sig,
+            body.as_bytes()
+        ),
         "bad callback signature"
     );
+    // And an independent implementation of the specification agrees.
+    standard_webhooks_verify(whsec, &id, &ts, &sig, body).unwrap();
+    let tampered = body.replace("complete", "failed");
+    assert!(standard_webhooks_verify(whsec, &id, &ts, &sig, &tampered).is_err());
     app.stop().await;
+}
+
+/// Verify one delivery with the reference Python library of the Standard Webhooks
+/// specification (`standardwebhooks` on PyPI, installed by `.ci/requirements.txt`).
+fn standard_webhooks_verify(
+    whsec: &str,
+    id: &str,
+    timestamp: &str,
+    signature: &str,
+    body: &str,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    const SCRIPT: &str = "import os, sys\n\
+from standardwebhooks.webhooks import Webhook\n\
+headers = {'webhook-id': os.environ['WH_ID'], 'webhook-timestamp': os.environ['WH_TS'],\n\
+           'webhook-signature': os.environ['WH_SIG']}\n\
+Webhook(os.environ['WH_SECRET']).verify(sys.stdin.buffer.read(), headers)\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .env("WH_SECRET", whsec)
+        .env("WH_ID", id)
+        .env("WH_TS", timestamp)
+        .env("WH_SIG", signature)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 on PATH (with .ci/requirements.txt installed)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("ModuleNotFoundError"),
+        "the standardwebhooks package is missing: pip install -r .ci/requirements.txt\n{stderr}"
+    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(stderr.into_owned())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,18 +434,36 @@ async fn image_requests_count_once_per_event() {
     let b = new_batch(1);
     app.create(&b).await;
     let fid = &b.files[0].file_id;
-    let ev = |id: &str| {
-        json!({"event_name": "IMAGE_REQUESTED", "image_id": fid, "user_id": "42", "event_id": id, "timestamp": "2026-11-23T20:00:00Z"}).to_string()
+    let received = "2026-12-05T10:00:00Z";
+    // As the API publishes them: stamped with the principal and the receive time; the client's
+    // own `timestamp` (here year 9999) is data, never the request time.
+    let ev = |id: &str, principal: &str| {
+        json!({"event_name": "IMAGE_REQUESTED", "image_id": fid, "user_id": "42", "event_id": id,
+               "timestamp": "9999-12-31T23:59:59Z", "principal": principal, "received_at": received})
+        .to_string()
     };
-    for body in [ev("e1"), ev("e1"), ev("e2")] {
+    for body in [ev("e1", "alice"), ev("e1", "alice"), ev("e2", "alice")] {
         app.stack.topic.publish(&body).await.unwrap();
     }
-    // An id-less event redelivered is still counted once.
+    // Another principal's requests for alice's image, and unstamped ones, count nothing.
+    app.stack.topic.publish(&ev("e3", "mallory")).await.unwrap();
     let bare = json!({"event_name": "IMAGE_REQUESTED", "image_id": fid}).to_string();
     app.stack.topic.publish(&bare).await.unwrap();
-    app.stack.topic.publish(&bare).await.unwrap();
+    // An id-less event redelivered is still counted once.
+    let no_id = json!({"event_name": "IMAGE_REQUESTED", "image_id": fid, "principal": "alice",
+                       "received_at": received})
+    .to_string();
+    app.stack.topic.publish(&no_id).await.unwrap();
+    app.stack.topic.publish(&no_id).await.unwrap();
     app.settled().await;
     let got = app.batch(&b).await;
     assert_eq!(got.files[0].request_count, 3);
+    assert_eq!(
+        got.files[0].last_requested_at,
+        Some(
+            OffsetDateTime::parse(received, &time::format_description::well_known::Rfc3339)
+                .unwrap()
+        )
+    );
     app.stop().await;
 }

@@ -7,6 +7,7 @@
 //! | file | `B#{batch}` | `F#{file}` | `ord`, name, type, size, `status`, error, rendered |
 //! | recent index | `RECENT` | `{created µs, 20 digits}#{batch}` | newest-first listing without a scan |
 //! | principal index | `P#{principal}` | `{expires µs, 20 digits}#{batch}` | the in-flight upload quota |
+//! | image owner | `I#{file}` | `#OWNER` | `principal`, `batch_id`: scopes client events to the owner |
 //! | image request | `I#{file}` | `E#{event}` | one per counted `IMAGE_REQUESTED` event (dedup) |
 //! | request counter | `I#{file}` | `#COUNT` | `request_count`, `last_requested_at` |
 //!
@@ -55,6 +56,7 @@ const RECENT_PK: &str = "RECENT";
 
 const BATCH_SK: &str = "#BATCH";
 const COUNT_SK: &str = "#COUNT";
+const OWNER_SK: &str = "#OWNER";
 
 type SdkError<E> = aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::http::Response>;
 
@@ -547,6 +549,13 @@ impl MetadataStore for DynamoMetadataStore {
                 (TTL.to_owned(), n(ttl)),
             ]);
             files.push(put_req(item)?);
+            let mut owner = key(format!("I#{}", f.file_id), OWNER_SK.to_owned());
+            owner.extend([
+                ("principal".to_owned(), s(batch.principal.clone())),
+                ("batch_id".to_owned(), s(batch.batch_id.clone())),
+                (TTL.to_owned(), n(ttl)),
+            ]);
+            files.push(put_req(owner)?);
         }
         self.batch_write_all(files).await?;
         // The indexes last, so a half-written batch never counts toward a quota or a listing.
@@ -715,6 +724,13 @@ impl MetadataStore for DynamoMetadataStore {
                     .max(0) as u64
             })
             .sum())
+    }
+
+    async fn image_owner(&self, image_id: &str) -> Result<Option<String>, MetadataStoreError> {
+        Ok(self
+            .get_item(key(format!("I#{image_id}"), OWNER_SK.to_owned()))
+            .await?
+            .and_then(|i| get_s(&i, "principal").map(str::to_owned)))
     }
 
     async fn record_image_request(

@@ -476,15 +476,40 @@ impl FsBlobStore {
         fields: &BTreeMap<String, String>,
         body: Bytes,
     ) -> Result<Result<String, super::signing::GrantError>, BlobStoreError> {
-        let grant = match self.signer()?.verify_post(
-            &self.bucket,
-            fields,
-            body.len() as u64,
-            OffsetDateTime::now_utc(),
-        ) {
+        let grant = match self.verify_post_form(fields)? {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
         };
+        self.store_post_upload(grant, body).await
+    }
+
+    /// Verify a presigned POST's form fields before its file is read (see
+    /// [`LocalSigner::verify_post_fields`](super::signing::LocalSigner::verify_post_fields)).
+    ///
+    /// # Errors
+    /// The grant error (to answer 400/403 with), or a store failure.
+    pub fn verify_post_form(
+        &self,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<Result<super::signing::PostGrant, super::signing::GrantError>, BlobStoreError> {
+        Ok(self
+            .signer()?
+            .verify_post_fields(&self.bucket, fields, OffsetDateTime::now_utc()))
+    }
+
+    /// Store the file of a POST whose fields verified, once its size is within the grant.
+    ///
+    /// # Errors
+    /// The grant error (a size out of range), or a store failure.
+    pub async fn store_post_upload(
+        &self,
+        grant: super::signing::PostGrant,
+        body: Bytes,
+    ) -> Result<Result<String, super::signing::GrantError>, BlobStoreError> {
+        if let Err(e) = grant.check_size(body.len() as u64) {
+            return Ok(Err(e));
+        }
+        let grant = grant.upload;
         key_path(&self.root, &grant.key)?;
         let opts = PutOptions {
             content_type: Some(grant.content_type),

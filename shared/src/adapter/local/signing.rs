@@ -84,6 +84,37 @@ pub struct VerifiedUpload {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A POST upload whose form fields verified; the file's size is still to be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostGrant {
+    /// What the upload may store.
+    pub upload: VerifiedUpload,
+    min_bytes: u64,
+    max_bytes: u64,
+}
+
+impl PostGrant {
+    /// The largest file the grant allows.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Check a file's size against the grant's `content-length-range`.
+    ///
+    /// # Errors
+    /// [`GrantError::SizeOutOfRange`].
+    pub fn check_size(&self, size: u64) -> Result<(), GrantError> {
+        if size < self.min_bytes || size > self.max_bytes {
+            return Err(GrantError::SizeOutOfRange {
+                size,
+                min: self.min_bytes,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Signs and verifies grants for one data dir.
 #[derive(Clone)]
 pub struct LocalSigner {
@@ -226,6 +257,24 @@ impl LocalSigner {
         size: u64,
         now: OffsetDateTime,
     ) -> Result<VerifiedUpload, GrantError> {
+        let grant = self.verify_post_fields(bucket, fields, now)?;
+        grant.check_size(size)?;
+        Ok(grant.upload)
+    }
+
+    /// Verify a POST upload's form fields (every one before the file) without its file: the
+    /// signature, expiry and every condition but `content-length-range`, which the returned
+    /// grant checks once the file's size is known ([`PostGrant::check_size`]); its
+    /// [`PostGrant::max_bytes`] bounds what a caller needs to read of the file.
+    ///
+    /// # Errors
+    /// The first rule the fields break.
+    pub fn verify_post_fields(
+        &self,
+        bucket: &str,
+        fields: &BTreeMap<String, String>,
+        now: OffsetDateTime,
+    ) -> Result<PostGrant, GrantError> {
         let mut lower: BTreeMap<String, &str> = BTreeMap::new();
         for (k, v) in fields {
             if lower.insert(k.to_ascii_lowercase(), v.as_str()).is_some() {
@@ -256,7 +305,7 @@ impl LocalSigner {
             .as_array()
             .ok_or_else(|| GrantError::Malformed("no conditions".into()))?;
         let mut covered = vec![POLICY_FIELD.to_owned(), SIGNATURE_FIELD.to_owned()];
-        let mut size_checked = false;
+        let mut range = None;
         for c in conditions {
             match c {
                 Value::Object(m) if m.len() == 1 => {
@@ -284,17 +333,16 @@ impl LocalSigner {
                     ) else {
                         return Err(GrantError::Malformed("content-length-range".into()));
                     };
-                    if size < min || size > max {
-                        return Err(GrantError::SizeOutOfRange { size, min, max });
+                    if range.replace((min, max)).is_some() {
+                        return Err(GrantError::Malformed("two content-length-ranges".into()));
                     }
-                    size_checked = true;
                 }
                 _ => return Err(GrantError::Malformed(format!("condition {c}"))),
             }
         }
-        if !size_checked {
+        let Some((min_bytes, max_bytes)) = range else {
             return Err(GrantError::Malformed("no content-length-range".into()));
-        }
+        };
         if let Some(extra) = lower.keys().find(|k| !covered.contains(k)) {
             return Err(GrantError::Uncovered(extra.clone()));
         }
@@ -305,10 +353,14 @@ impl LocalSigner {
                     .map(|m| (m.to_owned(), (*v).to_owned()))
             })
             .collect();
-        Ok(VerifiedUpload {
-            key: get("key")?.to_owned(),
-            content_type: get("content-type")?.to_owned(),
-            metadata,
+        Ok(PostGrant {
+            upload: VerifiedUpload {
+                key: get("key")?.to_owned(),
+                content_type: get("content-type")?.to_owned(),
+                metadata,
+            },
+            min_bytes,
+            max_bytes,
         })
     }
 
@@ -459,6 +511,30 @@ mod tests {
         assert_eq!(
             s.verify_post("uploads", &fields, 10, later).unwrap_err(),
             GrantError::Expired
+        );
+    }
+
+    #[test]
+    fn fields_verify_before_the_file_and_bound_it() {
+        let (s, fields, now) = grant();
+        let g = s.verify_post_fields("uploads", &fields, now).unwrap();
+        assert_eq!(g.max_bytes(), 100);
+        assert_eq!(
+            g.upload,
+            s.verify_post("uploads", &fields, 100, now).unwrap()
+        );
+        g.check_size(100).unwrap();
+        assert_eq!(g.check_size(0).unwrap_err().http_status(), 400);
+        let later = now + Duration::from_secs(61);
+        assert_eq!(
+            s.verify_post_fields("uploads", &fields, later).unwrap_err(),
+            GrantError::Expired
+        );
+        let mut f = fields.clone();
+        f.insert(SIGNATURE_FIELD.into(), "00".repeat(32));
+        assert_eq!(
+            s.verify_post_fields("uploads", &f, now).unwrap_err(),
+            GrantError::BadSignature
         );
     }
 

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (batch_id, file_id)
 );
 CREATE INDEX IF NOT EXISTS files_by_id ON files (file_id);
+CREATE INDEX IF NOT EXISTS files_id ON files (file_id);
 CREATE TABLE IF NOT EXISTS image_requests (
     image_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
@@ -422,6 +423,23 @@ impl MetadataStore for SqliteMetadataStore {
                     |r| r.get(0),
                 )?;
                 Ok(n.max(0) as u64)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn image_owner(&self, image_id: &str) -> Result<Option<String>, MetadataStoreError> {
+        use rusqlite::OptionalExtension as _;
+        let i = image_id.to_owned();
+        self.db
+            .call(move |c| {
+                Ok(c.query_row(
+                    "SELECT b.principal FROM files f JOIN batches b ON b.batch_id = f.batch_id
+                     WHERE f.file_id = ?1 LIMIT 1",
+                    params![i],
+                    |r| r.get(0),
+                )
+                .optional()?)
             })
             .await
             .map_err(err)
