@@ -18,8 +18,13 @@ export interface PrismConfig {
   readonly region: string;
   /** Browser origins allowed to POST/PUT straight to the uploads bucket. Empty: no CORS rule. */
   readonly allowedOrigins: string[];
-  /** ACM certificate for the API's HTTPS listener; without it the ALB listens on HTTP only. */
+  /** ACM certificate for the API's HTTPS listener; required unless `allowInsecureHttp`. */
   readonly certificateArn?: string;
+  /**
+   * Without a certificate, serve the API on plain HTTP (port 80). Only for a throwaway test stack:
+   * bearer tokens would cross the network in clear. Must be set explicitly.
+   */
+  readonly allowInsecureHttp: boolean;
   /** Address subscribed (by email) to the alarm topic. */
   readonly alarmEmail?: string;
   /**
@@ -119,13 +124,21 @@ export function loadConfig(get: ContextGetter): PrismConfig {
   if (otlpEndpoint !== undefined && !/^https?:\/\/[^/\s]+(\/[^\s]*)?$/.test(otlpEndpoint)) {
     throw new Error(`otlpEndpoint must be an http(s) URL, got '${otlpEndpoint}'`);
   }
+  const certificateArn = str(get, 'certificateArn');
+  const allowInsecureHttp = bool(get, 'allowInsecureHttp', false);
+  if (certificateArn === undefined && !allowInsecureHttp) {
+    throw new Error(
+      'the API needs HTTPS: set certificateArn (an ACM certificate in the region), or -c allowInsecureHttp=true for a throwaway test stack',
+    );
+  }
   const apiMin = int(get, 'apiDesiredCount', 1);
   const api = { min: Math.max(1, apiMin), max: int(get, 'apiMaxCount', 4) };
   if (api.max < api.min) throw new Error(`apiMaxCount (${api.max}) must be >= apiDesiredCount (${api.min})`);
   return {
     region: str(get, 'region') ?? 'us-east-1',
     allowedOrigins: list(get, 'allowedOrigins'),
-    certificateArn: str(get, 'certificateArn'),
+    certificateArn,
+    allowInsecureHttp,
     alarmEmail: str(get, 'alarmEmail'),
     apiTokenSecretArn: secretArn(get, 'apiTokenSecretArn'),
     callbackSecretArn: secretArn(get, 'callbackSecretArn'),

@@ -45,7 +45,7 @@ const WORKER = ['PRISM__METRICS__LISTEN_ADDR', 'PRISM__RESOURCES__QUEUE_URL', 'P
 
 /** The contract, exactly: plain environment and Secrets Manager variables per binary. */
 const CONTRACT: Record<Binary, { env: string[]; secrets: string[] }> = {
-  'prism-api': { env: [...AWS_COMMON, ...OPERATIONS, 'PRISM__HTTP__LISTEN_ADDR'], secrets: ['PRISM__AUTH__TOKEN_SHA256S'] },
+  'prism-api': { env: [...AWS_COMMON, ...OPERATIONS, 'PRISM__HTTP__LISTEN_ADDR', 'PRISM__HTTP__HEADER_READ_TIMEOUT_SECS'], secrets: ['PRISM__AUTH__TOKEN_SHA256S'] },
   'prism-resize': { env: [...AWS_COMMON, ...OPERATIONS, ...WORKER], secrets: [] },
   'prism-archiver': { env: [...AWS_COMMON, ...OPERATIONS, ...WORKER], secrets: [] },
   'prism-metadata': { env: [...AWS_COMMON, ...OPERATIONS, ...WORKER], secrets: ['PRISM__CALLBACK__SIGNING_SECRET'] },

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { actionsOn, roleActions, roleStatements, synthPrism, Synthesized } from './helpers';
+import { ALB_IDLE_TIMEOUT, API_HEADER_READ_TIMEOUT, API_MAX_WAIT } from '../lib/constructs/upload-api';
 
 let s: Synthesized;
 beforeAll(() => {
@@ -263,6 +264,40 @@ describe('API', () => {
         { Key: 'access_logs.s3.prefix', Value: 'alb' },
       ]),
     });
+  });
+
+  test('the ALB idle timeout outlasts the longest long-poll (?wait=60)', () => {
+    s.compute_.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      LoadBalancerAttributes: Match.arrayWith([{ Key: 'idle_timeout.timeout_seconds', Value: '90' }]),
+    });
+    expect(ALB_IDLE_TIMEOUT.toSeconds()).toBeGreaterThan(API_MAX_WAIT.toSeconds());
+  });
+
+  test("the API's keep-alive (header-read) timeout outlasts the ALB's idle timeout", () => {
+    const env = container('Api').Environment as { Name: string; Value: string }[];
+    const v = env.find((e) => e.Name === 'PRISM__HTTP__HEADER_READ_TIMEOUT_SECS');
+    expect(Number(v?.Value)).toBe(API_HEADER_READ_TIMEOUT.toSeconds());
+    expect(API_HEADER_READ_TIMEOUT.toSeconds()).toBeGreaterThan(ALB_IDLE_TIMEOUT.toSeconds());
+  });
+
+  test.each([
+    ['plain HTTP', {}],
+    ['HTTPS', { certificateArn: 'arn:aws:acm:us-east-1:111111111111:certificate/abc' }],
+  ])('%s: /metrics is answered 404 by the listener, before any target', (_name, ctx) => {
+    const t = _name === 'plain HTTP' ? s.compute_ : synthPrism(ctx).compute_;
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Priority: 1,
+      Conditions: [Match.objectLike({ Field: 'path-pattern', PathPatternConfig: { Values: ['/metrics', '/metrics/*'] } })],
+      Actions: [Match.objectLike({ Type: 'fixed-response', FixedResponseConfig: Match.objectLike({ StatusCode: '404' }) })],
+    });
+    // The rule sits on the listener that forwards to the API (443 with a certificate).
+    const rules = Object.values(t.findResources('AWS::ElasticLoadBalancingV2::ListenerRule'));
+    const listeners = t.findResources('AWS::ElasticLoadBalancingV2::Listener');
+    const forwarding = Object.entries(listeners).filter(([, l]) =>
+      JSON.stringify(l.Properties.DefaultActions).includes('forward'),
+    );
+    expect(forwarding).toHaveLength(1);
+    expect(rules.some((r) => JSON.stringify(r.Properties.ListenerArn) === JSON.stringify({ Ref: forwarding[0][0] }))).toBe(true);
   });
 
   test('without a certificate: a plain HTTP listener on 80', () => {

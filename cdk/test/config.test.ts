@@ -2,10 +2,21 @@
 import { loadConfig } from '../lib/config';
 import { cdkJsonContext } from './helpers';
 
-const from = (ctx: Record<string, unknown>) => loadConfig((k) => ctx[k]);
+/** Plain HTTP allowed unless a test says otherwise: most tests are about other keys. */
+const from = (ctx: Record<string, unknown>) => loadConfig((k) => ({ allowInsecureHttp: true, ...ctx })[k]);
+
+test('HTTPS is required: no certificate and no explicit opt-out fails the synth', () => {
+  expect(() => loadConfig((k) => cdkJsonContext()[k])).toThrow(/certificateArn.*allowInsecureHttp=true/);
+  expect(() => loadConfig(() => undefined)).toThrow(/HTTPS/);
+  const cert = 'arn:aws:acm:us-east-1:111111111111:certificate/abc';
+  const withCert = loadConfig((k) => ({ ...cdkJsonContext(), certificateArn: cert })[k]);
+  expect([withCert.certificateArn, withCert.allowInsecureHttp]).toEqual([cert, false]);
+  const optedOut = loadConfig((k) => ({ ...cdkJsonContext(), allowInsecureHttp: 'true' })[k]);
+  expect([optedOut.certificateArn, optedOut.allowInsecureHttp]).toEqual([undefined, true]);
+});
 
 test('cdk.json defaults', () => {
-  const c = from(cdkJsonContext());
+  const c = from({ ...cdkJsonContext(), allowInsecureHttp: true });
   expect(c).toEqual(
     expect.objectContaining({
       region: 'us-east-1',

@@ -28,7 +28,8 @@ export interface Synthesized extends PrismStacks {
 /** Builds both stacks with cdk.json context plus `overrides`, into a throwaway outdir. */
 export function synthPrism(overrides: Record<string, unknown> = {}): Synthesized {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-cdk-test-'));
-  const app = new App({ outdir, context: { ...cdkJsonContext(), ...overrides } });
+  // Tests synthesize a plain-HTTP stack unless they give a certificate (or say otherwise).
+  const app = new App({ outdir, context: { ...cdkJsonContext(), allowInsecureHttp: true, ...overrides } });
   const stacks = buildPrism(app, loadConfig((k) => app.node.tryGetContext(k)), REPO_ROOT);
   return {
     app,

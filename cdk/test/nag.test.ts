@@ -23,7 +23,7 @@ interface Violation {
 /** Synthesizes with the AwsSolutions plugin and returns its violations ([] when it passed). */
 function nagViolations(overrides: Record<string, unknown>, extra?: (app: App) => void): { violations: Violation[]; app: App } {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-cdk-nag-'));
-  const app = new App({ outdir, context: { ...cdkJsonContext(), ...overrides } });
+  const app = new App({ outdir, context: { ...cdkJsonContext(), allowInsecureHttp: true, ...overrides } });
   buildPrism(app, loadConfig((k) => app.node.tryGetContext(k)), REPO_ROOT);
   extra?.(app);
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -3,8 +3,12 @@
  *
  * The API never sees image bytes (clients upload to S3 with presigned requests), so it is small
  * and scales on ALB requests per target, not CPU. With a certificate the ALB terminates TLS on
- * 443 (TLS 1.2+ policy) and redirects 80 → 443; without one it serves plain HTTP on 80, which is
- * only acceptable for a throwaway test deployment (bearer tokens would cross the network in clear).
+ * 443 (TLS 1.2+ policy) and redirects 80 → 443; without one it serves plain HTTP on 80, which the
+ * configuration allows only when a throwaway test stack opts in (`allowInsecureHttp`).
+ *
+ * The ALB's idle timeout is above the longest long-poll the API allows (`?wait=`), so a waiting
+ * request ends with the API's answer, never the ALB's 504. `/metrics` shares the container port
+ * but is not routed: the listener answers it with a fixed 404 before any target sees it.
  *
  * The ALB health-checks `GET /healthz` on the container port (8080, which also serves /metrics);
  * the container health check runs `prism-api healthcheck`. On a deploy or scale-in ECS first
@@ -25,6 +29,19 @@ import { acknowledgeTaskDefinition } from '../nag';
 
 /** Container port: the API, /healthz and /metrics. */
 export const API_PORT = 8080;
+
+/** The longest `?wait=` long-poll the API allows (`[limits] max_wait_secs`, 60 by default). */
+export const API_MAX_WAIT = Duration.seconds(60);
+
+/** ALB idle timeout: the longest long-poll plus room for the API's own answer. */
+export const ALB_IDLE_TIMEOUT = API_MAX_WAIT.plus(Duration.seconds(30));
+
+/**
+ * The API's header-read timeout also closes idle keep-alive connections; it must outlast the
+ * ALB's idle timeout, or the ALB reuses a connection the API has just closed (a 502). The ALB
+ * receives whole requests before forwarding, so a client trickling headers never reaches it.
+ */
+export const API_HEADER_READ_TIMEOUT = ALB_IDLE_TIMEOUT.plus(Duration.seconds(30));
 
 export interface UploadApiProps {
   readonly cluster: ecs.ICluster;
@@ -77,7 +94,11 @@ export class UploadApi extends Construct {
     taskDefinition.addContainer('Api', {
       image: props.image,
       essential: true,
-      environment: { ...props.environment, PRISM__HTTP__LISTEN_ADDR: `0.0.0.0:${API_PORT}` },
+      environment: {
+        ...props.environment,
+        PRISM__HTTP__LISTEN_ADDR: `0.0.0.0:${API_PORT}`,
+        PRISM__HTTP__HEADER_READ_TIMEOUT_SECS: String(API_HEADER_READ_TIMEOUT.toSeconds()),
+      },
       secrets: props.secrets,
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'prism-api' }),
       portMappings: [{ containerPort: API_PORT, name: 'http' }],
@@ -127,6 +148,7 @@ export class UploadApi extends Construct {
       vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
       securityGroup: albSecurityGroup,
       dropInvalidHeaderFields: true,
+      idleTimeout: ALB_IDLE_TIMEOUT,
     });
     this.loadBalancer.logAccessLogs(props.accessLogsBucket, 'alb');
 
@@ -145,6 +167,13 @@ export class UploadApi extends Construct {
       listener = this.loadBalancer.addListener('Http', { port: 80, protocol: elbv2.ApplicationProtocol.HTTP, open: true });
       this.url = `http://${this.loadBalancer.loadBalancerDnsName}`;
     }
+
+    // Operators scrape /metrics inside the VPC; the internet gets a 404 from the listener.
+    listener.addAction('HideMetrics', {
+      priority: 1,
+      conditions: [elbv2.ListenerCondition.pathPatterns(['/metrics', '/metrics/*'])],
+      action: elbv2.ListenerAction.fixedResponse(404, { contentType: 'text/plain', messageBody: 'not found' }),
+    });
 
     this.targetGroup = listener.addTargets('Api', {
       port: API_PORT,
