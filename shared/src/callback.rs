@@ -246,6 +246,17 @@ pub fn webhook_key(secret: &str) -> Vec<u8> {
         .unwrap_or_else(|| secret.as_bytes().to_vec())
 }
 
+/// The webhook key of `principal` derived from a master key: HMAC-SHA256(master, a fixed label
+/// and the principal). Each tenant gets its own key without a key store; an operator recovers
+/// a tenant's with `prism webhooks secret --principal NAME`, and a key configured for the
+/// principal replaces it.
+pub fn principal_key(master: &[u8], principal: &str) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(master).expect("HMAC takes keys of any size");
+    m.update(b"prism webhook key v1\0");
+    m.update(principal.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
 /// The `whsec_<base64>` form of a key, as receivers configure it.
 pub fn whsec(key: &[u8]) -> String {
     use base64::Engine as _;
@@ -258,6 +269,16 @@ pub fn whsec(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn principals_get_distinct_stable_keys() {
+        let master = b"master key";
+        let a = principal_key(master, "alice");
+        assert_eq!(a.len(), 32);
+        assert_eq!(a, principal_key(master, "alice"));
+        assert_ne!(a, principal_key(master, "bob"));
+        assert_ne!(a, principal_key(b"another master", "alice"));
+    }
 
     #[test]
     fn shapes_are_checked() {

@@ -160,6 +160,8 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The principal of the local dev token (`prism dev`).
+pub const DEV_PRINCIPAL: &str = "dev";
 /// prism-resize's default `/metrics` port.
 pub const METRICS_PORT_RESIZE: u16 = 9091;
 /// prism-metadata's default `/metrics` port.

@@ -292,27 +292,59 @@ fn batch() -> NewBatch {
             content_type: "image/jpeg".into(),
             size: 3,
         }],
+        max_pending_uploads: Some(10),
     }
 }
 
 #[tokio::test]
 async fn dynamo_conditional_failures_and_throttling_are_classified() {
-    use aws_sdk_dynamodb::operation::put_item::PutItemError;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
 
-    let dup = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-        PutItemError::ConditionalCheckFailedException(
-            ConditionalCheckFailedException::builder().build(),
-        )
-    });
-    let ddb = mock_client!(aws_sdk_dynamodb, [&dup]);
+    // The batch item's condition failed: the id is taken.
+    let cancelled = |reasons: [&'static str; 4]| {
+        let reasons = reasons.to_vec();
+        move || {
+            let mut b = TransactionCanceledException::builder();
+            for r in &reasons {
+                b = b.cancellation_reasons(CancellationReason::builder().code(*r).build());
+            }
+            TransactWriteItemsError::TransactionCanceledException(b.build())
+        }
+    };
+    let written = mock!(aws_sdk_dynamodb::Client::batch_write_item)
+        .then_output(|| BatchWriteItemOutput::builder().build());
+    let dup = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+        .then_error(cancelled(["ConditionalCheckFailed", "None", "None", "None"]));
+    let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&written, &dup]);
     let e = DynamoMetadataStore::with_client(ddb, "t")
         .create_batch(&batch())
         .await
         .unwrap_err();
     assert!(matches!(e, MetadataStoreError::AlreadyExists(_)), "{e:?}");
 
-    let hot = mock!(aws_sdk_dynamodb::Client::put_item).then_http_response(|| {
+    // The pending counter's condition failed: over quota, with the count read back.
+    let quota = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+        .then_error(cancelled(["None", "ConditionalCheckFailed", "None", "None"]));
+    let counter = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+        GetItemOutput::builder()
+            .item("pending", aws_sdk_dynamodb::types::AttributeValue::N("10".into()))
+            .build()
+    });
+    let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&written, &quota, &counter]);
+    let e = DynamoMetadataStore::with_client(ddb, "t")
+        .create_batch(&batch())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, MetadataStoreError::QuotaExceeded { pending: 10, quota: 10 }),
+        "{e:?}"
+    );
+
+    let hot = mock!(aws_sdk_dynamodb::Client::batch_write_item).then_http_response(|| {
         json_error(
             400,
             "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",

@@ -1,7 +1,8 @@
 //! `MetadataStore`: batches, per-file status and variants, with conditional transitions.
 //!
 //! File status only moves forward: `awaiting_upload → received → done | failed` (a file may
-//! also go straight to `done`/`failed` when the manifest arrives before the upload event). A
+//! also go straight to `done`/`failed` when the manifest arrives before the upload event), or
+//! `awaiting_upload → expired` once its upload grant has expired unused. A
 //! transition that does not apply (duplicate, late or out-of-order delivery) is
 //! [`Transition::Unchanged`], never an error, so at-least-once delivery keeps counts exact. The
 //! transition that makes the last file terminal completes the batch, exactly once.
@@ -30,6 +31,15 @@ pub enum MetadataStoreError {
     /// The call timed out. Transient.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// Creating the batch would take its principal past the quota of files awaiting upload.
+    /// Permanent (for this request).
+    #[error("{pending} uploads already pending; the quota is {quota}")]
+    QuotaExceeded {
+        /// Files of the principal awaiting upload now.
+        pending: u64,
+        /// The quota the batch was checked against.
+        quota: u64,
+    },
     /// Any other failure. Permanent.
     #[error("{0}")]
     Other(String),
@@ -79,6 +89,11 @@ pub struct NewBatch {
     pub traceparent: Option<String>,
     /// The files.
     pub files: Vec<NewFile>,
+    /// Refuse the batch ([`MetadataStoreError::QuotaExceeded`]) when the principal's files
+    /// awaiting upload plus this batch's would exceed this; checked and counted in the same
+    /// transaction that creates the batch. `None`: no quota.
+    #[serde(default)]
+    pub max_pending_uploads: Option<u64>,
 }
 
 /// Status of one file.
@@ -93,6 +108,8 @@ pub enum FileStatus {
     Done,
     /// Permanently failed.
     Failed,
+    /// Never uploaded: its upload grant expired.
+    Expired,
 }
 
 impl FileStatus {
@@ -103,6 +120,7 @@ impl FileStatus {
             Self::Received => "received",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Expired => "expired",
         }
     }
 
@@ -113,13 +131,24 @@ impl FileStatus {
             "received" => Self::Received,
             "done" => Self::Done,
             "failed" => Self::Failed,
+            "expired" => Self::Expired,
             _ => return None,
         })
     }
 
-    /// `done` or `failed`.
+    /// `done`, `failed` or `expired`.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Done | Self::Failed)
+        matches!(self, Self::Done | Self::Failed | Self::Expired)
+    }
+
+    /// Whether a file may move from `self` to `to`: forward only, `expired` only from
+    /// `awaiting_upload`, and nothing leaves a terminal status.
+    pub fn may_become(self, to: Self) -> bool {
+        match to {
+            Self::AwaitingUpload => false,
+            Self::Received | Self::Expired => self == Self::AwaitingUpload,
+            Self::Done | Self::Failed => matches!(self, Self::AwaitingUpload | Self::Received),
+        }
     }
 }
 
@@ -131,7 +160,7 @@ pub enum BatchStatus {
     Pending,
     /// Some uploads seen, some files not terminal.
     Processing,
-    /// Every file done or failed.
+    /// Every file done, failed or expired.
     Complete,
 }
 
@@ -230,6 +259,8 @@ pub struct BatchCounts {
     pub done: u64,
     /// Files failed.
     pub failed: u64,
+    /// Files never uploaded before their grant expired.
+    pub expired: u64,
 }
 
 impl BatchCounts {
@@ -247,6 +278,7 @@ impl BatchCounts {
                 self.received += 1;
                 self.failed += 1;
             }
+            FileStatus::Expired => self.expired += 1,
         }
     }
 }
@@ -296,6 +328,136 @@ pub struct BatchRecord {
     pub counts: BatchCounts,
     /// Files in creation order.
     pub files: Vec<FileRecord>,
+    /// Change counter: bumped by every file transition and by completion, so a waiter can
+    /// watch [`MetadataStore::batch_version`] instead of re-reading the batch.
+    pub version: u64,
+    /// The completion callback's delivery, once the batch was announced with a callback.
+    pub webhook: Option<WebhookState>,
+}
+
+/// What a waiter needs to know whether a batch changed: one small read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchVersion {
+    /// Owner.
+    pub principal: String,
+    /// [`BatchRecord::version`].
+    pub version: u64,
+    /// Whether the batch is complete.
+    pub complete: bool,
+}
+
+/// A file the expiry sweep moved to `expired`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredFile {
+    /// Batch.
+    pub batch_id: String,
+    /// File.
+    pub file_id: String,
+    /// Whether this expiry completed the batch (exactly one transition per batch reports it).
+    pub batch_completed: bool,
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStatus {
+    /// Not delivered yet; another attempt is scheduled.
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// Given up (a permanent refusal, or every attempt failed).
+    Failed,
+}
+
+impl WebhookStatus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "delivered" => Self::Delivered,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A batch's completion callback delivery, as the batch view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookState {
+    /// Where it stands.
+    pub status: WebhookStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the latest attempt was made.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt_at: Option<OffsetDateTime>,
+    /// The receiver's HTTP status on the latest attempt, when it answered.
+    pub last_status: Option<u16>,
+    /// Why the latest attempt failed, when it did (never a resolved address).
+    pub last_error: Option<String>,
+    /// When the next attempt is due (`pending` only).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+/// A webhook delivery to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWebhook {
+    /// The `webhook-id`: the outbox holds one delivery per id.
+    pub id: String,
+    /// The batch it announces.
+    pub batch_id: String,
+    /// The batch's owner (whose secret signs it).
+    pub principal: String,
+    /// Where to POST.
+    pub url: String,
+    /// The JSON body.
+    pub body: String,
+    /// When the first attempt is due.
+    pub due_at: OffsetDateTime,
+}
+
+/// A delivery claimed from the outbox: the claimer holds it until its lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookJob {
+    /// The `webhook-id`.
+    pub id: String,
+    /// The batch it announces.
+    pub batch_id: String,
+    /// Whose secret signs it.
+    pub principal: String,
+    /// Where to POST.
+    pub url: String,
+    /// The JSON body.
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// Identifies this claim; recording an attempt with a stale claim changes nothing.
+    pub claim: String,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAttempt {
+    /// When it was made.
+    pub at: OffsetDateTime,
+    /// Where the delivery stands after it.
+    pub status: WebhookStatus,
+    /// The receiver's HTTP status, when it answered.
+    pub http_status: Option<u16>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When to try again (`Pending` only).
+    pub next_attempt_at: Option<OffsetDateTime>,
 }
 
 /// What tracing needs of a batch, read without its files.
@@ -394,16 +556,66 @@ pub trait MetadataStore: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<bool, MetadataStoreError>;
 
-    /// Files of `principal`'s unexpired batches still awaiting upload (the in-flight upload
-    /// quota).
+    /// Files of `principal` awaiting upload: the counter that [`NewBatch::max_pending_uploads`]
+    /// is checked against (one small read). A file leaves it when it is received, rendered,
+    /// failed or expired.
     ///
     /// # Errors
     /// A classified failure.
-    async fn count_awaiting_uploads(
+    async fn pending_uploads(&self, principal: &str) -> Result<u64, MetadataStoreError>;
+
+    /// A batch's owner, change counter and completeness, without its files (one small read);
+    /// `None` when it does not exist.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn batch_version(&self, batch_id: &str)
+    -> Result<Option<BatchVersion>, MetadataStoreError>;
+
+    /// Move up to `limit` files still awaiting upload whose batch's grants expired before
+    /// `cutoff` to `expired` (at `at`), each by a conditional transition, so several sweepers
+    /// may run at once: each file expires once, and the transition that closes a batch reports
+    /// it.
+    ///
+    /// # Errors
+    /// A classified failure (files expired before it stay expired).
+    async fn expire_uploads(
         &self,
-        principal: &str,
+        cutoff: OffsetDateTime,
+        at: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ExpiredFile>, MetadataStoreError>;
+
+    /// Put a delivery in the outbox, due at `due_at`. Returns `false` when a delivery with
+    /// that id exists already (nothing changes).
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn enqueue_webhook(&self, webhook: &NewWebhook) -> Result<bool, MetadataStoreError>;
+
+    /// Claim up to `limit` deliveries due at `now`, oldest first, for `lease`: until it ends no
+    /// other claimer gets them (then they are due again, so a claimer that died loses nothing).
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn claim_webhooks(
+        &self,
         now: OffsetDateTime,
-    ) -> Result<u64, MetadataStoreError>;
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<WebhookJob>, MetadataStoreError>;
+
+    /// Record an attempt of a claimed delivery: delivered, failed for good, or due again at
+    /// `next_attempt_at`; the batch view shows it. Returns `false` when the claim was stale
+    /// (its lease ended and another claimer took the delivery): nothing changes.
+    ///
+    /// # Errors
+    /// A classified failure.
+    async fn record_webhook_attempt(
+        &self,
+        job: &WebhookJob,
+        attempt: &WebhookAttempt,
+    ) -> Result<bool, MetadataStoreError>;
 
     /// The principal owning the batch that holds file `image_id`; `None` for an unknown (or
     /// expired and deleted) file. Scopes client events to their owner.

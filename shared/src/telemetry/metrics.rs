@@ -61,6 +61,12 @@ pub const HTTP_REQUESTS: &str = "prism_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "prism_http_request_duration_seconds";
 /// Request body bytes the API read, by route.
 pub const HTTP_REQUEST_BODY_BYTES: &str = "prism_http_request_body_bytes_total";
+/// Webhook delivery attempts, by outcome (`delivered|retrying|failed`).
+pub const WEBHOOK_ATTEMPTS: &str = "prism_webhook_attempts_total";
+/// Webhook attempt latency, by outcome.
+pub const WEBHOOK_ATTEMPT_DURATION: &str = "prism_webhook_attempt_duration_seconds";
+/// Files whose upload grant expired unused.
+pub const UPLOADS_EXPIRED: &str = "prism_uploads_expired_total";
 
 /// The Prometheus handle type.
 pub type Handle = PrometheusHandle;
@@ -87,6 +93,9 @@ pub const ALL: &[&str] = &[
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     HTTP_REQUEST_BODY_BYTES,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_ATTEMPT_DURATION,
+    UPLOADS_EXPIRED,
 ];
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -181,6 +190,32 @@ pub fn describe_all() {
         Unit::Bytes,
         "Request body bytes the API read."
     );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        Unit::Count,
+        "Webhook delivery attempts, by outcome."
+    );
+    describe_histogram!(
+        WEBHOOK_ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Webhook delivery attempt latency."
+    );
+    describe_counter!(
+        UPLOADS_EXPIRED,
+        Unit::Count,
+        "Files whose upload grant expired unused."
+    );
+}
+
+/// One webhook delivery attempt: `outcome` is `delivered`, `retrying` or `failed`.
+pub fn webhook_attempt(outcome: &'static str, elapsed: Duration) {
+    counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+    histogram!(WEBHOOK_ATTEMPT_DURATION, "outcome" => outcome).record(elapsed.as_secs_f64());
+}
+
+/// `n` files expired.
+pub fn uploads_expired(n: usize) {
+    counter!(UPLOADS_EXPIRED).increment(n as u64);
 }
 
 /// One HTTP request served (`route` is the matched route template, never the raw path).

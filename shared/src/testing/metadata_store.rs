@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 
 use crate::port::metadata_store::{
     BatchStatus, FileError, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewFile,
-    RenderedFile, SourceFacts, Transition, VariantRecord,
+    NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord, WebhookAttempt,
+    WebhookStatus,
 };
 use crate::variant::{OutputFormat, VariantRequest};
 
@@ -30,6 +31,7 @@ pub fn new_batch(n: usize) -> NewBatch {
                 size: 1000 + i as u64,
             })
             .collect(),
+        max_pending_uploads: None,
     }
 }
 
@@ -71,44 +73,276 @@ pub async fn metadata_store_contract(store: Arc<dyn MetadataStore>) {
     image_requests_count_once_per_event(&*store).await;
     images_are_owned_by_their_batch_principal(&*store).await;
     recent_batches_newest_first(&*store).await;
-    awaiting_uploads_are_counted_per_principal(&*store).await;
+    pending_uploads_are_a_quota_checked_at_creation(&*store).await;
+    unreceived_files_expire_and_complete_their_batch(store.clone()).await;
+    versions_move_with_every_change(&*store).await;
+    the_webhook_outbox_leases_and_records_attempts(&*store).await;
 }
 
-async fn awaiting_uploads_are_counted_per_principal(store: &dyn MetadataStore) {
+async fn pending_uploads_are_a_quota_checked_at_creation(store: &dyn MetadataStore) {
+    let principal = uuid::Uuid::new_v4().to_string();
+    let batch = |n: usize| {
+        let mut b = new_batch(n);
+        b.principal = principal.clone();
+        b.max_pending_uploads = Some(5);
+        b
+    };
+    let pending = || async { store.pending_uploads(&principal).await.expect("pending") };
+    assert_eq!(pending().await, 0);
+    let b = batch(3);
+    store.create_batch(&b).await.expect("create");
+    assert_eq!(pending().await, 3);
+    // 3 + 3 > 5: refused, and nothing of it is visible or counted.
+    let over = batch(3);
+    let e = store.create_batch(&over).await.expect_err("over quota");
+    assert!(
+        matches!(e, MetadataStoreError::QuotaExceeded { pending: 3, quota: 5 }),
+        "{e:?}"
+    );
+    assert!(store.get_batch(&over.batch_id).await.expect("get").is_none());
+    assert_eq!(pending().await, 3);
+    // A batch larger than the whole quota is refused too.
+    let e = store.create_batch(&batch(6)).await.expect_err("over quota");
+    assert!(matches!(e, MetadataStoreError::QuotaExceeded { .. }), "{e:?}");
+    // Receiving a file frees its place; a duplicate receive frees nothing more.
+    let now = OffsetDateTime::now_utc();
+    let f0 = &b.files[0].file_id;
+    store.mark_received(&b.batch_id, f0, now).await.expect("recv");
+    store.mark_received(&b.batch_id, f0, now).await.expect("recv again");
+    store
+        .mark_done(&b.batch_id, f0, &rendered(&b.batch_id, f0), now)
+        .await
+        .expect("done");
+    assert_eq!(pending().await, 2);
+    // A file failed before its upload event frees its place too.
+    store
+        .mark_failed(
+            &b.batch_id,
+            &b.files[1].file_id,
+            &FileError {
+                code: "undecodable_image".into(),
+                message: "x".into(),
+            },
+            now,
+        )
+        .await
+        .expect("failed");
+    assert_eq!(pending().await, 1);
+    store.create_batch(&batch(4)).await.expect("fits now");
+    assert_eq!(pending().await, 5);
+    assert_eq!(store.pending_uploads("someone-else").await.expect("pending"), 0);
+    // Without a quota nothing is checked (but the files still count).
+    let mut free = new_batch(2);
+    free.principal = principal.clone();
+    store.create_batch(&free).await.expect("no quota");
+    assert_eq!(pending().await, 7);
+}
+
+async fn unreceived_files_expire_and_complete_their_batch(store: Arc<dyn MetadataStore>) {
+    let now = OffsetDateTime::now_utc();
     let principal = uuid::Uuid::new_v4().to_string();
     let mut b = new_batch(3);
     b.principal = principal.clone();
+    b.expires_at = now - Duration::from_secs(60);
     store.create_batch(&b).await.expect("create");
-    let mut expired = new_batch(5);
-    expired.principal = principal.clone();
-    expired.expires_at = OffsetDateTime::now_utc() - Duration::from_secs(1);
-    store.create_batch(&expired).await.expect("create expired");
-    let now = OffsetDateTime::now_utc();
-    assert_eq!(
-        store
-            .count_awaiting_uploads(&principal, now)
-            .await
-            .expect("count"),
-        3
-    );
-    store
-        .mark_received(&b.batch_id, &b.files[0].file_id, now)
+    let mut fresh = new_batch(1);
+    fresh.principal = principal.clone();
+    store.create_batch(&fresh).await.expect("create unexpired");
+    let f0 = &b.files[0].file_id;
+    store.mark_received(&b.batch_id, f0, now).await.expect("recv");
+    assert_eq!(store.pending_uploads(&principal).await.expect("pending"), 3);
+
+    // Nothing is due before the cutoff passes the expiry.
+    let early = store
+        .expire_uploads(b.expires_at - Duration::from_secs(1), now, 100)
         .await
-        .expect("recv");
+        .expect("sweep");
+    assert!(early.iter().all(|f| f.batch_id != b.batch_id), "{early:?}");
+
+    // Two sweepers at once: each file expires once; the batch is not complete yet (one file
+    // is still being rendered).
+    let (x, y) = tokio::join!(
+        store.expire_uploads(now, now, 100),
+        store.expire_uploads(now, now, 100)
+    );
+    let mut ours: Vec<_> = x
+        .expect("sweep")
+        .into_iter()
+        .chain(y.expect("sweep"))
+        .filter(|f| f.batch_id == b.batch_id)
+        .collect();
+    ours.sort_by(|a, c| a.file_id.cmp(&c.file_id));
+    let ids: Vec<_> = ours.iter().map(|f| f.file_id.clone()).collect();
+    let mut expect = vec![b.files[1].file_id.clone(), b.files[2].file_id.clone()];
+    expect.sort();
+    assert_eq!(ids, expect, "each unreceived file expires exactly once");
+    assert!(ours.iter().all(|f| !f.batch_completed));
+    assert_eq!(store.pending_uploads(&principal).await.expect("pending"), 1);
+    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    assert_eq!(got.counts.expired, 2);
+    assert_eq!(got.counts.received, 1);
+    assert_eq!(got.status, BatchStatus::Processing);
+    assert_eq!(got.files[1].status, FileStatus::Expired);
+    // The unexpired batch is untouched.
+    let untouched = store.get_batch(&fresh.batch_id).await.expect("get").expect("exists");
+    assert_eq!(untouched.files[0].status, FileStatus::AwaitingUpload);
+
+    // A late upload event for an expired file changes nothing.
     assert_eq!(
         store
-            .count_awaiting_uploads(&principal, now)
+            .mark_received(&b.batch_id, &b.files[1].file_id, now)
             .await
-            .expect("count"),
-        2
+            .expect("late"),
+        Transition::Unchanged
     );
+    // The last open file ends: that transition completes the batch.
     assert_eq!(
         store
-            .count_awaiting_uploads("someone-else", now)
+            .mark_done(&b.batch_id, f0, &rendered(&b.batch_id, f0), now)
             .await
-            .expect("count"),
-        0
+            .expect("done"),
+        Transition::Applied {
+            batch_completed: true
+        }
     );
+    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    assert_eq!(got.status, BatchStatus::Complete);
+    assert_eq!((got.counts.done, got.counts.expired), (1, 2));
+
+    // A batch whose every file expires is completed by the expiry that closes it.
+    let mut lost = new_batch(2);
+    lost.principal = principal.clone();
+    lost.expires_at = now - Duration::from_secs(60);
+    store.create_batch(&lost).await.expect("create");
+    let swept = store.expire_uploads(now, now, 100).await.expect("sweep");
+    let ours: Vec<_> = swept.iter().filter(|f| f.batch_id == lost.batch_id).collect();
+    assert_eq!(ours.len(), 2);
+    assert_eq!(ours.iter().filter(|f| f.batch_completed).count(), 1);
+    let got = store.get_batch(&lost.batch_id).await.expect("get").expect("exists");
+    assert_eq!(got.status, BatchStatus::Complete);
+    assert_eq!(store.pending_uploads(&principal).await.expect("pending"), 1);
+}
+
+async fn versions_move_with_every_change(store: &dyn MetadataStore) {
+    let b = new_batch(2);
+    store.create_batch(&b).await.expect("create");
+    let v0 = store
+        .batch_version(&b.batch_id)
+        .await
+        .expect("version")
+        .expect("exists");
+    assert_eq!(v0.principal, "alice");
+    assert!(!v0.complete);
+    let now = OffsetDateTime::now_utc();
+    let f0 = &b.files[0].file_id;
+    store.mark_received(&b.batch_id, f0, now).await.expect("recv");
+    let v1 = store.batch_version(&b.batch_id).await.expect("v").expect("exists");
+    assert!(v1.version > v0.version);
+    // A duplicate changes nothing, so the version stays.
+    store.mark_received(&b.batch_id, f0, now).await.expect("dup");
+    let v1b = store.batch_version(&b.batch_id).await.expect("v").expect("exists");
+    assert_eq!(v1b.version, v1.version);
+    for f in &b.files {
+        store
+            .mark_done(&b.batch_id, &f.file_id, &rendered(&b.batch_id, &f.file_id), now)
+            .await
+            .expect("done");
+    }
+    let v2 = store.batch_version(&b.batch_id).await.expect("v").expect("exists");
+    assert!(v2.version > v1.version);
+    assert!(v2.complete);
+    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    assert_eq!(got.version, v2.version);
+    assert!(store.batch_version("no-such-batch").await.expect("v").is_none());
+}
+
+async fn the_webhook_outbox_leases_and_records_attempts(store: &dyn MetadataStore) {
+    let b = new_batch(1);
+    store.create_batch(&b).await.expect("create");
+    let now = OffsetDateTime::now_utc();
+    let hook = NewWebhook {
+        id: format!("msg_{}_completed", b.batch_id),
+        batch_id: b.batch_id.clone(),
+        principal: "alice".into(),
+        url: "https://example.com/hook".into(),
+        body: "{\"event_name\":\"batch.completed\"}".into(),
+        due_at: now,
+    };
+    assert!(store.enqueue_webhook(&hook).await.expect("enqueue"));
+    assert!(!store.enqueue_webhook(&hook).await.expect("enqueue again"), "one delivery per id");
+    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    let state = got.webhook.expect("webhook state");
+    assert_eq!((state.status, state.attempts), (WebhookStatus::Pending, 0));
+
+    // Other tests' deliveries may be in the table: look at ours only.
+    let lease = Duration::from_secs(60);
+    let id = hook.id.as_str();
+    let claim = |at: OffsetDateTime| async move {
+        store
+            .claim_webhooks(at, lease, 100)
+            .await
+            .expect("claim")
+            .into_iter()
+            .filter(|j| j.id == id)
+            .collect::<Vec<_>>()
+    };
+    let jobs = claim(now).await;
+    assert_eq!(jobs.len(), 1);
+    let job = jobs[0].clone();
+    assert_eq!((job.attempts, job.principal.as_str()), (0, "alice"));
+    assert_eq!(job.body, hook.body);
+    // Leased: nobody else gets it until the lease ends; then it is due again.
+    assert!(claim(now).await.is_empty());
+    let again = claim(now + lease + Duration::from_secs(1)).await;
+    assert_eq!(again.len(), 1, "a lease that ran out makes the delivery due again");
+    let job2 = again[0].clone();
+    // The first claimer's late record is stale: nothing changes.
+    let failed = WebhookAttempt {
+        at: now,
+        status: WebhookStatus::Pending,
+        http_status: Some(503),
+        error: Some("answered 503".into()),
+        next_attempt_at: Some(now + Duration::from_secs(30)),
+    };
+    assert!(!store.record_webhook_attempt(&job, &failed).await.expect("stale"));
+    assert!(store.record_webhook_attempt(&job2, &failed).await.expect("record"));
+    let state = store
+        .get_batch(&b.batch_id)
+        .await
+        .expect("get")
+        .expect("exists")
+        .webhook
+        .expect("state");
+    assert_eq!(state.status, WebhookStatus::Pending);
+    assert_eq!((state.attempts, state.last_status), (1, Some(503)));
+    assert_eq!(
+        state.next_attempt_at.map(|t| t.unix_timestamp()),
+        Some((now + Duration::from_secs(30)).unix_timestamp())
+    );
+    // Not due before its backoff ends.
+    assert!(claim(now + Duration::from_secs(10)).await.is_empty());
+    let third = claim(now + Duration::from_secs(31)).await;
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].attempts, 1);
+    let delivered = WebhookAttempt {
+        at: now + Duration::from_secs(31),
+        status: WebhookStatus::Delivered,
+        http_status: Some(204),
+        error: None,
+        next_attempt_at: None,
+    };
+    assert!(store.record_webhook_attempt(&third[0], &delivered).await.expect("record"));
+    let state = store
+        .get_batch(&b.batch_id)
+        .await
+        .expect("get")
+        .expect("exists")
+        .webhook
+        .expect("state");
+    assert_eq!(state.status, WebhookStatus::Delivered);
+    assert_eq!((state.attempts, state.last_status, state.last_error), (2, Some(204), None));
+    assert!(state.next_attempt_at.is_none());
+    assert!(claim(now + Duration::from_secs(3600 * 24)).await.is_empty(), "delivered is final");
 }
 
 async fn create_and_read_back(store: &dyn MetadataStore) {

@@ -6,6 +6,7 @@
 //! parallel against one server).
 
 pub mod blob_store;
+pub mod counting;
 pub mod fault_proxy;
 pub mod metadata_store;
 pub mod moto;

@@ -83,6 +83,9 @@ pub struct LimitsConfig {
     pub max_wait_secs: u64,
     /// Concurrent `?wait=` long-polls per principal; past it 429 with `Retry-After`.
     pub max_waiters_per_principal: usize,
+    /// How often a waited-on batch's change counter is read (one small read per batch,
+    /// shared by all its waiters): the longest a long-poll answers after a change.
+    pub wait_check_interval_ms: u64,
     /// Largest client event (the `/v1/events` body).
     pub max_event_bytes: usize,
     /// Largest `POST /v1/batches` body.
@@ -98,6 +101,7 @@ impl Default for LimitsConfig {
             download_expiry_secs: 3600,
             max_wait_secs: 60,
             max_waiters_per_principal: 64,
+            wait_check_interval_ms: 250,
             max_event_bytes: 64 * 1024,
             max_batch_body_bytes: 1024 * 1024,
         }

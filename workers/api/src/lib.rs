@@ -13,6 +13,7 @@ pub mod error;
 pub mod local;
 pub mod openapi;
 pub mod routes;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct AppState {
     tokens: Arc<Tokens>,
     limiter: Arc<RateLimiter>,
     waiters: Arc<auth::Waiters>,
+    watches: Arc<watch::Watches>,
     uploads: Arc<dyn BlobStore>,
     media: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
@@ -366,7 +368,7 @@ pub async fn run_with(
     let mut tokens = cfg.auth.token_sha256s.clone();
     if tokens.is_empty() && cfg.common.backend == Backend::Local {
         let token = dev_token(&cfg.common.data_dir)?;
-        tokens.push(format!("dev:{}", auth::token_digest(&token)));
+        tokens.push(format!("{}:{}", shared::config::DEV_PRINCIPAL, auth::token_digest(&token)));
         tracing::info!(path = %cfg.common.data_dir.join(DEV_TOKEN_FILE).display(), "No tokens configured; accepting the local dev token.");
     }
     if tokens.is_empty() {
@@ -376,6 +378,10 @@ pub async fn run_with(
         tokens: Arc::new(Tokens::new(&tokens)),
         limiter: Arc::new(RateLimiter::new(cfg.auth.requests_per_minute)),
         waiters: Arc::default(),
+        watches: Arc::new(watch::Watches::new(
+            deps.metadata.clone(),
+            Duration::from_millis(cfg.limits.wait_check_interval_ms),
+        )),
         cfg: Arc::new(cfg),
         uploads: deps.uploads,
         media: deps.media,

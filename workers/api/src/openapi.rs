@@ -5,6 +5,25 @@ use serde_json::{Value, json};
 /// The document.
 pub fn document() -> Value {
     let error = json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}});
+    let webhook = json!({"type": ["object", "null"], "description": "The completion callback's delivery (Standard Webhooks; retried with backoff over hours), once the batch completed with a `callback_url`", "properties": {
+        "status": {"enum": ["pending", "delivered", "failed"]}, "attempts": {"type": "integer"},
+        "last_attempt_at": {"type": ["string", "null"], "format": "date-time"}, "last_status": {"type": ["integer", "null"], "description": "The receiver's HTTP status"},
+        "last_error": {"type": ["string", "null"]}, "next_attempt_at": {"type": ["string", "null"], "format": "date-time"}}});
+    let batch = json!({"type": "object", "properties": {
+                    "batch_id": {"type": "string"}, "status": {"enum": ["pending", "processing", "complete"], "description": "`complete` once every file is done, failed or expired"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "expires_at": {"type": "string", "format": "date-time", "description": "When the upload grants expire; a file not uploaded by then becomes `expired` within about a minute (`[expiry]` of prism-metadata)"},
+                    "completed_at": {"type": ["string", "null"], "format": "date-time"},
+                    "counts": {"type": "object", "properties": {"files": {"type": "integer"}, "received": {"type": "integer"}, "done": {"type": "integer"}, "failed": {"type": "integer"}, "expired": {"type": "integer", "description": "Files never uploaded before their grant expired"}}},
+                    "webhook": webhook,
+                    "files": {"type": "array", "items": {"type": "object", "properties": {
+                        "file_id": {"type": "string"}, "name": {"type": "string"},
+                        "status": {"enum": ["awaiting_upload", "received", "done", "failed", "expired"]},
+                        "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                        "source": {"type": ["object", "null"]},
+                        "variants": {"type": "array", "items": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "format": {"enum": ["webp", "avif"]}, "bytes": {"type": "integer"}, "url": {"type": "string"}}}},
+                        "placeholder": {"type": ["string", "null"]}, "dominant_color": {"type": ["string", "null"]},
+                        "request_count": {"type": "integer"}}}}}});
     let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     json!({
         "openapi": "3.1.0",
@@ -31,25 +50,14 @@ pub fn document() -> Value {
                     "file_id": {"type": "string"}, "name": {"type": "string"}, "method": {"enum": ["POST", "PUT"]}, "url": {"type": "string"},
                     "fields": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "description": "POST: form fields to send before the `file` field"},
                     "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}, "description": "PUT: headers to send"}}},
-                "Batch": {"type": "object", "properties": {
-                    "batch_id": {"type": "string"}, "status": {"enum": ["pending", "processing", "complete"]},
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "counts": {"type": "object", "properties": {"files": {"type": "integer"}, "received": {"type": "integer"}, "done": {"type": "integer"}, "failed": {"type": "integer"}}},
-                    "files": {"type": "array", "items": {"type": "object", "properties": {
-                        "file_id": {"type": "string"}, "name": {"type": "string"},
-                        "status": {"enum": ["awaiting_upload", "received", "done", "failed"]},
-                        "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-                        "source": {"type": ["object", "null"]},
-                        "variants": {"type": "array", "items": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "format": {"enum": ["webp", "avif"]}, "bytes": {"type": "integer"}, "url": {"type": "string"}}}},
-                        "placeholder": {"type": ["string", "null"]}, "dominant_color": {"type": ["string", "null"]},
-                        "request_count": {"type": "integer"}}}}}}
+                "Batch": batch
             }
         },
         "paths": {
             "/v1/batches": {"post": {"summary": "Create a batch and get one presigned upload per file", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateBatch"}}}},
                 "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {"type": "object", "properties": {"batch_id": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}, "uploads": {"type": "array", "items": {"$ref": "#/components/schemas/Upload"}}}}}}},
-                    "400": err("Invalid request"), "401": err("No valid token (the body is not read)"), "408": err("The body stalled or the request outlasted the request timeout"), "413": err("Body over `[limits] max_batch_body_bytes` (1 MiB)"), "429": err("Rate or upload quota exceeded (see Retry-After)"), "503": err("Too many requests in progress, or a backend is unavailable (see Retry-After)")}}},
-            "/v1/batches/{batch_id}": {"get": {"summary": "Read a batch; `wait` long-polls until it completes", "parameters": [
+                    "400": err("Invalid request"), "401": err("No valid token (the body is not read)"), "408": err("The body stalled or the request outlasted the request timeout"), "413": err("Body over `[limits] max_batch_body_bytes` (1 MiB)"), "429": err("`rate_limited`, or `upload_quota_exceeded`: the principal's files awaiting upload plus this batch's would pass `[auth] max_inflight_uploads` (5000); a file stops counting once uploaded, failed or expired (see Retry-After)"), "503": err("Too many requests in progress, or a backend is unavailable (see Retry-After)")}}},
+            "/v1/batches/{batch_id}": {"get": {"summary": "Read a batch; `wait` long-polls until it completes", "description": "A long-poll is woken by the batch's change counter, read once per `[limits] wait_check_interval_ms` (250 ms) per batch however many requests wait on it; it answers within that interval of the completion.", "parameters": [
                     {"name": "batch_id", "in": "path", "required": true, "schema": {"type": "string"}},
                     {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 60}}],
                 "responses": {"200": {"description": "The batch", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}}}, "401": err("No valid token"), "404": err("No such batch (or not yours)"), "408": err("Outlasted the request timeout (90 s, above the longest wait)"), "429": err("`too_many_waiters`: more concurrent `wait` polls of this principal than `[limits] max_waiters_per_principal` (64); see Retry-After"), "503": err("Too many requests in progress (see Retry-After)")}}},

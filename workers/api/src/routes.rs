@@ -80,6 +80,16 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn store_err(e: MetadataStoreError) -> ApiError {
+    if let MetadataStoreError::QuotaExceeded { .. } = e {
+        return ApiError {
+            retry_after: Some(60),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "upload_quota_exceeded",
+                e.to_string(),
+            )
+        };
+    }
     if e.is_transient() {
         ApiError::unavailable(e)
     } else {
@@ -189,24 +199,6 @@ async fn create_batch_traced(
             .map_err(|e| ApiError::invalid(format!("callback_url: {e}")))?;
     }
     let now = OffsetDateTime::now_utc();
-    let awaiting = s
-        .metadata
-        .count_awaiting_uploads(&principal, now)
-        .await
-        .map_err(store_err)?;
-    if awaiting + req.files.len() as u64 > s.cfg.auth.max_inflight_uploads {
-        return Err(ApiError {
-            retry_after: Some(60),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "upload_quota_exceeded",
-                format!(
-                    "{awaiting} uploads already pending; the quota is {}",
-                    s.cfg.auth.max_inflight_uploads
-                ),
-            )
-        });
-    }
     let expires_at = now + Duration::from_secs(limits.upload_expiry_secs);
     let batch = NewBatch {
         batch_id: uuid::Uuid::now_v7().to_string(),
@@ -226,6 +218,7 @@ async fn create_batch_traced(
                 size: f.size,
             })
             .collect(),
+        max_pending_uploads: Some(s.cfg.auth.max_inflight_uploads),
     };
     let mut uploads = Vec::with_capacity(batch.files.len());
     for f in &batch.files {
@@ -292,12 +285,9 @@ pub struct WaitQuery {
     pub wait: Option<u64>,
 }
 
-/// First pause between reads of a long-polled batch.
-const POLL_FIRST: Duration = Duration::from_millis(25);
-/// Longest pause between reads of a long-polled batch.
-const POLL_MAX: Duration = Duration::from_millis(500);
-
-/// `GET /v1/batches/{batch_id}`.
+/// `GET /v1/batches/{batch_id}`. With `?wait=`, answers when the batch completes or the wait
+/// ends, whichever comes first; meanwhile it reads nothing itself but is woken by the batch's
+/// watcher ([`crate::watch`]) when the batch changes.
 pub async fn get_batch(
     State(s): State<AppState>,
     Extension(Principal(principal)): Extension<Principal>,
@@ -315,25 +305,41 @@ pub async fn get_batch(
         )
     };
     let deadline = tokio::time::Instant::now() + wait;
-    // Re-read quickly at first (a batch often completes within a second of its last upload),
-    // then back off, so many waiters do not hammer the store; never sleep past the deadline.
-    let mut pause = POLL_FIRST;
-    loop {
+    let read = || async {
         let batch = s.metadata.get_batch(&batch_id).await.map_err(store_err)?;
         // Another principal's batch is indistinguishable from a missing one.
-        let batch = batch
+        batch
             .filter(|b| b.principal == principal)
-            .ok_or_else(ApiError::not_found)?;
-        if batch.status == BatchStatus::Complete || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(s.render_batch(&batch).await?));
-        }
-        let nap = pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        pause = (pause * 3 / 2).min(POLL_MAX);
+            .ok_or_else(ApiError::not_found)
+    };
+    let mut batch = read().await?;
+    if batch.status == BatchStatus::Complete || wait.is_zero() {
+        return Ok(Json(s.render_batch(&batch).await?));
+    }
+    let watch = s.watches.subscribe(&batch_id);
+    let mut changes = watch.receiver();
+    loop {
         tokio::select! {
-            () = tokio::time::sleep(nap) => {}
-            () = s.shutdown.cancelled() => return Ok(Json(s.render_batch(&batch).await?)),
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+            () = s.shutdown.cancelled() => break,
+        }
+        let moved = changes
+            .borrow_and_update()
+            .as_ref()
+            .is_some_and(|v| v.version != batch.version || v.complete);
+        if moved {
+            batch = read().await?;
+            if batch.status == BatchStatus::Complete {
+                break;
+            }
         }
     }
+    Ok(Json(s.render_batch(&batch).await?))
 }
 
 impl AppState {
@@ -373,6 +379,14 @@ impl AppState {
             "expires_at": rfc3339(b.expires_at),
             "completed_at": b.completed_at.map(rfc3339),
             "counts": b.counts,
+            "webhook": b.webhook.as_ref().map(|w| json!({
+                "status": w.status,
+                "attempts": w.attempts,
+                "last_attempt_at": w.last_attempt_at.map(rfc3339),
+                "last_status": w.last_status,
+                "last_error": w.last_error,
+                "next_attempt_at": w.next_attempt_at.map(rfc3339),
+            })),
             "files": files,
         }))
     }

@@ -23,6 +23,11 @@ struct App {
 }
 
 async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> App {
+    spawn_app_wrapped(tune, |_| {}).await
+}
+
+/// [`spawn_app_with`], with `wrap` applied to the adapters before the API starts.
+async fn spawn_app_wrapped(tune: impl FnOnce(&mut Config), wrap: impl FnOnce(&mut Deps)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -35,7 +40,8 @@ async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> App {
     let stack = LocalStack::open(dir.path(), &Resources::default(), &base)
         .await
         .unwrap();
-    let deps = Deps::local(&stack);
+    let mut deps = Deps::local(&stack);
+    wrap(&mut deps);
     let stop = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let s = stop.clone();
@@ -776,6 +782,50 @@ async fn long_polls_end_at_completion_or_at_their_deadline() {
     assert!(
         lag < Duration::from_millis(900),
         "answered {lag:?} after completion"
+    );
+}
+
+#[tokio::test]
+async fn waiters_share_one_small_read_per_batch_instead_of_polling_it() {
+    use shared::testing::counting::CountingMetadataStore;
+    let counting: Arc<std::sync::OnceLock<Arc<CountingMetadataStore>>> = Arc::default();
+    let slot = counting.clone();
+    let app = spawn_app_wrapped(
+        |c| c.limits.wait_check_interval_ms = 100,
+        move |d| {
+            let c = Arc::new(CountingMetadataStore::new(d.metadata.clone()));
+            let _ = slot.set(c.clone());
+            d.metadata = c;
+        },
+    )
+    .await;
+    let store = counting.get().unwrap().clone();
+    let created = app.create(json!([file("a.jpg", 10)])).await;
+    let batch = created["batch_id"].as_str().unwrap().to_owned();
+    let (gets0, versions0) = (store.calls("get_batch"), store.calls("batch_version"));
+
+    // 20 waiters on one pending batch for 2 s.
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            app.http
+                .get(format!("{}/v1/batches/{batch}?wait=2", app.base))
+                .bearer_auth(&app.token)
+                .send()
+        })
+        .collect();
+    for r in futures::future::join_all(waiters).await {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    let gets = store.calls("get_batch") - gets0;
+    let versions = store.calls("batch_version") - versions0;
+    // Each waiter reads the batch once when it arrives; then one watcher reads the version
+    // every 100 ms for all of them (about 20 reads in 2 s), where polling each waiter would
+    // have read the whole batch 20 x ~6 times.
+    assert_eq!(gets, 20, "whole-batch reads: {:?}", store.snapshot());
+    assert!(
+        (10..=30).contains(&versions),
+        "version reads: {versions} ({:?})",
+        store.snapshot()
     );
 }
 

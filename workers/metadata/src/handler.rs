@@ -10,14 +10,14 @@ use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys::{MediaKind, parse_media_key, parse_upload_key};
 use shared::manifest::{parse_failure, parse_manifest};
 use shared::port::{
-    BatchRecord, BatchStatus, BlobStoreError, Message, MetadataStoreError, TopicError, Transition,
+    BatchRecord, BatchStatus, BlobStoreError, Message, MetadataStore, MetadataStoreError,
+    NewWebhook, Topic, TopicError, Transition,
 };
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use time::OffsetDateTime;
 use tracing::{Instrument, info, warn};
 
-use crate::callback::CallbackSender;
-use crate::{Config, Deps};
+use crate::Deps;
 
 /// A content-derived id for events that carry none, so a redelivered id-less event counts once.
 fn content_id(body: &str) -> String {
@@ -28,7 +28,71 @@ fn content_id(body: &str) -> String {
 /// Handles one metadata-queue message.
 pub struct MetadataHandler {
     deps: Deps,
-    callbacks: Arc<CallbackSender>,
+    announcer: Announcer,
+}
+
+/// Announces completed batches: the `batch.completed` event on the topic and, when the batch
+/// has a callback URL, its delivery into the outbox (`crate::callback` delivers it). Used by
+/// the handler and by the expiry sweep.
+#[derive(Clone)]
+pub struct Announcer {
+    metadata: Arc<dyn MetadataStore>,
+    topic: Arc<dyn Topic>,
+}
+
+impl Announcer {
+    /// An announcer over `metadata` and `topic`.
+    pub fn new(metadata: Arc<dyn MetadataStore>, topic: Arc<dyn Topic>) -> Self {
+        Self { metadata, topic }
+    }
+
+    /// Announce `batch_id` if it is complete and was not announced yet. The announcement is
+    /// recorded after it is made, so a crash in between repeats it (at least once; the
+    /// outbox holds one delivery per batch) rather than losing it.
+    ///
+    /// # Errors
+    /// A classified failure of the store or the topic (the caller retries).
+    pub async fn announce(&self, batch_id: &str) -> Result<(), HandlerError> {
+        let Some(batch) = self.metadata.get_batch(batch_id).await.map_err(store_err)? else {
+            return Ok(());
+        };
+        if batch.status != BatchStatus::Complete || batch.announced_at.is_some() {
+            return Ok(());
+        }
+        let event = completion_event(&batch);
+        self.topic
+            .publish(&event.to_string())
+            .await
+            .map_err(topic_err)?;
+        if let Some(url) = &batch.callback_url {
+            self.metadata
+                .enqueue_webhook(&NewWebhook {
+                    id: completion_msg_id(batch_id),
+                    batch_id: batch_id.to_owned(),
+                    principal: batch.principal.clone(),
+                    url: url.clone(),
+                    body: event.to_string(),
+                    due_at: OffsetDateTime::now_utc(),
+                })
+                .await
+                .map_err(store_err)?;
+        }
+        if self
+            .metadata
+            .mark_announced(batch_id, OffsetDateTime::now_utc())
+            .await
+            .map_err(store_err)?
+        {
+            info!(
+                batch_id,
+                files = batch.counts.files,
+                failed = batch.counts.failed,
+                expired = batch.counts.expired,
+                "Batch completed."
+            );
+        }
+        Ok(())
+    }
 }
 
 fn store_err(e: MetadataStoreError) -> HandlerError {
@@ -64,12 +128,9 @@ fn topic_err(e: TopicError) -> HandlerError {
 
 impl MetadataHandler {
     /// A handler over `deps`.
-    pub fn new(cfg: &Config, deps: Deps) -> Self {
-        let callbacks = Arc::new(CallbackSender::new(
-            &cfg.callback,
-            deps.callback_secret.clone(),
-        ));
-        Self { deps, callbacks }
+    pub fn new(deps: Deps) -> Self {
+        let announcer = Announcer::new(deps.metadata.clone(), deps.topic.clone());
+        Self { deps, announcer }
     }
 
     async fn on_record(
@@ -224,7 +285,7 @@ impl MetadataHandler {
             Transition::Applied {
                 batch_completed: true,
             } => {
-                self.announce(batch_id).await?;
+                self.announcer.announce(batch_id).await?;
                 Ok(Outcome::Success)
             }
             Transition::Applied {
@@ -232,54 +293,11 @@ impl MetadataHandler {
             } => Ok(Outcome::Success),
             Transition::Unchanged => {
                 if terminal {
-                    self.announce(batch_id).await?;
+                    self.announcer.announce(batch_id).await?;
                 }
                 Ok(Outcome::Duplicate)
             }
         }
-    }
-
-    async fn announce(&self, batch_id: &str) -> Result<(), HandlerError> {
-        let Some(batch) = self
-            .deps
-            .metadata
-            .get_batch(batch_id)
-            .await
-            .map_err(store_err)?
-        else {
-            return Ok(());
-        };
-        if batch.status != BatchStatus::Complete || batch.announced_at.is_some() {
-            return Ok(());
-        }
-        let event = completion_event(&batch);
-        self.deps
-            .topic
-            .publish(&event.to_string())
-            .await
-            .map_err(topic_err)?;
-        if let Some(url) = &batch.callback_url {
-            // Bounded retries inside; a receiver that stays down is logged and counted, and
-            // does not hold the queue message (the event on the topic is the durable record).
-            self.callbacks
-                .deliver(url, &completion_msg_id(batch_id), &event)
-                .await;
-        }
-        if self
-            .deps
-            .metadata
-            .mark_announced(batch_id, OffsetDateTime::now_utc())
-            .await
-            .map_err(store_err)?
-        {
-            info!(
-                batch_id,
-                files = batch.counts.files,
-                failed = batch.counts.failed,
-                "Batch completed."
-            );
-        }
-        Ok(())
     }
 
     async fn on_client_event(&self, v: &Value, body: &str) -> Result<Outcome, HandlerError> {
@@ -333,7 +351,6 @@ impl MetadataHandler {
     }
 }
 
-/// The `batch.completed` event.
 /// The `webhook-id` of a batch's completion callback: one per batch, so a receiver can drop a
 /// repeated delivery (a retry, or a redelivered completion).
 pub fn completion_msg_id(batch_id: &str) -> String {

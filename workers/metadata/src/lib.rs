@@ -6,10 +6,13 @@
 //! - `IMAGE_REQUESTED` client event → the file's request count (once per event id)
 //!
 //! Transitions are conditional in the store, so duplicate, late and reordered deliveries change
-//! nothing and counts stay exact. When the last file of a batch becomes terminal, the batch is
-//! announced: a `batch.completed` event on the topic and, if the batch has a `callback_url`, an
-//! HMAC-signed POST to it (SSRF-checked again at delivery). The announcement is recorded after
-//! it is made, so a crash in between repeats it (at least once) rather than losing it.
+//! nothing and counts stay exact. When the last file of a batch becomes terminal (done, failed,
+//! or expired by the sweep in [`expiry`]), the batch is announced: a `batch.completed` event on
+//! the topic and, if the batch has a `callback_url`, a delivery in the outbox, which
+//! [`callback::run_outbox`] posts (Standard Webhooks, signed with the owner's key,
+//! SSRF-checked again at delivery, retried with backoff over hours) outside the queue handler.
+//! The announcement is recorded after it is made, so a crash in between repeats it (at least
+//! once) rather than losing it.
 //!
 //! | failure | disposition |
 //! |---|---|
@@ -20,6 +23,7 @@
 
 pub mod callback;
 pub mod config;
+pub mod expiry;
 pub mod handler;
 
 use std::sync::Arc;
@@ -44,7 +48,7 @@ pub struct Deps {
     pub metadata: Arc<dyn MetadataStore>,
     /// Where `batch.completed` is announced.
     pub topic: Arc<dyn Topic>,
-    /// Key that signs completion callbacks.
+    /// Master key the principals' callback signing keys derive from.
     pub callback_secret: Vec<u8>,
     /// Told the in-flight count (ECS task scale-in protection while non-zero).
     pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
@@ -72,10 +76,15 @@ pub async fn local_deps(
                 &stack.data_dir,
                 CALLBACK_SECRET_FILE,
             )?;
-            write_webhook_secret(&stack.data_dir, &key)?;
             key
         }
     };
+    // The dev principal's secret, for local receivers (`prism dev`'s token is that principal's).
+    let keys = callback::Keys::new(callback_secret.clone(), &cfg.callback);
+    write_webhook_secret(
+        &stack.data_dir,
+        &keys.for_principal(shared::config::DEV_PRINCIPAL),
+    )?;
     Ok(Deps {
         queue: Arc::new(queue),
         media: Arc::new(stack.media.clone()),
@@ -119,10 +128,31 @@ pub fn aws_deps(
     })
 }
 
+/// The `whsec_…` secret `principal`'s callbacks are signed with, as its receiver configures
+/// it: `callback.principal_secrets` when it names the principal, else the key derived from the
+/// master secret (`callback.signing_secret`, or locally the generated key in `data_dir`).
+/// What `prism webhooks secret --principal NAME` prints.
+///
+/// # Errors
+/// When the local key cannot be read or created.
+pub fn principal_whsec(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+    principal: &str,
+) -> anyhow::Result<String> {
+    let master = match cfg.callback.signing_secret.expose() {
+        Some(s) => shared::callback::webhook_key(s),
+        None => shared::adapter::local::signing::load_or_create_key(data_dir, CALLBACK_SECRET_FILE)?,
+    };
+    let keys = callback::Keys::new(master, &cfg.callback);
+    Ok(shared::callback::whsec(&keys.for_principal(principal)))
+}
+
 /// File (in the data dir) holding the local callback signing key (raw bytes).
 pub const CALLBACK_SECRET_FILE: &str = "callback-secret";
 
-/// File (in the data dir) holding the same key as a receiver configures it: `whsec_<base64>`.
+/// File (in the data dir) holding the dev principal's signing key as a receiver configures it:
+/// `whsec_<base64>`.
 pub const WEBHOOK_SECRET_FILE: &str = "webhook-secret";
 
 /// Write [`WEBHOOK_SECRET_FILE`] for `key` (readable by the owner only; replaced atomically,
@@ -140,16 +170,37 @@ fn write_webhook_secret(data_dir: &std::path::Path, key: &[u8]) -> std::io::Resu
     std::fs::rename(&tmp, data_dir.join(WEBHOOK_SECRET_FILE))
 }
 
-/// Run the writer until `shutdown`, then drain.
+/// Run the writer until `shutdown`, then drain: the queue consumer, the webhook outbox's
+/// delivery loop and the expiry sweep.
 pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunReport {
     let (queue, busy) = (deps.queue.clone(), deps.busy.clone());
-    let handler = MetadataHandler::new(cfg, deps);
+    let keys = Arc::new(callback::Keys::new(
+        deps.callback_secret.clone(),
+        &cfg.callback,
+    ));
+    let announcer = handler::Announcer::new(deps.metadata.clone(), deps.topic.clone());
+    let outbox = tokio::spawn(callback::run_outbox(
+        cfg.callback.clone(),
+        keys,
+        deps.metadata.clone(),
+        shutdown.clone(),
+    ));
+    let sweep = tokio::spawn(expiry::run(
+        cfg.expiry.clone(),
+        deps.metadata.clone(),
+        announcer,
+        shutdown.clone(),
+    ));
+    let handler = MetadataHandler::new(deps);
     let consumer = Consumer::new("metadata", queue, Arc::new(handler), cfg.consumer.clone())
         .with_busy_signal(busy);
-    consumer
+    let report = consumer
         .run(
             shutdown,
             Duration::from_secs(cfg.common.shutdown.drain_timeout_secs),
         )
-        .await
+        .await;
+    let _ = outbox.await;
+    let _ = sweep.await;
+    report
 }

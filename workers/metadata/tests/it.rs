@@ -33,6 +33,10 @@ struct App {
 }
 
 async fn spawn_worker() -> App {
+    spawn_worker_with(|_| {}).await
+}
+
+async fn spawn_worker_with(tune: impl FnOnce(&mut Config)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.common.data_dir = dir.path().to_path_buf();
@@ -41,6 +45,8 @@ async fn spawn_worker() -> App {
     cfg.consumer.backoff_cap_secs = 1;
     cfg.callback.allow_loopback_http = true;
     cfg.callback.backoff_base_ms = 50;
+    cfg.callback.poll_interval_ms = 50;
+    tune(&mut cfg);
     let stack = LocalStack::open(dir.path(), &Resources::default(), "http://127.0.0.1:1")
         .await
         .unwrap();
@@ -194,6 +200,8 @@ async fn uploads_manifests_and_failures_drive_status_and_complete_once() {
     let app = spawn_worker().await;
     let (url, hooks) = callback_receiver().await;
     let mut b = new_batch(3);
+    // The dev principal: its secret is the one `DATA_DIR/webhook-secret` holds.
+    b.principal = shared::config::DEV_PRINCIPAL.into();
     b.callback_url = Some(url);
     app.create(&b).await;
 
@@ -246,13 +254,13 @@ async fn uploads_manifests_and_failures_drive_status_and_complete_once() {
     assert_eq!(completions[0]["batch_id"], json!(b.batch_id));
     assert_eq!(completions[0]["counts"]["failed"], json!(1));
 
-    let hooks = eventually(Duration::from_secs(5), "callback", || async {
+    let got = eventually(Duration::from_secs(5), "callback", || async {
         let h = hooks.lock().unwrap().clone();
         (!h.is_empty()).then_some(h)
     })
     .await;
-    assert_eq!(hooks.len(), 1, "callback delivered more than once");
-    let (headers, body) = &hooks[0];
+    assert_eq!(got.len(), 1, "callback delivered more than once");
+    let (headers, body) = &got[0];
     // The receiver's view: the secret as written for it, and the Standard Webhooks headers.
     let whsec =
         std::fs::read_to_string(app.stack.data_dir.join(prism_metadata::WEBHOOK_SECRET_FILE))
@@ -280,6 +288,152 @@ async fn uploads_manifests_and_failures_drive_status_and_complete_once() {
     standard_webhooks_verify(whsec, &id, &ts, &sig, body).unwrap();
     let tampered = body.replace("complete", "failed");
     assert!(standard_webhooks_verify(whsec, &id, &ts, &sig, &tampered).is_err());
+    let state = app.batch(&b).await.webhook.expect("delivery state");
+    assert_eq!(state.status, shared::port::WebhookStatus::Delivered);
+    assert_eq!((state.attempts, state.last_status), (1, Some(200)));
+
+    // Another principal's callback is signed with its own key: the dev secret does not
+    // verify it, the key `prism webhooks secret --principal alice` prints does.
+    let mut other = new_batch(1);
+    other.callback_url = b.callback_url.clone();
+    app.create(&other).await;
+    app.failure(&other, 0).await;
+    let hooks = eventually(Duration::from_secs(5), "second callback", || async {
+        let h = hooks.lock().unwrap().clone();
+        (h.len() >= 2).then_some(h)
+    })
+    .await;
+    let (headers, body) = &hooks[1];
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    let (id, ts, sig) = (
+        header(shared::callback::WEBHOOK_ID_HEADER),
+        header(shared::callback::WEBHOOK_TIMESTAMP_HEADER),
+        header(shared::callback::WEBHOOK_SIGNATURE_HEADER),
+    );
+    assert!(standard_webhooks_verify(whsec, &id, &ts, &sig, body).is_err());
+    let alice = prism_metadata::principal_whsec(&Config::default(), &app.stack.data_dir, "alice")
+        .unwrap();
+    assert_ne!(alice, whsec);
+    standard_webhooks_verify(&alice, &id, &ts, &sig, body).unwrap();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_never_uploaded_expire_and_complete_their_batch() {
+    let app = spawn_worker_with(|c| {
+        c.expiry.sweep_interval_secs = 1;
+        c.expiry.grace_secs = 0;
+    })
+    .await;
+    let (url, hooks) = callback_receiver().await;
+    let mut b = new_batch(3);
+    b.callback_url = Some(url);
+    // Grants that expire in a moment.
+    b.expires_at = time::OffsetDateTime::now_utc() + Duration::from_secs(1);
+    app.create(&b).await;
+    app.upload(&b, 0).await;
+    app.manifest(&b, 0).await;
+    let started = std::time::Instant::now();
+    let got = eventually(Duration::from_secs(10), "batch complete by expiry", || async {
+        let got = app.batch(&b).await;
+        (got.status == BatchStatus::Complete).then_some(got)
+    })
+    .await;
+    // Within a sweep interval or two of the expiry, not minutes.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!((got.counts.done, got.counts.expired), (1, 2), "{:?}", got.counts);
+    assert_eq!(got.files[1].status, shared::port::FileStatus::Expired);
+    let hooks = eventually(Duration::from_secs(5), "callback", || async {
+        let h = hooks.lock().unwrap().clone();
+        (!h.is_empty()).then_some(h)
+    })
+    .await;
+    let body: Value = serde_json::from_str(&hooks[0].1).unwrap();
+    assert_eq!(body["counts"]["expired"], json!(2), "{body}");
+    let completions = app.completions().await;
+    assert_eq!(completions.len(), 1, "{completions:?}");
+    assert_eq!(completions[0]["counts"]["expired"], json!(2));
+    // A late upload of an expired file changes nothing.
+    app.upload(&b, 1).await;
+    app.settled().await;
+    assert_eq!(app.batch(&b).await.counts.expired, 2);
+    app.stop().await;
+}
+
+/// A receiver that accepts connections and never answers.
+async fn tarpit() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let a = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(sock);
+        }
+    });
+    // `localhost`, not the address: the per-host limit keys on the URL's host.
+    (format!("http://localhost:{}/hook", addr.port()), accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tarpit_callback_delays_only_its_own_deliveries() {
+    let app = spawn_worker_with(|c| {
+        c.callback.timeout_secs = 5;
+        c.callback.backoff_base_ms = 60_000;
+        c.callback.per_host_concurrency = 2;
+    })
+    .await;
+    let (pit, accepted) = tarpit().await;
+    // Twelve batches whose callbacks hang.
+    let mut stuck = Vec::new();
+    for _ in 0..12 {
+        let mut b = new_batch(1);
+        b.callback_url = Some(pit.clone());
+        app.create(&b).await;
+        app.failure(&b, 0).await;
+        stuck.push(b);
+    }
+    eventually(Duration::from_secs(5), "tarpit reached", || async {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+    // An unrelated batch without a callback, and one whose receiver answers: both complete,
+    // and the callback arrives, while the tarpit holds its connections.
+    let (url, hooks) = callback_receiver().await;
+    let t = std::time::Instant::now();
+    let plain = new_batch(1);
+    app.create(&plain).await;
+    app.failure(&plain, 0).await;
+    let mut good = new_batch(1);
+    good.callback_url = Some(url);
+    app.create(&good).await;
+    app.failure(&good, 0).await;
+    eventually(Duration::from_secs(5), "callback past the tarpit", || async {
+        (!hooks.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(2), "delayed {took:?} by the tarpit");
+    assert_eq!(app.batch(&plain).await.status, BatchStatus::Complete);
+    // The tarpit holds at most its per-host share of connections.
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+    // Its attempts time out and are visible, with the next one scheduled.
+    let state = eventually(Duration::from_secs(10), "a timed-out attempt", || async {
+        app.batch(&stuck[0])
+            .await
+            .webhook
+            .filter(|w| w.attempts >= 1)
+    })
+    .await;
+    assert_eq!(state.status, shared::port::WebhookStatus::Pending);
+    assert!(state.next_attempt_at.is_some());
+    assert!(
+        state.last_error.as_deref().unwrap_or("").contains("no answer"),
+        "{state:?}"
+    );
+    assert!(!state.last_error.unwrap().contains("127.0.0.1"));
     app.stop().await;
 }
 

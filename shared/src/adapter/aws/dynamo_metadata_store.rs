@@ -3,10 +3,13 @@
 //!
 //! | item | `pk` | `sk` | holds |
 //! |---|---|---|---|
-//! | batch | `B#{batch}` | `#BATCH` | principal, times, request, callback, trace, `file_count`, `open_count` (files not terminal), `received_count` |
+//! | batch | `B#{batch}` | `#BATCH` | principal, times, request, callback, trace, `file_count`, `open_count` (files not terminal), `received_count`, `version`, the callback delivery's state (`wh_*`) |
 //! | file | `B#{batch}` | `F#{file}` | `ord`, name, type, size, `status`, error, rendered |
 //! | recent index | `RECENT` | `{created µs, 20 digits}#{batch}` | newest-first listing without a scan |
-//! | principal index | `P#{principal}` | `{expires µs, 20 digits}#{batch}` | the in-flight upload quota |
+//! | pending uploads | `Q#{principal}` | `#PENDING` | `pending`: the principal's files awaiting upload (the quota) |
+//! | expiry index | `EXPIRY` | `{expires µs, 20 digits}#{batch}` | batches whose files may still expire; removed once none can |
+//! | outbox | `WEBHOOKS` | `{due µs, 20 digits}#{webhook id}` | a pending delivery: url, body, principal, attempts |
+//! | outbox id | `W#{webhook id}` | `#W` | one delivery per id |
 //! | image owner | `I#{file}` | `#OWNER` | `principal`, `batch_id`: scopes client events to the owner |
 //! | image request | `I#{file}` | `E#{event}` | one per counted `IMAGE_REQUESTED` event (dedup) |
 //! | request counter | `I#{file}` | `#COUNT` | `request_count`, `last_requested_at` |
@@ -17,9 +20,18 @@
 //! `open_count` from 1 to 0 also sets `completed_at`, so exactly one reports `batch_completed`
 //! and a crash cannot separate a file's status from the batch's counts. A cancelled transaction
 //! (a concurrent transition won) is re-read and retried. Counts are derived from the file items
-//! at read time, like the SQLite adapter.
+//! at read time, like the SQLite adapter. Every transition also adds one to the batch's
+//! `version` (what long-polls watch: one item) and, when the file leaves `awaiting_upload`,
+//! takes it off its principal's `pending` counter in the same transaction. A batch is created
+//! by one transaction too (batch item, `pending` raised under the quota's condition, the expiry
+//! and recent indexes), after its file items, so a crash leaves at most unreachable files.
 //!
-//! The recent index is one partition: DynamoDB serves about 1,000 writes/s per partition key,
+//! The outbox is ordered by due time: claiming a delivery moves its item to the end of the
+//! lease (delete + put, conditioned on the old item existing, so one claimer wins), and an
+//! attempt is recorded the same way from the claimed key, so a claimer whose lease ran out
+//! changes nothing.
+//!
+//! The recent, expiry and outbox indexes are one partition each: DynamoDB serves about 1,000 writes/s per partition key,
 //! far above the rate batches are created at; a dashboard reads it with one `Query`.
 //!
 //! Every item carries `ttl` = the batch's upload expiry plus the retention period; reads filter
@@ -37,8 +49,9 @@ use time::OffsetDateTime;
 use super::Clients;
 use super::classify::{Fault, classify, describe};
 use crate::port::metadata_store::{
-    BatchCounts, BatchRecord, BatchStatus, BatchTrace, FileError, FileRecord, FileStatus,
-    MetadataStore, MetadataStoreError, NewBatch, RenderedFile, Transition,
+    BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile, FileError,
+    FileRecord, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewWebhook,
+    RenderedFile, Transition, WebhookAttempt, WebhookJob, WebhookState, WebhookStatus,
 };
 
 /// Partition key attribute.
@@ -53,6 +66,12 @@ pub const BATCH_WRITE_MAX: usize = 25;
 pub const BATCH_GET_MAX: usize = 100;
 /// Partition of the recent-batches index.
 const RECENT_PK: &str = "RECENT";
+/// Partition of the expiry index.
+const EXPIRY_PK: &str = "EXPIRY";
+/// Partition of the webhook outbox.
+const OUTBOX_PK: &str = "WEBHOOKS";
+const PENDING_SK: &str = "#PENDING";
+const WEBHOOK_ID_SK: &str = "#W";
 
 const BATCH_SK: &str = "#BATCH";
 const COUNT_SK: &str = "#COUNT";
@@ -92,6 +111,36 @@ fn n(v: impl std::fmt::Display) -> AttributeValue {
 
 fn batch_pk(batch_id: &str) -> String {
     format!("B#{batch_id}")
+}
+
+fn pending_key(principal: &str) -> HashMap<String, AttributeValue> {
+    key(format!("Q#{principal}"), PENDING_SK.to_owned())
+}
+
+/// A sort key that orders by time: 20 digits of µs since the epoch, then `#` and `id`.
+fn timed_sk(t: OffsetDateTime, id: &str) -> String {
+    format!("{:020}#{id}", us(t).max(0))
+}
+
+type TransactError =
+    SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError>;
+
+fn is_cancelled(e: &TransactError) -> bool {
+    e.as_service_error()
+        .is_some_and(|s| s.is_transaction_canceled_exception())
+}
+
+/// The cancellation reasons' codes of a cancelled transaction, one per item (`None` where that
+/// item was not the cause).
+fn cancel_codes(e: &TransactError) -> Vec<Option<String>> {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
@@ -379,6 +428,8 @@ impl DynamoMetadataStore {
             announced_at: get_n(batch, "announced_at").map(from_us),
             counts,
             files,
+            version: get_n(batch, "version").unwrap_or(0).max(0) as u64,
+            webhook: webhook_state(batch),
         }))
     }
 
@@ -402,11 +453,7 @@ impl DynamoMetadataStore {
             let current = get_s(&file, "status")
                 .and_then(FileStatus::parse)
                 .ok_or_else(|| corrupt("status"))?;
-            let allowed = match to {
-                FileStatus::Received => current == FileStatus::AwaitingUpload,
-                _ => matches!(current, FileStatus::AwaitingUpload | FileStatus::Received),
-            };
-            if !allowed {
+            if !current.may_become(to) {
                 return Ok(Transition::Unchanged);
             }
             let batch = self
@@ -414,6 +461,7 @@ impl DynamoMetadataStore {
                 .await?
                 .ok_or_else(not_found)?;
             let open = get_n(&batch, "open_count").ok_or_else(|| corrupt("open_count"))?;
+            let principal = get_s(&batch, "principal").ok_or_else(|| corrupt("principal"))?;
 
             let mut set = String::from("SET #st = :to, updated_at = :at");
             let mut file_update = Update::builder()
@@ -435,7 +483,9 @@ impl DynamoMetadataStore {
                 .build()
                 .map_err(|e| MetadataStoreError::Other(format!("file update: {e}")))?;
 
-            let received_inc = i64::from(current == FileStatus::AwaitingUpload);
+            let received_inc = i64::from(
+                current == FileStatus::AwaitingUpload && to != FileStatus::Expired,
+            );
             let terminal = to.is_terminal();
             let completes = terminal && open == 1;
             let mut batch_update = Update::builder()
@@ -443,8 +493,9 @@ impl DynamoMetadataStore {
                 .set_key(Some(batch_key.clone()))
                 .expression_attribute_values(":ri", n(received_inc))
                 .expression_attribute_values(":od", n(-i64::from(terminal)))
-                .expression_attribute_values(":open", n(open));
-            let mut expr = String::from("ADD received_count :ri, open_count :od");
+                .expression_attribute_values(":open", n(open))
+                .expression_attribute_values(":one", n(1));
+            let mut expr = String::from("ADD received_count :ri, open_count :od, version :one");
             if completes {
                 expr.push_str(" SET completed_at = :at");
                 batch_update = batch_update.expression_attribute_values(":at", n(us(at)));
@@ -455,14 +506,22 @@ impl DynamoMetadataStore {
                 .build()
                 .map_err(|e| MetadataStoreError::Other(format!("batch update: {e}")))?;
 
-            let out = self
+            let mut tx = self
                 .ddb
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().update(file_update).build())
-                .transact_items(TransactWriteItem::builder().update(batch_update).build())
-                .send()
-                .await;
-            match out {
+                .transact_items(TransactWriteItem::builder().update(batch_update).build());
+            if current == FileStatus::AwaitingUpload {
+                let pending = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(pending_key(principal)))
+                    .update_expression("ADD pending :minus")
+                    .expression_attribute_values(":minus", n(-1))
+                    .build()
+                    .map_err(|e| MetadataStoreError::Other(format!("pending update: {e}")))?;
+                tx = tx.transact_items(TransactWriteItem::builder().update(pending).build());
+            }
+            match tx.send().await {
                 Ok(_) => {
                     return Ok(Transition::Applied {
                         batch_completed: completes,
@@ -485,49 +544,162 @@ impl DynamoMetadataStore {
     }
 }
 
+impl DynamoMetadataStore {
+    /// Delete the outbox item at `old_sk` (conditioned on it existing), put `new` in its place
+    /// and apply `also`, in one transaction. Returns `false` when the old item was gone (another
+    /// claimer moved it).
+    async fn move_outbox_item(
+        &self,
+        old_sk: &str,
+        new: Option<Item>,
+        also: Option<TransactWriteItem>,
+    ) -> Result<bool, MetadataStoreError> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(OUTBOX_PK.to_owned(), old_sk.to_owned())))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("delete: {e}")))?;
+        let mut tx = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build());
+        if let Some(item) = new {
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| MetadataStoreError::Other(format!("put: {e}")))?;
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        if let Some(also) = also {
+            tx = tx.transact_items(also);
+        }
+        match tx.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_cancelled(&e) => {
+                if cancel_codes(&e)
+                    .first()
+                    .and_then(Option::as_deref)
+                    .is_some_and(|c| c == "ConditionalCheckFailed")
+                {
+                    Ok(false)
+                } else {
+                    Err(MetadataStoreError::Unavailable(
+                        "an outbox write conflicted with another; retry".into(),
+                    ))
+                }
+            }
+            Err(e) => Err(classified("TransactWriteItems", &e)),
+        }
+    }
+
+    /// The batch item's `wh_*` attributes set to `state` (conditioned on the batch existing).
+    fn webhook_state_update(
+        &self,
+        batch_id: &str,
+        state: &WebhookState,
+    ) -> Result<TransactWriteItem, MetadataStoreError> {
+        let mut set = vec!["wh_status = :st", "wh_attempts = :n"];
+        let mut remove = Vec::new();
+        let mut u = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(batch_pk(batch_id), BATCH_SK.to_owned())))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":st", s(state.status.as_str()))
+            .expression_attribute_values(":n", n(state.attempts));
+        let optional: [(&str, &str, Option<AttributeValue>); 4] = [
+            ("wh_last_at", ":la", state.last_attempt_at.map(|t| n(us(t)))),
+            ("wh_last_status", ":ls", state.last_status.map(n)),
+            ("wh_last_error", ":le", state.last_error.clone().map(s)),
+            ("wh_next_at", ":na", state.next_attempt_at.map(|t| n(us(t)))),
+        ];
+        let mut sets = Vec::new();
+        for (attr, placeholder, value) in optional {
+            match value {
+                Some(v) => {
+                    sets.push(format!("{attr} = {placeholder}"));
+                    u = u.expression_attribute_values(placeholder, v);
+                }
+                None => remove.push(attr),
+            }
+        }
+        let mut expr = format!(
+            "SET {}",
+            set.drain(..)
+                .map(str::to_owned)
+                .chain(sets)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let u = u
+            .update_expression(expr)
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("update: {e}")))?;
+        Ok(TransactWriteItem::builder().update(u).build())
+    }
+}
+
+/// An outbox item for `job`, due at `due`.
+fn outbox_item(job: &WebhookJob, due: OffsetDateTime, ttl: i64) -> Item {
+    let mut item = key(OUTBOX_PK.to_owned(), timed_sk(due, &job.id));
+    item.extend([
+        ("id".to_owned(), s(job.id.clone())),
+        ("batch_id".to_owned(), s(job.batch_id.clone())),
+        ("principal".to_owned(), s(job.principal.clone())),
+        ("url".to_owned(), s(job.url.clone())),
+        ("body".to_owned(), s(job.body.clone())),
+        ("attempts".to_owned(), n(job.attempts)),
+        (TTL.to_owned(), n(ttl)),
+    ]);
+    item
+}
+
+/// The delivery an outbox item holds (its claim is left empty).
+fn outbox_job(item: &Item) -> Option<WebhookJob> {
+    Some(WebhookJob {
+        id: get_s(item, "id")?.to_owned(),
+        batch_id: get_s(item, "batch_id")?.to_owned(),
+        principal: get_s(item, "principal")?.to_owned(),
+        url: get_s(item, "url")?.to_owned(),
+        body: get_s(item, "body")?.to_owned(),
+        attempts: u32::try_from(get_n(item, "attempts").unwrap_or(0).max(0)).unwrap_or(u32::MAX),
+        claim: String::new(),
+    })
+}
+
+/// The completion callback's delivery state kept on a batch item.
+fn webhook_state(batch: &Item) -> Option<WebhookState> {
+    let status = WebhookStatus::parse(get_s(batch, "wh_status")?)?;
+    Some(WebhookState {
+        status,
+        attempts: u32::try_from(get_n(batch, "wh_attempts").unwrap_or(0).max(0)).unwrap_or(0),
+        last_attempt_at: get_n(batch, "wh_last_at").map(from_us),
+        last_status: get_n(batch, "wh_last_status").and_then(|v| u16::try_from(v).ok()),
+        last_error: get_s(batch, "wh_last_error").map(str::to_owned),
+        next_attempt_at: get_n(batch, "wh_next_at").map(from_us),
+    })
+}
+
 #[async_trait]
 impl MetadataStore for DynamoMetadataStore {
     async fn create_batch(&self, batch: &NewBatch) -> Result<(), MetadataStoreError> {
+        let n_files = batch.files.len() as u64;
+        if let Some(quota) = batch.max_pending_uploads
+            && n_files > quota
+        {
+            let pending = self.pending_uploads(&batch.principal).await?;
+            return Err(MetadataStoreError::QuotaExceeded { pending, quota });
+        }
         let ttl = self.ttl(batch.expires_at);
         let request = serde_json::to_string(&batch.request)
             .map_err(|e| MetadataStoreError::Other(e.to_string()))?;
         let pk = batch_pk(&batch.batch_id);
-        let mut item = key(pk.clone(), BATCH_SK.to_owned());
-        item.extend([
-            ("principal".to_owned(), s(batch.principal.clone())),
-            ("created_at".to_owned(), n(us(batch.created_at))),
-            ("expires_at".to_owned(), n(us(batch.expires_at))),
-            ("request".to_owned(), s(request)),
-            ("file_count".to_owned(), n(batch.files.len())),
-            ("open_count".to_owned(), n(batch.files.len())),
-            ("received_count".to_owned(), n(0)),
-            (TTL.to_owned(), n(ttl)),
-        ]);
-        if let Some(c) = &batch.callback_url {
-            item.insert("callback_url".to_owned(), s(c.clone()));
-        }
-        if let Some(t) = &batch.traceparent {
-            item.insert("traceparent".to_owned(), s(t.clone()));
-        }
-        let put = self
-            .ddb
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match put {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                return Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone()));
-            }
-            Err(e) => return Err(classified("PutItem", &e)),
-        }
         let put_req = |item: Item| {
             PutRequest::builder()
                 .set_item(Some(item))
@@ -535,7 +707,9 @@ impl MetadataStore for DynamoMetadataStore {
                 .map(|p| WriteRequest::builder().put_request(p).build())
                 .map_err(|e| MetadataStoreError::Other(format!("put request: {e}")))
         };
-        let mut files = Vec::with_capacity(batch.files.len());
+        // The files first: until the batch item exists they are unreachable (a batch is read
+        // from its item), so a crash or a refused quota leaves nothing visible.
+        let mut files = Vec::with_capacity(batch.files.len() * 2);
         for (ord, f) in batch.files.iter().enumerate() {
             let mut item = key(pk.clone(), format!("F#{}", f.file_id));
             item.extend([
@@ -558,25 +732,103 @@ impl MetadataStore for DynamoMetadataStore {
             files.push(put_req(owner)?);
         }
         self.batch_write_all(files).await?;
-        // The indexes last, so a half-written batch never counts toward a quota or a listing.
+
+        let mut item = key(pk.clone(), BATCH_SK.to_owned());
+        item.extend([
+            ("principal".to_owned(), s(batch.principal.clone())),
+            ("created_at".to_owned(), n(us(batch.created_at))),
+            ("expires_at".to_owned(), n(us(batch.expires_at))),
+            ("request".to_owned(), s(request)),
+            ("file_count".to_owned(), n(batch.files.len())),
+            ("open_count".to_owned(), n(batch.files.len())),
+            ("received_count".to_owned(), n(0)),
+            ("version".to_owned(), n(0)),
+            (TTL.to_owned(), n(ttl)),
+        ]);
+        if let Some(c) = &batch.callback_url {
+            item.insert("callback_url".to_owned(), s(c.clone()));
+        }
+        if let Some(t) = &batch.traceparent {
+            item.insert("traceparent".to_owned(), s(t.clone()));
+        }
+        let put = |item: Item, condition: Option<&str>| {
+            let mut p = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item));
+            if let Some(c) = condition {
+                p = p
+                    .condition_expression(c)
+                    .expression_attribute_names("#pk", PK);
+            }
+            p.build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| MetadataStoreError::Other(format!("put: {e}")))
+        };
+        let mut pending = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(pending_key(&batch.principal)))
+            .update_expression("ADD pending :n")
+            .expression_attribute_values(":n", n(n_files));
+        if let Some(quota) = batch.max_pending_uploads {
+            pending = pending
+                .condition_expression("attribute_not_exists(pending) OR pending <= :room")
+                .expression_attribute_values(":room", n(quota - n_files));
+        }
+        let pending = pending
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("pending update: {e}")))?;
+        let mut expiry = key(
+            EXPIRY_PK.to_owned(),
+            timed_sk(batch.expires_at, &batch.batch_id),
+        );
+        expiry.extend([
+            ("batch_id".to_owned(), s(batch.batch_id.clone())),
+            (TTL.to_owned(), n(ttl)),
+        ]);
         let mut recent = key(
             RECENT_PK.to_owned(),
-            format!("{:020}#{}", us(batch.created_at).max(0), batch.batch_id),
+            timed_sk(batch.created_at, &batch.batch_id),
         );
         recent.extend([
             ("batch_id".to_owned(), s(batch.batch_id.clone())),
             (TTL.to_owned(), n(ttl)),
         ]);
-        let mut principal = key(
-            format!("P#{}", batch.principal),
-            format!("{:020}#{}", us(batch.expires_at).max(0), batch.batch_id),
-        );
-        principal.extend([
-            ("batch_id".to_owned(), s(batch.batch_id.clone())),
-            (TTL.to_owned(), n(ttl)),
-        ]);
-        self.batch_write_all(vec![put_req(recent)?, put_req(principal)?])
-            .await
+        let out = self
+            .ddb
+            .transact_write_items()
+            .transact_items(put(item, Some("attribute_not_exists(#pk)"))?)
+            .transact_items(TransactWriteItem::builder().update(pending).build())
+            .transact_items(put(expiry, None)?)
+            .transact_items(put(recent, None)?)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if is_cancelled(&e) => {
+                let codes = cancel_codes(&e);
+                let failed = |i: usize| {
+                    codes
+                        .get(i)
+                        .and_then(Option::as_deref)
+                        .is_some_and(|c| c == "ConditionalCheckFailed")
+                };
+                if failed(0) {
+                    Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone()))
+                } else if failed(1) {
+                    let pending = self.pending_uploads(&batch.principal).await?;
+                    Err(MetadataStoreError::QuotaExceeded {
+                        pending,
+                        quota: batch.max_pending_uploads.unwrap_or(0),
+                    })
+                } else {
+                    Err(MetadataStoreError::Unavailable(format!(
+                        "creating batch {} conflicted with another write; retry",
+                        batch.batch_id
+                    )))
+                }
+            }
+            Err(e) => Err(classified("TransactWriteItems", &e)),
+        }
     }
 
     async fn get_batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, MetadataStoreError> {
@@ -698,32 +950,261 @@ impl MetadataStore for DynamoMetadataStore {
         }
     }
 
-    async fn count_awaiting_uploads(
+    async fn pending_uploads(&self, principal: &str) -> Result<u64, MetadataStoreError> {
+        Ok(self
+            .get_item(pending_key(principal))
+            .await?
+            .and_then(|i| get_n(&i, "pending"))
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
+    async fn batch_version(
         &self,
-        principal: &str,
+        batch_id: &str,
+    ) -> Result<Option<BatchVersion>, MetadataStoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(batch_pk(batch_id), BATCH_SK.to_owned())))
+            .consistent_read(true)
+            .projection_expression("principal, version, completed_at, #ttl")
+            .expression_attribute_names("#ttl", TTL)
+            .send()
+            .await
+            .map_err(|e| classified("GetItem", &e))?;
+        let Some(item) = out
+            .item
+            .filter(|i| !Self::expired(i, OffsetDateTime::now_utc()))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(BatchVersion {
+            principal: get_s(&item, "principal").unwrap_or_default().to_owned(),
+            version: get_n(&item, "version").unwrap_or(0).max(0) as u64,
+            complete: item.contains_key("completed_at"),
+        }))
+    }
+
+    async fn expire_uploads(
+        &self,
+        cutoff: OffsetDateTime,
+        at: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ExpiredFile>, MetadataStoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        'pages: loop {
+            let page = self
+                .ddb
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND #sk < :cutoff")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(EXPIRY_PK))
+                .expression_attribute_values(":cutoff", s(format!("{:020}", us(cutoff).max(0))))
+                .limit(100)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classified("Query", &e))?;
+            for index in page.items.unwrap_or_default() {
+                let Some(batch_id) = get_s(&index, "batch_id").map(str::to_owned) else {
+                    continue;
+                };
+                let awaiting: Vec<String> = match self.load_batch(&batch_id).await? {
+                    Some(b) => b
+                        .files
+                        .into_iter()
+                        .filter(|f| f.status == FileStatus::AwaitingUpload)
+                        .map(|f| f.file_id)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let mut left = awaiting.len();
+                for file_id in awaiting {
+                    if out.len() >= limit {
+                        break 'pages;
+                    }
+                    match self
+                        .transition(&batch_id, &file_id, FileStatus::Expired, None, at)
+                        .await?
+                    {
+                        Transition::Applied { batch_completed } => out.push(ExpiredFile {
+                            batch_id: batch_id.clone(),
+                            file_id,
+                            batch_completed,
+                        }),
+                        Transition::Unchanged => {}
+                    }
+                    left -= 1;
+                }
+                if left == 0 {
+                    // No file of this batch can expire any more: drop it from the index (a
+                    // concurrent sweeper deleting it too is harmless).
+                    self.ddb
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(
+                            EXPIRY_PK.to_owned(),
+                            get_s(&index, SK).unwrap_or_default().to_owned(),
+                        )))
+                        .send()
+                        .await
+                        .map_err(|e| classified("DeleteItem", &e))?;
+                }
+            }
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn enqueue_webhook(&self, webhook: &NewWebhook) -> Result<bool, MetadataStoreError> {
+        let ttl = self.ttl(webhook.due_at);
+        let mut dedup = key(format!("W#{}", webhook.id), WEBHOOK_ID_SK.to_owned());
+        dedup.insert(TTL.to_owned(), n(ttl));
+        let dedup = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(dedup))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("put: {e}")))?;
+        let job = WebhookJob {
+            id: webhook.id.clone(),
+            batch_id: webhook.batch_id.clone(),
+            principal: webhook.principal.clone(),
+            url: webhook.url.clone(),
+            body: webhook.body.clone(),
+            attempts: 0,
+            claim: String::new(),
+        };
+        let item = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(outbox_item(&job, webhook.due_at, ttl)))
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("put: {e}")))?;
+        let state = WebhookState {
+            status: WebhookStatus::Pending,
+            attempts: 0,
+            last_attempt_at: None,
+            last_status: None,
+            last_error: None,
+            next_attempt_at: Some(webhook.due_at),
+        };
+        let out = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(dedup).build())
+            .transact_items(TransactWriteItem::builder().put(item).build())
+            .transact_items(self.webhook_state_update(&webhook.batch_id, &state)?)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if is_cancelled(&e) => {
+                let codes = cancel_codes(&e);
+                if codes
+                    .first()
+                    .and_then(Option::as_deref)
+                    .is_some_and(|c| c == "ConditionalCheckFailed")
+                {
+                    Ok(false)
+                } else if codes
+                    .get(2)
+                    .and_then(Option::as_deref)
+                    .is_some_and(|c| c == "ConditionalCheckFailed")
+                {
+                    Err(MetadataStoreError::NotFound(format!(
+                        "batch {}",
+                        webhook.batch_id
+                    )))
+                } else {
+                    Err(MetadataStoreError::Unavailable(format!(
+                        "enqueueing webhook {} conflicted; retry",
+                        webhook.id
+                    )))
+                }
+            }
+            Err(e) => Err(classified("TransactWriteItems", &e)),
+        }
+    }
+
+    async fn claim_webhooks(
+        &self,
         now: OffsetDateTime,
-    ) -> Result<u64, MetadataStoreError> {
-        let index = self
-            .query_all(
-                format!("P#{principal}"),
-                Some(format!("{:020}", us(now).max(0))),
-                false,
-                None,
-            )
-            .await?;
-        let keys = index
-            .iter()
-            .filter_map(|i| get_s(i, "batch_id"))
-            .map(|id| key(batch_pk(id), BATCH_SK.to_owned()))
-            .collect();
-        let batches = self.batch_get_all(keys).await?;
-        Ok(batches
-            .iter()
-            .map(|b| {
-                (get_n(b, "file_count").unwrap_or(0) - get_n(b, "received_count").unwrap_or(0))
-                    .max(0) as u64
-            })
-            .sum())
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<WebhookJob>, MetadataStoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let due = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND #sk < :upto")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(OUTBOX_PK))
+            // `~` sorts after `#`: every key due at `now` exactly is included.
+            .expression_attribute_values(":upto", s(format!("{:020}~", us(now).max(0))))
+            .limit(i32::try_from(limit).unwrap_or(100))
+            .send()
+            .await
+            .map_err(|e| classified("Query", &e))?;
+        let until = now + lease;
+        let mut jobs = Vec::new();
+        for item in due.items.unwrap_or_default() {
+            let Some(mut job) = outbox_job(&item) else {
+                continue;
+            };
+            let old_sk = get_s(&item, SK).unwrap_or_default().to_owned();
+            job.claim = timed_sk(until, &job.id);
+            let ttl = get_n(&item, TTL).unwrap_or_else(|| self.ttl(until));
+            let moved = self
+                .move_outbox_item(&old_sk, Some(outbox_item(&job, until, ttl)), None)
+                .await?;
+            if moved {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        job: &WebhookJob,
+        attempt: &WebhookAttempt,
+    ) -> Result<bool, MetadataStoreError> {
+        let attempts = job.attempts.saturating_add(1);
+        let next = match (attempt.status, attempt.next_attempt_at) {
+            (WebhookStatus::Pending, Some(at)) => {
+                let mut j = job.clone();
+                j.attempts = attempts;
+                Some(outbox_item(&j, at, self.ttl(at)))
+            }
+            _ => None,
+        };
+        let state = WebhookState {
+            status: attempt.status,
+            attempts,
+            last_attempt_at: Some(attempt.at),
+            last_status: attempt.http_status,
+            last_error: attempt.error.clone(),
+            next_attempt_at: attempt
+                .next_attempt_at
+                .filter(|_| attempt.status == WebhookStatus::Pending),
+        };
+        let update = self.webhook_state_update(&job.batch_id, &state)?;
+        self.move_outbox_item(&job.claim, next, Some(update)).await
     }
 
     async fn image_owner(&self, image_id: &str) -> Result<Option<String>, MetadataStoreError> {

@@ -1,11 +1,17 @@
 //! `SqliteMetadataStore`: batches and files in SQLite, with the conditional semantics of the
 //! DynamoDB adapter.
 //!
-//! Every transition is one `BEGIN IMMEDIATE` transaction: a conditional `UPDATE … WHERE status
-//! IN (…)` on the file, then, when it applied and made the file terminal, a check whether any
-//! file of the batch is still open; the transaction that closes the last one sets
+//! Every transition is one `BEGIN IMMEDIATE` transaction: read the file's status, update it when
+//! the move is allowed, bump the batch's version, take the file off its principal's pending
+//! uploads when it leaves `awaiting_upload`, and, when it made the file terminal, check whether
+//! any file of the batch is still open; the transaction that closes the last one sets
 //! `completed_at`, and is the only one to report `batch_completed`. Counts are derived from the
 //! file rows at read time, so duplicates and reordering cannot skew them.
+//!
+//! The upload quota is a counter per principal (`pending_uploads`), checked and raised in the
+//! transaction that creates a batch. Webhook deliveries wait in `webhooks`; a claim moves a
+//! delivery's `due_at` to the end of its lease, and recording an attempt is conditioned on that
+//! value, so a claimer whose lease ran out cannot overwrite the next claimer's outcome.
 
 use std::path::Path;
 
@@ -15,8 +21,9 @@ use time::OffsetDateTime;
 
 use super::db::{Db, DbFailure};
 use crate::port::metadata_store::{
-    BatchCounts, BatchRecord, BatchStatus, BatchTrace, FileError, FileRecord, FileStatus,
-    MetadataStore, MetadataStoreError, NewBatch, RenderedFile, Transition,
+    BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile, FileError,
+    FileRecord, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewWebhook,
+    RenderedFile, Transition, WebhookAttempt, WebhookJob, WebhookState, WebhookStatus,
 };
 
 const SCHEMA: &str = "
@@ -46,7 +53,6 @@ CREATE TABLE IF NOT EXISTS files (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (batch_id, file_id)
 );
-CREATE INDEX IF NOT EXISTS files_by_id ON files (file_id);
 CREATE INDEX IF NOT EXISTS files_id ON files (file_id);
 CREATE TABLE IF NOT EXISTS image_requests (
     image_id TEXT NOT NULL,
@@ -54,6 +60,39 @@ CREATE TABLE IF NOT EXISTS image_requests (
     at INTEGER NOT NULL,
     PRIMARY KEY (image_id, event_id)
 );
+CREATE INDEX IF NOT EXISTS files_awaiting ON files (batch_id) WHERE status = 'awaiting_upload';
+CREATE INDEX IF NOT EXISTS batches_expires ON batches (expires_at);
+CREATE TABLE IF NOT EXISTS batch_versions (
+    batch_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_uploads (
+    principal TEXT PRIMARY KEY,
+    pending INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY);
+INSERT OR IGNORE INTO pending_uploads (principal, pending)
+    SELECT b.principal, COUNT(*) FROM files f JOIN batches b ON b.batch_id = f.batch_id
+    WHERE f.status = 'awaiting_upload'
+    AND NOT EXISTS (SELECT 1 FROM migrations WHERE name = 'pending_uploads')
+    GROUP BY b.principal;
+INSERT OR IGNORE INTO migrations (name) VALUES ('pending_uploads');
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    due_at INTEGER,
+    last_at INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (due_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS webhooks_batch ON webhooks (batch_id);
 ";
 
 fn err(f: DbFailure) -> MetadataStoreError {
@@ -107,60 +146,9 @@ impl SqliteMetadataStore {
             .db
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let from: &[&str] = match to {
-                    FileStatus::Received => &["awaiting_upload"],
-                    _ => &["awaiting_upload", "received"],
-                };
-                let n = tx.execute(
-                    "UPDATE files SET status = ?3, error = COALESCE(?4, error),
-                     rendered = COALESCE(?5, rendered), updated_at = ?6
-                     WHERE batch_id = ?1 AND file_id = ?2 AND status IN (?7, ?8)",
-                    params![
-                        b,
-                        f,
-                        to.as_str(),
-                        error,
-                        rendered,
-                        ns(at),
-                        from[0],
-                        from[from.len() - 1]
-                    ],
-                )?;
-                if n == 0 {
-                    let exists: bool = tx
-                        .query_row(
-                            "SELECT 1 FROM files WHERE batch_id = ?1 AND file_id = ?2",
-                            params![b, f],
-                            |_| Ok(()),
-                        )
-                        .optional()?
-                        .is_some();
-                    return Ok(if exists {
-                        Some(Transition::Unchanged)
-                    } else {
-                        None
-                    });
-                }
-                let mut completed = false;
-                if to.is_terminal() {
-                    let open: i64 = tx.query_row(
-                        "SELECT COUNT(*) FROM files WHERE batch_id = ?1
-                         AND status IN ('awaiting_upload', 'received')",
-                        params![b],
-                        |r| r.get(0),
-                    )?;
-                    if open == 0 {
-                        completed = tx.execute(
-                            "UPDATE batches SET completed_at = ?2
-                             WHERE batch_id = ?1 AND completed_at IS NULL",
-                            params![b, ns(at)],
-                        )? == 1;
-                    }
-                }
+                let t = transition_in(&tx, &b, &f, to, error, rendered, at)?;
                 tx.commit()?;
-                Ok(Some(Transition::Applied {
-                    batch_completed: completed,
-                }))
+                Ok(t)
             })
             .await
             .map_err(err)?;
@@ -168,11 +156,109 @@ impl SqliteMetadataStore {
     }
 }
 
+/// One file transition inside the caller's transaction; `None` when the file does not exist.
+fn transition_in(
+    tx: &Connection,
+    batch_id: &str,
+    file_id: &str,
+    to: FileStatus,
+    error: Option<String>,
+    rendered: Option<String>,
+    at: OffsetDateTime,
+) -> Result<Option<Transition>, DbFailure> {
+    let current: Option<String> = tx
+        .prepare_cached("SELECT status FROM files WHERE batch_id = ?1 AND file_id = ?2")?
+        .query_row(params![batch_id, file_id], |r| r.get(0))
+        .optional()?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let current = FileStatus::parse(&current)
+        .ok_or_else(|| DbFailure::Permanent(format!("unknown status {current:?}")))?;
+    if !current.may_become(to) {
+        return Ok(Some(Transition::Unchanged));
+    }
+    tx.prepare_cached(
+        "UPDATE files SET status = ?3, error = COALESCE(?4, error),
+         rendered = COALESCE(?5, rendered), updated_at = ?6
+         WHERE batch_id = ?1 AND file_id = ?2",
+    )?
+    .execute(params![batch_id, file_id, to.as_str(), error, rendered, ns(at)])?;
+    tx.prepare_cached(
+        "INSERT INTO batch_versions (batch_id, version) VALUES (?1, 1)
+         ON CONFLICT (batch_id) DO UPDATE SET version = version + 1",
+    )?
+    .execute(params![batch_id])?;
+    if current == FileStatus::AwaitingUpload {
+        tx.prepare_cached(
+            "UPDATE pending_uploads SET pending = MAX(pending - 1, 0)
+             WHERE principal = (SELECT principal FROM batches WHERE batch_id = ?1)",
+        )?
+        .execute(params![batch_id])?;
+    }
+    let mut completed = false;
+    if to.is_terminal() {
+        let open: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM files WHERE batch_id = ?1
+                 AND status IN ('awaiting_upload', 'received')",
+            )?
+            .query_row(params![batch_id], |r| r.get(0))?;
+        if open == 0 {
+            completed = tx
+                .prepare_cached(
+                    "UPDATE batches SET completed_at = ?2
+                     WHERE batch_id = ?1 AND completed_at IS NULL",
+                )?
+                .execute(params![batch_id, ns(at)])?
+                == 1;
+        }
+    }
+    Ok(Some(Transition::Applied {
+        batch_completed: completed,
+    }))
+}
+
+/// The completion callback's delivery of a batch, if one was enqueued.
+fn load_webhook(c: &Connection, batch_id: &str) -> Result<Option<WebhookState>, DbFailure> {
+    let row = c
+        .prepare_cached(
+            "SELECT status, attempts, last_at, last_status, last_error, due_at FROM webhooks
+             WHERE batch_id = ?1 ORDER BY created_at LIMIT 1",
+        )?
+        .query_row(params![batch_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((status, attempts, last_at, last_status, last_error, due)) = row else {
+        return Ok(None);
+    };
+    let status = WebhookStatus::parse(&status)
+        .ok_or_else(|| DbFailure::Permanent(format!("unknown webhook status {status:?}")))?;
+    Ok(Some(WebhookState {
+        status,
+        attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
+        last_attempt_at: last_at.map(from_us),
+        last_status: last_status.and_then(|s| u16::try_from(s).ok()),
+        last_error,
+        next_attempt_at: due.filter(|_| status == WebhookStatus::Pending).map(from_us),
+    }))
+}
+
 fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbFailure> {
     let row = c
         .query_row(
-            "SELECT principal, created_at, expires_at, completed_at, request, callback_url,
-             traceparent, announced_at FROM batches WHERE batch_id = ?1",
+            "SELECT b.principal, b.created_at, b.expires_at, b.completed_at, b.request,
+             b.callback_url, b.traceparent, b.announced_at, COALESCE(v.version, 0)
+             FROM batches b LEFT JOIN batch_versions v ON v.batch_id = b.batch_id
+             WHERE b.batch_id = ?1",
             params![batch_id],
             |r| {
                 Ok((
@@ -184,6 +270,7 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, Option<String>>(6)?,
                     r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, i64>(8)?,
                 ))
             },
         )
@@ -197,6 +284,7 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
         callback_url,
         traceparent,
         announced,
+        version,
     )) = row
     else {
         return Ok(None);
@@ -260,12 +348,19 @@ fn load_batch(c: &Connection, batch_id: &str) -> Result<Option<BatchRecord>, DbF
         announced_at: announced.map(from_us),
         counts,
         files,
+        version: version.max(0) as u64,
+        webhook: load_webhook(c, batch_id)?,
     }))
 }
 
 #[async_trait]
 impl MetadataStore for SqliteMetadataStore {
     async fn create_batch(&self, batch: &NewBatch) -> Result<(), MetadataStoreError> {
+        enum Created {
+            Yes,
+            Exists,
+            Quota(u64, u64),
+        }
         let b = batch.clone();
         let request = serde_json::to_string(&b.request)
             .map_err(|e| MetadataStoreError::Other(e.to_string()))?;
@@ -273,13 +368,28 @@ impl MetadataStore for SqliteMetadataStore {
             .db
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let n_files = b.files.len() as i64;
+                if let Some(quota) = b.max_pending_uploads {
+                    let pending: i64 = tx
+                        .query_row(
+                            "SELECT pending FROM pending_uploads WHERE principal = ?1",
+                            params![b.principal],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                        .unwrap_or(0);
+                    let pending = pending.max(0) as u64;
+                    if pending + n_files as u64 > quota {
+                        return Ok(Created::Quota(pending, quota));
+                    }
+                }
                 let n = tx.execute(
                     "INSERT OR IGNORE INTO batches (batch_id, principal, created_at, expires_at,
                      request, callback_url, traceparent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![b.batch_id, b.principal, ns(b.created_at), ns(b.expires_at), request, b.callback_url, b.traceparent],
                 )?;
                 if n == 0 {
-                    return Ok(false);
+                    return Ok(Created::Exists);
                 }
                 {
                     let mut ins = tx.prepare_cached(
@@ -290,15 +400,26 @@ impl MetadataStore for SqliteMetadataStore {
                         ins.execute(params![b.batch_id, f.file_id, i as i64, f.name, f.content_type, f.size as i64, ns(b.created_at)])?;
                     }
                 }
+                tx.execute(
+                    "INSERT INTO pending_uploads (principal, pending) VALUES (?1, ?2)
+                     ON CONFLICT (principal) DO UPDATE SET pending = pending + ?2",
+                    params![b.principal, n_files],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO batch_versions (batch_id, version) VALUES (?1, 0)",
+                    params![b.batch_id],
+                )?;
                 tx.commit()?;
-                Ok(true)
+                Ok(Created::Yes)
             })
             .await
             .map_err(err)?;
-        if created {
-            Ok(())
-        } else {
-            Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone()))
+        match created {
+            Created::Yes => Ok(()),
+            Created::Exists => Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone())),
+            Created::Quota(pending, quota) => {
+                Err(MetadataStoreError::QuotaExceeded { pending, quota })
+            }
         }
     }
 
@@ -408,21 +529,170 @@ impl MetadataStore for SqliteMetadataStore {
         outcome.ok_or_else(|| MetadataStoreError::NotFound(format!("batch {batch_id}")))
     }
 
-    async fn count_awaiting_uploads(
-        &self,
-        principal: &str,
-        now: OffsetDateTime,
-    ) -> Result<u64, MetadataStoreError> {
+    async fn pending_uploads(&self, principal: &str) -> Result<u64, MetadataStoreError> {
         let p = principal.to_owned();
         self.db
             .call(move |c| {
-                let n: i64 = c.query_row(
-                    "SELECT COUNT(*) FROM files f JOIN batches b ON b.batch_id = f.batch_id
-                     WHERE b.principal = ?1 AND b.expires_at > ?2 AND f.status = 'awaiting_upload'",
-                    params![p, ns(now)],
-                    |r| r.get(0),
-                )?;
-                Ok(n.max(0) as u64)
+                let n: Option<i64> = c
+                    .query_row(
+                        "SELECT pending FROM pending_uploads WHERE principal = ?1",
+                        params![p],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(n.unwrap_or(0).max(0) as u64)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn batch_version(
+        &self,
+        batch_id: &str,
+    ) -> Result<Option<BatchVersion>, MetadataStoreError> {
+        let id = batch_id.to_owned();
+        self.db
+            .call(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT b.principal, COALESCE(v.version, 0), b.completed_at IS NOT NULL
+                     FROM batches b LEFT JOIN batch_versions v ON v.batch_id = b.batch_id
+                     WHERE b.batch_id = ?1",
+                )?
+                .query_row(params![id], |r| {
+                    Ok(BatchVersion {
+                        principal: r.get(0)?,
+                        version: r.get::<_, i64>(1)?.max(0) as u64,
+                        complete: r.get(2)?,
+                    })
+                })
+                .optional()?)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn expire_uploads(
+        &self,
+        cutoff: OffsetDateTime,
+        at: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ExpiredFile>, MetadataStoreError> {
+        self.db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let due: Vec<(String, String)> = tx
+                    .prepare_cached(
+                        "SELECT f.batch_id, f.file_id FROM files f
+                         JOIN batches b ON b.batch_id = f.batch_id
+                         WHERE f.status = 'awaiting_upload' AND b.expires_at < ?1
+                         ORDER BY b.expires_at LIMIT ?2",
+                    )?
+                    .query_map(params![ns(cutoff), limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut out = Vec::with_capacity(due.len());
+                for (batch_id, file_id) in due {
+                    if let Some(Transition::Applied { batch_completed }) = transition_in(
+                        &tx,
+                        &batch_id,
+                        &file_id,
+                        FileStatus::Expired,
+                        None,
+                        None,
+                        at,
+                    )? {
+                        out.push(ExpiredFile {
+                            batch_id,
+                            file_id,
+                            batch_completed,
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok(out)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn enqueue_webhook(&self, webhook: &NewWebhook) -> Result<bool, MetadataStoreError> {
+        let w = webhook.clone();
+        self.db
+            .call(move |c| {
+                Ok(c.execute(
+                    "INSERT OR IGNORE INTO webhooks (id, batch_id, principal, url, body, status,
+                     attempts, due_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+                    params![w.id, w.batch_id, w.principal, w.url, w.body, ns(w.due_at)],
+                )? == 1)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<WebhookJob>, MetadataStoreError> {
+        let until = ns(now + lease);
+        self.db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut jobs: Vec<WebhookJob> = tx
+                    .prepare_cached(
+                        "SELECT id, batch_id, principal, url, body, attempts FROM webhooks
+                         WHERE status = 'pending' AND due_at <= ?1 ORDER BY due_at LIMIT ?2",
+                    )?
+                    .query_map(params![ns(now), limit as i64], |r| {
+                        Ok(WebhookJob {
+                            id: r.get(0)?,
+                            batch_id: r.get(1)?,
+                            principal: r.get(2)?,
+                            url: r.get(3)?,
+                            body: r.get(4)?,
+                            attempts: u32::try_from(r.get::<_, i64>(5)?.max(0)).unwrap_or(u32::MAX),
+                            claim: until.to_string(),
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                for j in &mut jobs {
+                    tx.prepare_cached("UPDATE webhooks SET due_at = ?2 WHERE id = ?1")?
+                        .execute(params![j.id, until])?;
+                }
+                tx.commit()?;
+                Ok(jobs)
+            })
+            .await
+            .map_err(err)
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        job: &WebhookJob,
+        attempt: &WebhookAttempt,
+    ) -> Result<bool, MetadataStoreError> {
+        let Ok(claim) = job.claim.parse::<i64>() else {
+            return Ok(false);
+        };
+        let (id, a) = (job.id.clone(), attempt.clone());
+        self.db
+            .call(move |c| {
+                Ok(c.execute(
+                    "UPDATE webhooks SET status = ?3, attempts = attempts + 1, last_at = ?4,
+                     last_status = ?5, last_error = ?6, due_at = ?7
+                     WHERE id = ?1 AND due_at = ?2 AND status = 'pending'",
+                    params![
+                        id,
+                        claim,
+                        a.status.as_str(),
+                        ns(a.at),
+                        a.http_status.map(i64::from),
+                        a.error,
+                        a.next_attempt_at.map(ns)
+                    ],
+                )? == 1)
             })
             .await
             .map_err(err)

@@ -300,6 +300,7 @@ impl Dashboard {
             received: b.counts.received,
             done: b.counts.done,
             failed: b.counts.failed,
+            expired: b.counts.expired,
             files,
         }
     }
@@ -383,6 +384,8 @@ pub struct BatchView {
     pub done: u64,
     /// Files failed.
     pub failed: u64,
+    /// Files never uploaded before their grant expired.
+    pub expired: u64,
     /// The files.
     pub files: Vec<FileView>,
 }
