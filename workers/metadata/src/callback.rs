@@ -101,9 +101,9 @@ async fn attempt_inner(
         .unwrap_or_default()
         .trim_matches(['[', ']'])
         .to_owned();
+    // No timeout of its own: `attempt`'s covers resolution, connection and answer.
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(cfg.timeout_secs))
         .no_proxy();
     // Connect only to the addresses that passed the check (DNS rebinding cannot swap them).
     for a in &addrs {
