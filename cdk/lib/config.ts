@@ -33,8 +33,9 @@ export interface PrismConfig {
    */
   readonly apiTokenSecretArn?: string;
   /**
-   * Existing Secrets Manager secret holding the key prism-metadata signs completion callbacks
-   * with (HMAC-SHA256, `x-prism-signature`). Without it the stateful stack generates one.
+   * Existing Secrets Manager secret holding the master key of prism-metadata's completion
+   * callbacks (Standard Webhooks; each principal's key derives from it). Without it the stateful
+   * stack generates one.
    */
   readonly callbackSecretArn?: string;
   /**

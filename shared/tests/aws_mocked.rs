@@ -317,8 +317,12 @@ async fn dynamo_conditional_failures_and_throttling_are_classified() {
     };
     let written = mock!(aws_sdk_dynamodb::Client::batch_write_item)
         .then_output(|| BatchWriteItemOutput::builder().build());
-    let dup = mock!(aws_sdk_dynamodb::Client::transact_write_items)
-        .then_error(cancelled(["ConditionalCheckFailed", "None", "None", "None"]));
+    let dup = mock!(aws_sdk_dynamodb::Client::transact_write_items).then_error(cancelled([
+        "ConditionalCheckFailed",
+        "None",
+        "None",
+        "None",
+    ]));
     let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&written, &dup]);
     let e = DynamoMetadataStore::with_client(ddb, "t")
         .create_batch(&batch())
@@ -327,20 +331,37 @@ async fn dynamo_conditional_failures_and_throttling_are_classified() {
     assert!(matches!(e, MetadataStoreError::AlreadyExists(_)), "{e:?}");
 
     // The pending counter's condition failed: over quota, with the count read back.
-    let quota = mock!(aws_sdk_dynamodb::Client::transact_write_items)
-        .then_error(cancelled(["None", "ConditionalCheckFailed", "None", "None"]));
+    let quota = mock!(aws_sdk_dynamodb::Client::transact_write_items).then_error(cancelled([
+        "None",
+        "ConditionalCheckFailed",
+        "None",
+        "None",
+    ]));
     let counter = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
         GetItemOutput::builder()
-            .item("pending", aws_sdk_dynamodb::types::AttributeValue::N("10".into()))
+            .item(
+                "pending",
+                aws_sdk_dynamodb::types::AttributeValue::N("10".into()),
+            )
             .build()
     });
-    let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&written, &quota, &counter]);
+    let ddb = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&written, &quota, &counter]
+    );
     let e = DynamoMetadataStore::with_client(ddb, "t")
         .create_batch(&batch())
         .await
         .unwrap_err();
     assert!(
-        matches!(e, MetadataStoreError::QuotaExceeded { pending: 10, quota: 10 }),
+        matches!(
+            e,
+            MetadataStoreError::QuotaExceeded {
+                pending: 10,
+                quota: 10
+            }
+        ),
         "{e:?}"
     );
 

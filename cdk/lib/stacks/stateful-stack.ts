@@ -63,8 +63,8 @@ export class StatefulStack extends Stack {
   /** Comma-separated sha256 hex digests of the accepted API bearer tokens. */
   public readonly apiTokenSecret: secretsmanager.ISecret;
   /**
-   * The HMAC-SHA256 key prism-metadata signs completion callbacks with (`x-prism-signature`);
-   * callback receivers verify with the same value. Required by the binary with backend = aws.
+   * The master key of prism-metadata's completion callbacks (Standard Webhooks): each
+   * principal's signing key derives from it. Required by the binary with backend = aws.
    */
   public readonly callbackSigningSecret: secretsmanager.ISecret;
 
@@ -237,8 +237,9 @@ export class StatefulStack extends Stack {
     } else {
       const secret = new secretsmanager.Secret(this, 'CallbackSigningSecret', {
         description:
-          'prism-metadata completion callbacks: the HMAC-SHA256 key of the x-prism-signature header ' +
-          '(PRISM__CALLBACK__SIGNING_SECRET). Callback receivers verify signatures with this same value.',
+          'prism-metadata completion callbacks (Standard Webhooks): the master key each principal\'s ' +
+          'signing key derives from (PRISM__CALLBACK__SIGNING_SECRET). Give a receiver its own key: ' +
+          'prism webhooks secret --principal NAME.',
         // 64 letters and digits (~380 bits): the binary uses the string's bytes as the key, and a
         // value without punctuation or spaces survives copying into a receiver's configuration.
         generateSecretString: {

@@ -569,8 +569,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// A classified failure.
-    async fn batch_version(&self, batch_id: &str)
-    -> Result<Option<BatchVersion>, MetadataStoreError>;
+    async fn batch_version(
+        &self,
+        batch_id: &str,
+    ) -> Result<Option<BatchVersion>, MetadataStoreError>;
 
     /// Move up to `limit` files still awaiting upload whose batch's grants expired before
     /// `cutoff` to `expired` (at `at`), each by a conditional transition, so several sweepers

@@ -9,8 +9,7 @@ use time::OffsetDateTime;
 
 use crate::port::metadata_store::{
     BatchRecord, BatchTrace, BatchVersion, ExpiredFile, FileError, MetadataStore,
-    MetadataStoreError, NewBatch, NewWebhook, RenderedFile, Transition, WebhookAttempt,
-    WebhookJob,
+    MetadataStoreError, NewBatch, NewWebhook, RenderedFile, Transition, WebhookAttempt, WebhookJob,
 };
 
 /// Counts every call by method name, then forwards it to the inner store.
@@ -173,6 +172,8 @@ impl MetadataStore for CountingMetadataStore {
         at: OffsetDateTime,
     ) -> Result<bool, MetadataStoreError> {
         self.hit("record_image_request");
-        self.inner.record_image_request(image_id, event_id, at).await
+        self.inner
+            .record_image_request(image_id, event_id, at)
+            .await
     }
 }

@@ -96,19 +96,40 @@ async fn pending_uploads_are_a_quota_checked_at_creation(store: &dyn MetadataSto
     let over = batch(3);
     let e = store.create_batch(&over).await.expect_err("over quota");
     assert!(
-        matches!(e, MetadataStoreError::QuotaExceeded { pending: 3, quota: 5 }),
+        matches!(
+            e,
+            MetadataStoreError::QuotaExceeded {
+                pending: 3,
+                quota: 5
+            }
+        ),
         "{e:?}"
     );
-    assert!(store.get_batch(&over.batch_id).await.expect("get").is_none());
+    assert!(
+        store
+            .get_batch(&over.batch_id)
+            .await
+            .expect("get")
+            .is_none()
+    );
     assert_eq!(pending().await, 3);
     // A batch larger than the whole quota is refused too.
     let e = store.create_batch(&batch(6)).await.expect_err("over quota");
-    assert!(matches!(e, MetadataStoreError::QuotaExceeded { .. }), "{e:?}");
+    assert!(
+        matches!(e, MetadataStoreError::QuotaExceeded { .. }),
+        "{e:?}"
+    );
     // Receiving a file frees its place; a duplicate receive frees nothing more.
     let now = OffsetDateTime::now_utc();
     let f0 = &b.files[0].file_id;
-    store.mark_received(&b.batch_id, f0, now).await.expect("recv");
-    store.mark_received(&b.batch_id, f0, now).await.expect("recv again");
+    store
+        .mark_received(&b.batch_id, f0, now)
+        .await
+        .expect("recv");
+    store
+        .mark_received(&b.batch_id, f0, now)
+        .await
+        .expect("recv again");
     store
         .mark_done(&b.batch_id, f0, &rendered(&b.batch_id, f0), now)
         .await
@@ -130,7 +151,13 @@ async fn pending_uploads_are_a_quota_checked_at_creation(store: &dyn MetadataSto
     assert_eq!(pending().await, 1);
     store.create_batch(&batch(4)).await.expect("fits now");
     assert_eq!(pending().await, 5);
-    assert_eq!(store.pending_uploads("someone-else").await.expect("pending"), 0);
+    assert_eq!(
+        store
+            .pending_uploads("someone-else")
+            .await
+            .expect("pending"),
+        0
+    );
     // Without a quota nothing is checked (but the files still count).
     let mut free = new_batch(2);
     free.principal = principal.clone();
@@ -149,7 +176,10 @@ async fn unreceived_files_expire_and_complete_their_batch(store: Arc<dyn Metadat
     fresh.principal = principal.clone();
     store.create_batch(&fresh).await.expect("create unexpired");
     let f0 = &b.files[0].file_id;
-    store.mark_received(&b.batch_id, f0, now).await.expect("recv");
+    store
+        .mark_received(&b.batch_id, f0, now)
+        .await
+        .expect("recv");
     assert_eq!(store.pending_uploads(&principal).await.expect("pending"), 3);
 
     // Nothing is due before the cutoff passes the expiry.
@@ -178,13 +208,21 @@ async fn unreceived_files_expire_and_complete_their_batch(store: Arc<dyn Metadat
     assert_eq!(ids, expect, "each unreceived file expires exactly once");
     assert!(ours.iter().all(|f| !f.batch_completed));
     assert_eq!(store.pending_uploads(&principal).await.expect("pending"), 1);
-    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    let got = store
+        .get_batch(&b.batch_id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.counts.expired, 2);
     assert_eq!(got.counts.received, 1);
     assert_eq!(got.status, BatchStatus::Processing);
     assert_eq!(got.files[1].status, FileStatus::Expired);
     // The unexpired batch is untouched.
-    let untouched = store.get_batch(&fresh.batch_id).await.expect("get").expect("exists");
+    let untouched = store
+        .get_batch(&fresh.batch_id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(untouched.files[0].status, FileStatus::AwaitingUpload);
 
     // A late upload event for an expired file changes nothing.
@@ -205,7 +243,11 @@ async fn unreceived_files_expire_and_complete_their_batch(store: Arc<dyn Metadat
             batch_completed: true
         }
     );
-    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    let got = store
+        .get_batch(&b.batch_id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.status, BatchStatus::Complete);
     assert_eq!((got.counts.done, got.counts.expired), (1, 2));
 
@@ -215,10 +257,17 @@ async fn unreceived_files_expire_and_complete_their_batch(store: Arc<dyn Metadat
     lost.expires_at = now - Duration::from_secs(60);
     store.create_batch(&lost).await.expect("create");
     let swept = store.expire_uploads(now, now, 100).await.expect("sweep");
-    let ours: Vec<_> = swept.iter().filter(|f| f.batch_id == lost.batch_id).collect();
+    let ours: Vec<_> = swept
+        .iter()
+        .filter(|f| f.batch_id == lost.batch_id)
+        .collect();
     assert_eq!(ours.len(), 2);
     assert_eq!(ours.iter().filter(|f| f.batch_completed).count(), 1);
-    let got = store.get_batch(&lost.batch_id).await.expect("get").expect("exists");
+    let got = store
+        .get_batch(&lost.batch_id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.status, BatchStatus::Complete);
     assert_eq!(store.pending_uploads(&principal).await.expect("pending"), 1);
 }
@@ -235,25 +284,58 @@ async fn versions_move_with_every_change(store: &dyn MetadataStore) {
     assert!(!v0.complete);
     let now = OffsetDateTime::now_utc();
     let f0 = &b.files[0].file_id;
-    store.mark_received(&b.batch_id, f0, now).await.expect("recv");
-    let v1 = store.batch_version(&b.batch_id).await.expect("v").expect("exists");
+    store
+        .mark_received(&b.batch_id, f0, now)
+        .await
+        .expect("recv");
+    let v1 = store
+        .batch_version(&b.batch_id)
+        .await
+        .expect("v")
+        .expect("exists");
     assert!(v1.version > v0.version);
     // A duplicate changes nothing, so the version stays.
-    store.mark_received(&b.batch_id, f0, now).await.expect("dup");
-    let v1b = store.batch_version(&b.batch_id).await.expect("v").expect("exists");
+    store
+        .mark_received(&b.batch_id, f0, now)
+        .await
+        .expect("dup");
+    let v1b = store
+        .batch_version(&b.batch_id)
+        .await
+        .expect("v")
+        .expect("exists");
     assert_eq!(v1b.version, v1.version);
     for f in &b.files {
         store
-            .mark_done(&b.batch_id, &f.file_id, &rendered(&b.batch_id, &f.file_id), now)
+            .mark_done(
+                &b.batch_id,
+                &f.file_id,
+                &rendered(&b.batch_id, &f.file_id),
+                now,
+            )
             .await
             .expect("done");
     }
-    let v2 = store.batch_version(&b.batch_id).await.expect("v").expect("exists");
+    let v2 = store
+        .batch_version(&b.batch_id)
+        .await
+        .expect("v")
+        .expect("exists");
     assert!(v2.version > v1.version);
     assert!(v2.complete);
-    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    let got = store
+        .get_batch(&b.batch_id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.version, v2.version);
-    assert!(store.batch_version("no-such-batch").await.expect("v").is_none());
+    assert!(
+        store
+            .batch_version("no-such-batch")
+            .await
+            .expect("v")
+            .is_none()
+    );
 }
 
 async fn the_webhook_outbox_leases_and_records_attempts(store: &dyn MetadataStore) {
@@ -269,8 +351,15 @@ async fn the_webhook_outbox_leases_and_records_attempts(store: &dyn MetadataStor
         due_at: now,
     };
     assert!(store.enqueue_webhook(&hook).await.expect("enqueue"));
-    assert!(!store.enqueue_webhook(&hook).await.expect("enqueue again"), "one delivery per id");
-    let got = store.get_batch(&b.batch_id).await.expect("get").expect("exists");
+    assert!(
+        !store.enqueue_webhook(&hook).await.expect("enqueue again"),
+        "one delivery per id"
+    );
+    let got = store
+        .get_batch(&b.batch_id)
+        .await
+        .expect("get")
+        .expect("exists");
     let state = got.webhook.expect("webhook state");
     assert_eq!((state.status, state.attempts), (WebhookStatus::Pending, 0));
 
@@ -294,7 +383,11 @@ async fn the_webhook_outbox_leases_and_records_attempts(store: &dyn MetadataStor
     // Leased: nobody else gets it until the lease ends; then it is due again.
     assert!(claim(now).await.is_empty());
     let again = claim(now + lease + Duration::from_secs(1)).await;
-    assert_eq!(again.len(), 1, "a lease that ran out makes the delivery due again");
+    assert_eq!(
+        again.len(),
+        1,
+        "a lease that ran out makes the delivery due again"
+    );
     let job2 = again[0].clone();
     // The first claimer's late record is stale: nothing changes.
     let failed = WebhookAttempt {
@@ -304,8 +397,18 @@ async fn the_webhook_outbox_leases_and_records_attempts(store: &dyn MetadataStor
         error: Some("answered 503".into()),
         next_attempt_at: Some(now + Duration::from_secs(30)),
     };
-    assert!(!store.record_webhook_attempt(&job, &failed).await.expect("stale"));
-    assert!(store.record_webhook_attempt(&job2, &failed).await.expect("record"));
+    assert!(
+        !store
+            .record_webhook_attempt(&job, &failed)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .record_webhook_attempt(&job2, &failed)
+            .await
+            .expect("record")
+    );
     let state = store
         .get_batch(&b.batch_id)
         .await
@@ -331,7 +434,12 @@ async fn the_webhook_outbox_leases_and_records_attempts(store: &dyn MetadataStor
         error: None,
         next_attempt_at: None,
     };
-    assert!(store.record_webhook_attempt(&third[0], &delivered).await.expect("record"));
+    assert!(
+        store
+            .record_webhook_attempt(&third[0], &delivered)
+            .await
+            .expect("record")
+    );
     let state = store
         .get_batch(&b.batch_id)
         .await
@@ -340,9 +448,15 @@ async fn the_webhook_outbox_leases_and_records_attempts(store: &dyn MetadataStor
         .webhook
         .expect("state");
     assert_eq!(state.status, WebhookStatus::Delivered);
-    assert_eq!((state.attempts, state.last_status, state.last_error), (2, Some(204), None));
+    assert_eq!(
+        (state.attempts, state.last_status, state.last_error),
+        (2, Some(204), None)
+    );
     assert!(state.next_attempt_at.is_none());
-    assert!(claim(now + Duration::from_secs(3600 * 24)).await.is_empty(), "delivered is final");
+    assert!(
+        claim(now + Duration::from_secs(3600 * 24)).await.is_empty(),
+        "delivered is final"
+    );
 }
 
 async fn create_and_read_back(store: &dyn MetadataStore) {

@@ -368,7 +368,11 @@ pub async fn run_with(
     let mut tokens = cfg.auth.token_sha256s.clone();
     if tokens.is_empty() && cfg.common.backend == Backend::Local {
         let token = dev_token(&cfg.common.data_dir)?;
-        tokens.push(format!("{}:{}", shared::config::DEV_PRINCIPAL, auth::token_digest(&token)));
+        tokens.push(format!(
+            "{}:{}",
+            shared::config::DEV_PRINCIPAL,
+            auth::token_digest(&token)
+        ));
         tracing::info!(path = %cfg.common.data_dir.join(DEV_TOKEN_FILE).display(), "No tokens configured; accepting the local dev token.");
     }
     if tokens.is_empty() {

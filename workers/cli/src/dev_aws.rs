@@ -110,7 +110,11 @@ pub async fn start_aws(
     api_overrides.push(("http.listen_addr", listen.to_string()));
     let mut api_cfg: prism_api::Config = load(config_file, &api_overrides)?;
     if api_cfg.auth.token_sha256s.is_empty() {
-        api_cfg.auth.token_sha256s = vec![format!("{}:{}", shared::config::DEV_PRINCIPAL, prism_api::auth::token_digest(&token))];
+        api_cfg.auth.token_sha256s = vec![format!(
+            "{}:{}",
+            shared::config::DEV_PRINCIPAL,
+            prism_api::auth::token_digest(&token)
+        )];
     }
     let url = api_cfg
         .http

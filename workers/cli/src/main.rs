@@ -107,6 +107,12 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Completion callbacks (webhooks): `secret --principal NAME` prints that principal's
+    /// signing secret. Deliveries and their attempts show in `prism batch`.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Print a batch.
     Batch {
         /// Batch id.
@@ -118,6 +124,24 @@ enum Command {
         #[arg(long, env = "PRISM_TOKEN")]
         token: Option<String>,
         /// Data dir whose dev-token to use when no token is given.
+        #[arg(long, default_value = "prism-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksAction {
+    /// Print the `whsec_…` secret a principal's completion callbacks are signed with, as its
+    /// receiver configures it (derived from the master secret unless prism-metadata's
+    /// `[callback] principal_secrets` names one; pass the same config).
+    Secret {
+        /// The principal (the name before `:` in `[auth] token_sha256s`; `dev` for prism dev).
+        #[arg(long)]
+        principal: String,
+        /// prism-metadata's config file (for `principal_secrets`), if any.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data dir whose generated key to use when no master secret is set (prism dev).
         #[arg(long, default_value = "prism-data")]
         data_dir: PathBuf,
     },
@@ -358,6 +382,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("redriving {n} message(s) from {queue}-dlq back to {queue}");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhooks {
+            action:
+                WebhooksAction::Secret {
+                    principal,
+                    config,
+                    data_dir,
+                },
+        } => {
+            // The same sources prism-metadata reads: the file, then PRISM__* variables
+            // (PRISM__CALLBACK__SIGNING_SECRET on AWS).
+            let cfg: prism_metadata::Config = shared::config::load(config.as_deref(), &[])?;
+            println!(
+                "{}",
+                prism_metadata::principal_whsec(&cfg, &data_dir, &principal)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Batch {

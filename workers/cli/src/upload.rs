@@ -207,6 +207,24 @@ pub fn table(batch: &Value) -> String {
         batch["status"].as_str().unwrap_or("?"),
         batch["counts"]
     );
+    if let Some(w) = batch["webhook"].as_object() {
+        let field = |k: &str| w.get(k).filter(|v| !v.is_null());
+        out.push_str(&format!(
+            "webhook {}  attempts {}",
+            w.get("status").and_then(Value::as_str).unwrap_or("?"),
+            w.get("attempts").unwrap_or(&Value::Null)
+        ));
+        if let Some(s) = field("last_status") {
+            out.push_str(&format!("  last status {s}"));
+        }
+        if let Some(e) = field("last_error").and_then(Value::as_str) {
+            out.push_str(&format!("  last error {e}"));
+        }
+        if let Some(n) = field("next_attempt_at").and_then(Value::as_str) {
+            out.push_str(&format!("  next attempt {n}"));
+        }
+        out.push('\n');
+    }
     for f in batch["files"].as_array().into_iter().flatten() {
         let name = f["name"].as_str().unwrap_or("?");
         let status = f["status"].as_str().unwrap_or("?");

@@ -144,7 +144,11 @@ fn transport_reason(e: &reqwest::Error) -> String {
 }
 
 /// What one attempt's result means for the delivery.
-fn judge(cfg: &CallbackConfig, job: &WebhookJob, result: Result<u16, AttemptError>) -> WebhookAttempt {
+fn judge(
+    cfg: &CallbackConfig,
+    job: &WebhookJob,
+    result: Result<u16, AttemptError>,
+) -> WebhookAttempt {
     let at = OffsetDateTime::now_utc();
     let made = job.attempts.saturating_add(1);
     let retry = |http_status: Option<u16>, error: Option<String>| {
@@ -201,7 +205,10 @@ struct Hosts(Mutex<HashMap<String, usize>>);
 
 impl Hosts {
     fn try_enter(self: &Arc<Self>, host: &str, max: usize) -> Option<HostSlot> {
-        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = m.entry(host.to_owned()).or_default();
         if *n >= max {
             return None;
@@ -325,8 +332,12 @@ async fn deliver(cfg: &CallbackConfig, keys: &Keys, store: &dyn MetadataStore, j
     }
     match store.record_webhook_attempt(&job, &outcome).await {
         Ok(true) => {}
-        Ok(false) => warn!(batch_id = %job.batch_id, "A webhook attempt outlived its lease; its record was dropped."),
-        Err(e) => warn!(batch_id = %job.batch_id, error = %e, "Recording a webhook attempt failed; it will be retried when its lease ends."),
+        Ok(false) => {
+            warn!(batch_id = %job.batch_id, "A webhook attempt outlived its lease; its record was dropped.")
+        }
+        Err(e) => {
+            warn!(batch_id = %job.batch_id, error = %e, "Recording a webhook attempt failed; it will be retried when its lease ends.")
+        }
     }
 }
 
@@ -361,7 +372,10 @@ mod tests {
     #[test]
     fn outcomes_are_judged_like_standard_senders() {
         let cfg = CallbackConfig::default();
-        assert_eq!(judge(&cfg, &job(0), Ok(204)).status, WebhookStatus::Delivered);
+        assert_eq!(
+            judge(&cfg, &job(0), Ok(204)).status,
+            WebhookStatus::Delivered
+        );
         assert_eq!(judge(&cfg, &job(0), Ok(410)).status, WebhookStatus::Failed);
         let again = judge(&cfg, &job(0), Ok(503));
         assert_eq!(again.status, WebhookStatus::Pending);

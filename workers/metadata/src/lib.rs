@@ -71,13 +71,10 @@ pub async fn local_deps(
         .await?;
     let callback_secret = match cfg.callback.signing_secret.expose() {
         Some(s) => shared::callback::webhook_key(s),
-        None => {
-            let key = shared::adapter::local::signing::load_or_create_key(
-                &stack.data_dir,
-                CALLBACK_SECRET_FILE,
-            )?;
-            key
-        }
+        None => shared::adapter::local::signing::load_or_create_key(
+            &stack.data_dir,
+            CALLBACK_SECRET_FILE,
+        )?,
     };
     // The dev principal's secret, for local receivers (`prism dev`'s token is that principal's).
     let keys = callback::Keys::new(callback_secret.clone(), &cfg.callback);
@@ -142,7 +139,9 @@ pub fn principal_whsec(
 ) -> anyhow::Result<String> {
     let master = match cfg.callback.signing_secret.expose() {
         Some(s) => shared::callback::webhook_key(s),
-        None => shared::adapter::local::signing::load_or_create_key(data_dir, CALLBACK_SECRET_FILE)?,
+        None => {
+            shared::adapter::local::signing::load_or_create_key(data_dir, CALLBACK_SECRET_FILE)?
+        }
     };
     let keys = callback::Keys::new(master, &cfg.callback);
     Ok(shared::callback::whsec(&keys.for_principal(principal)))

@@ -311,8 +311,8 @@ async fn uploads_manifests_and_failures_drive_status_and_complete_once() {
         header(shared::callback::WEBHOOK_SIGNATURE_HEADER),
     );
     assert!(standard_webhooks_verify(whsec, &id, &ts, &sig, body).is_err());
-    let alice = prism_metadata::principal_whsec(&Config::default(), &app.stack.data_dir, "alice")
-        .unwrap();
+    let alice =
+        prism_metadata::principal_whsec(&Config::default(), &app.stack.data_dir, "alice").unwrap();
     assert_ne!(alice, whsec);
     standard_webhooks_verify(&alice, &id, &ts, &sig, body).unwrap();
     app.stop().await;
@@ -334,14 +334,27 @@ async fn files_never_uploaded_expire_and_complete_their_batch() {
     app.upload(&b, 0).await;
     app.manifest(&b, 0).await;
     let started = std::time::Instant::now();
-    let got = eventually(Duration::from_secs(10), "batch complete by expiry", || async {
-        let got = app.batch(&b).await;
-        (got.status == BatchStatus::Complete).then_some(got)
-    })
+    let got = eventually(
+        Duration::from_secs(10),
+        "batch complete by expiry",
+        || async {
+            let got = app.batch(&b).await;
+            (got.status == BatchStatus::Complete).then_some(got)
+        },
+    )
     .await;
     // Within a sweep interval or two of the expiry, not minutes.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert_eq!((got.counts.done, got.counts.expired), (1, 2), "{:?}", got.counts);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (got.counts.done, got.counts.expired),
+        (1, 2),
+        "{:?}",
+        got.counts
+    );
     assert_eq!(got.files[1].status, shared::port::FileStatus::Expired);
     let hooks = eventually(Duration::from_secs(5), "callback", || async {
         let h = hooks.lock().unwrap().clone();
@@ -410,12 +423,17 @@ async fn a_tarpit_callback_delays_only_its_own_deliveries() {
     good.callback_url = Some(url);
     app.create(&good).await;
     app.failure(&good, 0).await;
-    eventually(Duration::from_secs(5), "callback past the tarpit", || async {
-        (!hooks.lock().unwrap().is_empty()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "callback past the tarpit",
+        || async { (!hooks.lock().unwrap().is_empty()).then_some(()) },
+    )
     .await;
     let took = t.elapsed();
-    assert!(took < Duration::from_secs(2), "delayed {took:?} by the tarpit");
+    assert!(
+        took < Duration::from_secs(2),
+        "delayed {took:?} by the tarpit"
+    );
     assert_eq!(app.batch(&plain).await.status, BatchStatus::Complete);
     // The tarpit holds at most its per-host share of connections.
     assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= 2);
@@ -430,7 +448,11 @@ async fn a_tarpit_callback_delays_only_its_own_deliveries() {
     assert_eq!(state.status, shared::port::WebhookStatus::Pending);
     assert!(state.next_attempt_at.is_some());
     assert!(
-        state.last_error.as_deref().unwrap_or("").contains("no answer"),
+        state
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no answer"),
         "{state:?}"
     );
     assert!(!state.last_error.unwrap().contains("127.0.0.1"));

@@ -50,8 +50,8 @@ use super::Clients;
 use super::classify::{Fault, classify, describe};
 use crate::port::metadata_store::{
     BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile, FileError,
-    FileRecord, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewWebhook,
-    RenderedFile, Transition, WebhookAttempt, WebhookJob, WebhookState, WebhookStatus,
+    FileRecord, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewWebhook, RenderedFile,
+    Transition, WebhookAttempt, WebhookJob, WebhookState, WebhookStatus,
 };
 
 /// Partition key attribute.
@@ -483,9 +483,8 @@ impl DynamoMetadataStore {
                 .build()
                 .map_err(|e| MetadataStoreError::Other(format!("file update: {e}")))?;
 
-            let received_inc = i64::from(
-                current == FileStatus::AwaitingUpload && to != FileStatus::Expired,
-            );
+            let received_inc =
+                i64::from(current == FileStatus::AwaitingUpload && to != FileStatus::Expired);
             let terminal = to.is_terminal();
             let completes = terminal && open == 1;
             let mut batch_update = Update::builder()
@@ -793,42 +792,61 @@ impl MetadataStore for DynamoMetadataStore {
             ("batch_id".to_owned(), s(batch.batch_id.clone())),
             (TTL.to_owned(), n(ttl)),
         ]);
-        let out = self
-            .ddb
-            .transact_write_items()
-            .transact_items(put(item, Some("attribute_not_exists(#pk)"))?)
-            .transact_items(TransactWriteItem::builder().update(pending).build())
-            .transact_items(put(expiry, None)?)
-            .transact_items(put(recent, None)?)
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if is_cancelled(&e) => {
-                let codes = cancel_codes(&e);
-                let failed = |i: usize| {
-                    codes
-                        .get(i)
-                        .and_then(Option::as_deref)
-                        .is_some_and(|c| c == "ConditionalCheckFailed")
-                };
-                if failed(0) {
-                    Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone()))
-                } else if failed(1) {
-                    let pending = self.pending_uploads(&batch.principal).await?;
-                    Err(MetadataStoreError::QuotaExceeded {
-                        pending,
-                        quota: batch.max_pending_uploads.unwrap_or(0),
-                    })
+        let created_us = us(batch.created_at);
+        let mut delay = Duration::from_millis(20);
+        for _ in 0..8 {
+            let out = self
+                .ddb
+                .transact_write_items()
+                .transact_items(put(item.clone(), Some("attribute_not_exists(#pk)"))?)
+                .transact_items(TransactWriteItem::builder().update(pending.clone()).build())
+                .transact_items(put(expiry.clone(), None)?)
+                .transact_items(put(recent.clone(), None)?)
+                .send()
+                .await;
+            let e = match out {
+                Ok(_) => return Ok(()),
+                Err(e) if is_cancelled(&e) => e,
+                Err(e) => return Err(classified("TransactWriteItems", &e)),
+            };
+            let codes = cancel_codes(&e);
+            let failed = |i: usize| {
+                codes
+                    .get(i)
+                    .and_then(Option::as_deref)
+                    .is_some_and(|c| c == "ConditionalCheckFailed")
+            };
+            if failed(0) {
+                // Taken, unless by this very batch: an earlier attempt that succeeded after
+                // the SDK gave up waiting for it (its retry then finds the item).
+                let mine = self
+                    .get_item(key(pk.clone(), BATCH_SK.to_owned()))
+                    .await?
+                    .is_some_and(|b| {
+                        get_s(&b, "principal") == Some(batch.principal.as_str())
+                            && get_n(&b, "created_at") == Some(created_us)
+                    });
+                return if mine {
+                    Ok(())
                 } else {
-                    Err(MetadataStoreError::Unavailable(format!(
-                        "creating batch {} conflicted with another write; retry",
-                        batch.batch_id
-                    )))
-                }
+                    Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone()))
+                };
             }
-            Err(e) => Err(classified("TransactWriteItems", &e)),
+            if failed(1) {
+                let pending = self.pending_uploads(&batch.principal).await?;
+                return Err(MetadataStoreError::QuotaExceeded {
+                    pending,
+                    quota: batch.max_pending_uploads.unwrap_or(0),
+                });
+            }
+            // A conflict with a concurrent transaction on the principal's counter: again.
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
         }
+        Err(MetadataStoreError::Unavailable(format!(
+            "creating batch {} kept conflicting with concurrent writes",
+            batch.batch_id
+        )))
     }
 
     async fn get_batch(&self, batch_id: &str) -> Result<Option<BatchRecord>, MetadataStoreError> {

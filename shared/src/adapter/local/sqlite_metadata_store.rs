@@ -22,8 +22,8 @@ use time::OffsetDateTime;
 use super::db::{Db, DbFailure};
 use crate::port::metadata_store::{
     BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile, FileError,
-    FileRecord, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewWebhook,
-    RenderedFile, Transition, WebhookAttempt, WebhookJob, WebhookState, WebhookStatus,
+    FileRecord, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewWebhook, RenderedFile,
+    Transition, WebhookAttempt, WebhookJob, WebhookState, WebhookStatus,
 };
 
 const SCHEMA: &str = "
@@ -183,7 +183,14 @@ fn transition_in(
          rendered = COALESCE(?5, rendered), updated_at = ?6
          WHERE batch_id = ?1 AND file_id = ?2",
     )?
-    .execute(params![batch_id, file_id, to.as_str(), error, rendered, ns(at)])?;
+    .execute(params![
+        batch_id,
+        file_id,
+        to.as_str(),
+        error,
+        rendered,
+        ns(at)
+    ])?;
     tx.prepare_cached(
         "INSERT INTO batch_versions (batch_id, version) VALUES (?1, 1)
          ON CONFLICT (batch_id) DO UPDATE SET version = version + 1",
@@ -248,7 +255,9 @@ fn load_webhook(c: &Connection, batch_id: &str) -> Result<Option<WebhookState>, 
         last_attempt_at: last_at.map(from_us),
         last_status: last_status.and_then(|s| u16::try_from(s).ok()),
         last_error,
-        next_attempt_at: due.filter(|_| status == WebhookStatus::Pending).map(from_us),
+        next_attempt_at: due
+            .filter(|_| status == WebhookStatus::Pending)
+            .map(from_us),
     }))
 }
 
