@@ -323,7 +323,20 @@ async fn dynamo_conditional_failures_and_throttling_are_classified() {
         "None",
         "None",
     ]));
-    let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&written, &dup]);
+    // The item found is another create's (no token of this call).
+    let other = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+        GetItemOutput::builder()
+            .item(
+                "create_token",
+                aws_sdk_dynamodb::types::AttributeValue::S("other".into()),
+            )
+            .build()
+    });
+    let ddb = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&written, &dup, &other]
+    );
     let e = DynamoMetadataStore::with_client(ddb, "t")
         .create_batch(&batch())
         .await

@@ -732,6 +732,7 @@ impl MetadataStore for DynamoMetadataStore {
         }
         self.batch_write_all(files).await?;
 
+        let create_token = uuid::Uuid::new_v4().to_string();
         let mut item = key(pk.clone(), BATCH_SK.to_owned());
         item.extend([
             ("principal".to_owned(), s(batch.principal.clone())),
@@ -742,6 +743,8 @@ impl MetadataStore for DynamoMetadataStore {
             ("open_count".to_owned(), n(batch.files.len())),
             ("received_count".to_owned(), n(0)),
             ("version".to_owned(), n(0)),
+            // Tells this call's own earlier attempt apart from another create of the same id.
+            ("create_token".to_owned(), s(create_token.clone())),
             (TTL.to_owned(), n(ttl)),
         ]);
         if let Some(c) = &batch.callback_url {
@@ -792,7 +795,6 @@ impl MetadataStore for DynamoMetadataStore {
             ("batch_id".to_owned(), s(batch.batch_id.clone())),
             (TTL.to_owned(), n(ttl)),
         ]);
-        let created_us = us(batch.created_at);
         let mut delay = Duration::from_millis(20);
         for _ in 0..8 {
             let out = self
@@ -822,10 +824,7 @@ impl MetadataStore for DynamoMetadataStore {
                 let mine = self
                     .get_item(key(pk.clone(), BATCH_SK.to_owned()))
                     .await?
-                    .is_some_and(|b| {
-                        get_s(&b, "principal") == Some(batch.principal.as_str())
-                            && get_n(&b, "created_at") == Some(created_us)
-                    });
+                    .is_some_and(|b| get_s(&b, "create_token") == Some(create_token.as_str()));
                 return if mine {
                     Ok(())
                 } else {
