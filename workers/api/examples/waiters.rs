@@ -64,23 +64,7 @@ async fn start(metadata: Option<Arc<dyn MetadataStore>>) -> Api {
     ));
     deps.metadata = store.clone();
     let stop = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        prism_api::run(
-            cfg,
-            deps,
-            shared::telemetry::metrics::install(),
-            shared::telemetry::Health::new(),
-            s,
-            |a| {
-                let _ = tx.send(a);
-            },
-        )
-        .await
-        .unwrap();
-    });
-    rx.await.unwrap();
+    prism_api::spawn(cfg, deps, stop.clone()).await.unwrap();
     let token = prism_api::dev_token(dir.path()).unwrap();
     Api {
         base,

@@ -339,6 +339,37 @@ pub async fn run(
     .await
 }
 
+/// Start [`run`] on a task (with its own metrics handle and health) and return the address
+/// once it listens: the in-process API of tests and benchmarks. It serves until `shutdown`.
+///
+/// # Errors
+/// When the listener cannot be bound (the server's error is logged by the task).
+pub async fn spawn(
+    cfg: Config,
+    deps: Deps,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let served = run(
+            cfg,
+            deps,
+            shared::telemetry::metrics::install(),
+            Health::new(),
+            shutdown,
+            |a| {
+                let _ = tx.send(a);
+            },
+        )
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "The in-process API stopped.");
+        }
+    });
+    rx.await
+        .map_err(|_| anyhow::anyhow!("the API did not start (its listener could not be bound)"))
+}
+
 /// [`run`], serving `extra` beside the API's own routes on the same address (`prism dev`
 /// mounts its operators' dashboard this way). `extra` must not claim the API's paths.
 ///

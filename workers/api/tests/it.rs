@@ -43,23 +43,7 @@ async fn spawn_app_wrapped(tune: impl FnOnce(&mut Config), wrap: impl FnOnce(&mu
     let mut deps = Deps::local(&stack);
     wrap(&mut deps);
     let stop = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        prism_api::run(
-            cfg,
-            deps,
-            shared::telemetry::metrics::install(),
-            shared::telemetry::Health::new(),
-            s,
-            |a| {
-                let _ = tx.send(a);
-            },
-        )
-        .await
-        .unwrap();
-    });
-    rx.await.unwrap();
+    prism_api::spawn(cfg, deps, stop.clone()).await.unwrap();
     let token = prism_api::dev_token(dir.path()).unwrap();
     App {
         dir,
