@@ -319,7 +319,8 @@ describe('grants the binaries need, and nothing else on data', () => {
 
   test('the DynamoDB calls read from the adapter are the ones expected (the reader works)', () => {
     expect(sorted(dynamoActions())).toEqual(
-      sorted(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem']),
+      // DeleteItem: the expiry index and the webhook outbox (deleted outright, and inside transactions).
+      sorted(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:Query', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem']),
     );
   });
 
