@@ -84,6 +84,9 @@ struct RequestHeader {
     request: VariantRequest,
     limits: Limits,
     settings: EncodeSettings,
+    /// Threads the child may render with (0: its default pool, one thread per core).
+    #[serde(default)]
+    threads: usize,
 }
 
 /// The response header.
@@ -274,7 +277,39 @@ fn apply_limits(args: &ChildArgs) -> std::io::Result<()> {
 fn render_one(req: &RequestHeader, bytes: &[u8]) -> Result<Rendered, RenderError> {
     #[cfg(feature = "test-hooks")]
     test_hooks::apply(bytes);
-    render::render(bytes, &req.request, &req.limits, &req.settings)
+    let run = || render::render(bytes, &req.request, &req.limits, &req.settings);
+    match thread_pool(req.threads) {
+        Some(pool) => pool.install(run),
+        None => run(),
+    }
+}
+
+/// The child's rayon pool of `threads` threads (built once per size), which a render runs in
+/// whole: its decode and resize on one of the pool's threads, its encodes spread over them.
+/// `None` for 0, or when no pool can be built (the render then uses the global pool).
+fn thread_pool(threads: usize) -> Option<std::sync::Arc<rayon::ThreadPool>> {
+    static POOLS: std::sync::OnceLock<
+        Mutex<std::collections::HashMap<usize, std::sync::Arc<rayon::ThreadPool>>>,
+    > = std::sync::OnceLock::new();
+    if threads == 0 {
+        return None;
+    }
+    let mut pools = POOLS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(p) = pools.get(&threads) {
+        return Some(p.clone());
+    }
+    let pool = std::sync::Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("render-{threads}-{i}"))
+            .build()
+            .ok()?,
+    );
+    pools.insert(threads, pool.clone());
+    Some(pool)
 }
 
 /// Test-only ways to make a child misbehave, chosen by the upload's last bytes (after a valid
@@ -426,6 +461,7 @@ pub struct Pool {
     permits: tokio::sync::Semaphore,
     idle: Mutex<Vec<Proc>>,
     size: usize,
+    cores: usize,
 }
 
 impl std::fmt::Debug for Pool {
@@ -489,6 +525,7 @@ impl Pool {
             permits: tokio::sync::Semaphore::new(size.max(1)),
             idle: Mutex::new(Vec::new()),
             size: size.max(1),
+            cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 
@@ -513,6 +550,8 @@ impl Pool {
             request,
             limits: Limits::default(),
             settings: wire_settings(*settings),
+            // Every child busy: the thread count of a full pool.
+            threads: (self.cores / self.size).max(1),
         }) else {
             return 0;
         };
@@ -562,6 +601,19 @@ impl Pool {
             }
         }
         ready
+    }
+
+    /// Threads for a render starting now: the cores shared among the renders in flight (this
+    /// one included), at least one. Every child having a pool of its own, giving each all the
+    /// cores would run `renders × cores` threads on `cores`; sharing them keeps one thread per
+    /// core while the pool is busy, and lets a render that runs alone (the last of a batch)
+    /// use every core.
+    fn threads_now(&self) -> usize {
+        let in_flight = self
+            .size
+            .saturating_sub(self.permits.available_permits())
+            .max(1);
+        (self.cores / in_flight).max(1)
     }
 
     fn take_idle(&self) -> Option<Proc> {
@@ -626,6 +678,7 @@ impl Pool {
             request: request.clone(),
             limits: *limits,
             settings: wire_settings(*settings),
+            threads: self.threads_now(),
         })
         .map_err(|e| PoolError::Unavailable(format!("request header: {e}")))?;
         let until = Instant::now() + deadline;
@@ -877,6 +930,7 @@ mod tests {
             request: VariantRequest::default(),
             limits: Limits::default(),
             settings: EncodeSettings::default(),
+            threads: 1,
         };
         let header = serde_json::to_vec(&req).unwrap();
         let mut frame = Vec::new();
