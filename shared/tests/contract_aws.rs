@@ -101,6 +101,7 @@ async fn presigned_post_uploads_and_presigned_get_downloads() {
         max_bytes: 1024,
         metadata: BTreeMap::from([("prism-file-id".to_owned(), "f1".to_owned())]),
         expires_in: Duration::from_secs(300),
+        method: UploadMethod::Post,
     };
     let up = store.presign_upload(&policy).await.unwrap();
     assert_eq!(up.method, UploadMethod::Post);

@@ -90,12 +90,16 @@ pub struct UploadPolicy {
     pub metadata: BTreeMap<String, String>,
     /// How long the grant lasts.
     pub expires_in: Duration,
+    /// How the producer sends the bytes: a form POST (size within `1..=max_bytes`) or a raw
+    /// PUT (exactly `max_bytes`, with the content type and metadata as headers).
+    pub method: UploadMethod,
 }
 
 /// HTTP method of a presigned upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum UploadMethod {
+    #[default]
     /// A multipart form POST with `fields` then the file.
     Post,
     /// A PUT of the raw body with `headers`.

@@ -188,6 +188,7 @@ async fn presigns_uploads_and_downloads(store: &dyn BlobStore) {
         max_bytes: 1024,
         metadata: BTreeMap::from([("prism-file-id".to_owned(), "f1".to_owned())]),
         expires_in: Duration::from_secs(300),
+        method: UploadMethod::Post,
     };
     let up = store.presign_upload(&policy).await.expect("presign upload");
     match up.method {

@@ -62,6 +62,29 @@ pub struct CreateBatch {
     pub variants: VariantSpec,
     /// Completion callback (https; SSRF-checked).
     pub callback_url: Option<String>,
+    /// How the producer uploads: `post` (a form, the default) or `put` (the raw body).
+    #[serde(default)]
+    pub upload_method: UploadMethodSpec,
+}
+
+/// `upload_method` of a batch request.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadMethodSpec {
+    /// A multipart form POST (browsers' `FormData`, S3 POST policies).
+    #[default]
+    Post,
+    /// A PUT of the raw body with the headers the instructions name.
+    Put,
+}
+
+impl From<UploadMethodSpec> for UploadMethod {
+    fn from(m: UploadMethodSpec) -> Self {
+        match m {
+            UploadMethodSpec::Post => UploadMethod::Post,
+            UploadMethodSpec::Put => UploadMethod::Put,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -242,6 +265,7 @@ async fn create_batch_traced(
             max_bytes: f.size,
             metadata,
             expires_in: Duration::from_secs(limits.upload_expiry_secs),
+            method: req.upload_method.into(),
         };
         let presign = tracing::info_span!(target: trace::TARGET, "presign", file_id = %f.file_id);
         let p: PresignedUpload = s

@@ -430,6 +430,7 @@ mod tests {
             max_bytes: 100,
             metadata: BTreeMap::from([("prism-file-name".into(), "a%20b.jpg".into())]),
             expires_in: Duration::from_secs(60),
+            method: UploadMethod::Post,
         }
     }
 
