@@ -88,7 +88,7 @@ pub(crate) async fn spawn(
         api_deps.media.clone(),
         metrics.clone(),
     );
-    let extra = dashboard.router();
+    let extra = dashboard.router().merge(crate::uploader::router());
     tasks.push(tokio::spawn(async move {
         let on_bound = |a| {
             let _ = bound_tx.send(a);

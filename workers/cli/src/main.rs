@@ -265,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             println!("  metrics    {}/metrics", dev.url);
             println!("  dashboard  {}/", dev.url);
+            println!("  uploader   {}/upload#token={}", dev.url, dev.token);
             dev.wait().await;
             Ok(ExitCode::SUCCESS)
         }
