@@ -5,10 +5,14 @@
 //! instructions. Locally the same answer points at `/local/upload/{bucket}`, which verifies a
 //! POST policy as strictly as S3 (signature, expiry, exact key, content type, metadata,
 //! content-length range) and stores the object through the blob store, whose notification
-//! starts the pipeline.
+//! starts the pipeline; or, for a batch created with `"upload_method": "put"`, at
+//! `/local/upload/{bucket}/{key}?…&signature=…`, a presigned PUT of the raw body with the
+//! content type, metadata and exact length the grant names. With `[http] cors_allowed_origins`
+//! pages on those origins may call the API and these endpoints (see [`cors`]).
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod local;
 pub mod openapi;
@@ -26,7 +30,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http_body_util::BodyExt as _;
 use shared::adapter::local::LocalStack;
 use shared::config::Backend;
@@ -261,7 +265,13 @@ pub fn router(
             "/local/upload/{bucket}",
             post(local::upload).layer(body_limit(upload_limit)),
         )
+        // Authenticated by the URL's grant, checked with the headers before the body is read.
+        .route(
+            "/local/upload/{bucket}/{*key}",
+            put(local::upload_put).layer(body_limit(upload_limit)),
+        )
         .route("/local/object/{bucket}/{*key}", get(local::download));
+    let cors = cors::CorsPolicies::new(&http.cors_allowed_origins);
     let request_timeout = Duration::from_secs(http.request_timeout_secs);
     let api = authenticated
         .merge(open)
@@ -311,6 +321,11 @@ pub fn router(
                 .map_request(|r: Request<tower_http::timeout::TimeoutBody<Body>>| r.map(Body::new)),
         )
         .with_state(state);
+    // Outside every other layer: preflights before authentication, grants on every answer.
+    let api = match cors {
+        Some(c) => api.layer(middleware::from_fn_with_state(c, cors::middleware)),
+        None => api,
+    };
     api.merge(ops_router(metrics, health))
 }
 

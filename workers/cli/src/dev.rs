@@ -142,6 +142,23 @@ pub async fn start(
     config_file: Option<&Path>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<DevStack> {
+    start_with_origins(data_dir, listen, config_file, &[], shutdown).await
+}
+
+/// [`start`], with `cors_origins` (`prism dev --cors-origin`) added to the API's
+/// `[http] cors_allowed_origins`: pages on those origins may call the API and upload and
+/// download through it.
+///
+/// # Errors
+/// Invalid config (an origin that is not `scheme://host[:port]` among them), or a backend that
+/// cannot be opened.
+pub async fn start_with_origins(
+    data_dir: &Path,
+    listen: SocketAddr,
+    config_file: Option<&Path>,
+    cors_origins: &[String],
+    shutdown: CancellationToken,
+) -> anyhow::Result<DevStack> {
     let listen = concrete(listen)?;
     let dir = data_dir.display().to_string();
     let common = [("data_dir", dir.clone()), ("backend", "local".to_owned())];
@@ -164,6 +181,12 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{listen}"));
     api_cfg.http.public_base_url = Some(url.clone());
+    for o in cors_origins {
+        if !api_cfg.http.cors_allowed_origins.contains(o) {
+            api_cfg.http.cors_allowed_origins.push(o.clone());
+        }
+    }
+    api_cfg.validate().context("--cors-origin")?;
 
     let stack = LocalStack::open(data_dir, &api_cfg.common.resources, &url).await?;
     let token = prism_api::dev_token(data_dir)?;

@@ -37,6 +37,14 @@ enum Command {
         /// AWS region with --aws-endpoint.
         #[arg(long, value_name = "REGION", requires = "aws_endpoint")]
         region: Option<String>,
+        /// Let pages on this origin (e.g. http://localhost:5173) call the API and upload
+        /// through it (CORS); repeatable. Embedded backend only.
+        #[arg(
+            long = "cors-origin",
+            value_name = "ORIGIN",
+            conflicts_with = "aws_endpoint"
+        )]
+        cors_origins: Vec<String>,
     },
     /// Upload images as one batch, wait, and print the variants.
     Upload {
@@ -67,6 +75,9 @@ enum Command {
         /// Print the batch as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// How to upload: a presigned form POST or a presigned PUT of the raw file.
+        #[arg(long, value_name = "METHOD", default_value = "post", value_parser = ["post", "put"])]
+        upload_method: String,
     },
     /// Re-publish archived events received in a time range (backfill without re-upload).
     Replay {
@@ -216,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             aws_endpoint,
             region,
+            cors_origins,
         } => {
             let log = shared::config::LogConfig::default();
             // Span export follows the OTEL_EXPORTER_OTLP_*ENDPOINT variables; the guard
@@ -247,7 +259,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dev.wait().await;
                 return Ok(ExitCode::SUCCESS);
             }
-            let dev = prism::dev::start(&data_dir, listen, config.as_deref(), shutdown).await?;
+            let dev = prism::dev::start_with_origins(
+                &data_dir,
+                listen,
+                config.as_deref(),
+                &cors_origins,
+                shutdown,
+            )
+            .await?;
             println!(
                 "prism dev is running on the embedded backend in {}",
                 dev.data_dir.display()
@@ -266,6 +285,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("  metrics    {}/metrics", dev.url);
             println!("  dashboard  {}/", dev.url);
             println!("  uploader   {}/upload#token={}", dev.url, dev.token);
+            if !cors_origins.is_empty() {
+                println!("  CORS       {}", cors_origins.join(", "));
+            }
             dev.wait().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -279,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_original,
             wait,
             json,
+            upload_method,
         } => {
             let args = prism::upload::UploadArgs {
                 paths,
@@ -290,7 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait_secs: wait,
                 progress: !json,
             };
-            let batch = prism::upload::run(&args).await?;
+            let batch = prism::upload::run_as(&args, &upload_method).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&batch)?);
             } else {

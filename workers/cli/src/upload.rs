@@ -100,11 +100,20 @@ pub async fn upload_one(
     check(resp, "upload").await.map(|_| ())
 }
 
-/// Run an upload; returns the final batch view.
+/// Run an upload with presigned POST forms; returns the final batch view.
 ///
 /// # Errors
 /// An unreadable file, an API refusal or an unreachable API.
 pub async fn run(args: &UploadArgs) -> anyhow::Result<Value> {
+    run_as(args, "post").await
+}
+
+/// Run an upload, asking the API for `upload_method` instructions (`post` or `put`); returns
+/// the final batch view.
+///
+/// # Errors
+/// An unreadable file, an API refusal or an unreachable API.
+pub async fn run_as(args: &UploadArgs, upload_method: &str) -> anyhow::Result<Value> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()?;
@@ -117,7 +126,7 @@ pub async fn run(args: &UploadArgs) -> anyhow::Result<Value> {
         );
         files.push(json!({"name": name, "content_type": content_type(p), "size": meta.len()}));
     }
-    let body = json!({"files": files, "variants": {"widths": args.widths, "formats": args.formats, "keep_original": args.keep_original}});
+    let body = json!({"files": files, "variants": {"widths": args.widths, "formats": args.formats, "keep_original": args.keep_original}, "upload_method": upload_method});
     let api = args.api.trim_end_matches('/');
     let resp = http
         .post(format!("{api}/v1/batches"))
