@@ -130,7 +130,7 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   await page.goto(`http://localhost:${port}/`);
-  await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 10_000 });
   for (const method of ['post', 'put']) {
     // Without a readable ETag, Uppy's upload never settles: bound the wait.
     const r = await Promise.race([
@@ -149,7 +149,7 @@ try {
   // The same page from an origin prism does not list: the browser refuses the API call.
   const rogue = await browser.newPage();
   await rogue.goto(`http://127.0.0.1:${port}/`);
-  await rogue.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
+  await rogue.waitForSelector('body[data-ready="true"]', { state: 'attached', timeout: 10_000 });
   const verdict = await rogue.evaluate(([a, t]) => window.tryCreateBatch(a, t), [api, token]);
   console.log(`unlisted origin: ${verdict}`);
   if (!verdict.startsWith('refused')) throw new Error(`an unlisted origin was not refused: ${verdict}`);
