@@ -117,8 +117,10 @@ function bounds(get: ContextGetter, name: string, min: number, max: number): Tas
  */
 export function loadConfig(get: ContextGetter): PrismConfig {
   for (const origin of list(get, 'allowedOrigins')) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin) && origin !== '*') {
-      throw new Error(`allowedOrigins entry '${origin}' must be scheme://host[:port] with no path`);
+    // Exactly as browsers send `Origin` (lower-case host, no path, no wildcard): the API
+    // (`[http] cors_allowed_origins`) refuses anything else and would not start.
+    if (!/^https?:\/\/([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$/.test(origin)) {
+      throw new Error(`allowedOrigins entry '${origin}' must be scheme://host[:port] with no path, wildcard or upper case`);
     }
   }
   const otlpEndpoint = str(get, 'otlpEndpoint');

@@ -18,12 +18,16 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { ImageBucket } from '../constructs/image-bucket';
+import { mediaCorsRules, uploadsCorsRules } from '../cors';
 import { MetadataTable } from '../constructs/metadata-table';
 import { QueueWithDlq } from '../constructs/queue-with-dlq';
 import { MEDIA_RESULT_SUFFIXES, metadataFilterPolicy, resizeFilterPolicy } from '../event-filters';
 
 export interface StatefulStackProps extends StackProps {
-  /** Origins allowed to upload from a browser straight to the uploads bucket. */
+  /**
+   * Browser origins allowed to call prism: the uploads bucket's CORS (POST, PUT), the media
+   * bucket's (GET) and, through {@link StatefulStack.allowedOrigins}, the API's.
+   */
   readonly allowedOrigins: string[];
   /** Client event names (the body's `event_name`) routed to the metadata queue. */
   readonly clientEventNames?: string[];
@@ -67,9 +71,15 @@ export class StatefulStack extends Stack {
    * principal's signing key derives from it. Required by the binary with backend = aws.
    */
   public readonly callbackSigningSecret: secretsmanager.ISecret;
+  /**
+   * The origins the buckets' CORS rules grant; the compute stack gives the API the same list
+   * (`PRISM__HTTP__CORS_ALLOWED_ORIGINS`), so the two cannot disagree.
+   */
+  public readonly allowedOrigins: string[];
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
+    this.allowedOrigins = [...props.allowedOrigins];
 
     // Two keys, because of a dependency cycle: S3 needs `kms:GenerateDataKey*` on the *topic's*
     // key, scoped to the two bucket ARNs, while the buckets are themselves encrypted with a key.
@@ -104,11 +114,12 @@ export class StatefulStack extends Stack {
       accessLogsBucket: this.accessLogsBucket,
       // Originals are transient: the resize worker copies `original` to media when a batch asks.
       expireAfter: Duration.days(30),
-      corsAllowedOrigins: props.allowedOrigins,
+      cors: uploadsCorsRules(props.allowedOrigins),
     }).bucket;
     this.mediaBucket = new ImageBucket(this, 'Media', {
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
+      cors: mediaCorsRules(props.allowedOrigins),
     }).bucket;
     this.archiveBucket = new ImageBucket(this, 'Archive', {
       encryptionKey: this.dataKey,

@@ -249,6 +249,9 @@ fn forge_signature(url: &str) -> String {
     u.to_string()
 }
 
+/// A departure from a PUT grant: what it is, the URL, the headers and the body sent.
+type PutCase = (&'static str, String, BTreeMap<String, String>, Vec<u8>);
+
 /// Send `body` to a presigned PUT with `headers`.
 async fn send_put(
     http: &reqwest::Client,
@@ -312,7 +315,7 @@ pub async fn presigned_put_contract(store: &dyn BlobStore, verifies_grants: bool
         };
         let mut longer = body.clone();
         longer.push(b'!');
-        let cases: Vec<(&str, String, BTreeMap<String, String>, Vec<u8>)> = vec![
+        let cases: Vec<PutCase> = vec![
             (
                 "another content type",
                 up.url.clone(),

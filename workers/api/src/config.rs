@@ -291,4 +291,32 @@ mod tests {
         cfg.http.cors_allowed_origins = vec!["http://localhost:5173".into()];
         cfg.validate().unwrap();
     }
+
+    #[test]
+    fn origins_come_from_a_toml_list_or_a_comma_separated_variable() {
+        // The CDK app sets PRISM__HTTP__CORS_ALLOWED_ORIGINS=a,b on the API task.
+        let env = [(
+            "PRISM__HTTP__CORS_ALLOWED_ORIGINS".to_owned(),
+            "https://app.example.com,http://localhost:5173".to_owned(),
+        )];
+        let cfg: Config = shared::config::load_from_env(None, &[], env).unwrap();
+        assert_eq!(
+            cfg.http.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("api.toml");
+        std::fs::write(
+            &file,
+            "[http]\ncors_allowed_origins = [\"http://localhost:5173\"]\n",
+        )
+        .unwrap();
+        let cfg: Config = shared::config::load_from_env(Some(&file), &[], []).unwrap();
+        assert_eq!(cfg.http.cors_allowed_origins, ["http://localhost:5173"]);
+        let env = [(
+            "PRISM__HTTP__CORS_ALLOWED_ORIGINS".to_owned(),
+            "http://localhost:5173/".to_owned(),
+        )];
+        assert!(shared::config::load_from_env::<Config, _>(None, &[], env).is_err());
+    }
 }
