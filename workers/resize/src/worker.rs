@@ -39,6 +39,7 @@ use shared::error::{ErrorCode, HandlerError, ResultExt};
 use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
+use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
     BlobStore, BlobStoreError, FileError, Message, ObjectMeta, PutOptions, Queue, RenderedFile,
     SourceFacts, VariantRecord,
@@ -579,6 +580,8 @@ impl ResizeHandler {
         let opts = PutOptions {
             content_type: Some("application/json".into()),
             metadata: BTreeMap::new(),
+            // Rewritten in place (a retried render, a superseding failure): never immutable.
+            cache_control: Some(CACHE_REVALIDATE.into()),
         };
         self.deps
             .media
@@ -708,6 +711,8 @@ impl ResizeHandler {
             let opts = PutOptions {
                 content_type: Some(v.format.content_type().into()),
                 metadata: BTreeMap::new(),
+                // The key names everything that determines these bytes.
+                cache_control: Some(CACHE_IMMUTABLE.into()),
             };
             self.deps
                 .media
@@ -728,6 +733,8 @@ impl ResizeHandler {
             let opts = PutOptions {
                 content_type: Some(probe.format.content_type().into()),
                 metadata: BTreeMap::new(),
+                // A file is pinned to its first upload, so its original never changes.
+                cache_control: Some(CACHE_IMMUTABLE.into()),
             };
             self.deps
                 .media

@@ -60,6 +60,7 @@ impl Harness {
         let opts = PutOptions {
             content_type: Some("image/png".into()),
             metadata: BTreeMap::from([(META_REQUEST.to_owned(), request.to_metadata())]),
+            ..Default::default()
         };
         self.stack
             .uploads

@@ -6,8 +6,8 @@
 //!   key says can name a path outside the bucket root.
 //! - **Atomic visibility.** An object is written to a temp file in the bucket (same file
 //!   system), fsynced, then renamed into place: readers see the old object or the new one.
-//!   Content type and user metadata live in the same file, in a header before the body, so
-//!   they change atomically with it.
+//!   Content type, `Cache-Control` and user metadata live in the same file, in a header before
+//!   the body, so they change atomically with it.
 //! - **Notifications.** A bucket configured with rules publishes an S3-shaped `ObjectCreated`
 //!   event to a `Topic` after the object is visible. The event is journalled before the rename
 //!   and removed after the publish; journal entries left by a crash are re-published when the
@@ -89,6 +89,21 @@ struct Header {
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
     e_tag: String,
+    /// Absent in objects written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_control: Option<String>,
+}
+
+impl Header {
+    fn meta(self, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            size,
+            content_type: self.content_type,
+            metadata: self.metadata,
+            e_tag: Some(self.e_tag),
+            cache_control: self.cache_control,
+        }
+    }
 }
 
 fn io(e: std::io::Error) -> BlobStoreError {
@@ -346,6 +361,7 @@ impl FsBlobStore {
             content_type: options.content_type,
             metadata: options.metadata,
             e_tag: e_tag.clone(),
+            cache_control: options.cache_control,
         })
         .map_err(|e| BlobStoreError::Other(e.to_string()))?;
         let event = self
@@ -514,6 +530,7 @@ impl FsBlobStore {
         let opts = PutOptions {
             content_type: Some(grant.content_type),
             metadata: grant.metadata,
+            cache_control: None,
         };
         self.put_as(&grant.key, body, opts, "ObjectCreated:Post")
             .await?;
@@ -539,17 +556,24 @@ impl FsBlobStore {
         ) {
             return Ok(Err(e));
         }
+        self.read(key).await.map(Ok)
+    }
+
+    /// Read an object with its metadata (content type, `Cache-Control`, ETag) in one read.
+    ///
+    /// # Errors
+    /// [`BlobStoreError::NotFound`] when absent, else a classified failure.
+    pub async fn read(&self, key: &str) -> Result<(ObjectMeta, Bytes), BlobStoreError> {
         let path = key_path(&self.root, key)?;
+        let key = key.to_owned();
         let (h, body) = tokio::task::spawn_blocking(move || read_object(&path))
             .await
-            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))??;
-        let meta = ObjectMeta {
-            size: body.len() as u64,
-            content_type: h.content_type,
-            metadata: h.metadata,
-            e_tag: Some(h.e_tag),
-        };
-        Ok(Ok((meta, body)))
+            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))?
+            .map_err(|e| match e {
+                BlobStoreError::NotFound(_) => BlobStoreError::NotFound(key),
+                other => other,
+            })?;
+        Ok((h.meta(body.len() as u64), body))
     }
 }
 
@@ -579,21 +603,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, BlobStoreError> {
-        let path = key_path(&self.root, key)?;
-        let key = key.to_owned();
-        let (h, body) = tokio::task::spawn_blocking(move || read_object(&path))
-            .await
-            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))?
-            .map_err(|e| match e {
-                BlobStoreError::NotFound(_) => BlobStoreError::NotFound(key),
-                other => other,
-            })?;
-        Ok(ObjectMeta {
-            size: body.len() as u64,
-            content_type: h.content_type,
-            metadata: h.metadata,
-            e_tag: Some(h.e_tag),
-        })
+        self.read(key).await.map(|(meta, _)| meta)
     }
 
     async fn put(&self, key: &str, body: Bytes, options: PutOptions) -> Result<(), BlobStoreError> {
