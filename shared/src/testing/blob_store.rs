@@ -58,7 +58,11 @@ async fn stores_and_returns_cache_control(store: &dyn BlobStore) {
         ..Default::default()
     };
     store
-        .put("cc/variant.avif", Bytes::from_static(b"v"), put(Some(CACHE_IMMUTABLE)))
+        .put(
+            "cc/variant.avif",
+            Bytes::from_static(b"v"),
+            put(Some(CACHE_IMMUTABLE)),
+        )
         .await
         .expect("put immutable");
     let head = store.head("cc/variant.avif").await.expect("head");
@@ -66,7 +70,11 @@ async fn stores_and_returns_cache_control(store: &dyn BlobStore) {
     assert_eq!(head.content_type.as_deref(), Some("image/avif"));
     // An overwrite replaces the Cache-Control with the object: set, changed, then removed.
     store
-        .put("cc/variant.avif", Bytes::from_static(b"w"), put(Some(CACHE_REVALIDATE)))
+        .put(
+            "cc/variant.avif",
+            Bytes::from_static(b"w"),
+            put(Some(CACHE_REVALIDATE)),
+        )
         .await
         .expect("put revalidate");
     let head = store.head("cc/variant.avif").await.expect("head");

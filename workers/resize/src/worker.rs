@@ -326,6 +326,8 @@ pub struct ResizeHandler {
     deps: Deps,
     limits: Limits,
     settings: EncodeSettings,
+    /// [`render::engine_id`] of `settings`, part of every variant's tag.
+    engine: String,
     budget: Budget,
     resize: ResizeConfig,
     /// The render processes; `None` renders in this process.
@@ -408,6 +410,7 @@ impl ResizeHandler {
             deps,
             limits: cfg.resize.limits,
             settings: cfg.encode_settings(),
+            engine: render::engine_id(&cfg.encode_settings()),
             budget: Budget::new("resize", cfg.resize.admission_mib),
             resize: cfg.resize.clone(),
             pool,
@@ -706,7 +709,14 @@ impl ResizeHandler {
         };
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
-            let vkey = keys::variant_key(batch, file, v.target_width, v.format);
+            let tag = keys::variant_tag(
+                &self.engine,
+                v.format,
+                request.quality(v.format),
+                request.fit,
+                v.target_width,
+            );
+            let vkey = keys::variant_key(batch, file, v.target_width, &tag, v.format);
             let n = v.bytes.len();
             let opts = PutOptions {
                 content_type: Some(v.format.content_type().into()),
