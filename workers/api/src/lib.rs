@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod media;
 pub mod openapi;
 pub mod routes;
 pub mod watch;
@@ -262,6 +263,14 @@ pub fn router(
             post(local::upload).layer(body_limit(upload_limit)),
         )
         .route("/local/object/{bucket}/{*key}", get(local::download));
+    let open = if http.public_media && state.local.is_some() {
+        open.route(
+            "/media/{*key}",
+            get(media::serve).fallback(media::read_only),
+        )
+    } else {
+        open
+    };
     let request_timeout = Duration::from_secs(http.request_timeout_secs);
     let api = authenticated
         .merge(open)
@@ -376,7 +385,7 @@ pub async fn spawn(
 /// # Errors
 /// When the listener cannot be bound or the server fails.
 pub async fn run_with(
-    cfg: Config,
+    mut cfg: Config,
     deps: Deps,
     rt_metrics: shared::telemetry::metrics::Handle,
     health: Health,
@@ -396,6 +405,14 @@ pub async fn run_with(
         })?;
     let addr = listener.local_addr()?;
     on_bound(addr);
+    if cfg.http.public_media && cfg.http.media_base_url.is_none() {
+        let base = cfg
+            .http
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        cfg.http.media_base_url = Some(format!("{}/media", base.trim_end_matches('/')));
+    }
     let mut tokens = cfg.auth.token_sha256s.clone();
     if tokens.is_empty() && cfg.common.backend == Backend::Local {
         let token = dev_token(&cfg.common.data_dir)?;

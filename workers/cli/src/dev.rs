@@ -131,6 +131,15 @@ pub(crate) async fn spawn(
     Ok(tasks)
 }
 
+/// Options of the local `prism dev` beyond its config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DevOptions {
+    /// Serve the media bucket publicly, read-only, at `{url}/media/{key}` and hand out those
+    /// stable URLs instead of presigned GETs (sets `[http] public_media`), as a CDN in front of
+    /// the media bucket does on AWS.
+    pub public_media: bool,
+}
+
 /// Start the stack on `data_dir`, the API on `listen` (port 0 picks one), cancelled by
 /// `shutdown`.
 ///
@@ -140,6 +149,27 @@ pub async fn start(
     data_dir: &Path,
     listen: SocketAddr,
     config_file: Option<&Path>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<DevStack> {
+    start_with(
+        data_dir,
+        listen,
+        config_file,
+        DevOptions::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`start`] with `options`.
+///
+/// # Errors
+/// Invalid config, or a backend that cannot be opened.
+pub async fn start_with(
+    data_dir: &Path,
+    listen: SocketAddr,
+    config_file: Option<&Path>,
+    options: DevOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<DevStack> {
     let listen = concrete(listen)?;
@@ -164,6 +194,10 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{listen}"));
     api_cfg.http.public_base_url = Some(url.clone());
+    if options.public_media {
+        api_cfg.http.public_media = true;
+        // The API defaults `media_base_url` to `{url}/media` (unless configured).
+    }
 
     let stack = LocalStack::open(data_dir, &api_cfg.common.resources, &url).await?;
     let token = prism_api::dev_token(data_dir)?;

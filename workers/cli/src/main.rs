@@ -37,6 +37,10 @@ enum Command {
         /// AWS region with --aws-endpoint.
         #[arg(long, value_name = "REGION", requires = "aws_endpoint")]
         region: Option<String>,
+        /// Serve the media bucket publicly and read-only at API/media/{key} (as a CDN would),
+        /// and hand out those stable URLs instead of presigned GETs.
+        #[arg(long, conflicts_with = "aws_endpoint")]
+        public_media: bool,
     },
     /// Upload images as one batch, wait, and print the variants.
     Upload {
@@ -216,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             aws_endpoint,
             region,
+            public_media,
         } => {
             let log = shared::config::LogConfig::default();
             // Span export follows the OTEL_EXPORTER_OTLP_*ENDPOINT variables; the guard
@@ -247,7 +252,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dev.wait().await;
                 return Ok(ExitCode::SUCCESS);
             }
-            let dev = prism::dev::start(&data_dir, listen, config.as_deref(), shutdown).await?;
+            let options = prism::dev::DevOptions { public_media };
+            let dev =
+                prism::dev::start_with(&data_dir, listen, config.as_deref(), options, shutdown)
+                    .await?;
             println!(
                 "prism dev is running on the embedded backend in {}",
                 dev.data_dir.display()
@@ -265,6 +273,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             println!("  metrics    {}/metrics", dev.url);
             println!("  dashboard  {}/", dev.url);
+            if public_media {
+                println!(
+                    "  media      {}/media/media/…   (public, read-only)",
+                    dev.url
+                );
+            }
             dev.wait().await;
             Ok(ExitCode::SUCCESS)
         }
