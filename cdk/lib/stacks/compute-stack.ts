@@ -196,7 +196,11 @@ export class ComputeStack extends Stack {
       image: image('prism-api'),
       cpu: 512,
       memoryLimitMiB: 1024,
-      environment,
+      environment: {
+        ...environment,
+        // Stable variant URLs through the CDN instead of presigned GETs.
+        ...(data.mediaCdn ? { PRISM__HTTP__MEDIA_BASE_URL: data.mediaCdn.baseUrl } : {}),
+      },
       secrets: { PRISM__AUTH__TOKEN_SHA256S: ecs.Secret.fromSecretsManager(data.apiTokenSecret) },
       bounds: props.api,
       certificateArn: props.certificateArn,

@@ -18,6 +18,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { ImageBucket } from '../constructs/image-bucket';
+import { MediaCdn } from '../constructs/media-cdn';
 import { MetadataTable } from '../constructs/metadata-table';
 import { QueueWithDlq } from '../constructs/queue-with-dlq';
 import { MEDIA_RESULT_SUFFIXES, metadataFilterPolicy, resizeFilterPolicy } from '../event-filters';
@@ -31,6 +32,8 @@ export interface StatefulStackProps extends StackProps {
   readonly apiTokenSecretArn?: string;
   /** Use this existing secret for the callback signing key instead of generating one. */
   readonly callbackSecretArn?: string;
+  /** Put a CloudFront distribution (Origin Access Control) in front of the media bucket. */
+  readonly cdn?: boolean;
 }
 
 /** Per-worker visibility timeouts: each worker's worst case plus margin (see DESIGN §5/§6). */
@@ -67,6 +70,11 @@ export class StatefulStack extends Stack {
    * principal's signing key derives from it. Required by the binary with backend = aws.
    */
   public readonly callbackSigningSecret: secretsmanager.ISecret;
+  /**
+   * The CloudFront distribution in front of the media bucket, with `cdn`. It lives here because
+   * the media bucket's and the data key's policies name it (another stack would make a cycle).
+   */
+  public readonly mediaCdn?: MediaCdn;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
@@ -110,6 +118,9 @@ export class StatefulStack extends Stack {
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
     }).bucket;
+    if (props.cdn) {
+      this.mediaCdn = new MediaCdn(this, 'MediaCdn', { bucket: this.mediaBucket });
+    }
     this.archiveBucket = new ImageBucket(this, 'Archive', {
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
@@ -274,6 +285,9 @@ export class StatefulStack extends Stack {
       ApiTokenSecretArn: this.apiTokenSecret.secretArn,
       CallbackSecretArn: this.callbackSigningSecret.secretArn,
     };
+    if (this.mediaCdn) {
+      outputs.MediaBaseUrl = this.mediaCdn.baseUrl;
+    }
     for (const [name, value] of Object.entries(outputs)) {
       new CfnOutput(this, name, { value });
     }
