@@ -6,6 +6,11 @@
 //! POST policy as strictly as S3 (signature, expiry, exact key, content type, metadata,
 //! content-length range) and stores the object through the blob store, whose notification
 //! starts the pipeline.
+//!
+//! Variant URLs in the batch view are presigned GETs, or `{media_base_url}/{key}` when
+//! `[http] media_base_url` names a CDN. With `[http] public_media` (local backend only),
+//! [`media`] serves the media bucket publicly and read-only at `/media/{key}` and
+//! `media_base_url` defaults to it.
 
 pub mod auth;
 pub mod config;
