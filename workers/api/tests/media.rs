@@ -89,7 +89,7 @@ async fn raw_get(base: &str, path: &str) -> u16 {
     head[9..12].parse().unwrap()
 }
 
-fn header_of<'a>(r: &'a reqwest::Response, name: header::HeaderName) -> Option<&'a str> {
+fn header_of(r: &reqwest::Response, name: header::HeaderName) -> Option<&str> {
     r.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
