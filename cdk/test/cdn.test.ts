@@ -6,6 +6,7 @@
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import { logicalId, synthPrism, Synthesized } from './helpers';
+import { configKeys } from './rust-source';
 
 let off: Synthesized;
 let on: Synthesized;
@@ -150,6 +151,8 @@ describe('with cdn=true', () => {
     // The distribution's DomainName, exported by the stateful stack.
     expect(url).toContain('Fn::ImportValue');
     expect(url).toContain(`${distribution().id}DomainName`);
+    // A key the API's Rust config deserializes (its sections deny unknown keys).
+    expect(configKeys('prism-api').has('PRISM__HTTP__MEDIA_BASE_URL')).toBe(true);
     for (const w of ['Resize', 'Archiver', 'Metadata']) {
       expect(taskEnv(on.compute_, w)).not.toHaveProperty('PRISM__HTTP__MEDIA_BASE_URL');
     }
