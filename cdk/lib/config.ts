@@ -53,6 +53,12 @@ export interface PrismConfig {
   readonly metadata: TaskBounds;
   /** Run queue workers on Fargate Spot (they are at-least-once consumers and drain on SIGTERM). */
   readonly workerSpot: boolean;
+  /**
+   * Put a CloudFront distribution in front of the media bucket (Origin Access Control, the bucket
+   * stays private) and hand out stable `https://<distribution>/<key>` variant URLs instead of
+   * presigned GETs (the API's `media_base_url`).
+   */
+  readonly cdn: boolean;
 }
 
 /** Reads one context value; `app.node.tryGetContext` in the app, a map lookup in tests. */
@@ -152,5 +158,6 @@ export function loadConfig(get: ContextGetter): PrismConfig {
     archiver: bounds(get, 'archiver', 0, 2),
     metadata: bounds(get, 'metadata', 1, 4),
     workerSpot: bool(get, 'workerSpot', true),
+    cdn: bool(get, 'cdn', false),
   };
 }

@@ -52,6 +52,15 @@ impl OutputFormat {
     }
 }
 
+impl Fit {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fit::Inside => "inside",
+        }
+    }
+}
+
 impl std::fmt::Display for OutputFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -163,6 +172,14 @@ impl VariantRequest {
             }
         }
         Ok(self)
+    }
+
+    /// The quality asked for `format`.
+    pub fn quality(&self, format: OutputFormat) -> u8 {
+        match format {
+            OutputFormat::Webp => self.webp_quality,
+            OutputFormat::Avif => self.avif_quality,
+        }
     }
 
     /// The compact JSON stored under [`META_REQUEST`].

@@ -197,8 +197,13 @@ export class ComputeStack extends Stack {
       image: image('prism-api'),
       cpu: 512,
       memoryLimitMiB: 1024,
-      // The API answers CORS for the same origins the buckets grant (one context list).
-      environment: { ...environment, ...apiCorsEnvironment(data.allowedOrigins) },
+      environment: {
+        ...environment,
+        // The API answers CORS for the same origins the buckets grant (one context list).
+        ...apiCorsEnvironment(data.allowedOrigins),
+        // Stable variant URLs through the CDN instead of presigned GETs.
+        ...(data.mediaCdn ? { PRISM__HTTP__MEDIA_BASE_URL: data.mediaCdn.baseUrl } : {}),
+      },
       secrets: { PRISM__AUTH__TOKEN_SHA256S: ecs.Secret.fromSecretsManager(data.apiTokenSecret) },
       bounds: props.api,
       certificateArn: props.certificateArn,

@@ -19,6 +19,7 @@ import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { ImageBucket } from '../constructs/image-bucket';
 import { mediaCorsRules, uploadsCorsRules } from '../cors';
+import { MediaCdn } from '../constructs/media-cdn';
 import { MetadataTable } from '../constructs/metadata-table';
 import { QueueWithDlq } from '../constructs/queue-with-dlq';
 import { MEDIA_RESULT_SUFFIXES, metadataFilterPolicy, resizeFilterPolicy } from '../event-filters';
@@ -35,6 +36,8 @@ export interface StatefulStackProps extends StackProps {
   readonly apiTokenSecretArn?: string;
   /** Use this existing secret for the callback signing key instead of generating one. */
   readonly callbackSecretArn?: string;
+  /** Put a CloudFront distribution (Origin Access Control) in front of the media bucket. */
+  readonly cdn?: boolean;
 }
 
 /** Per-worker visibility timeouts: each worker's worst case plus margin (see DESIGN §5/§6). */
@@ -76,6 +79,11 @@ export class StatefulStack extends Stack {
    * (`PRISM__HTTP__CORS_ALLOWED_ORIGINS`), so the two cannot disagree.
    */
   public readonly allowedOrigins: string[];
+  /**
+   * The CloudFront distribution in front of the media bucket, with `cdn`. It lives here because
+   * the media bucket's and the data key's policies name it (another stack would make a cycle).
+   */
+  public readonly mediaCdn?: MediaCdn;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
@@ -121,6 +129,9 @@ export class StatefulStack extends Stack {
       accessLogsBucket: this.accessLogsBucket,
       cors: mediaCorsRules(props.allowedOrigins),
     }).bucket;
+    if (props.cdn) {
+      this.mediaCdn = new MediaCdn(this, 'MediaCdn', { bucket: this.mediaBucket });
+    }
     this.archiveBucket = new ImageBucket(this, 'Archive', {
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
@@ -285,6 +296,9 @@ export class StatefulStack extends Stack {
       ApiTokenSecretArn: this.apiTokenSecret.secretArn,
       CallbackSecretArn: this.callbackSigningSecret.secretArn,
     };
+    if (this.mediaCdn) {
+      outputs.MediaBaseUrl = this.mediaCdn.baseUrl;
+    }
     for (const [name, value] of Object.entries(outputs)) {
       new CfnOutput(this, name, { value });
     }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::port::blob_store::{BlobStore, BlobStoreError, PutOptions, UploadMethod, UploadPolicy};
+use crate::port::blob_store::{
+    BlobStore, BlobStoreError, CACHE_IMMUTABLE, CACHE_REVALIDATE, PutOptions, UploadMethod,
+    UploadPolicy,
+};
 
 /// Run every rule of the contract against an empty bucket.
 ///
@@ -14,6 +17,7 @@ use crate::port::blob_store::{BlobStore, BlobStoreError, PutOptions, UploadMetho
 /// On the first broken rule.
 pub async fn blob_store_contract(store: Arc<dyn BlobStore>) {
     round_trips_body_type_and_metadata(&*store).await;
+    stores_and_returns_cache_control(&*store).await;
     missing_objects_are_not_found(&*store).await;
     overwrite_replaces_whole_object(&*store).await;
     awkward_keys_round_trip(&*store).await;
@@ -28,6 +32,7 @@ async fn round_trips_body_type_and_metadata(store: &dyn BlobStore) {
     let opts = PutOptions {
         content_type: Some("image/webp".into()),
         metadata: meta.clone(),
+        cache_control: None,
     };
     let body = Bytes::from_static(b"RIFF\x00\x00\x00\x00WEBPVP8 ");
     store
@@ -44,6 +49,42 @@ async fn round_trips_body_type_and_metadata(store: &dyn BlobStore) {
         .await
         .expect("put empty");
     assert_eq!(store.get("empty").await.expect("get empty").len(), 0);
+}
+
+async fn stores_and_returns_cache_control(store: &dyn BlobStore) {
+    let put = |cc: Option<&str>| PutOptions {
+        content_type: Some("image/avif".into()),
+        cache_control: cc.map(str::to_owned),
+        ..Default::default()
+    };
+    store
+        .put(
+            "cc/variant.avif",
+            Bytes::from_static(b"v"),
+            put(Some(CACHE_IMMUTABLE)),
+        )
+        .await
+        .expect("put immutable");
+    let head = store.head("cc/variant.avif").await.expect("head");
+    assert_eq!(head.cache_control.as_deref(), Some(CACHE_IMMUTABLE));
+    assert_eq!(head.content_type.as_deref(), Some("image/avif"));
+    // An overwrite replaces the Cache-Control with the object: set, changed, then removed.
+    store
+        .put(
+            "cc/variant.avif",
+            Bytes::from_static(b"w"),
+            put(Some(CACHE_REVALIDATE)),
+        )
+        .await
+        .expect("put revalidate");
+    let head = store.head("cc/variant.avif").await.expect("head");
+    assert_eq!(head.cache_control.as_deref(), Some(CACHE_REVALIDATE));
+    store
+        .put("cc/variant.avif", Bytes::from_static(b"x"), put(None))
+        .await
+        .expect("put none");
+    let head = store.head("cc/variant.avif").await.expect("head");
+    assert_eq!(head.cache_control, None);
 }
 
 async fn missing_objects_are_not_found(store: &dyn BlobStore) {

@@ -16,6 +16,10 @@ pub struct HttpConfig {
     pub public_base_url: Option<String>,
     /// Serve variant URLs as `{media_base_url}/{key}` (a CDN) instead of presigned GETs.
     pub media_base_url: Option<String>,
+    /// Local backend only: serve the media bucket publicly and read-only at
+    /// `/media/{key}` (keys under `media/`), as a CDN would; `media_base_url` then defaults to
+    /// `{public_base_url}/media`.
+    pub public_media: bool,
     /// A connection must send a request's whole head (request line and headers) within this
     /// many seconds of starting it, or it is closed.
     pub header_read_timeout_secs: u64,
@@ -40,6 +44,7 @@ impl Default for HttpConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: None,
             media_base_url: None,
+            public_media: false,
             header_read_timeout_secs: 10,
             body_timeout_secs: 30,
             request_timeout_secs: 90,
@@ -244,6 +249,20 @@ impl Validate for Config {
                      scheme://host[:port], e.g. http://localhost:5173"
                 ))
             })?;
+        }
+        if h.public_media && self.common.backend != shared::config::Backend::Local {
+            return Err(ConfigError::Invalid(
+                "http.public_media serves the local media bucket: it needs backend = local (on \
+                 AWS, put a CDN in front of the media bucket and set http.media_base_url)"
+                    .into(),
+            ));
+        }
+        if let Some(base) = &h.media_base_url
+            && !(base.starts_with("https://") || base.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "http.media_base_url must be an http(s) URL, got {base:?}"
+            )));
         }
         if h.request_timeout_secs <= l.max_wait_secs {
             return Err(ConfigError::Invalid(format!(

@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | `/v1/…` | GET, POST | `authorization`, `content-type`, `idempotency-key`, `traceparent` | `location`, `retry-after`, `etag` |
 //! | `/local/upload/…` | POST, PUT | `content-type` and the `x-amz-meta-*` headers prism's PUT instructions name | `etag`, `location` |
-//! | `/local/object/…` | GET | none | none |
+//! | `/local/object/…`, `/media/…` | GET | none | none |
 //!
 //! An origin not in the list gets no `Access-Control-Allow-Origin`, so the browser refuses the
 //! answer to its page. Other paths (the dashboard, `/metrics`) answer no CORS.
@@ -104,7 +104,7 @@ impl CorsPolicies {
             Some(&self.api)
         } else if path.starts_with("/local/upload/") {
             Some(&self.upload)
-        } else if path.starts_with("/local/object/") {
+        } else if path.starts_with("/local/object/") || path.starts_with("/media/") {
             Some(&self.object)
         } else {
             None

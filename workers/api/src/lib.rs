@@ -9,12 +9,18 @@
 //! `/local/upload/{bucket}/{key}?…&signature=…`, a presigned PUT of the raw body with the
 //! content type, metadata and exact length the grant names. With `[http] cors_allowed_origins`
 //! pages on those origins may call the API and these endpoints (see [`cors`]).
+//!
+//! Variant URLs in the batch view are presigned GETs, or `{media_base_url}/{key}` when
+//! `[http] media_base_url` names a CDN. With `[http] public_media` (local backend only),
+//! [`media`] serves the media bucket publicly and read-only at `/media/{key}` and
+//! `media_base_url` defaults to it.
 
 pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod error;
 pub mod local;
+pub mod media;
 pub mod openapi;
 pub mod routes;
 pub mod watch;
@@ -271,6 +277,14 @@ pub fn router(
             put(local::upload_put).layer(body_limit(upload_limit)),
         )
         .route("/local/object/{bucket}/{*key}", get(local::download));
+    let open = if http.public_media && state.local.is_some() {
+        open.route(
+            "/media/{*key}",
+            get(media::serve).fallback(media::read_only),
+        )
+    } else {
+        open
+    };
     let cors = cors::CorsPolicies::new(&http.cors_allowed_origins);
     let request_timeout = Duration::from_secs(http.request_timeout_secs);
     let api = authenticated
@@ -391,7 +405,7 @@ pub async fn spawn(
 /// # Errors
 /// When the listener cannot be bound or the server fails.
 pub async fn run_with(
-    cfg: Config,
+    mut cfg: Config,
     deps: Deps,
     rt_metrics: shared::telemetry::metrics::Handle,
     health: Health,
@@ -411,6 +425,14 @@ pub async fn run_with(
         })?;
     let addr = listener.local_addr()?;
     on_bound(addr);
+    if cfg.http.public_media && cfg.http.media_base_url.is_none() {
+        let base = cfg
+            .http
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        cfg.http.media_base_url = Some(format!("{}/media", base.trim_end_matches('/')));
+    }
     let mut tokens = cfg.auth.token_sha256s.clone();
     if tokens.is_empty() && cfg.common.backend == Backend::Local {
         let token = dev_token(&cfg.common.data_dir)?;

@@ -373,7 +373,12 @@ pub async fn download(
                     meta.content_type
                         .unwrap_or_else(|| "application/octet-stream".into()),
                 ),
-                (header::CACHE_CONTROL, "private, max-age=3600".into()),
+                // The object's own, as S3 answers a presigned GET.
+                (
+                    header::CACHE_CONTROL,
+                    meta.cache_control
+                        .unwrap_or_else(|| "private, max-age=3600".into()),
+                ),
             ],
             Body::from(body),
         )

@@ -45,6 +45,10 @@ enum Command {
             conflicts_with = "aws_endpoint"
         )]
         cors_origins: Vec<String>,
+        /// Serve the media bucket publicly and read-only at API/media/{key} (as a CDN would),
+        /// and hand out those stable URLs instead of presigned GETs.
+        #[arg(long, conflicts_with = "aws_endpoint")]
+        public_media: bool,
     },
     /// Upload images as one batch, wait, and print the variants.
     Upload {
@@ -228,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             aws_endpoint,
             region,
             cors_origins,
+            public_media,
         } => {
             let log = shared::config::LogConfig::default();
             // Span export follows the OTEL_EXPORTER_OTLP_*ENDPOINT variables; the guard
@@ -259,14 +264,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dev.wait().await;
                 return Ok(ExitCode::SUCCESS);
             }
-            let dev = prism::dev::start_with_origins(
-                &data_dir,
-                listen,
-                config.as_deref(),
-                &cors_origins,
-                shutdown,
-            )
-            .await?;
+            let options = prism::dev::DevOptions {
+                public_media,
+                cors_origins: cors_origins.clone(),
+            };
+            let dev =
+                prism::dev::start_with(&data_dir, listen, config.as_deref(), options, shutdown)
+                    .await?;
             println!(
                 "prism dev is running on the embedded backend in {}",
                 dev.data_dir.display()
@@ -287,6 +291,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("  uploader   {}/upload#token={}", dev.url, dev.token);
             if !cors_origins.is_empty() {
                 println!("  CORS       {}", cors_origins.join(", "));
+            }
+            if public_media {
+                println!(
+                    "  media      {}/media/media/…   (public, read-only)",
+                    dev.url
+                );
             }
             dev.wait().await;
             Ok(ExitCode::SUCCESS)

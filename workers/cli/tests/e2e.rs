@@ -198,11 +198,14 @@ async fn put_uploads_from_a_page_origin_flow_through_the_local_pipeline() {
     const ORIGIN: &str = "http://localhost:5173";
     let corpus = shared::testing::corpus();
     let dir = tempfile::tempdir().unwrap();
-    let dev = prism::dev::start_with_origins(
+    let dev = prism::dev::start_with(
         dir.path(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
         None,
-        &[ORIGIN.to_owned()],
+        prism::dev::DevOptions {
+            cors_origins: vec![ORIGIN.to_owned()],
+            ..Default::default()
+        },
         CancellationToken::new(),
     )
     .await

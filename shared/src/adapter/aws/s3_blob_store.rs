@@ -188,6 +188,7 @@ impl BlobStore for S3BlobStore {
                 content_type: o.content_type().map(str::to_owned),
                 metadata: o.metadata().map(lower_metadata).unwrap_or_default(),
                 e_tag: o.e_tag().map(str::to_owned),
+                cache_control: o.cache_control().map(str::to_owned),
             }),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                 Err(BlobStoreError::NotFound(key.to_owned()))
@@ -208,6 +209,9 @@ impl BlobStore for S3BlobStore {
             .body(ByteStream::from(body));
         if let Some(ct) = options.content_type {
             req = req.content_type(ct);
+        }
+        if let Some(cc) = options.cache_control {
+            req = req.cache_control(cc);
         }
         for (k, v) in options.metadata {
             req = req.metadata(k, v);

@@ -6,9 +6,9 @@
 //!   key says can name a path outside the bucket root.
 //! - **Atomic visibility.** An object is written to a temp file in the bucket (same file
 //!   system), fsynced, then renamed into place: readers see the old object or the new one.
-//!   Content type and user metadata live in the same file, in a header before the body, so
-//!   they change atomically with it. The entity tag is the body's hex MD5, as S3's for a
-//!   single-part object.
+//!   Content type, `Cache-Control` and user metadata live in the same file, in a header before
+//!   the body, so they change atomically with it. The entity tag is the body's hex MD5, as
+//!   S3's for a single-part object.
 //! - **Presigned uploads** ([`LocalSigner`]): a POST form or, for [`UploadMethod::Put`], a PUT
 //!   URL; [`FsBlobStore::verify_put_url`] and [`FsBlobStore::store_put_upload`] serve the
 //!   latter (the HTTP side is prism-api's upload endpoint).
@@ -107,6 +107,21 @@ struct Header {
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
     e_tag: String,
+    /// Absent in objects written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_control: Option<String>,
+}
+
+impl Header {
+    fn meta(self, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            size,
+            content_type: self.content_type,
+            metadata: self.metadata,
+            e_tag: Some(self.e_tag),
+            cache_control: self.cache_control,
+        }
+    }
 }
 
 fn io(e: std::io::Error) -> BlobStoreError {
@@ -364,6 +379,7 @@ impl FsBlobStore {
             content_type: options.content_type,
             metadata: options.metadata,
             e_tag: e_tag.clone(),
+            cache_control: options.cache_control,
         })
         .map_err(|e| BlobStoreError::Other(e.to_string()))?;
         let event = self
@@ -542,6 +558,7 @@ impl FsBlobStore {
         let opts = PutOptions {
             content_type: Some(upload.content_type),
             metadata: upload.metadata,
+            cache_control: None,
         };
         let e_tag = self.put_as(&upload.key, body, opts, event_name).await?;
         Ok(StoredUpload {
@@ -618,17 +635,24 @@ impl FsBlobStore {
         ) {
             return Ok(Err(e));
         }
+        self.read(key).await.map(Ok)
+    }
+
+    /// Read an object with its metadata (content type, `Cache-Control`, ETag) in one read.
+    ///
+    /// # Errors
+    /// [`BlobStoreError::NotFound`] when absent, else a classified failure.
+    pub async fn read(&self, key: &str) -> Result<(ObjectMeta, Bytes), BlobStoreError> {
         let path = key_path(&self.root, key)?;
+        let key = key.to_owned();
         let (h, body) = tokio::task::spawn_blocking(move || read_object(&path))
             .await
-            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))??;
-        let meta = ObjectMeta {
-            size: body.len() as u64,
-            content_type: h.content_type,
-            metadata: h.metadata,
-            e_tag: Some(h.e_tag),
-        };
-        Ok(Ok((meta, body)))
+            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))?
+            .map_err(|e| match e {
+                BlobStoreError::NotFound(_) => BlobStoreError::NotFound(key),
+                other => other,
+            })?;
+        Ok((h.meta(body.len() as u64), body))
     }
 }
 
@@ -658,21 +682,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, BlobStoreError> {
-        let path = key_path(&self.root, key)?;
-        let key = key.to_owned();
-        let (h, body) = tokio::task::spawn_blocking(move || read_object(&path))
-            .await
-            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))?
-            .map_err(|e| match e {
-                BlobStoreError::NotFound(_) => BlobStoreError::NotFound(key),
-                other => other,
-            })?;
-        Ok(ObjectMeta {
-            size: body.len() as u64,
-            content_type: h.content_type,
-            metadata: h.metadata,
-            e_tag: Some(h.e_tag),
-        })
+        self.read(key).await.map(|(meta, _)| meta)
     }
 
     async fn put(&self, key: &str, body: Bytes, options: PutOptions) -> Result<(), BlobStoreError> {
