@@ -63,15 +63,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `prism dev` on a temporary data dir with `config` (TOML) as its config file.
-async fn start(config: &str) -> (tempfile::TempDir, prism::dev::DevStack) {
+/// `prism dev` on a temporary data dir with `options`.
+async fn start(options: prism::dev::DevOptions) -> (tempfile::TempDir, prism::dev::DevStack) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("prism.toml");
-    std::fs::write(&file, config).unwrap();
-    let dev = prism::dev::start(
-        &dir.path().join("data"),
+    let dev = prism::dev::start_with(
+        dir.path(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
-        Some(&file),
+        None,
+        options,
         CancellationToken::new(),
     )
     .await
@@ -102,7 +101,12 @@ async fn node(script: &str, envs: &[(&str, String)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_upload_page_uploads_with_post_and_put_and_shows_the_results() {
-    let (_dir, dev) = start("").await;
+    // Stable public variant URLs, as behind a CDN (`prism dev --public-media`).
+    let (_dir, dev) = start(prism::dev::DevOptions {
+        public_media: true,
+        ..Default::default()
+    })
+    .await;
     let screenshot = artifacts_dir().join("uploader.png");
     let _ = std::fs::remove_file(&screenshot);
     let stdout = node(
@@ -132,9 +136,10 @@ async fn uppy_uploads_from_a_listed_origin_and_an_unlisted_one_is_refused() {
     let port = free_port();
     // `localhost` and `127.0.0.1` are different origins: the page is served on both, only the
     // first is listed.
-    let (_dir, dev) = start(&format!(
-        "[http]\ncors_allowed_origins = [\"http://localhost:{port}\"]\n"
-    ))
+    let (_dir, dev) = start(prism::dev::DevOptions {
+        cors_origins: vec![format!("http://localhost:{port}")],
+        ..Default::default()
+    })
     .await;
     let stdout = node(
         "uppy.mjs",
