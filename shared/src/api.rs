@@ -51,7 +51,9 @@ fn widths_schema() -> ArrayBuilder {
 
 fn formats_schema() -> ArrayBuilder {
     ArrayBuilder::new()
-        .items(utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name("OutputFormat")))
+        .items(utoipa::openapi::RefOr::Ref(
+            utoipa::openapi::Ref::from_schema_name("OutputFormat"),
+        ))
         .min_items(Some(1))
         .description(Some("Non-empty subset of webp, avif (duplicates ignored)"))
 }
@@ -65,7 +67,11 @@ pub struct FileSpec {
     #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00-\x1f\x7f]+$")]
     pub name: String,
     /// Declared content type, `image/*` (a hint: the worker sniffs the bytes).
-    #[schema(max_length = 100, pattern = r"^image/[A-Za-z0-9+.\-]+$", example = "image/jpeg")]
+    #[schema(
+        max_length = 100,
+        pattern = r"^image/[A-Za-z0-9+.\-]+$",
+        example = "image/jpeg"
+    )]
     pub content_type: String,
     /// Exact size in bytes, 1 up to `[limits] max_upload_bytes` (50 MiB by default).
     #[schema(minimum = 1)]
@@ -634,41 +640,53 @@ impl Client {
         bytes: impl Into<bytes::Bytes>,
         content_type: &str,
     ) -> Result<(), ClientError> {
-        let bytes: bytes::Bytes = bytes.into();
-        let r = match instructions.method {
-            UploadMethod::Post => {
-                let mut form = reqwest::multipart::Form::new();
-                for (k, v) in instructions.fields.iter().flatten() {
-                    form = form.text(k.clone(), v.clone());
-                }
-                let part = reqwest::multipart::Part::stream_with_length(
-                    reqwest::Body::from(bytes.clone()),
-                    bytes.len() as u64,
-                )
-                .file_name("upload")
-                .mime_str(content_type)?;
-                self.http
-                    .post(&instructions.url)
-                    .multipart(form.part("file", part))
-            }
-            UploadMethod::Put => {
-                let mut r = self.http.put(&instructions.url).body(bytes);
-                for (k, v) in instructions.headers.iter().flatten() {
-                    r = r.header(k.as_str(), v.as_str());
-                }
-                r
-            }
-        };
-        let resp = r.send().await?;
-        if resp.status().is_success() {
-            return Ok(());
-        }
-        let status = resp.status().as_u16();
-        Err(ClientError::Unexpected {
-            status,
-            body: read_capped(resp).await,
-        })
+        upload(&self.http, instructions, bytes, content_type).await
     }
+}
+
+/// [`Client::upload`] over any `reqwest` client: presigned uploads need no token.
+///
+/// # Errors
+/// A refused upload or a transport failure.
+pub async fn upload(
+    http: &reqwest::Client,
+    instructions: &UploadInstructions,
+    bytes: impl Into<bytes::Bytes>,
+    content_type: &str,
+) -> Result<(), ClientError> {
+    let bytes: bytes::Bytes = bytes.into();
+    let r = match instructions.method {
+        UploadMethod::Post => {
+            let mut form = reqwest::multipart::Form::new();
+            for (k, v) in instructions.fields.iter().flatten() {
+                form = form.text(k.clone(), v.clone());
+            }
+            let part = reqwest::multipart::Part::stream_with_length(
+                reqwest::Body::from(bytes.clone()),
+                bytes.len() as u64,
+            )
+            .file_name("upload")
+            .mime_str(content_type)?;
+            http.post(&instructions.url)
+                .multipart(form.part("file", part))
+        }
+        UploadMethod::Put => {
+            let mut r = http.put(&instructions.url).body(bytes);
+            for (k, v) in instructions.headers.iter().flatten() {
+                r = r.header(k.as_str(), v.as_str());
+            }
+            r
+        }
+    };
+    let resp = r.send().await?;
+    if resp.status().is_success() {
+        return Ok(());
+    }
+    let status = resp.status().as_u16();
+    Err(ClientError::Unexpected {
+        status,
+        body: read_capped(resp).await,
+    })
 }
 
 async fn read_capped(mut resp: reqwest::Response) -> String {

@@ -25,7 +25,19 @@ pub const MAX_WIDTH: u32 = 8192;
 pub const MAX_WIDTHS: usize = 8;
 
 /// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// Lossy WebP (libwebp).

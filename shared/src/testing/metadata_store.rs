@@ -6,9 +6,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::port::metadata_store::{
-    BatchStatus, FileError, FileStatus, IdempotencyKey, MetadataStore, MetadataStoreError, NewBatch, NewFile,
-    NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord, WebhookAttempt,
-    WebhookStatus,
+    BatchStatus, FileError, FileStatus, IdempotencyKey, MetadataStore, MetadataStoreError,
+    NewBatch, NewFile, NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord,
+    WebhookAttempt, WebhookStatus,
 };
 use crate::variant::{OutputFormat, VariantRequest};
 

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest as _;
@@ -24,9 +24,8 @@ use crate::error::ApiError;
 use crate::{AppState, Principal};
 
 pub use shared::api::{
-    BatchView, ClientEvent, CreateBatchRequest, CreatedBatch, ErrorBody, EventAccepted,
-    FileSpec, FileView, UploadInstructions, UploadMethodSpec, VariantSpec, VariantView,
-    WebhookView,
+    BatchView, ClientEvent, CreateBatchRequest, CreatedBatch, ErrorBody, EventAccepted, FileSpec,
+    FileView, UploadInstructions, UploadMethodSpec, VariantSpec, VariantView, WebhookView,
 };
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -193,7 +192,10 @@ async fn presign_file(
     expires_in: Duration,
 ) -> Result<UploadInstructions, ApiError> {
     let metadata = BTreeMap::from([
-        (variant::META_REQUEST.to_owned(), request_metadata.to_owned()),
+        (
+            variant::META_REQUEST.to_owned(),
+            request_metadata.to_owned(),
+        ),
         (variant::META_BATCH_ID.to_owned(), batch_id.to_owned()),
         (variant::META_FILE_ID.to_owned(), file.file_id.clone()),
         (
@@ -335,7 +337,10 @@ async fn create_batch_traced(
             batch_id,
             request_sha256,
         }) => {
-            let ours = batch.idempotency.as_ref().map(|i| i.request_sha256.as_str());
+            let ours = batch
+                .idempotency
+                .as_ref()
+                .map(|i| i.request_sha256.as_str());
             if ours != Some(request_sha256.as_str()) {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -379,20 +384,17 @@ async fn replay_created(
     let request_metadata = b.request.to_metadata();
     let tp = b.traceparent.clone().unwrap_or_default();
     let mut uploads = Vec::new();
-    for f in b
-        .files
-        .iter()
-        .filter(|f| f.status == FileStatus::AwaitingUpload && b.expires_at > OffsetDateTime::now_utc())
-    {
+    for f in b.files.iter().filter(|f| {
+        f.status == FileStatus::AwaitingUpload && b.expires_at > OffsetDateTime::now_utc()
+    }) {
         let file = NewFile {
             file_id: f.file_id.clone(),
             name: f.name.clone(),
             content_type: f.content_type.clone(),
             size: f.size,
         };
-        uploads.push(
-            presign_file(s, &b.batch_id, &file, &request_metadata, &tp, method, left).await?,
-        );
+        uploads
+            .push(presign_file(s, &b.batch_id, &file, &request_metadata, &tp, method, left).await?);
     }
     tracing::info!(batch_id = %b.batch_id, uploads = uploads.len(), "Batch create retried under its idempotency key.");
     Ok(Created(CreatedBatch {

@@ -144,7 +144,10 @@ async fn the_document_is_generated_and_carries_the_rules() {
     for name in ["CreateBatchRequest", "FileSpec", "VariantSpec"] {
         assert_eq!(s[name]["additionalProperties"], false, "{name}");
     }
-    assert_eq!(s["CreateBatchRequest"]["properties"]["files"]["maxItems"], 500);
+    assert_eq!(
+        s["CreateBatchRequest"]["properties"]["files"]["maxItems"],
+        500
+    );
     let widths = &s["VariantSpec"]["properties"]["widths"];
     assert_eq!(widths["maxItems"], 8);
     assert_eq!(widths["items"]["minimum"], 16);
@@ -298,7 +301,11 @@ async fn real_answers_match_the_document() {
         .expire_uploads(later, now, 10)
         .await
         .unwrap();
-    assert!(expired.iter().any(|e| e.batch_id == id && e.batch_completed));
+    assert!(
+        expired
+            .iter()
+            .any(|e| e.batch_id == id && e.batch_completed)
+    );
     let webhook = NewWebhook {
         id: format!("msg_{id}"),
         batch_id: id.clone(),
@@ -361,7 +368,8 @@ async fn real_answers_match_the_document() {
         .await;
     let (_, e) = c
         .call(
-            auth(batches()).json(&json!({"files": [], "variants": {"widths": [320], "formats": ["webp"]}})),
+            auth(batches())
+                .json(&json!({"files": [], "variants": {"widths": [320], "formats": ["webp"]}})),
             "/v1/batches",
             "post",
             400,
@@ -387,9 +395,7 @@ async fn real_answers_match_the_document() {
     )
     .await;
     c.call(
-        auth(batches())
-            .header("idempotency-key", "")
-            .json(&body),
+        auth(batches()).header("idempotency-key", "").json(&body),
         "/v1/batches",
         "post",
         400,
@@ -403,7 +409,10 @@ async fn real_answers_match_the_document() {
     )
     .await;
     c.call(
-        auth(app.http.get(format!("{}/v1/batches/{id}?wait=soon", app.base))),
+        auth(
+            app.http
+                .get(format!("{}/v1/batches/{id}?wait=soon", app.base)),
+        ),
         path,
         "get",
         400,
@@ -425,7 +434,9 @@ async fn real_answers_match_the_document() {
     )
     .await;
     c.call(
-        app.http.post(format!("{}/v1/events", app.base)).json(&event),
+        app.http
+            .post(format!("{}/v1/events", app.base))
+            .json(&event),
         "/v1/events",
         "post",
         401,
@@ -497,8 +508,15 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
             .unwrap(),
     );
     let left = left.unwrap();
-    assert_eq!(left.batch.uploads.len(), 1, "the uploaded file leaves the retry's uploads");
-    assert_eq!(left.batch.uploads[0].file_id, first.batch.uploads[1].file_id);
+    assert_eq!(
+        left.batch.uploads.len(),
+        1,
+        "the uploaded file leaves the retry's uploads"
+    );
+    assert_eq!(
+        left.batch.uploads[0].file_id,
+        first.batch.uploads[1].file_id
+    );
     // Only one batch exists for the key.
     let recent = app.stack.metadata.recent_batches(10).await.unwrap();
     assert_eq!(recent.len(), 1);
@@ -531,11 +549,7 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
         .unwrap();
     assert_ne!(fresh.batch.batch_id, first.batch.batch_id);
     // Keys that are not 1-255 printable ASCII: 400, nothing created.
-    for bad in [
-        "x".repeat(256),
-        "tab\tkey".to_owned(),
-        String::new(),
-    ] {
+    for bad in ["x".repeat(256), "tab\tkey".to_owned(), String::new()] {
         let e = app
             .client
             .create_batch_with(&req, Some(&bad))
@@ -548,5 +562,8 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
         .create_batch_with(&req, Some(&ok_long))
         .await
         .unwrap();
-    assert_eq!(app.stack.metadata.recent_batches(10).await.unwrap().len(), 3);
+    assert_eq!(
+        app.stack.metadata.recent_batches(10).await.unwrap().len(),
+        3
+    );
 }

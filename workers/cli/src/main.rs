@@ -408,19 +408,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             let t = token(t, &data_dir)?;
-            let resp = reqwest::Client::new()
-                .get(format!(
-                    "{}/v1/batches/{batch_id}",
-                    api.trim_end_matches('/')
-                ))
-                .bearer_auth(t)
-                .send()
+            let view = shared::api::Client::new(&api, &t)?
+                .get_batch(&batch_id, None)
                 .await?;
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await?;
-            if !status.is_success() {
-                anyhow::bail!("{status}: {body}");
-            }
+            let body = serde_json::to_value(view)?;
             print!("{}", prism::upload::table(&body));
             Ok(ExitCode::SUCCESS)
         }

@@ -242,7 +242,9 @@ impl DynamoMetadataStore {
             return Ok(None);
         }
         Ok(Some(MetadataStoreError::IdempotencyKeyTaken {
-            batch_id: get_s(&item, "batch_id").ok_or_else(|| corrupt("batch_id"))?.to_owned(),
+            batch_id: get_s(&item, "batch_id")
+                .ok_or_else(|| corrupt("batch_id"))?
+                .to_owned(),
             request_sha256: get_s(&item, "request_sha256")
                 .ok_or_else(|| corrupt("request_sha256"))?
                 .to_owned(),
@@ -736,7 +738,9 @@ impl MetadataStore for DynamoMetadataStore {
         // A key already taken creates nothing: answered before any file item is written (the
         // transaction's condition below settles a race).
         if let Some(idem) = &batch.idempotency
-            && let Some(taken) = self.idempotency_taken(&batch.principal, &idem.key, batch.created_at).await?
+            && let Some(taken) = self
+                .idempotency_taken(&batch.principal, &idem.key, batch.created_at)
+                .await?
         {
             return Err(taken);
         }
