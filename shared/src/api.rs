@@ -150,7 +150,7 @@ pub struct CreateBatchRequest {
     /// Completion callback: an https URL (http allowed on the local backend) whose host
     /// resolves to public addresses only (SSRF-checked at creation and at every attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = Uri, max_length = 2048)]
+    #[schema(format = Uri, max_length = 2048, pattern = "^https?://")]
     pub callback_url: Option<String>,
     /// How the producer uploads: `post` (a form, the default) or `put` (the raw body).
     #[serde(default)]

@@ -69,7 +69,23 @@ pub fn openapi_doc() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The document as JSON.
+/// The document as JSON, with the compiled-in default limits.
 pub fn document() -> Value {
-    serde_json::to_value(openapi_doc()).unwrap_or(Value::Null)
+    document_for(&crate::config::LimitsConfig::default())
+}
+
+/// The document as JSON, with this server's configured limits where the schema states them:
+/// the files per batch (`maxItems`), a file's size (`maximum`) and the longest `wait`.
+pub fn document_for(limits: &crate::config::LimitsConfig) -> Value {
+    let mut doc = serde_json::to_value(openapi_doc()).unwrap_or(Value::Null);
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["CreateBatchRequest"]["properties"]["files"]["maxItems"] = limits.max_files.into();
+    schemas["FileSpec"]["properties"]["size"]["maximum"] = limits.max_upload_bytes.into();
+    if let Some(params) = doc["paths"]["/v1/batches/{batch_id}"]["get"]["parameters"].as_array_mut()
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "wait") {
+            p["schema"]["maximum"] = limits.max_wait_secs.into();
+        }
+    }
+    doc
 }

@@ -85,6 +85,9 @@ fn check_content_type(ct: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Longest `callback_url` (it is stored with the batch and sent with every attempt).
+const MAX_CALLBACK_URL_BYTES: usize = 2048;
+
 /// The `201` of a create: the batch and `Location: /v1/batches/{batch_id}`.
 pub struct Created(CreatedBatch);
 
@@ -278,6 +281,11 @@ async fn create_batch_traced(
     .normalise()
     .map_err(|e| ApiError::invalid(e.to_string()))?;
     if let Some(url) = &req.callback_url {
+        if url.len() > MAX_CALLBACK_URL_BYTES {
+            return Err(ApiError::invalid(format!(
+                "callback_url is limited to {MAX_CALLBACK_URL_BYTES} bytes"
+            )));
+        }
         shared::callback::resolve_checked(url, s.local_mode())
             .await
             .map_err(|e| ApiError::invalid(format!("callback_url: {e}")))?;

@@ -35,6 +35,7 @@ async fn spawn_app() -> App {
     cfg.common.data_dir = dir.path().to_path_buf();
     cfg.http.listen_addr = addr;
     cfg.limits.max_batch_body_bytes = 4096;
+    cfg.limits.max_files = 50;
     let base = format!("http://{addr}");
     let stack = LocalStack::open(dir.path(), &Resources::default(), &base)
         .await
@@ -144,10 +145,22 @@ async fn the_document_is_generated_and_carries_the_rules() {
     for name in ["CreateBatchRequest", "FileSpec", "VariantSpec"] {
         assert_eq!(s[name]["additionalProperties"], false, "{name}");
     }
+    // The served document states this server's configured limits.
     assert_eq!(
         s["CreateBatchRequest"]["properties"]["files"]["maxItems"],
-        500
+        50
     );
+    assert_eq!(
+        s["FileSpec"]["properties"]["size"]["maximum"],
+        50 * 1024 * 1024
+    );
+    let wait = doc["paths"]["/v1/batches/{batch_id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wait")
+        .unwrap();
+    assert_eq!(wait["schema"]["maximum"], 60);
     let widths = &s["VariantSpec"]["properties"]["widths"];
     assert_eq!(widths["maxItems"], 8);
     assert_eq!(widths["items"]["minimum"], 16);
@@ -394,6 +407,20 @@ async fn real_answers_match_the_document() {
         413,
     )
     .await;
+    let mut long_callback = body.clone();
+    long_callback["callback_url"] = json!(format!("https://example.com/{}", "a".repeat(2100)));
+    let (_, e) = c
+        .call(
+            auth(batches()).json(&long_callback),
+            "/v1/batches",
+            "post",
+            400,
+        )
+        .await;
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("2048"),
+        "{e}"
+    );
     c.call(
         auth(batches()).header("idempotency-key", "").json(&body),
         "/v1/batches",
