@@ -528,13 +528,11 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
         )
         .await
         .unwrap();
-    let left = Some(
-        app.client
-            .create_batch_with(&req, Some("order-7 attempt"))
-            .await
-            .unwrap(),
-    );
-    let left = left.unwrap();
+    let left = app
+        .client
+        .create_batch_with(&req, Some("order-7 attempt"))
+        .await
+        .unwrap();
     assert_eq!(
         left.batch.uploads.len(),
         1,
