@@ -58,6 +58,46 @@ fn formats_schema() -> ArrayBuilder {
         .description(Some("Non-empty subset of webp, avif (duplicates ignored)"))
 }
 
+/// Whole numbers as JSON Schema counts them: `2` and `2.0` alike (an `integer` is any number
+/// with a zero fractional part), so a client that writes `2.0` is not refused for it.
+mod whole {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn of<T: TryFrom<u64>, E: Error>(n: &serde_json::Number) -> Result<T, E> {
+        let v = n
+            .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=9.007_199_254_740_992e15).contains(f))
+                    .map(|f| f as u64)
+            })
+            .ok_or_else(|| E::custom(format!("expected a whole number, got {n}")))?;
+        T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+    }
+
+    pub(super) fn one<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        of(&serde_json::Number::deserialize(d)?)
+    }
+
+    pub(super) fn many<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        Vec::<serde_json::Number>::deserialize(d)?
+            .iter()
+            .map(of)
+            .collect()
+    }
+
+    pub(super) fn optional<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?
+            .as_ref()
+            .map(of)
+            .transpose()
+    }
+}
+
 /// One file of a batch request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +114,7 @@ pub struct FileSpec {
     )]
     pub content_type: String,
     /// Exact size in bytes, 1 up to `[limits] max_upload_bytes` (50 MiB by default).
+    #[serde(deserialize_with = "whole::one")]
     #[schema(minimum = 1)]
     pub size: u64,
 }
@@ -83,6 +124,7 @@ pub struct FileSpec {
 #[serde(deny_unknown_fields)]
 pub struct VariantSpec {
     /// 1-8 widths, each 16-8192.
+    #[serde(deserialize_with = "whole::many")]
     #[schema(schema_with = widths_schema)]
     pub widths: Vec<u32>,
     /// Non-empty subset of webp, avif.
@@ -95,11 +137,19 @@ pub struct VariantSpec {
     #[serde(default)]
     pub fit: Fit,
     /// WebP quality (default 80).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::optional"
+    )]
     #[schema(minimum = 1, maximum = 100)]
     pub webp_quality: Option<u8>,
     /// AVIF quality (default 50).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::optional"
+    )]
     #[schema(minimum = 1, maximum = 100)]
     pub avif_quality: Option<u8>,
 }
@@ -309,15 +359,25 @@ pub struct ClientEvent {
     pub event_name: String,
     /// The idempotency key (one count per id per image); assigned by the server when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]+$")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9._:-]+$"
+    )]
     pub event_id: Option<String>,
     /// `IMAGE_REQUESTED`: a `file_id` of one of the caller's own batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:-]+$")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9._:-]+$"
+    )]
     pub image_id: Option<String>,
     /// Kept as data; counts and TTLs use the server's receive time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(nullable = false, max_length = 1024)]
     pub timestamp: Option<String>,
     /// Any other fields, kept as sent.
     #[serde(flatten)]
@@ -757,6 +817,35 @@ mod tests {
         assert!(!valid_idempotency_key(&[b'k'; 256]));
         assert!(!valid_idempotency_key(b"tab\there"));
         assert!(!valid_idempotency_key("café".as_bytes()));
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let spec: FileSpec = serde_json::from_value(
+            serde_json::json!({"name": "a", "content_type": "image/png", "size": 277.0}),
+        )
+        .unwrap();
+        assert_eq!(spec.size, 277);
+        let v: VariantSpec = serde_json::from_value(
+            serde_json::json!({"widths": [320.0, 640], "formats": ["webp"], "webp_quality": 80.0}),
+        )
+        .unwrap();
+        assert_eq!((v.widths, v.webp_quality), (vec![320, 640], Some(80)));
+        for bad in [
+            serde_json::json!(1.5),
+            serde_json::json!(-1),
+            serde_json::json!(1e300),
+            serde_json::json!("1"),
+        ] {
+            let r = serde_json::from_value::<FileSpec>(
+                serde_json::json!({"name": "a", "content_type": "image/png", "size": bad}),
+            );
+            assert!(r.is_err(), "{bad}");
+        }
+        let r = serde_json::from_value::<VariantSpec>(
+            serde_json::json!({"widths": [320], "formats": ["webp"], "webp_quality": 300}),
+        );
+        assert!(r.is_err(), "u8 range");
     }
 
     #[test]
