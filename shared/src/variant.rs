@@ -25,7 +25,19 @@ pub const MAX_WIDTH: u32 = 8192;
 pub const MAX_WIDTHS: usize = 8;
 
 /// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// Lossy WebP (libwebp).
@@ -68,7 +80,7 @@ impl std::fmt::Display for OutputFormat {
 }
 
 /// How a variant fits its requested width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
     /// Scale to the width keeping the aspect ratio; never upscale.

@@ -108,7 +108,7 @@ pub struct UploadPolicy {
 }
 
 /// HTTP method of a presigned upload.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum UploadMethod {
     #[default]

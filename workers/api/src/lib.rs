@@ -172,8 +172,8 @@ async fn http_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn openapi(State(_): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(openapi::document())
+async fn openapi(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document_for(&s.cfg.limits))
 }
 
 /// Authenticate a request from its headers alone, before any extractor reads its body: 401

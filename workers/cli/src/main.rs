@@ -80,8 +80,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// How to upload: a presigned form POST or a presigned PUT of the raw file.
-        #[arg(long, value_name = "METHOD", default_value = "post", value_parser = ["post", "put"])]
-        upload_method: String,
+        #[arg(long, value_name = "METHOD", default_value = "post", value_parser = parse_upload_method)]
+        upload_method: shared::api::UploadMethodSpec,
     },
     /// Re-publish archived events received in a time range (backfill without re-upload).
     Replay {
@@ -193,6 +193,15 @@ fn token(given: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<St
     std::fs::read_to_string(data_dir.join(prism_api::DEV_TOKEN_FILE))
         .map(|t| t.trim().to_owned())
         .map_err(|_| anyhow::anyhow!("no token: pass --token, set PRISM_TOKEN, or run `prism dev` so {}/dev-token exists", data_dir.display()))
+}
+
+/// `--upload-method`: `post` or `put`.
+fn parse_upload_method(s: &str) -> Result<shared::api::UploadMethodSpec, String> {
+    match s {
+        "post" => Ok(shared::api::UploadMethodSpec::Post),
+        "put" => Ok(shared::api::UploadMethodSpec::Put),
+        other => Err(format!("{other:?} is not an upload method (post or put)")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -323,7 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait_secs: wait,
                 progress: !json,
             };
-            let batch = prism::upload::run_as(&args, &upload_method).await?;
+            let batch = prism::upload::run_as(&args, upload_method).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&batch)?);
             } else {
@@ -442,19 +451,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             let t = token(t, &data_dir)?;
-            let resp = reqwest::Client::new()
-                .get(format!(
-                    "{}/v1/batches/{batch_id}",
-                    api.trim_end_matches('/')
-                ))
-                .bearer_auth(t)
-                .send()
+            let view = shared::api::Client::new(&api, &t)?
+                .get_batch(&batch_id, None)
                 .await?;
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await?;
-            if !status.is_success() {
-                anyhow::bail!("{status}: {body}");
-            }
+            let body = serde_json::to_value(view)?;
             print!("{}", prism::upload::table(&body));
             Ok(ExitCode::SUCCESS)
         }

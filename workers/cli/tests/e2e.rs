@@ -107,6 +107,15 @@ async fn corpus_batch_flows_through_the_local_pipeline() {
             continue;
         }
         assert_eq!(f["status"], "done", "{name}: {f:#}");
+        for v in f["variants"].as_array().unwrap() {
+            let ct = format!("image/{}", v["format"].as_str().unwrap());
+            assert_eq!(v["content_type"], ct.as_str(), "{name}");
+            let srcset = f["srcset"][v["format"].as_str().unwrap()].as_str().unwrap();
+            assert!(
+                srcset.contains(v["url"].as_str().unwrap()),
+                "{name}: {srcset}"
+            );
+        }
         let (sw, sh) = (
             f["source"]["width"].as_u64().unwrap() as u32,
             f["source"]["height"].as_u64().unwrap() as u32,
@@ -242,7 +251,9 @@ async fn put_uploads_from_a_page_origin_flow_through_the_local_pipeline() {
         wait_secs: 240,
         progress: false,
     };
-    let batch = prism::upload::run_as(&args, "put").await.unwrap();
+    let batch = prism::upload::run_as(&args, shared::api::UploadMethodSpec::Put)
+        .await
+        .unwrap();
     assert_eq!(batch["status"], "complete", "{batch:#}");
     assert_eq!(batch["counts"]["done"], 2, "{batch:#}");
     assert_eq!(batch["counts"]["failed"], 1, "{batch:#}");

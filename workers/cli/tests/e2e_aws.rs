@@ -195,7 +195,9 @@ async fn a_put_upload_flows_through_moto() {
         wait_secs: 240,
         progress: false,
     };
-    let batch = prism::upload::run_as(&args, "put").await.unwrap();
+    let batch = prism::upload::run_as(&args, shared::api::UploadMethodSpec::Put)
+        .await
+        .unwrap();
     assert_eq!(batch["status"], "complete", "{batch:#}");
     assert_eq!(batch["counts"]["done"], 1, "{batch:#}");
     let f = &batch["files"][0];
