@@ -6,6 +6,10 @@
 //! POST policy as strictly as S3 (signature, expiry, exact key, content type, metadata,
 //! content-length range) and stores the object through the blob store, whose notification
 //! starts the pipeline.
+//!
+//! Request and response bodies are the wire types of [`shared::api`]; the OpenAPI 3.1 document
+//! served at `/v1/openapi.json` is generated from them and the handlers' `#[utoipa::path]`
+//! annotations ([`openapi`]), with this server's configured limits filled in.
 
 pub mod auth;
 pub mod config;
