@@ -14,6 +14,10 @@
 //! `[http] media_base_url` names a CDN. With `[http] public_media` (local backend only),
 //! [`media`] serves the media bucket publicly and read-only at `/media/{key}` and
 //! `media_base_url` defaults to it.
+//!
+//! Request and response bodies are the wire types of [`shared::api`]; the OpenAPI 3.1 document
+//! served at `/v1/openapi.json` is generated from them and the handlers' `#[utoipa::path]`
+//! annotations ([`openapi`]), with this server's configured limits filled in.
 
 pub mod auth;
 pub mod config;
