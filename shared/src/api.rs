@@ -214,15 +214,19 @@ pub struct UploadInstructions {
     pub file_id: String,
     /// The client's file name, as sent.
     pub name: String,
-    /// `POST`: a multipart form of `fields`, then the file as part `file`. `PUT`: the raw
-    /// bytes with `headers`.
+    /// `POST`: a multipart form of `fields`, then the file as part `file` (answered `204` with
+    /// `ETag` and `Location`). `PUT`: the raw bytes, exactly the file's declared `size`, with
+    /// exactly `headers` (answered `200` with `ETag`). The length is signed too but is not in
+    /// `headers`: every HTTP client sends `Content-Length` itself, and browsers forbid setting
+    /// it.
     pub method: UploadMethod,
     /// Where to send it.
     pub url: String,
     /// POST: form fields to send before the `file` field.
     #[schema(required = true)]
     pub fields: Option<BTreeMap<String, String>>,
-    /// PUT: headers to send.
+    /// PUT: the headers to send, no more and no fewer: `content-type` and the signed
+    /// `x-amz-meta-*` entries.
     #[schema(required = true)]
     pub headers: Option<BTreeMap<String, String>>,
 }
