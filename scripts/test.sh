@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite (the README's test command). Runs from the repository root.
 #
-#   scripts/test.sh            # everything: fmt, clippy, every test, k6 smoke, fuzz, CDK + docker
+#   scripts/test.sh            # everything: fmt, clippy, every test, k6 smoke, schemathesis, fuzz, CDK + docker
 #   scripts/test.sh --quick    # fmt, clippy and the fast tests (nextest profile `quick`: no
 #                              # moto, browser, chaos or whole-corpus tests, no k6/fuzz/CDK)
 #
@@ -35,6 +35,8 @@ step "k6 smoke (loadtest/) against a prism dev it starts"
 # The `prism` binary nextest just built (same profile and features): no second build.
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 PRISM_BIN="$target_dir/debug/prism" loadtest/run-local.sh smoke
+step "schemathesis: the API against its OpenAPI document, on a prism dev it starts"
+PRISM_BIN="$target_dir/debug/prism" scripts/schemathesis.sh
 # Robustness: every fuzz target in fuzz/ for a bounded time (needs cargo-fuzz; see .ci/run).
 step "fuzz (each target ${PRISM_FUZZ_SECS:-60} s; fails on a crash)"
 scripts/fuzz.sh

@@ -21,6 +21,7 @@ export function buildPrism(app: App, config: PrismConfig, imageBuildContext: str
     allowedOrigins: config.allowedOrigins,
     apiTokenSecretArn: config.apiTokenSecretArn,
     callbackSecretArn: config.callbackSecretArn,
+    cdn: config.cdn,
     terminationProtection: true,
   });
   const compute = new ComputeStack(app, 'PrismCompute', {

@@ -53,6 +53,12 @@ export interface PrismConfig {
   readonly metadata: TaskBounds;
   /** Run queue workers on Fargate Spot (they are at-least-once consumers and drain on SIGTERM). */
   readonly workerSpot: boolean;
+  /**
+   * Put a CloudFront distribution in front of the media bucket (Origin Access Control, the bucket
+   * stays private) and hand out stable `https://<distribution>/<key>` variant URLs instead of
+   * presigned GETs (the API's `media_base_url`).
+   */
+  readonly cdn: boolean;
 }
 
 /** Reads one context value; `app.node.tryGetContext` in the app, a map lookup in tests. */
@@ -117,8 +123,10 @@ function bounds(get: ContextGetter, name: string, min: number, max: number): Tas
  */
 export function loadConfig(get: ContextGetter): PrismConfig {
   for (const origin of list(get, 'allowedOrigins')) {
-    if (!/^https?:\/\/[^/\s]+$/.test(origin) && origin !== '*') {
-      throw new Error(`allowedOrigins entry '${origin}' must be scheme://host[:port] with no path`);
+    // Exactly as browsers send `Origin` (lower-case host, no path, no wildcard): the API
+    // (`[http] cors_allowed_origins`) refuses anything else and would not start.
+    if (!/^https?:\/\/([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$/.test(origin)) {
+      throw new Error(`allowedOrigins entry '${origin}' must be scheme://host[:port] with no path, wildcard or upper case`);
     }
   }
   const otlpEndpoint = str(get, 'otlpEndpoint');
@@ -150,5 +158,6 @@ export function loadConfig(get: ContextGetter): PrismConfig {
     archiver: bounds(get, 'archiver', 0, 2),
     metadata: bounds(get, 'metadata', 1, 4),
     workerSpot: bool(get, 'workerSpot', true),
+    cdn: bool(get, 'cdn', false),
   };
 }

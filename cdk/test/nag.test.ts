@@ -56,6 +56,7 @@ test.each([
     resizeMinTasks: 1,
     archiverMinTasks: 1,
   }],
+  ['the media CDN (CloudFront with Origin Access Control)', { cdn: true }],
 ])('AwsSolutions: no unacknowledged findings (%s)', (_name, overrides) => {
   const { violations } = nagViolations(overrides);
   expect(describeViolations(violations)).toEqual([]);

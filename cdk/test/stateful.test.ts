@@ -120,12 +120,13 @@ describe('buckets', () => {
           Match.objectLike({
             AllowedMethods: ['POST', 'PUT'],
             AllowedOrigins: ['https://app.example.com', 'http://localhost:3000'],
-            ExposedHeaders: ['ETag'],
+            ExposedHeaders: ['ETag', 'Location'],
           }),
         ],
       },
     });
-    s.stateful_.resourcePropertiesCountIs('AWS::S3::Bucket', { CorsConfiguration: Match.anyValue() }, 1);
+    // The uploads bucket (POST, PUT) and the media bucket (GET: test/cors.test.ts).
+    s.stateful_.resourcePropertiesCountIs('AWS::S3::Bucket', { CorsConfiguration: Match.anyValue() }, 2);
   });
 
   test('without configured origins there is no CORS rule at all', () => {

@@ -370,6 +370,7 @@ where
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("auth.token_sha256s")
+            .with_list_parse_key("http.cors_allowed_origins")
             .with_list_parse_key("resize.widths")
             .source(Some(env)),
     );

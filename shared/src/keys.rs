@@ -1,11 +1,17 @@
-//! Object keys (DESIGN §4). Keys are deterministic so redelivery overwrites the same objects.
+//! Object keys. Keys are deterministic so redelivery overwrites the same objects.
 //!
 //! - uploads: `uploads/{batch_id}/{file_id}` (the client's file name travels as metadata)
-//! - variants: `media/{batch_id}/{file_id}/{width}w.{format}`
+//! - variants: `media/{batch_id}/{file_id}/{width}w.{tag}.{format}`, where the [`variant_tag`]
+//!   names everything besides the source that determines the bytes (engine version and
+//!   settings, format, quality, fit, width). A re-render that can produce other bytes writes
+//!   other keys, so a variant key's bytes never change and caches may keep them for good; the
+//!   same upload with the same request always renders to the same keys.
 //! - then `media/{batch_id}/{file_id}/manifest.json` last, or `failure.json`
 //! - `media/{batch_id}/{file_id}/original` when the batch keeps originals.
 
-use crate::variant::OutputFormat;
+use sha2::{Digest as _, Sha256};
+
+use crate::variant::{Fit, OutputFormat};
 
 /// Prefix of upload keys.
 pub const UPLOADS_PREFIX: &str = "uploads/";
@@ -42,13 +48,69 @@ pub fn media_dir(batch_id: &str, file_id: &str) -> String {
     format!("{MEDIA_PREFIX}{batch_id}/{file_id}/")
 }
 
-/// `media/{batch_id}/{file_id}/{width}w.{format}`.
-pub fn variant_key(batch_id: &str, file_id: &str, width: u32, format: OutputFormat) -> String {
+/// Hex digits in a [`variant_tag`].
+pub const VARIANT_TAG_LEN: usize = 10;
+
+/// The tag of a variant key: the first [`VARIANT_TAG_LEN`] hex digits of a SHA-256 over what,
+/// besides the source, determines the variant's bytes: `engine` (the resize worker's engine
+/// version and encoder settings), the format, its quality, the fit and the requested width.
+pub fn variant_tag(
+    engine: &str,
+    format: OutputFormat,
+    quality: u8,
+    fit: Fit,
+    width: u32,
+) -> String {
+    let mut h = Sha256::new();
+    // Length-prefixed, so no two inputs share an encoding.
+    h.update(b"prism-variant-tag-v1\0");
+    h.update((engine.len() as u64).to_le_bytes());
+    h.update(engine.as_bytes());
+    h.update(format.as_str().as_bytes());
+    h.update([0, quality, 0]);
+    h.update(fit.as_str().as_bytes());
+    h.update([0]);
+    h.update(width.to_le_bytes());
+    let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
+    tag.truncate(VARIANT_TAG_LEN);
+    tag
+}
+
+/// `media/{batch_id}/{file_id}/{width}w.{tag}.{format}`, `tag` from [`variant_tag`].
+pub fn variant_key(
+    batch_id: &str,
+    file_id: &str,
+    width: u32,
+    tag: &str,
+    format: OutputFormat,
+) -> String {
     format!(
-        "{}{width}w.{}",
+        "{}{width}w.{tag}.{}",
         media_dir(batch_id, file_id),
         format.as_str()
     )
+}
+
+/// Split a variant key's last segment, `{width}w.{tag}.{format}`, into its parts; `None` for
+/// anything else (a manifest, an original, a key of the untagged scheme).
+pub fn parse_variant_name(name: &str) -> Option<(u32, &str, OutputFormat)> {
+    let (width, rest) = name.split_once("w.")?;
+    let (tag, format) = rest.split_once('.')?;
+    let format = match format {
+        "webp" => OutputFormat::Webp,
+        "avif" => OutputFormat::Avif,
+        _ => return None,
+    };
+    let valid_tag = tag.len() == VARIANT_TAG_LEN
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let valid_width =
+        !width.is_empty() && width.len() <= 5 && width.bytes().all(|b| b.is_ascii_digit());
+    if !valid_tag || !valid_width {
+        return None;
+    }
+    Some((width.parse().ok()?, tag, format))
 }
 
 /// `media/{batch_id}/{file_id}/manifest.json`.
@@ -73,7 +135,9 @@ pub enum MediaKind {
     Manifest,
     /// `failure.json`.
     Failure,
-    /// A variant or the original.
+    /// A variant (`{width}w.{tag}.{format}`).
+    Variant,
+    /// The original, or anything else.
     Other,
 }
 
@@ -88,6 +152,7 @@ pub fn parse_media_key(key: &str) -> Option<(&str, &str, MediaKind)> {
     let kind = match name {
         MANIFEST_NAME => MediaKind::Manifest,
         FAILURE_NAME => MediaKind::Failure,
+        n if parse_variant_name(n).is_some() => MediaKind::Variant,
         _ => MediaKind::Other,
     };
     Some((batch, file, kind))
@@ -109,11 +174,60 @@ mod tests {
     }
 
     #[test]
-    fn media_keys_are_classified() {
+    fn variant_tags_name_everything_that_determines_the_bytes() {
+        let base = variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320);
+        assert_eq!(base.len(), VARIANT_TAG_LEN);
+        // Deterministic: the same render writes the same key (idempotent overwrite).
         assert_eq!(
-            variant_key("b", "f", 320, OutputFormat::Avif),
-            "media/b/f/320w.avif"
+            base,
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320)
         );
+        // Pinned: changing the scheme changes every key, which must be deliberate.
+        assert_eq!(base, "16de6b5151");
+        let others = [
+            variant_tag("2:{}", OutputFormat::Webp, 80, Fit::Inside, 320),
+            variant_tag(
+                "1:{\"avif_speed\":7}",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+            ),
+            variant_tag("1:{}", OutputFormat::Avif, 80, Fit::Inside, 320),
+            variant_tag("1:{}", OutputFormat::Webp, 81, Fit::Inside, 320),
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 640),
+        ];
+        for (i, t) in others.iter().enumerate() {
+            assert_ne!(*t, base, "input {i} does not change the tag");
+        }
+    }
+
+    #[test]
+    fn variant_keys_round_trip() {
+        let tag = variant_tag("e", OutputFormat::Avif, 50, Fit::Inside, 320);
+        let key = variant_key("b", "f", 320, &tag, OutputFormat::Avif);
+        assert_eq!(key, format!("media/b/f/320w.{tag}.avif"));
+        assert_eq!(parse_media_key(&key), Some(("b", "f", MediaKind::Variant)));
+        let name = key.rsplit('/').next().unwrap();
+        assert_eq!(
+            parse_variant_name(name),
+            Some((320, tag.as_str(), OutputFormat::Avif))
+        );
+        for bad in [
+            "320w.avif",
+            "320w.0123456789.gif",
+            "320w.0123456789a.webp",
+            "320w.012345678G.webp",
+            "w.0123456789.webp",
+            "99999999999w.0123456789.webp",
+            "-1w.0123456789.webp",
+        ] {
+            assert_eq!(parse_variant_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_keys_are_classified() {
         assert_eq!(
             parse_media_key(&manifest_key("b", "f")),
             Some(("b", "f", MediaKind::Manifest))

@@ -1,6 +1,7 @@
 //! `shared`: everything two prism binaries need.
 //!
 //! Crate map (one line per module):
+//! - [`api`]: the HTTP API's wire types (its OpenAPI schemas) and the typed client.
 //! - [`error`]: `Disposition`, `HandlerError`, the closed `ErrorCode` set, `ResultExt`.
 //! - [`variant`]: the variant request fixed at batch creation and carried with each upload.
 //! - [`event`]: S3 event records, the SNS envelope, both body shapes, key decoding.
@@ -20,6 +21,7 @@
 
 pub mod adapter;
 pub mod admission;
+pub mod api;
 pub mod callback;
 pub mod cli;
 pub mod config;

@@ -25,7 +25,19 @@ pub const MAX_WIDTH: u32 = 8192;
 pub const MAX_WIDTHS: usize = 8;
 
 /// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// Lossy WebP (libwebp).
@@ -52,6 +64,15 @@ impl OutputFormat {
     }
 }
 
+impl Fit {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fit::Inside => "inside",
+        }
+    }
+}
+
 impl std::fmt::Display for OutputFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -59,7 +80,7 @@ impl std::fmt::Display for OutputFormat {
 }
 
 /// How a variant fits its requested width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
     /// Scale to the width keeping the aspect ratio; never upscale.
@@ -163,6 +184,14 @@ impl VariantRequest {
             }
         }
         Ok(self)
+    }
+
+    /// The quality asked for `format`.
+    pub fn quality(&self, format: OutputFormat) -> u8 {
+        match format {
+            OutputFormat::Webp => self.webp_quality,
+            OutputFormat::Avif => self.avif_quality,
+        }
     }
 
     /// The compact JSON stored under [`META_REQUEST`].

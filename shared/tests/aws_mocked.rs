@@ -293,6 +293,7 @@ fn batch() -> NewBatch {
             size: 3,
         }],
         max_pending_uploads: Some(10),
+        idempotency: None,
     }
 }
 

@@ -86,6 +86,19 @@ async fn dynamo_metadata_store_passes_the_contract() {
     metadata_store::metadata_store_contract(Arc::new(DynamoMetadataStore::new(&c, &table))).await;
 }
 
+/// A presigned PUT with the headers its instructions name stores the object with its content
+/// type and metadata. (moto ignores signatures, so the refusals are the local store's and the
+/// signed-header unit test's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presigned_put_uploads_with_its_headers() {
+    let moto = Moto::start();
+    let c = moto.clients().await;
+    let bucket = unique_name("uploads");
+    provision::ensure_bucket(&c, &bucket).await.unwrap();
+    let store = S3BlobStore::new(&c, &bucket);
+    blob_store::presigned_put_contract(&store, false).await;
+}
+
 /// The presigned POST is a form a plain HTTP client can send, and the presigned GET reads the
 /// object back; neither URL carries a checksum parameter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -101,6 +114,7 @@ async fn presigned_post_uploads_and_presigned_get_downloads() {
         max_bytes: 1024,
         metadata: BTreeMap::from([("prism-file-id".to_owned(), "f1".to_owned())]),
         expires_in: Duration::from_secs(300),
+        method: UploadMethod::Post,
     };
     let up = store.presign_upload(&policy).await.unwrap();
     assert_eq!(up.method, UploadMethod::Post);

@@ -34,10 +34,10 @@ export interface ImageBucketProps {
    */
   readonly noncurrentVersionRetention?: Duration;
   /**
-   * Origins allowed to upload from a browser (presigned POST or PUT). Empty or absent: no CORS
-   * configuration at all, so browsers cannot upload cross-origin.
+   * CORS rules (see `lib/cors.ts`, which derives them from `allowedOrigins`). Absent: no CORS
+   * configuration at all, so browsers cannot call the bucket cross-origin.
    */
-  readonly corsAllowedOrigins?: string[];
+  readonly cors?: s3.CorsRule[];
 }
 
 /** An encrypted, private, versioned bucket; see the module doc for the baseline. */
@@ -79,23 +79,6 @@ export class ImageBucket extends Construct {
       });
     }
 
-    const origins = props.corsAllowedOrigins ?? [];
-    const cors: s3.CorsRule[] | undefined =
-      origins.length === 0
-        ? undefined
-        : [
-            {
-              id: 'browser-uploads',
-              allowedOrigins: origins,
-              // POST for the presigned form upload, PUT for the presigned URL upload.
-              allowedMethods: [s3.HttpMethods.POST, s3.HttpMethods.PUT],
-              // Presigned PUTs carry signed headers (Content-Type, x-amz-meta-*) that vary.
-              allowedHeaders: ['*'],
-              exposedHeaders: ['ETag'],
-              maxAge: 3000,
-            },
-          ];
-
     this.bucket = new s3.Bucket(this, 'Bucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
@@ -108,7 +91,7 @@ export class ImageBucket extends Construct {
       serverAccessLogsBucket: props.accessLogsBucket,
       serverAccessLogsPrefix: `${id.toLowerCase()}/`,
       lifecycleRules: rules,
-      cors,
+      cors: props.cors,
       removalPolicy: RemovalPolicy.RETAIN,
     });
   }

@@ -27,6 +27,7 @@ import { Construct } from 'constructs';
 import type { TaskBounds } from '../config';
 import { OperationsDashboard } from '../constructs/dashboard';
 import { UploadApi } from '../constructs/upload-api';
+import { apiCorsEnvironment } from '../cors';
 import { WorkerService } from '../constructs/worker-service';
 import { acknowledgeGrantWildcards } from '../nag';
 import type { StatefulStack } from './stateful-stack';
@@ -196,7 +197,13 @@ export class ComputeStack extends Stack {
       image: image('prism-api'),
       cpu: 512,
       memoryLimitMiB: 1024,
-      environment,
+      environment: {
+        ...environment,
+        // The API answers CORS for the same origins the buckets grant (one context list).
+        ...apiCorsEnvironment(data.allowedOrigins),
+        // Stable variant URLs through the CDN instead of presigned GETs.
+        ...(data.mediaCdn ? { PRISM__HTTP__MEDIA_BASE_URL: data.mediaCdn.baseUrl } : {}),
+      },
       secrets: { PRISM__AUTH__TOKEN_SHA256S: ecs.Secret.fromSecretsManager(data.apiTokenSecret) },
       bounds: props.api,
       certificateArn: props.certificateArn,

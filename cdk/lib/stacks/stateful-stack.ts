@@ -18,12 +18,17 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { ImageBucket } from '../constructs/image-bucket';
+import { mediaCorsRules, uploadsCorsRules } from '../cors';
+import { MediaCdn } from '../constructs/media-cdn';
 import { MetadataTable } from '../constructs/metadata-table';
 import { QueueWithDlq } from '../constructs/queue-with-dlq';
 import { MEDIA_RESULT_SUFFIXES, metadataFilterPolicy, resizeFilterPolicy } from '../event-filters';
 
 export interface StatefulStackProps extends StackProps {
-  /** Origins allowed to upload from a browser straight to the uploads bucket. */
+  /**
+   * Browser origins allowed to call prism: the uploads bucket's CORS (POST, PUT), the media
+   * bucket's (GET) and, through {@link StatefulStack.allowedOrigins}, the API's.
+   */
   readonly allowedOrigins: string[];
   /** Client event names (the body's `event_name`) routed to the metadata queue. */
   readonly clientEventNames?: string[];
@@ -31,6 +36,8 @@ export interface StatefulStackProps extends StackProps {
   readonly apiTokenSecretArn?: string;
   /** Use this existing secret for the callback signing key instead of generating one. */
   readonly callbackSecretArn?: string;
+  /** Put a CloudFront distribution (Origin Access Control) in front of the media bucket. */
+  readonly cdn?: boolean;
 }
 
 /** Per-worker visibility timeouts: each worker's worst case plus margin (see DESIGN §5/§6). */
@@ -67,9 +74,20 @@ export class StatefulStack extends Stack {
    * principal's signing key derives from it. Required by the binary with backend = aws.
    */
   public readonly callbackSigningSecret: secretsmanager.ISecret;
+  /**
+   * The origins the buckets' CORS rules grant; the compute stack gives the API the same list
+   * (`PRISM__HTTP__CORS_ALLOWED_ORIGINS`), so the two cannot disagree.
+   */
+  public readonly allowedOrigins: string[];
+  /**
+   * The CloudFront distribution in front of the media bucket, with `cdn`. It lives here because
+   * the media bucket's and the data key's policies name it (another stack would make a cycle).
+   */
+  public readonly mediaCdn?: MediaCdn;
 
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
+    this.allowedOrigins = [...props.allowedOrigins];
 
     // Two keys, because of a dependency cycle: S3 needs `kms:GenerateDataKey*` on the *topic's*
     // key, scoped to the two bucket ARNs, while the buckets are themselves encrypted with a key.
@@ -104,12 +122,16 @@ export class StatefulStack extends Stack {
       accessLogsBucket: this.accessLogsBucket,
       // Originals are transient: the resize worker copies `original` to media when a batch asks.
       expireAfter: Duration.days(30),
-      corsAllowedOrigins: props.allowedOrigins,
+      cors: uploadsCorsRules(props.allowedOrigins),
     }).bucket;
     this.mediaBucket = new ImageBucket(this, 'Media', {
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
+      cors: mediaCorsRules(props.allowedOrigins),
     }).bucket;
+    if (props.cdn) {
+      this.mediaCdn = new MediaCdn(this, 'MediaCdn', { bucket: this.mediaBucket });
+    }
     this.archiveBucket = new ImageBucket(this, 'Archive', {
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
@@ -274,6 +296,9 @@ export class StatefulStack extends Stack {
       ApiTokenSecretArn: this.apiTokenSecret.secretArn,
       CallbackSecretArn: this.callbackSigningSecret.secretArn,
     };
+    if (this.mediaCdn) {
+      outputs.MediaBaseUrl = this.mediaCdn.baseUrl;
+    }
     for (const [name, value] of Object.entries(outputs)) {
       new CfnOutput(this, name, { value });
     }

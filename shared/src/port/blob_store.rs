@@ -53,7 +53,17 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// User metadata (keys without `x-amz-meta-`, lower-case ASCII).
     pub metadata: BTreeMap<String, String>,
+    /// `Cache-Control` to store and serve with the object (S3's object `Cache-Control`), e.g.
+    /// [`CACHE_IMMUTABLE`] for content-addressed media.
+    pub cache_control: Option<String>,
 }
+
+/// `Cache-Control` of objects whose key changes whenever their bytes can (variants, kept
+/// originals): any cache may keep them for a year without revalidating.
+pub const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// `Cache-Control` of records rewritten in place (manifest, failure record): caches revalidate
+/// on every use.
+pub const CACHE_REVALIDATE: &str = "no-cache";
 
 /// What [`BlobStore::head`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +76,8 @@ pub struct ObjectMeta {
     pub metadata: BTreeMap<String, String>,
     /// Opaque version token.
     pub e_tag: Option<String>,
+    /// Stored `Cache-Control`.
+    pub cache_control: Option<String>,
 }
 
 /// One entry of [`BlobStore::list`].
@@ -90,12 +102,16 @@ pub struct UploadPolicy {
     pub metadata: BTreeMap<String, String>,
     /// How long the grant lasts.
     pub expires_in: Duration,
+    /// How the producer sends the bytes: a form POST (size within `1..=max_bytes`) or a raw
+    /// PUT (exactly `max_bytes`, with the content type and metadata as headers).
+    pub method: UploadMethod,
 }
 
 /// HTTP method of a presigned upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum UploadMethod {
+    #[default]
     /// A multipart form POST with `fields` then the file.
     Post,
     /// A PUT of the raw body with `headers`.

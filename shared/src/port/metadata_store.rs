@@ -40,6 +40,17 @@ pub enum MetadataStoreError {
         /// The quota the batch was checked against.
         quota: u64,
     },
+    /// The batch's idempotency key is already recorded (and unexpired) for its principal:
+    /// nothing was created. `batch_id` is the batch that key created and `request_sha256` the
+    /// hash of the request recorded with it, so the caller can answer a retry of the same
+    /// request with that batch and refuse a different one. Permanent.
+    #[error("idempotency key already used for batch {batch_id}")]
+    IdempotencyKeyTaken {
+        /// The batch created under the key.
+        batch_id: String,
+        /// [`IdempotencyKey::request_sha256`] recorded with it.
+        request_sha256: String,
+    },
     /// Any other failure. Permanent.
     #[error("{0}")]
     Other(String),
@@ -94,10 +105,24 @@ pub struct NewBatch {
     /// transaction that creates the batch. `None`: no quota.
     #[serde(default)]
     pub max_pending_uploads: Option<u64>,
+    /// Record this client idempotency key with the batch, atomically: while the batch's
+    /// upload grants last (until `expires_at`), another create of the same principal with the
+    /// same key creates nothing and fails with [`MetadataStoreError::IdempotencyKeyTaken`].
+    #[serde(default)]
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// A client's idempotency key for creating a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it (1-255 printable ASCII), scoped to the batch's principal.
+    pub key: String,
+    /// A hash of the normalised request, hex: a retry must carry the same.
+    pub request_sha256: String,
 }
 
 /// Status of one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileStatus {
     /// Announced; no upload seen yet.
@@ -153,7 +178,7 @@ impl FileStatus {
 }
 
 /// Status of a batch, derived from its files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {
     /// No upload seen yet.
@@ -165,7 +190,7 @@ pub enum BatchStatus {
 }
 
 /// Why a file failed (closed-set code + human message).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileError {
     /// `shared::error::ErrorCode` as `snake_case`.
     pub code: String,
@@ -174,7 +199,7 @@ pub struct FileError {
 }
 
 /// Facts about the source image, from the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SourceFacts {
     /// Sniffed format (`jpeg`, `png`, `heic`, …).
     pub format: String,
@@ -249,7 +274,7 @@ pub struct FileRecord {
 }
 
 /// File counts of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchCounts {
     /// Files in the batch.
     pub files: u64,
@@ -358,7 +383,7 @@ pub struct ExpiredFile {
 }
 
 /// Where a webhook delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookStatus {
     /// Not delivered yet; another attempt is scheduled.
@@ -488,7 +513,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Create a batch and its files (all `awaiting_upload`).
     ///
     /// # Errors
-    /// [`MetadataStoreError::AlreadyExists`] if the id is taken, else a classified failure.
+    /// [`MetadataStoreError::AlreadyExists`] if the id is taken,
+    /// [`MetadataStoreError::IdempotencyKeyTaken`] if [`NewBatch::idempotency`]'s key is (then
+    /// nothing is created and the quota is not checked), else a classified failure.
     async fn create_batch(&self, batch: &NewBatch) -> Result<(), MetadataStoreError>;
 
     /// Read a batch with its files; `None` when it does not exist.

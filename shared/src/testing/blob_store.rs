@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::port::blob_store::{BlobStore, BlobStoreError, PutOptions, UploadMethod, UploadPolicy};
+use crate::port::blob_store::{
+    BlobStore, BlobStoreError, CACHE_IMMUTABLE, CACHE_REVALIDATE, PutOptions, UploadMethod,
+    UploadPolicy,
+};
 
 /// Run every rule of the contract against an empty bucket.
 ///
@@ -14,6 +17,7 @@ use crate::port::blob_store::{BlobStore, BlobStoreError, PutOptions, UploadMetho
 /// On the first broken rule.
 pub async fn blob_store_contract(store: Arc<dyn BlobStore>) {
     round_trips_body_type_and_metadata(&*store).await;
+    stores_and_returns_cache_control(&*store).await;
     missing_objects_are_not_found(&*store).await;
     overwrite_replaces_whole_object(&*store).await;
     awkward_keys_round_trip(&*store).await;
@@ -28,6 +32,7 @@ async fn round_trips_body_type_and_metadata(store: &dyn BlobStore) {
     let opts = PutOptions {
         content_type: Some("image/webp".into()),
         metadata: meta.clone(),
+        cache_control: None,
     };
     let body = Bytes::from_static(b"RIFF\x00\x00\x00\x00WEBPVP8 ");
     store
@@ -44,6 +49,42 @@ async fn round_trips_body_type_and_metadata(store: &dyn BlobStore) {
         .await
         .expect("put empty");
     assert_eq!(store.get("empty").await.expect("get empty").len(), 0);
+}
+
+async fn stores_and_returns_cache_control(store: &dyn BlobStore) {
+    let put = |cc: Option<&str>| PutOptions {
+        content_type: Some("image/avif".into()),
+        cache_control: cc.map(str::to_owned),
+        ..Default::default()
+    };
+    store
+        .put(
+            "cc/variant.avif",
+            Bytes::from_static(b"v"),
+            put(Some(CACHE_IMMUTABLE)),
+        )
+        .await
+        .expect("put immutable");
+    let head = store.head("cc/variant.avif").await.expect("head");
+    assert_eq!(head.cache_control.as_deref(), Some(CACHE_IMMUTABLE));
+    assert_eq!(head.content_type.as_deref(), Some("image/avif"));
+    // An overwrite replaces the Cache-Control with the object: set, changed, then removed.
+    store
+        .put(
+            "cc/variant.avif",
+            Bytes::from_static(b"w"),
+            put(Some(CACHE_REVALIDATE)),
+        )
+        .await
+        .expect("put revalidate");
+    let head = store.head("cc/variant.avif").await.expect("head");
+    assert_eq!(head.cache_control.as_deref(), Some(CACHE_REVALIDATE));
+    store
+        .put("cc/variant.avif", Bytes::from_static(b"x"), put(None))
+        .await
+        .expect("put none");
+    let head = store.head("cc/variant.avif").await.expect("head");
+    assert_eq!(head.cache_control, None);
 }
 
 async fn missing_objects_are_not_found(store: &dyn BlobStore) {
@@ -188,6 +229,7 @@ async fn presigns_uploads_and_downloads(store: &dyn BlobStore) {
         max_bytes: 1024,
         metadata: BTreeMap::from([("prism-file-id".to_owned(), "f1".to_owned())]),
         expires_in: Duration::from_secs(300),
+        method: UploadMethod::Post,
     };
     let up = store.presign_upload(&policy).await.expect("presign upload");
     match up.method {
@@ -200,6 +242,24 @@ async fn presigns_uploads_and_downloads(store: &dyn BlobStore) {
     }
     assert!(up.url.starts_with("http"), "{}", up.url);
     assert!(up.expires_at > time::OffsetDateTime::now_utc());
+    let put = store
+        .presign_upload(&UploadPolicy {
+            method: UploadMethod::Put,
+            ..policy.clone()
+        })
+        .await
+        .expect("presign PUT");
+    assert_eq!(put.method, UploadMethod::Put);
+    assert!(put.fields.is_none());
+    assert_eq!(
+        put.headers.expect("PUT carries headers"),
+        BTreeMap::from([
+            ("content-type".to_owned(), "image/jpeg".to_owned()),
+            ("x-amz-meta-prism-file-id".to_owned(), "f1".to_owned()),
+        ]),
+        "exactly the content type and the metadata: what a browser may set"
+    );
+    assert!(put.url.starts_with("http"), "{}", put.url);
     let url = store
         .presign_download("a/b/c.webp", Duration::from_secs(60))
         .await
@@ -209,4 +269,171 @@ async fn presigns_uploads_and_downloads(store: &dyn BlobStore) {
         !url.contains("x-amz-checksum"),
         "presigned URLs must not carry checksums: {url}"
     );
+}
+
+/// A URL with its signature parameter (`X-Amz-Signature`, `signature`, …) changed.
+fn forge_signature(url: &str) -> String {
+    let mut u = url::Url::parse(url).expect("a presigned URL parses");
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k.to_ascii_lowercase().ends_with("signature") {
+                let flipped = if v.starts_with('0') { "1" } else { "0" };
+                format!("{flipped}{}", &v[1..])
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.to_string()
+}
+
+/// A departure from a PUT grant: what it is, the URL, the headers and the body sent.
+type PutCase = (&'static str, String, BTreeMap<String, String>, Vec<u8>);
+
+/// Send `body` to a presigned PUT with `headers`.
+async fn send_put(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = http.put(url).body(body);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.send().await.expect("the upload endpoint answers")
+}
+
+/// Presigned PUT uploads over HTTP: the producer sends the body with exactly the headers the
+/// instructions name and the object is stored with its content type and metadata (answered
+/// with the body's MD5 as `ETag`). Where the store `verifies_grants` (everything but an
+/// emulator that ignores signatures), every departure from the grant is refused and stores
+/// nothing: another content type, a shorter or longer body, missing or extra metadata, a forged
+/// signature, an expired grant.
+///
+/// # Panics
+/// On the first broken rule.
+pub async fn presigned_put_contract(store: &dyn BlobStore, verifies_grants: bool) {
+    let http = reqwest::Client::new();
+    let body = b"\xff\xd8\xff\xe0 a put body".to_vec();
+    let key = format!("uploads/put/{}", uuid::Uuid::new_v4());
+    let policy = UploadPolicy {
+        key: key.clone(),
+        content_type: "image/jpeg".into(),
+        max_bytes: body.len() as u64,
+        metadata: BTreeMap::from([
+            ("prism-file-id".to_owned(), "f1".to_owned()),
+            (
+                "prism-request".to_owned(),
+                r#"{"w":[320,640],"f":["webp"]}"#.to_owned(),
+            ),
+        ]),
+        expires_in: Duration::from_secs(300),
+        method: UploadMethod::Put,
+    };
+    let up = store.presign_upload(&policy).await.expect("presign PUT");
+    assert_eq!(up.method, UploadMethod::Put);
+    let headers = up.headers.clone().expect("PUT carries headers");
+    let absent = || async {
+        assert!(
+            matches!(store.head(&key).await, Err(BlobStoreError::NotFound(_))),
+            "a refused PUT stored an object"
+        );
+    };
+    if verifies_grants {
+        let with = |k: &str, v: &str| {
+            let mut h = headers.clone();
+            h.insert(k.to_owned(), v.to_owned());
+            h
+        };
+        let without = |k: &str| {
+            let mut h = headers.clone();
+            h.remove(k);
+            h
+        };
+        let mut longer = body.clone();
+        longer.push(b'!');
+        let cases: Vec<PutCase> = vec![
+            (
+                "another content type",
+                up.url.clone(),
+                with("content-type", "text/html"),
+                body.clone(),
+            ),
+            (
+                "a shorter body",
+                up.url.clone(),
+                headers.clone(),
+                body[1..].to_vec(),
+            ),
+            ("a longer body", up.url.clone(), headers.clone(), longer),
+            (
+                "missing metadata",
+                up.url.clone(),
+                without("x-amz-meta-prism-file-id"),
+                body.clone(),
+            ),
+            (
+                "another metadata value",
+                up.url.clone(),
+                with("x-amz-meta-prism-file-id", "f2"),
+                body.clone(),
+            ),
+            (
+                "extra metadata",
+                up.url.clone(),
+                with("x-amz-meta-extra", "x"),
+                body.clone(),
+            ),
+            (
+                "a forged signature",
+                forge_signature(&up.url),
+                headers.clone(),
+                body.clone(),
+            ),
+        ];
+        for (what, url, h, b) in cases {
+            let r = send_put(&http, &url, &h, b).await;
+            assert!(
+                r.status().is_client_error(),
+                "{what}: answered {}",
+                r.status()
+            );
+            absent().await;
+        }
+        let short = store
+            .presign_upload(&UploadPolicy {
+                expires_in: Duration::from_secs(1),
+                ..policy.clone()
+            })
+            .await
+            .expect("presign a short grant");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let r = send_put(&http, &short.url, &headers, body.clone()).await;
+        assert!(
+            r.status().is_client_error(),
+            "an expired grant: answered {}",
+            r.status()
+        );
+        absent().await;
+    }
+    let r = send_put(&http, &up.url, &headers, body.clone()).await;
+    assert!(r.status().is_success(), "PUT answered {}", r.status());
+    let md5 = hex::encode(<md5::Md5 as md5::Digest>::digest(&body));
+    assert_eq!(
+        r.headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        Some(format!("\"{md5}\"")),
+        "ETag: the quoted hex MD5 of the body"
+    );
+    let head = store.head(&key).await.expect("the PUT stored the object");
+    assert_eq!(head.size, body.len() as u64);
+    assert_eq!(head.content_type.as_deref(), Some("image/jpeg"));
+    assert_eq!(head.metadata, policy.metadata);
+    assert_eq!(store.get(&key).await.expect("get"), Bytes::from(body));
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::port::metadata_store::{
-    BatchStatus, FileError, FileStatus, MetadataStore, MetadataStoreError, NewBatch, NewFile,
-    NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord, WebhookAttempt,
-    WebhookStatus,
+    BatchStatus, FileError, FileStatus, IdempotencyKey, MetadataStore, MetadataStoreError,
+    NewBatch, NewFile, NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord,
+    WebhookAttempt, WebhookStatus,
 };
 use crate::variant::{OutputFormat, VariantRequest};
 
@@ -32,6 +32,7 @@ pub fn new_batch(n: usize) -> NewBatch {
             })
             .collect(),
         max_pending_uploads: None,
+        idempotency: None,
     }
 }
 
@@ -53,7 +54,7 @@ pub fn rendered(batch_id: &str, file_id: &str) -> RenderedFile {
             height: 240,
             format: OutputFormat::Webp,
             bytes: 100,
-            key: crate::keys::variant_key(batch_id, file_id, 320, OutputFormat::Webp),
+            key: crate::keys::variant_key(batch_id, file_id, 320, "0123456789", OutputFormat::Webp),
         }],
         original_key: None,
         placeholder: Some("LEHV6nWB2yk8pyo0adR*.7kCMdnj".into()),
@@ -77,6 +78,97 @@ pub async fn metadata_store_contract(store: Arc<dyn MetadataStore>) {
     unreceived_files_expire_and_complete_their_batch(store.clone()).await;
     versions_move_with_every_change(&*store).await;
     the_webhook_outbox_leases_and_records_attempts(&*store).await;
+    idempotency_keys_are_recorded_with_the_batch(store.clone()).await;
+}
+
+/// A batch created with an idempotency key holds it (per principal) until its grants expire:
+/// another create with the key creates nothing, counts nothing against the quota, and names
+/// the first batch and its request hash; of concurrent creates with one key exactly one wins.
+async fn idempotency_keys_are_recorded_with_the_batch(store: Arc<dyn MetadataStore>) {
+    let principal = uuid::Uuid::new_v4().to_string();
+    let keyed = |n: usize, key: &str, hash: &str| {
+        let mut b = new_batch(n);
+        b.principal = principal.clone();
+        b.max_pending_uploads = Some(100);
+        b.idempotency = Some(IdempotencyKey {
+            key: key.to_owned(),
+            request_sha256: hash.to_owned(),
+        });
+        b
+    };
+    let first = keyed(2, "order-42 retry#1", "aa");
+    store.create_batch(&first).await.expect("create");
+    for (again, what) in [
+        (keyed(2, "order-42 retry#1", "aa"), "same request"),
+        (keyed(3, "order-42 retry#1", "bb"), "different request"),
+    ] {
+        let e = store.create_batch(&again).await.expect_err(what);
+        match e {
+            MetadataStoreError::IdempotencyKeyTaken {
+                batch_id,
+                request_sha256,
+            } => {
+                assert_eq!(batch_id, first.batch_id, "{what}");
+                assert_eq!(request_sha256, "aa", "{what}");
+            }
+            e => panic!("{what}: {e:?}"),
+        }
+        assert!(
+            store
+                .get_batch(&again.batch_id)
+                .await
+                .expect("get")
+                .is_none(),
+            "{what}: nothing created"
+        );
+    }
+    assert_eq!(
+        store.pending_uploads(&principal).await.expect("pending"),
+        2,
+        "a refused retry counts nothing"
+    );
+    // Keys are per principal: another principal's same key is its own.
+    let mut other = keyed(1, "order-42 retry#1", "aa");
+    other.principal = uuid::Uuid::new_v4().to_string();
+    store.create_batch(&other).await.expect("other principal");
+    // A key whose batch's grants expired is free again.
+    let mut old = keyed(1, "expired-key", "cc");
+    old.created_at -= Duration::from_secs(3600);
+    old.expires_at = OffsetDateTime::now_utc() - Duration::from_secs(1);
+    store.create_batch(&old).await.expect("old");
+    let reuse = keyed(1, "expired-key", "dd");
+    store
+        .create_batch(&reuse)
+        .await
+        .expect("an expired key is free");
+    let e = store
+        .create_batch(&keyed(1, "expired-key", "dd"))
+        .await
+        .expect_err("taken again");
+    assert!(
+        matches!(&e, MetadataStoreError::IdempotencyKeyTaken { batch_id, .. } if *batch_id == reuse.batch_id),
+        "{e:?}"
+    );
+    // Concurrent creates with one key: exactly one batch.
+    let racers: Vec<_> = (0..4).map(|_| keyed(1, "raced", "ee")).collect();
+    let results = futures::future::join_all(racers.iter().map(|b| {
+        let store = store.clone();
+        let b = b.clone();
+        async move { store.create_batch(&b).await }
+    }))
+    .await;
+    let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    let winner = &racers[results.iter().position(Result::is_ok).unwrap_or(0)];
+    for r in &results {
+        match r {
+            Ok(()) => {}
+            Err(MetadataStoreError::IdempotencyKeyTaken { batch_id, .. }) => {
+                assert_eq!(batch_id, &winner.batch_id);
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
 }
 
 async fn pending_uploads_are_a_quota_checked_at_creation(store: &dyn MetadataStore) {

@@ -1,8 +1,9 @@
-//! API errors: a status and `{"error":{"code","message"}}`.
+//! API errors: a status and `{"error":{"code","message"}}` ([`shared::api::ErrorBody`]), the
+//! code one of the closed set [`shared::api::ErrorCode`].
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use shared::api::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// An error answer.
 #[derive(Debug)]
@@ -23,7 +24,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
     /// Any status and code.
+    ///
+    /// `code` must be one of [`shared::api::ErrorCode`] (the closed set the OpenAPI document
+    /// declares); an unknown one answers `internal`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            shared::api::ErrorCode::parse(code).is_some(),
+            "{code} is not in shared::api::ErrorCode"
+        );
+        let code = shared::api::ErrorCode::parse(code).map_or("internal", |c| c.as_str());
         Self {
             status,
             code,
@@ -86,7 +95,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: ErrorCode::parse(self.code).unwrap_or(ErrorCode::Internal),
+                message: self.message,
+            },
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())

@@ -5,12 +5,26 @@
 //! instructions. Locally the same answer points at `/local/upload/{bucket}`, which verifies a
 //! POST policy as strictly as S3 (signature, expiry, exact key, content type, metadata,
 //! content-length range) and stores the object through the blob store, whose notification
-//! starts the pipeline.
+//! starts the pipeline; or, for a batch created with `"upload_method": "put"`, at
+//! `/local/upload/{bucket}/{key}?…&signature=…`, a presigned PUT of the raw body with the
+//! content type, metadata and exact length the grant names. With `[http] cors_allowed_origins`
+//! pages on those origins may call the API and these endpoints (see [`cors`]).
+//!
+//! Variant URLs in the batch view are presigned GETs, or `{media_base_url}/{key}` when
+//! `[http] media_base_url` names a CDN. With `[http] public_media` (local backend only),
+//! [`media`] serves the media bucket publicly and read-only at `/media/{key}` and
+//! `media_base_url` defaults to it.
+//!
+//! Request and response bodies are the wire types of [`shared::api`]; the OpenAPI 3.1 document
+//! served at `/v1/openapi.json` is generated from them and the handlers' `#[utoipa::path]`
+//! annotations ([`openapi`]), with this server's configured limits filled in.
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod local;
+pub mod media;
 pub mod openapi;
 pub mod routes;
 pub mod watch;
@@ -26,7 +40,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http_body_util::BodyExt as _;
 use shared::adapter::local::LocalStack;
 use shared::config::Backend;
@@ -162,8 +176,8 @@ async fn http_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn openapi(State(_): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(openapi::document())
+async fn openapi(State(s): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document_for(&s.cfg.limits))
 }
 
 /// Authenticate a request from its headers alone, before any extractor reads its body: 401
@@ -261,7 +275,21 @@ pub fn router(
             "/local/upload/{bucket}",
             post(local::upload).layer(body_limit(upload_limit)),
         )
+        // Authenticated by the URL's grant, checked with the headers before the body is read.
+        .route(
+            "/local/upload/{bucket}/{*key}",
+            put(local::upload_put).layer(body_limit(upload_limit)),
+        )
         .route("/local/object/{bucket}/{*key}", get(local::download));
+    let open = if http.public_media && state.local.is_some() {
+        open.route(
+            "/media/{*key}",
+            get(media::serve).fallback(media::read_only),
+        )
+    } else {
+        open
+    };
+    let cors = cors::CorsPolicies::new(&http.cors_allowed_origins);
     let request_timeout = Duration::from_secs(http.request_timeout_secs);
     let api = authenticated
         .merge(open)
@@ -311,6 +339,11 @@ pub fn router(
                 .map_request(|r: Request<tower_http::timeout::TimeoutBody<Body>>| r.map(Body::new)),
         )
         .with_state(state);
+    // Outside every other layer: preflights before authentication, grants on every answer.
+    let api = match cors {
+        Some(c) => api.layer(middleware::from_fn_with_state(c, cors::middleware)),
+        None => api,
+    };
     api.merge(ops_router(metrics, health))
 }
 
@@ -376,7 +409,7 @@ pub async fn spawn(
 /// # Errors
 /// When the listener cannot be bound or the server fails.
 pub async fn run_with(
-    cfg: Config,
+    mut cfg: Config,
     deps: Deps,
     rt_metrics: shared::telemetry::metrics::Handle,
     health: Health,
@@ -396,6 +429,14 @@ pub async fn run_with(
         })?;
     let addr = listener.local_addr()?;
     on_bound(addr);
+    if cfg.http.public_media && cfg.http.media_base_url.is_none() {
+        let base = cfg
+            .http
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        cfg.http.media_base_url = Some(format!("{}/media", base.trim_end_matches('/')));
+    }
     let mut tokens = cfg.auth.token_sha256s.clone();
     if tokens.is_empty() && cfg.common.backend == Backend::Local {
         let token = dev_token(&cfg.common.data_dir)?;

@@ -1,6 +1,8 @@
 //! The local upload and download endpoints (backend `local` only). On AWS producers upload to
 //! S3 directly and prism-api never sees the bytes; locally prism-api plays S3, with a POST
-//! policy as strict as S3's (see `shared::adapter::local::signing`).
+//! policy as strict as S3's and a presigned PUT as strict as S3's signed headers (see
+//! `shared::adapter::local::signing`). Both answer with S3's headers: `ETag` (the quoted hex
+//! MD5 of the body) and, for a POST, `Location`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -8,11 +10,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures::StreamExt as _;
 use shared::adapter::local::FsBlobStore;
+use shared::adapter::local::fs_blob_store::StoredUpload;
 use shared::adapter::local::signing::{GrantError, PostGrant};
 use shared::port::BlobStoreError;
 
@@ -73,8 +76,42 @@ fn form_err(e: &MultipartError) -> ApiError {
     ApiError::body(e.status(), format!("malformed form: {}", e.body_text()), e)
 }
 
+/// The refusal of a second upload under one grant.
+fn already_uploaded() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "already_uploaded",
+        "this file was already uploaded; an upload grant stores one object",
+    )
+}
+
+/// One grant stores one object: a second upload of a received file is refused before its bytes
+/// are read. (S3 cannot refuse it; there the resize worker keeps the file pinned to the first
+/// object it processed, which also settles a race of two.)
+async fn refuse_second_upload(store: &FsBlobStore, key: &str) -> Result<(), ApiError> {
+    match shared::port::BlobStore::head(store, key).await {
+        Ok(_) => Err(already_uploaded()),
+        Err(BlobStoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+/// S3's answer headers for a stored upload: the quoted `ETag`, and with `location` the
+/// object's address.
+fn stored_headers(stored: &StoredUpload, location: Option<String>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", stored.e_tag)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(v) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert(header::LOCATION, v);
+    }
+    h
+}
+
 /// `POST /local/upload/{bucket}`: an S3-style form upload. Fields come first, then `file`
-/// (fields after the file are ignored, as S3 does). Answers 204 like S3.
+/// (fields after the file are ignored, as S3 does). Answers 204 like S3, with its `ETag` and
+/// `Location` headers.
 ///
 /// Nothing but the form's policy authenticates it, so the endpoint reads about
 /// [`MAX_FORM_BYTES_BEFORE_FILE`] (and the chunk crossing it) before the fields verify
@@ -84,7 +121,7 @@ pub async fn upload(
     State(s): State<AppState>,
     Path(name): Path<String>,
     req: Request,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let store = bucket(&s, &name)?;
     let limit = s.cfg.limits.max_upload_bytes;
     // What the body may deliver so far: the form before the file, then also the file's grant.
@@ -128,20 +165,7 @@ pub async fn upload(
                 Ok(g) => g,
                 Err(e) => return Err(grant_err(e)),
             };
-            // One grant stores one object: a second upload of a received file is refused before
-            // its bytes are read. (S3 cannot refuse it; there the resize worker keeps the file
-            // pinned to the first object it processed, which also settles a race of two.)
-            match shared::port::BlobStore::head(&store, &grant.upload.key).await {
-                Ok(_) => {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "already_uploaded",
-                        "this file was already uploaded; an upload grant stores one object",
-                    ));
-                }
-                Err(BlobStoreError::NotFound(_)) => {}
-                Err(e) => return Err(store_err(e)),
-            }
+            refuse_second_upload(&store, &grant.upload.key).await?;
             let max = grant.max_bytes();
             allowance.send_modify(|a| *a = a.saturating_add(max).saturating_add(FILE_SLACK_BYTES));
             let mut buf = BytesMut::new();
@@ -169,9 +193,10 @@ pub async fn upload(
                 .await
                 .map_err(store_err)?
             {
-                Ok(key) => {
-                    tracing::debug!(key = %key, "Upload stored.");
-                    Ok(StatusCode::NO_CONTENT)
+                Ok(stored) => {
+                    tracing::debug!(key = %stored.key, "Upload stored.");
+                    let location = store.object_url(&stored.key);
+                    Ok((StatusCode::NO_CONTENT, stored_headers(&stored, location)).into_response())
                 }
                 Err(e) => Err(grant_err(e)),
             };
@@ -207,6 +232,92 @@ pub async fn upload(
         if fields.insert(fname.clone(), value).is_some() {
             return Err(ApiError::invalid(format!("field {fname:?} appears twice")));
         }
+    }
+}
+
+/// `PUT /local/upload/{bucket}/{*key}?content-type=…&content-length=…&x-amz-meta-…&expires=…&signature=…`:
+/// a presigned PUT of the raw body. Before a byte of the body is read it checks the URL's
+/// signature and expiry, the `Content-Type` header (exactly the grant's), every `x-amz-meta-*`
+/// header (exactly the grant's metadata, nothing beyond it) and the declared `Content-Length`
+/// (exactly the grant's size; a PUT without one gets 411, as on S3), and refuses a second
+/// upload (409 `already_uploaded`). It then reads the body against the grant's size, refusing
+/// it as soon as it is longer, and answers 200 with the `ETag`.
+pub async fn upload_put(
+    State(s): State<AppState>,
+    Path((name, key)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let store = bucket(&s, &name)?;
+    let query = req.uri().query().unwrap_or_default();
+    let grant = match store.verify_put_url(&key, query).map_err(store_err)? {
+        Ok(g) => g,
+        Err(e) => return Err(grant_err(e)),
+    };
+    let headers = req.headers();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let mut metadata = BTreeMap::new();
+    for (name, value) in headers {
+        let Some(m) = name.as_str().strip_prefix("x-amz-meta-") else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| grant_err(GrantError::ConditionFailed(name.as_str().to_owned())))?;
+        if metadata.insert(m.to_owned(), value.to_owned()).is_some() {
+            return Err(grant_err(GrantError::ConditionFailed(
+                name.as_str().to_owned(),
+            )));
+        }
+    }
+    grant
+        .check_headers(content_type, &metadata)
+        .map_err(grant_err)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "invalid_request",
+                "a PUT upload must declare its Content-Length (the file's exact size)",
+            )
+        })?;
+    grant.check_size(declared).map_err(grant_err)?;
+    let size = grant.size();
+    if size > s.cfg.limits.max_upload_bytes {
+        return Err(ApiError::invalid(format!(
+            "the file exceeds the {}-byte upload limit",
+            s.cfg.limits.max_upload_bytes
+        )));
+    }
+    refuse_second_upload(&store, &grant.upload.key).await?;
+    let mut body = req.into_body().into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::body(StatusCode::BAD_REQUEST, "reading the body", &e))?;
+        let read = (buf.len() + chunk.len()) as u64;
+        if read > size {
+            return Err(grant_err(GrantError::SizeOutOfRange {
+                size: read,
+                min: size,
+                max: size,
+            }));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    match store
+        .store_put_upload(grant, buf.freeze())
+        .await
+        .map_err(store_err)?
+    {
+        Ok(stored) => {
+            tracing::debug!(key = %stored.key, "PUT upload stored.");
+            Ok((StatusCode::OK, stored_headers(&stored, None)).into_response())
+        }
+        Err(e) => Err(grant_err(e)),
     }
 }
 
@@ -262,7 +373,12 @@ pub async fn download(
                     meta.content_type
                         .unwrap_or_else(|| "application/octet-stream".into()),
                 ),
-                (header::CACHE_CONTROL, "private, max-age=3600".into()),
+                // The object's own, as S3 answers a presigned GET.
+                (
+                    header::CACHE_CONTROL,
+                    meta.cache_control
+                        .unwrap_or_else(|| "private, max-age=3600".into()),
+                ),
             ],
             Body::from(body),
         )

@@ -3,76 +3,30 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::{Json, extract::rejection::BytesRejection, extract::rejection::JsonRejection};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use sha2::Digest as _;
 use shared::port::{
-    BatchRecord, BatchStatus, FileStatus, MetadataStoreError, NewBatch, NewFile, PresignedUpload,
-    UploadMethod, UploadPolicy,
+    BatchRecord, BatchStatus, FileStatus, IdempotencyKey, MetadataStoreError, NewBatch, NewFile,
+    PresignedUpload, UploadMethod, UploadPolicy,
 };
 use shared::telemetry::trace::{self, TraceParent};
-use shared::variant::{self, Fit, OutputFormat, VariantRequest};
+use shared::variant::{self, VariantRequest};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::{AppState, Principal};
 
-/// One file of a batch request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSpec {
-    /// Client file name (metadata only; never part of a key).
-    pub name: String,
-    /// `image/*`.
-    pub content_type: String,
-    /// Exact size in bytes.
-    pub size: u64,
-}
-
-/// `variants` of a batch request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VariantSpec {
-    /// 1-8 widths, each 16-8192.
-    pub widths: Vec<u32>,
-    /// Non-empty subset of webp, avif.
-    pub formats: Vec<OutputFormat>,
-    /// Keep the original in the media bucket.
-    #[serde(default)]
-    pub keep_original: bool,
-    /// Fit mode (only `inside`).
-    #[serde(default)]
-    pub fit: Fit,
-    /// WebP quality.
-    pub webp_quality: Option<u8>,
-    /// AVIF quality.
-    pub avif_quality: Option<u8>,
-}
-
-/// `POST /v1/batches` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBatch {
-    /// 1-500 files.
-    pub files: Vec<FileSpec>,
-    /// What to render.
-    pub variants: VariantSpec,
-    /// Completion callback (https; SSRF-checked).
-    pub callback_url: Option<String>,
-}
-
-#[derive(Serialize)]
-struct UploadOut {
-    file_id: String,
-    name: String,
-    method: UploadMethod,
-    url: String,
-    fields: Option<BTreeMap<String, String>>,
-    headers: Option<BTreeMap<String, String>>,
-}
+pub use shared::api::{
+    BatchView, ClientEvent, CreateBatchRequest, CreatedBatch, ErrorBody, EventAccepted, FileSpec,
+    FileView, UploadInstructions, UploadMethodSpec, VariantSpec, VariantView, WebhookView,
+};
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -131,14 +85,89 @@ fn check_content_type(ct: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Longest `callback_url` (it is stored with the batch and sent with every attempt).
+const MAX_CALLBACK_URL_BYTES: usize = 2048;
+
+/// The `201` of a create: the batch and `Location: /v1/batches/{batch_id}`.
+pub struct Created(CreatedBatch);
+
+impl IntoResponse for Created {
+    fn into_response(self) -> Response {
+        let location = format!("/v1/batches/{}", self.0.batch_id);
+        let mut resp = (StatusCode::CREATED, Json(self.0)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp
+    }
+}
+
+/// The request's `Idempotency-Key`: absent, or 1-255 printable ASCII characters sent once.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(shared::api::IDEMPOTENCY_KEY).iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() || !shared::api::valid_idempotency_key(v.as_bytes()) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key must be sent once, as 1-255 printable ASCII characters",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+}
+
+/// SHA-256 (hex) of the normalised request: what a retry under the same key must match.
+fn request_hash(req: &CreateBatchRequest, request: &VariantRequest) -> String {
+    #[derive(Serialize)]
+    struct Normalised<'a> {
+        files: &'a [FileSpec],
+        request: &'a VariantRequest,
+        callback_url: Option<&'a str>,
+        upload_method: UploadMethodSpec,
+    }
+    let canonical = serde_json::to_vec(&Normalised {
+        files: &req.files,
+        request,
+        callback_url: req.callback_url.as_deref(),
+        upload_method: req.upload_method,
+    })
+    .unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(canonical))
+}
+
 /// `POST /v1/batches`. The batch's trace continues the caller's `traceparent` when it sends
 /// one; the `create_batch` span is the parent of everything the workers do with its files.
+///
+/// With an `Idempotency-Key`, a retry of the same request by the same principal answers the
+/// batch the key created (fresh upload instructions for its files still awaiting upload), and a
+/// different request under the key is refused (422 `idempotency_key_reused`), while the batch's
+/// upload grants last.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    summary = "Create a batch and get one presigned upload per file",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters. A retry with the same key and the same request (same principal) answers the same batch (same `batch_id` and file ids) with fresh upload instructions for its files still awaiting upload (files already uploaded are left out of `uploads`); the same key with a different request is refused with 422 `idempotency_key_reused`. A key lasts as long as its batch's upload grants (`expires_at`)."),
+    ),
+    request_body = CreateBatchRequest,
+    responses(
+        (status = 201, description = "Created", body = CreatedBatch, headers(("Location" = String, description = "`/v1/batches/{batch_id}`"))),
+        (status = 400, description = "Invalid request (or an invalid `Idempotency-Key`)", body = ErrorBody),
+        (status = 401, description = "No valid token (the body is not read)", body = ErrorBody),
+        (status = 408, description = "The body stalled or the request outlasted the request timeout", body = ErrorBody),
+        (status = 413, description = "Body over `[limits] max_batch_body_bytes` (1 MiB)", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the `Idempotency-Key` was used for a different request", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, or `upload_quota_exceeded`: the principal's files awaiting upload plus this batch's would pass `[auth] max_inflight_uploads` (5000); a file stops counting once uploaded, failed or expired (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "Too many requests in progress, or a backend is unavailable (see Retry-After)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create_batch(
     State(s): State<AppState>,
     Extension(Principal(principal)): Extension<Principal>,
     headers: HeaderMap,
-    body: Result<Json<CreateBatch>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    body: Result<Json<CreateBatchRequest>, JsonRejection>,
+) -> Result<Created, ApiError> {
     let incoming = incoming_traceparent(&headers);
     let span = tracing::info_span!(target: trace::TARGET, "create_batch", trace_id = tracing::field::Empty, batch_id = tracing::field::Empty, files = tracing::field::Empty);
     if let Some(tp) = &incoming {
@@ -148,17 +177,75 @@ pub async fn create_batch(
     if incoming.is_none() {
         span.record("trace_id", downstream.trace_id_hex());
     }
-    create_batch_traced(s, principal, body, downstream)
+    let key = idempotency_key(&headers)?;
+    create_batch_traced(s, principal, body, key, downstream)
         .instrument(span)
         .await
+}
+
+/// One file's presigned upload, granted until `expires_in` from now.
+#[allow(clippy::too_many_arguments)]
+async fn presign_file(
+    s: &AppState,
+    batch_id: &str,
+    file: &NewFile,
+    request_metadata: &str,
+    traceparent: &str,
+    method: UploadMethod,
+    expires_in: Duration,
+) -> Result<UploadInstructions, ApiError> {
+    let metadata = BTreeMap::from([
+        (
+            variant::META_REQUEST.to_owned(),
+            request_metadata.to_owned(),
+        ),
+        (variant::META_BATCH_ID.to_owned(), batch_id.to_owned()),
+        (variant::META_FILE_ID.to_owned(), file.file_id.clone()),
+        (
+            variant::META_FILE_NAME.to_owned(),
+            percent_encoding::utf8_percent_encode(&file.name, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ),
+        (variant::META_TRACEPARENT.to_owned(), traceparent.to_owned()),
+    ]);
+    let policy = UploadPolicy {
+        key: shared::keys::upload_key(batch_id, &file.file_id),
+        content_type: file.content_type.clone(),
+        max_bytes: file.size,
+        metadata,
+        expires_in,
+        method,
+    };
+    let presign = tracing::info_span!(target: trace::TARGET, "presign", file_id = %file.file_id);
+    let p: PresignedUpload = s
+        .uploads
+        .presign_upload(&policy)
+        .instrument(presign)
+        .await
+        .map_err(|e| {
+            if e.is_transient() {
+                ApiError::unavailable(e)
+            } else {
+                ApiError::internal(e)
+            }
+        })?;
+    Ok(UploadInstructions {
+        file_id: file.file_id.clone(),
+        name: file.name.clone(),
+        method: p.method,
+        url: p.url,
+        fields: p.fields,
+        headers: p.headers,
+    })
 }
 
 async fn create_batch_traced(
     s: AppState,
     principal: String,
-    body: Result<Json<CreateBatch>, JsonRejection>,
+    body: Result<Json<CreateBatchRequest>, JsonRejection>,
+    key: Option<String>,
     traceparent: TraceParent,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Created, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::body(e.status(), e.body_text(), &e))?;
     let limits = &s.cfg.limits;
     if req.files.is_empty() || req.files.len() > limits.max_files {
@@ -178,8 +265,8 @@ async fn create_batch_traced(
         }
     }
     let request = VariantRequest {
-        widths: req.variants.widths,
-        formats: req.variants.formats,
+        widths: req.variants.widths.clone(),
+        formats: req.variants.formats.clone(),
         fit: req.variants.fit,
         webp_quality: req
             .variants
@@ -194,19 +281,30 @@ async fn create_batch_traced(
     .normalise()
     .map_err(|e| ApiError::invalid(e.to_string()))?;
     if let Some(url) = &req.callback_url {
+        if url.len() > MAX_CALLBACK_URL_BYTES {
+            return Err(ApiError::invalid(format!(
+                "callback_url is limited to {MAX_CALLBACK_URL_BYTES} bytes"
+            )));
+        }
         shared::callback::resolve_checked(url, s.local_mode())
             .await
             .map_err(|e| ApiError::invalid(format!("callback_url: {e}")))?;
     }
+    // Whole microseconds, as the stores keep times: the answer's `expires_at` is the one a
+    // read (or a retried create) answers later.
     let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
     let expires_at = now + Duration::from_secs(limits.upload_expiry_secs);
+    let method: UploadMethod = req.upload_method.into();
     let batch = NewBatch {
         batch_id: uuid::Uuid::now_v7().to_string(),
         principal,
         created_at: now,
         expires_at,
         request: request.clone(),
-        callback_url: req.callback_url,
+        callback_url: req.callback_url.clone(),
         traceparent: Some(traceparent.to_string()),
         files: req
             .files
@@ -219,81 +317,138 @@ async fn create_batch_traced(
             })
             .collect(),
         max_pending_uploads: Some(s.cfg.auth.max_inflight_uploads),
+        idempotency: key.map(|key| IdempotencyKey {
+            key,
+            request_sha256: request_hash(&req, &request),
+        }),
     };
+    let request_metadata = request.to_metadata();
+    let tp = batch.traceparent.clone().unwrap_or_default();
     let mut uploads = Vec::with_capacity(batch.files.len());
     for f in &batch.files {
-        let metadata = BTreeMap::from([
-            (variant::META_REQUEST.to_owned(), request.to_metadata()),
-            (variant::META_BATCH_ID.to_owned(), batch.batch_id.clone()),
-            (variant::META_FILE_ID.to_owned(), f.file_id.clone()),
-            (
-                variant::META_FILE_NAME.to_owned(),
-                percent_encoding::utf8_percent_encode(&f.name, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
-            ),
-            (
-                variant::META_TRACEPARENT.to_owned(),
-                batch.traceparent.clone().unwrap_or_default(),
-            ),
-        ]);
-        let policy = UploadPolicy {
-            key: shared::keys::upload_key(&batch.batch_id, &f.file_id),
-            content_type: f.content_type.clone(),
-            max_bytes: f.size,
-            metadata,
-            expires_in: Duration::from_secs(limits.upload_expiry_secs),
-        };
-        let presign = tracing::info_span!(target: trace::TARGET, "presign", file_id = %f.file_id);
-        let p: PresignedUpload = s
-            .uploads
-            .presign_upload(&policy)
-            .instrument(presign)
-            .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    ApiError::unavailable(e)
-                } else {
-                    ApiError::internal(e)
-                }
-            })?;
-        uploads.push(UploadOut {
-            file_id: f.file_id.clone(),
-            name: f.name.clone(),
-            method: p.method,
-            url: p.url,
-            fields: p.fields,
-            headers: p.headers,
-        });
+        uploads.push(
+            presign_file(
+                &s,
+                &batch.batch_id,
+                f,
+                &request_metadata,
+                &tp,
+                method,
+                Duration::from_secs(limits.upload_expiry_secs),
+            )
+            .await?,
+        );
     }
-    s.metadata.create_batch(&batch).await.map_err(store_err)?;
+    match s.metadata.create_batch(&batch).await {
+        Ok(()) => {}
+        Err(MetadataStoreError::IdempotencyKeyTaken {
+            batch_id,
+            request_sha256,
+        }) => {
+            let ours = batch
+                .idempotency
+                .as_ref()
+                .map(|i| i.request_sha256.as_str());
+            if ours != Some(request_sha256.as_str()) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                ));
+            }
+            return replay_created(&s, &batch.principal, &batch_id, method).await;
+        }
+        Err(e) => return Err(store_err(e)),
+    }
     let span = tracing::Span::current();
     span.record("batch_id", batch.batch_id.as_str());
     span.record("files", batch.files.len());
     tracing::info!(batch_id = %batch.batch_id, files = batch.files.len(), "Batch created.");
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({"batch_id": batch.batch_id, "expires_at": rfc3339(expires_at), "uploads": uploads}),
-        ),
-    ))
+    Ok(Created(CreatedBatch {
+        batch_id: batch.batch_id,
+        expires_at: rfc3339(expires_at),
+        uploads,
+    }))
+}
+
+/// The answer to a retried create: the batch its key created, with fresh upload instructions
+/// (granted until the batch's own expiry) for the files still awaiting upload.
+async fn replay_created(
+    s: &AppState,
+    principal: &str,
+    batch_id: &str,
+    method: UploadMethod,
+) -> Result<Created, ApiError> {
+    let b = s
+        .metadata
+        .get_batch(batch_id)
+        .await
+        .map_err(store_err)?
+        .filter(|b| b.principal == principal)
+        .ok_or_else(|| {
+            ApiError::unavailable("the batch of an idempotency key is not readable yet")
+        })?;
+    let left = (b.expires_at - OffsetDateTime::now_utc()).unsigned_abs();
+    let request_metadata = b.request.to_metadata();
+    let tp = b.traceparent.clone().unwrap_or_default();
+    let mut uploads = Vec::new();
+    for f in b.files.iter().filter(|f| {
+        f.status == FileStatus::AwaitingUpload && b.expires_at > OffsetDateTime::now_utc()
+    }) {
+        let file = NewFile {
+            file_id: f.file_id.clone(),
+            name: f.name.clone(),
+            content_type: f.content_type.clone(),
+            size: f.size,
+        };
+        uploads
+            .push(presign_file(s, &b.batch_id, &file, &request_metadata, &tp, method, left).await?);
+    }
+    tracing::info!(batch_id = %b.batch_id, uploads = uploads.len(), "Batch create retried under its idempotency key.");
+    Ok(Created(CreatedBatch {
+        batch_id: b.batch_id,
+        expires_at: rfc3339(b.expires_at),
+        uploads,
+    }))
 }
 
 /// `?wait=SECONDS`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// Long-poll until complete or this many seconds pass.
+    /// Long-poll until the batch completes or this many seconds pass (at most
+    /// `[limits] max_wait_secs`, 60; longer waits are cut to it).
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<u64>,
 }
 
 /// `GET /v1/batches/{batch_id}`. With `?wait=`, answers when the batch completes or the wait
 /// ends, whichever comes first; meanwhile it reads nothing itself but is woken by the batch's
 /// watcher ([`crate::watch`]) when the batch changes.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{batch_id}",
+    summary = "Read a batch; `wait` long-polls until it completes",
+    description = "A long-poll is woken by the batch's change counter, read once per `[limits] wait_check_interval_ms` (250 ms) per batch however many requests wait on it; it answers within that interval of the completion.",
+    params(("batch_id" = String, Path, description = "The batch's id"), WaitQuery),
+    responses(
+        (status = 200, description = "The batch", body = BatchView),
+        (status = 400, description = "`wait` is not a whole number of seconds", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such batch (or not yours)", body = ErrorBody),
+        (status = 408, description = "Outlasted the request timeout (90 s, above the longest wait)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, or `too_many_waiters`: more concurrent `wait` polls of this principal than `[limits] max_waiters_per_principal` (64); see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many requests in progress, or a backend is unavailable (see Retry-After)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_batch(
     State(s): State<AppState>,
     Extension(Principal(principal)): Extension<Principal>,
     Path(batch_id): Path<String>,
-    Query(q): Query<WaitQuery>,
-) -> Result<Json<Value>, ApiError> {
+    q: Result<Query<WaitQuery>, QueryRejection>,
+) -> Result<Json<BatchView>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid(e.body_text()))?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(s.cfg.limits.max_wait_secs));
     // A long-poll holds a place among its principal's waiters until it answers.
     let _waiter = if wait.is_zero() {
@@ -343,52 +498,60 @@ pub async fn get_batch(
 }
 
 impl AppState {
-    async fn render_batch(&self, b: &BatchRecord) -> Result<Value, ApiError> {
+    async fn render_batch(&self, b: &BatchRecord) -> Result<BatchView, ApiError> {
         let expiry = Duration::from_secs(self.cfg.limits.download_expiry_secs);
         let mut files = Vec::with_capacity(b.files.len());
         for f in &b.files {
             let mut variants = Vec::new();
             if let Some(r) = &f.rendered {
                 for v in &r.variants {
-                    variants.push(json!({"width": v.width, "height": v.height, "format": v.format, "bytes": v.bytes, "url": self.media_url(&v.key, expiry).await?}));
+                    variants.push(VariantView {
+                        width: v.width,
+                        height: v.height,
+                        format: v.format,
+                        content_type: shared::api::content_type(v.format).to_owned(),
+                        bytes: v.bytes,
+                        url: self.media_url(&v.key, expiry).await?,
+                    });
                 }
             }
-            let original = match f.rendered.as_ref().and_then(|r| r.original_key.as_ref()) {
+            let original_url = match f.rendered.as_ref().and_then(|r| r.original_key.as_ref()) {
                 Some(k) => Some(self.media_url(k, expiry).await?),
                 None => None,
             };
-            files.push(json!({
-                "file_id": f.file_id,
-                "name": f.name,
-                "status": f.status,
-                "error": f.error,
-                "source": f.rendered.as_ref().map(|r| &r.source),
-                "variants": variants,
-                "original_url": original,
-                "placeholder": f.rendered.as_ref().and_then(|r| r.placeholder.clone()),
-                "dominant_color": f.rendered.as_ref().and_then(|r| r.dominant_color.clone()),
-                "request_count": f.request_count,
-                "last_requested_at": f.last_requested_at.map(rfc3339),
-            }));
             debug_assert!(f.status != FileStatus::Done || f.rendered.is_some());
+            files.push(FileView {
+                file_id: f.file_id.clone(),
+                name: f.name.clone(),
+                status: f.status,
+                error: f.error.clone(),
+                source: f.rendered.as_ref().map(|r| r.source.clone()),
+                srcset: shared::api::srcset(&variants),
+                variants,
+                original_url,
+                placeholder: f.rendered.as_ref().and_then(|r| r.placeholder.clone()),
+                dominant_color: f.rendered.as_ref().and_then(|r| r.dominant_color.clone()),
+                request_count: f.request_count,
+                last_requested_at: f.last_requested_at.map(rfc3339),
+            });
         }
-        Ok(json!({
-            "batch_id": b.batch_id,
-            "status": b.status,
-            "created_at": rfc3339(b.created_at),
-            "expires_at": rfc3339(b.expires_at),
-            "completed_at": b.completed_at.map(rfc3339),
-            "counts": b.counts,
-            "webhook": b.webhook.as_ref().map(|w| json!({
-                "status": w.status,
-                "attempts": w.attempts,
-                "last_attempt_at": w.last_attempt_at.map(rfc3339),
-                "last_status": w.last_status,
-                "last_error": w.last_error,
-                "next_attempt_at": w.next_attempt_at.map(rfc3339),
-            })),
-            "files": files,
-        }))
+        Ok(BatchView {
+            batch_id: b.batch_id.clone(),
+            status: b.status,
+            created_at: rfc3339(b.created_at),
+            expires_at: rfc3339(b.expires_at),
+            completed_at: b.completed_at.map(rfc3339),
+            counts: b.counts,
+            webhook: b.webhook.as_ref().map(|w| WebhookView {
+                status: w.status,
+                attempts: w.attempts,
+                last_attempt_at: w.last_attempt_at.map(rfc3339),
+                last_status: w.last_status,
+                last_error: w.last_error.clone(),
+                next_attempt_at: w.next_attempt_at.map(rfc3339),
+            }),
+            files,
+        })
     }
 
     async fn media_url(&self, key: &str, expiry: Duration) -> Result<String, ApiError> {
@@ -477,11 +640,29 @@ fn client_id(v: Option<&Value>, field: &str) -> Result<Option<String>, ApiError>
 /// counts once). `IMAGE_REQUESTED` must name an `image_id` the caller owns (404 otherwise,
 /// nothing published). Every time the consumers use is the server's `received_at`; the
 /// client's `timestamp` stays in the event as data.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    summary = "Publish a client event (e.g. IMAGE_REQUESTED)",
+    description = "The server adds `principal` and `received_at` (a client may not set them). A client `event_id` is kept as the idempotency key (one count per id per image); without one the server assigns one. IMAGE_REQUESTED must name an `image_id` (a file id) of the caller's own batches. Limits: nesting 4 levels, 64 keys per object, keys 128 bytes, strings 1024 bytes, arrays 64 entries; `event_id`/`image_id` 1-128 of letters, digits and -_.:",
+    request_body = ClientEvent,
+    responses(
+        (status = 202, description = "Accepted", body = EventAccepted),
+        (status = 400, description = "Not a JSON object with a string event_name, a field over its limit, or a reserved field", body = ErrorBody),
+        (status = 401, description = "No valid token (the body is not read)", body = ErrorBody),
+        (status = 404, description = "IMAGE_REQUESTED for an image that is not the caller's (or does not exist); nothing is published", body = ErrorBody),
+        (status = 408, description = "The body stalled or the request outlasted the request timeout", body = ErrorBody),
+        (status = 413, description = "Body over `[limits] max_event_bytes` (64 KiB)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over `[auth] requests_per_minute` (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "Too many requests in progress, or a backend is unavailable (see Retry-After)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn post_event(
     State(s): State<AppState>,
     Extension(Principal(principal)): Extension<Principal>,
     body: Result<bytes::Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let body = body.map_err(|e| {
         let message = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             format!(
@@ -554,5 +735,5 @@ pub async fn post_event(
             ApiError::invalid(e.to_string())
         }
     })?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id}))))
+    Ok((StatusCode::ACCEPTED, Json(EventAccepted { event_id })))
 }

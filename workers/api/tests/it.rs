@@ -85,10 +85,16 @@ impl App {
             .await
             .unwrap()
     }
+    /// Create a batch of `files` through the typed client (a well-behaved producer).
     async fn create(&self, files: Value) -> Value {
-        let r = self.post("/v1/batches", &batch_body(files)).await;
-        assert_eq!(r.status(), StatusCode::CREATED);
-        r.json().await.unwrap()
+        let req: shared::api::CreateBatchRequest =
+            serde_json::from_value(batch_body(files)).unwrap();
+        let created = shared::api::Client::new(&self.base, &self.token)
+            .unwrap()
+            .create_batch(&req)
+            .await
+            .unwrap();
+        serde_json::to_value(created).unwrap()
     }
     /// Upload `bytes` following presigned instructions, with optional tampering.
     async fn upload(

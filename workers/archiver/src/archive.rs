@@ -278,7 +278,7 @@ impl Archiver {
         let body = Bytes::from(encode(&taken.lines));
         let opts = PutOptions {
             content_type: Some("application/x-ndjson".into()),
-            metadata: Default::default(),
+            ..Default::default()
         };
         let mut attempt = 0u32;
         loop {

@@ -88,7 +88,7 @@ pub(crate) async fn spawn(
         api_deps.media.clone(),
         metrics.clone(),
     );
-    let extra = dashboard.router();
+    let extra = dashboard.router().merge(crate::uploader::router());
     tasks.push(tokio::spawn(async move {
         let on_bound = |a| {
             let _ = bound_tx.send(a);
@@ -131,6 +131,18 @@ pub(crate) async fn spawn(
     Ok(tasks)
 }
 
+/// Options of the local `prism dev` beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct DevOptions {
+    /// Serve the media bucket publicly, read-only, at `{url}/media/{key}` and hand out those
+    /// stable URLs instead of presigned GETs (sets `[http] public_media`), as a CDN in front of
+    /// the media bucket does on AWS.
+    pub public_media: bool,
+    /// Origins (`prism dev --cors-origin`) added to the API's `[http] cors_allowed_origins`:
+    /// pages on them may call the API and upload and download through it.
+    pub cors_origins: Vec<String>,
+}
+
 /// Start the stack on `data_dir`, the API on `listen` (port 0 picks one), cancelled by
 /// `shutdown`.
 ///
@@ -140,6 +152,28 @@ pub async fn start(
     data_dir: &Path,
     listen: SocketAddr,
     config_file: Option<&Path>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<DevStack> {
+    start_with(
+        data_dir,
+        listen,
+        config_file,
+        DevOptions::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`start`] with `options`.
+///
+/// # Errors
+/// Invalid config (a CORS origin that is not `scheme://host[:port]` among them), or a backend
+/// that cannot be opened.
+pub async fn start_with(
+    data_dir: &Path,
+    listen: SocketAddr,
+    config_file: Option<&Path>,
+    options: DevOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<DevStack> {
     let listen = concrete(listen)?;
@@ -164,6 +198,16 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{listen}"));
     api_cfg.http.public_base_url = Some(url.clone());
+    for o in &options.cors_origins {
+        if !api_cfg.http.cors_allowed_origins.contains(o) {
+            api_cfg.http.cors_allowed_origins.push(o.clone());
+        }
+    }
+    api_cfg.validate().context("--cors-origin")?;
+    if options.public_media {
+        api_cfg.http.public_media = true;
+        // The API defaults `media_base_url` to `{url}/media` (unless configured).
+    }
 
     let stack = LocalStack::open(data_dir, &api_cfg.common.resources, &url).await?;
     let token = prism_api::dev_token(data_dir)?;

@@ -9,9 +9,11 @@
 //! - [`dashboard`]: the operators' view `prism dev` serves at `/` (queues, workers, recent
 //!   batches), read through the ports.
 //! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
+//! - [`uploader`]: the drag-and-drop page `prism dev` serves at `/upload`.
 
 pub mod dashboard;
 pub mod dev;
 pub mod dev_aws;
 pub mod dlq;
 pub mod upload;
+pub mod uploader;

@@ -37,6 +37,18 @@ enum Command {
         /// AWS region with --aws-endpoint.
         #[arg(long, value_name = "REGION", requires = "aws_endpoint")]
         region: Option<String>,
+        /// Let pages on this origin (e.g. http://localhost:5173) call the API and upload
+        /// through it (CORS); repeatable. Embedded backend only.
+        #[arg(
+            long = "cors-origin",
+            value_name = "ORIGIN",
+            conflicts_with = "aws_endpoint"
+        )]
+        cors_origins: Vec<String>,
+        /// Serve the media bucket publicly and read-only at API/media/{key} (as a CDN would),
+        /// and hand out those stable URLs instead of presigned GETs.
+        #[arg(long, conflicts_with = "aws_endpoint")]
+        public_media: bool,
     },
     /// Upload images as one batch, wait, and print the variants.
     Upload {
@@ -67,6 +79,9 @@ enum Command {
         /// Print the batch as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// How to upload: a presigned form POST or a presigned PUT of the raw file.
+        #[arg(long, value_name = "METHOD", default_value = "post", value_parser = parse_upload_method)]
+        upload_method: shared::api::UploadMethodSpec,
     },
     /// Re-publish archived events received in a time range (backfill without re-upload).
     Replay {
@@ -180,6 +195,15 @@ fn token(given: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<St
         .map_err(|_| anyhow::anyhow!("no token: pass --token, set PRISM_TOKEN, or run `prism dev` so {}/dev-token exists", data_dir.display()))
 }
 
+/// `--upload-method`: `post` or `put`.
+fn parse_upload_method(s: &str) -> Result<shared::api::UploadMethodSpec, String> {
+    match s {
+        "post" => Ok(shared::api::UploadMethodSpec::Post),
+        "put" => Ok(shared::api::UploadMethodSpec::Put),
+        other => Err(format!("{other:?} is not an upload method (post or put)")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `prism dev` runs the resize worker in this process and its renders in children of this
@@ -216,6 +240,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             aws_endpoint,
             region,
+            cors_origins,
+            public_media,
         } => {
             let log = shared::config::LogConfig::default();
             // Span export follows the OTEL_EXPORTER_OTLP_*ENDPOINT variables; the guard
@@ -247,7 +273,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dev.wait().await;
                 return Ok(ExitCode::SUCCESS);
             }
-            let dev = prism::dev::start(&data_dir, listen, config.as_deref(), shutdown).await?;
+            let options = prism::dev::DevOptions {
+                public_media,
+                cors_origins: cors_origins.clone(),
+            };
+            let dev =
+                prism::dev::start_with(&data_dir, listen, config.as_deref(), options, shutdown)
+                    .await?;
             println!(
                 "prism dev is running on the embedded backend in {}",
                 dev.data_dir.display()
@@ -265,6 +297,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             println!("  metrics    {}/metrics", dev.url);
             println!("  dashboard  {}/", dev.url);
+            println!("  uploader   {}/upload#token={}", dev.url, dev.token);
+            if !cors_origins.is_empty() {
+                println!("  CORS       {}", cors_origins.join(", "));
+            }
+            if public_media {
+                println!(
+                    "  media      {}/media/media/…   (public, read-only)",
+                    dev.url
+                );
+            }
             dev.wait().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -278,6 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_original,
             wait,
             json,
+            upload_method,
         } => {
             let args = prism::upload::UploadArgs {
                 paths,
@@ -289,7 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait_secs: wait,
                 progress: !json,
             };
-            let batch = prism::upload::run(&args).await?;
+            let batch = prism::upload::run_as(&args, upload_method).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&batch)?);
             } else {
@@ -408,19 +451,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
         } => {
             let t = token(t, &data_dir)?;
-            let resp = reqwest::Client::new()
-                .get(format!(
-                    "{}/v1/batches/{batch_id}",
-                    api.trim_end_matches('/')
-                ))
-                .bearer_auth(t)
-                .send()
+            let view = shared::api::Client::new(&api, &t)?
+                .get_batch(&batch_id, None)
                 .await?;
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await?;
-            if !status.is_success() {
-                anyhow::bail!("{status}: {body}");
-            }
+            let body = serde_json::to_value(view)?;
             print!("{}", prism::upload::table(&body));
             Ok(ExitCode::SUCCESS)
         }

@@ -1,13 +1,18 @@
 //! `prism upload`: create a batch, upload every file through its presigned instructions (POST
 //! form or PUT — whatever the API answered, so it works against AWS too), long-poll until the
-//! batch completes, print a table.
+//! batch completes, print a table. Every API call goes through the typed
+//! [`shared::api::Client`].
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::Value;
+use shared::api::{
+    BatchView, Client, CreateBatchRequest, FileSpec, OutputFormat, UploadInstructions,
+    UploadMethodSpec, VariantSpec,
+};
 
 /// What to upload and where.
 #[derive(Debug, Clone)]
@@ -49,65 +54,51 @@ pub fn content_type(path: &std::path::Path) -> &'static str {
     }
 }
 
-async fn check(resp: reqwest::Response, what: &str) -> anyhow::Result<reqwest::Response> {
-    if resp.status().is_success() {
-        return Ok(resp);
-    }
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    bail!("{what} failed: {status} {body}")
-}
-
 /// Upload one file's bytes as its presigned instruction (`up`, one entry of a created batch's
-/// `uploads`) says.
+/// `uploads`) says, through [`shared::api::upload`].
 ///
 /// # Errors
-/// A refused or failed upload.
+/// Instructions that are not the API's shape, or a refused or failed upload.
 pub async fn upload_one(
     http: &reqwest::Client,
     up: &Value,
     bytes: Vec<u8>,
     ct: &str,
 ) -> anyhow::Result<()> {
-    let url = up["url"].as_str().context("upload without a url")?;
-    let resp = match up["method"].as_str() {
-        Some("POST") => {
-            let mut form = reqwest::multipart::Form::new();
-            if let Some(fields) = up["fields"].as_object() {
-                for (k, v) in fields {
-                    form = form.text(k.clone(), v.as_str().unwrap_or_default().to_owned());
-                }
-            }
-            let part = reqwest::multipart::Part::bytes(bytes)
-                .file_name("upload")
-                .mime_str(ct)?;
-            http.post(url)
-                .multipart(form.part("file", part))
-                .send()
-                .await?
-        }
-        Some("PUT") => {
-            let mut req = http.put(url).body(bytes);
-            if let Some(h) = up["headers"].as_object() {
-                for (k, v) in h {
-                    req = req.header(k, v.as_str().unwrap_or_default());
-                }
-            }
-            req.send().await?
-        }
-        other => bail!("unknown upload method {other:?}"),
-    };
-    check(resp, "upload").await.map(|_| ())
+    let up: UploadInstructions =
+        serde_json::from_value(up.clone()).context("upload instructions of another shape")?;
+    shared::api::upload(http, &up, bytes, ct).await?;
+    Ok(())
 }
 
-/// Run an upload; returns the final batch view.
+/// Run an upload with presigned POST forms; returns the final batch view as JSON (see
+/// [`run_typed`]).
 ///
 /// # Errors
 /// An unreadable file, an API refusal or an unreachable API.
 pub async fn run(args: &UploadArgs) -> anyhow::Result<Value> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()?;
+    run_as(args, UploadMethodSpec::Post).await
+}
+
+/// Run an upload, asking the API for `upload_method` instructions (POST forms or PUTs);
+/// returns the final batch view as JSON.
+///
+/// # Errors
+/// An unreadable file, an API refusal or an unreachable API.
+pub async fn run_as(args: &UploadArgs, upload_method: UploadMethodSpec) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(run_typed(args, upload_method).await?)?)
+}
+
+/// Run an upload through the typed API client, asking for `upload_method` instructions;
+/// returns the final batch view.
+///
+/// # Errors
+/// An unreadable file, an API refusal or an unreachable API.
+pub async fn run_typed(
+    args: &UploadArgs,
+    upload_method: UploadMethodSpec,
+) -> anyhow::Result<BatchView> {
+    let client = Client::new(&args.api, &args.token)?;
     let mut files = Vec::new();
     for p in &args.paths {
         let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -115,23 +106,34 @@ pub async fn run(args: &UploadArgs) -> anyhow::Result<Value> {
             || p.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        files.push(json!({"name": name, "content_type": content_type(p), "size": meta.len()}));
+        files.push(FileSpec {
+            name,
+            content_type: content_type(p).to_owned(),
+            size: meta.len(),
+        });
     }
-    let body = json!({"files": files, "variants": {"widths": args.widths, "formats": args.formats, "keep_original": args.keep_original}});
-    let api = args.api.trim_end_matches('/');
-    let resp = http
-        .post(format!("{api}/v1/batches"))
-        .bearer_auth(&args.token)
-        .json(&body)
-        .send()
+    let formats = args
+        .formats
+        .iter()
+        .map(|f| match f.as_str() {
+            "webp" => Ok(OutputFormat::Webp),
+            "avif" => Ok(OutputFormat::Avif),
+            other => bail!("unknown format {other:?} (webp or avif)"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut variants = VariantSpec::new(args.widths.clone(), formats);
+    variants.keep_original = args.keep_original;
+    let req = CreateBatchRequest {
+        files,
+        variants,
+        callback_url: None,
+        upload_method,
+    };
+    let created = client
+        .create_batch(&req)
         .await
-        .context("cannot reach the API")?;
-    let created: Value = check(resp, "creating the batch").await?.json().await?;
-    let batch_id = created["batch_id"]
-        .as_str()
-        .context("no batch_id")?
-        .to_owned();
-    let uploads = created["uploads"].as_array().context("no uploads")?.clone();
+        .context("creating the batch")?;
+    let batch_id = created.batch_id.clone();
     let total: u64 = args
         .paths
         .iter()
@@ -151,15 +153,16 @@ pub async fn run(args: &UploadArgs) -> anyhow::Result<Value> {
     );
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> =
-        futures::stream::iter(args.paths.iter().zip(uploads.iter()))
+        futures::stream::iter(args.paths.iter().zip(created.uploads.iter()))
             .map(|(p, up)| {
-                let (http, bar) = (http.clone(), bar.clone());
+                let (client, bar) = (client.clone(), bar.clone());
                 async move {
                     let bytes = tokio::fs::read(p)
                         .await
                         .with_context(|| format!("cannot read {}", p.display()))?;
                     let n = bytes.len() as u64;
-                    upload_one(&http, up, bytes, content_type(p))
+                    client
+                        .upload(up, bytes, content_type(p))
                         .await
                         .with_context(|| format!("uploading {}", p.display()))?;
                     bar.inc(n);
@@ -179,13 +182,11 @@ pub async fn run(args: &UploadArgs) -> anyhow::Result<Value> {
             .saturating_duration_since(Instant::now())
             .as_secs()
             .min(60);
-        let resp = http
-            .get(format!("{api}/v1/batches/{batch_id}?wait={left}"))
-            .bearer_auth(&args.token)
-            .send()
-            .await?;
-        let batch: Value = check(resp, "reading the batch").await?.json().await?;
-        if batch["status"] == "complete" || left == 0 {
+        let batch = client
+            .get_batch(&batch_id, Some(left))
+            .await
+            .context("reading the batch")?;
+        if batch.is_complete() || left == 0 {
             return Ok(batch);
         }
     }

@@ -107,6 +107,15 @@ async fn corpus_batch_flows_through_the_local_pipeline() {
             continue;
         }
         assert_eq!(f["status"], "done", "{name}: {f:#}");
+        for v in f["variants"].as_array().unwrap() {
+            let ct = format!("image/{}", v["format"].as_str().unwrap());
+            assert_eq!(v["content_type"], ct.as_str(), "{name}");
+            let srcset = f["srcset"][v["format"].as_str().unwrap()].as_str().unwrap();
+            assert!(
+                srcset.contains(v["url"].as_str().unwrap()),
+                "{name}: {srcset}"
+            );
+        }
         let (sw, sh) = (
             f["source"]["width"].as_u64().unwrap() as u32,
             f["source"]["height"].as_u64().unwrap() as u32,
@@ -186,5 +195,95 @@ async fn corpus_batch_flows_through_the_local_pipeline() {
         assert_eq!((s.visible, s.in_flight, s.dlq_visible), (0, 0, 0), "{q}");
     }
     let _: &Value = &batch;
+    dev.stop().await;
+}
+
+/// The same pipeline with presigned PUT uploads, from a page's origin (`prism dev
+/// --cors-origin`): the page's preflight is granted, each file is PUT with exactly the headers
+/// its instructions name, and the batch completes as with POST (the objects carry the same
+/// metadata).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn put_uploads_from_a_page_origin_flow_through_the_local_pipeline() {
+    const ORIGIN: &str = "http://localhost:5173";
+    let corpus = shared::testing::corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = prism::dev::start_with(
+        dir.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        None,
+        prism::dev::DevOptions {
+            cors_origins: vec![ORIGIN.to_owned()],
+            ..Default::default()
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/batches", dev.url))
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        ORIGIN,
+        "the listed origin is granted"
+    );
+
+    let args = prism::upload::UploadArgs {
+        paths: ["Landscape_6.jpg", "p3.png", "truncated.jpg"]
+            .iter()
+            .map(|n| corpus.join(n))
+            .collect(),
+        api: dev.url.clone(),
+        token: dev.token.clone(),
+        widths: vec![320],
+        formats: vec!["webp".into()],
+        keep_original: false,
+        wait_secs: 240,
+        progress: false,
+    };
+    let batch = prism::upload::run_as(&args, shared::api::UploadMethodSpec::Put)
+        .await
+        .unwrap();
+    assert_eq!(batch["status"], "complete", "{batch:#}");
+    assert_eq!(batch["counts"]["done"], 2, "{batch:#}");
+    assert_eq!(batch["counts"]["failed"], 1, "{batch:#}");
+    for f in batch["files"].as_array().unwrap() {
+        if f["name"] == "truncated.jpg" {
+            assert_eq!(f["error"]["code"], "truncated_image", "{f:#}");
+            continue;
+        }
+        assert_eq!(f["status"], "done", "{f:#}");
+        let v = &f["variants"][0];
+        let resp = http
+            .get(v["url"].as_str().unwrap())
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        assert_eq!(resp.headers()["access-control-allow-origin"], ORIGIN);
+        let bytes = resp.bytes().await.unwrap();
+        let (w, h) = dimensions(&bytes, "webp");
+        assert_eq!(
+            (u64::from(w), u64::from(h)),
+            (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap())
+        );
+    }
+    // The objects arrived as PUTs.
+    let id = batch["batch_id"].as_str().unwrap();
+    let stored = shared::port::BlobStore::list(&dev.stack.uploads, &format!("uploads/{id}/"))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3);
     dev.stop().await;
 }

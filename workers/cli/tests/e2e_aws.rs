@@ -167,6 +167,44 @@ async fn batch_flows_through_s3_sns_sqs_and_dynamodb_on_moto() {
     assert!(!archived.is_empty(), "nothing archived");
 }
 
+/// A presigned S3 PUT (the instructions' headers, signed with the exact length) reaches
+/// `done` through S3 → SNS → SQS like a POST: the object carries the same metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_upload_flows_through_moto() {
+    let corpus = shared::testing::corpus();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint: url::Url = moto.endpoint.parse().unwrap();
+    let dev = prism::dev_aws::start_aws(
+        &endpoint,
+        Some("us-east-1"),
+        dir.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let args = prism::upload::UploadArgs {
+        paths: vec![corpus.join("Landscape_6.jpg")],
+        api: dev.url.clone(),
+        token: dev.token.clone(),
+        widths: vec![320],
+        formats: vec!["webp".into()],
+        keep_original: false,
+        wait_secs: 240,
+        progress: false,
+    };
+    let batch = prism::upload::run_as(&args, shared::api::UploadMethodSpec::Put)
+        .await
+        .unwrap();
+    assert_eq!(batch["status"], "complete", "{batch:#}");
+    assert_eq!(batch["counts"]["done"], 1, "{batch:#}");
+    let f = &batch["files"][0];
+    assert_eq!(f["variants"][0]["width"], 320, "{f:#}");
+    dev.stop().await;
+}
+
 async fn dev_archive(moto: &Moto) -> shared::adapter::aws::S3BlobStore {
     shared::adapter::aws::S3BlobStore::new(&moto.clients().await, "archive")
 }

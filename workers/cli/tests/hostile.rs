@@ -20,7 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hostile_inputs as gen_;
-use serde_json::{Value, json};
+use serde_json::Value;
+use shared::api::{
+    ClientError, CreateBatchRequest, ErrorCode, FileSpec, OutputFormat, VariantSpec,
+};
 use tokio_util::sync::CancellationToken;
 
 /// MiB of estimated render memory the resize worker admits at once.
@@ -257,83 +260,85 @@ async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
     let http = reqwest::Client::new();
     let api = dev.url.trim_end_matches('/');
 
+    let client = shared::api::Client::with_http(http.clone(), api, &dev.token);
+    let request =
+        |files: Vec<FileSpec>, widths: Vec<u32>, formats: Vec<OutputFormat>| CreateBatchRequest {
+            files,
+            variants: VariantSpec::new(widths, formats),
+            callback_url: None,
+            upload_method: Default::default(),
+        };
+    let spec = |name: &str, content_type: &str, size: u64| FileSpec {
+        name: name.to_owned(),
+        content_type: content_type.to_owned(),
+        size,
+    };
+
     // Refused at the door: a zero-byte file and a name with a control character.
     for (name, size) in [("empty.jpg", 0), ("tab\there.png", 10)] {
-        let resp = http
-            .post(format!("{api}/v1/batches"))
-            .bearer_auth(&dev.token)
-            .json(
-                &json!({"files": [{"name": name, "content_type": "image/jpeg", "size": size}],
-                          "variants": {"widths": [32], "formats": ["webp"]}}),
-            )
-            .send()
+        let refused = client
+            .create_batch(&request(
+                vec![spec(name, "image/jpeg", size)],
+                vec![32],
+                vec![OutputFormat::Webp],
+            ))
             .await
-            .unwrap();
-        assert_eq!(resp.status(), 400, "{name}");
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "invalid_request", "{name}: {body}");
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ClientError::Api {
+                    status: 400,
+                    code: ErrorCode::InvalidRequest,
+                    ..
+                }
+            ),
+            "{name}: {refused}"
+        );
     }
 
     let cases = cases();
-    let files: Vec<Value> = cases
-        .iter()
-        .map(|(name, bytes, _)| {
-            json!({"name": name, "content_type": "image/png", "size": bytes.len()})
-        })
-        .collect();
-    let resp = http
-        .post(format!("{api}/v1/batches"))
-        .bearer_auth(&dev.token)
-        .json(&json!({"files": files, "variants": {"widths": [32, 320], "formats": ["webp", "avif"]}}))
-        .send()
+    let created = client
+        .create_batch(&request(
+            cases
+                .iter()
+                .map(|(name, bytes, _)| spec(name, "image/png", bytes.len() as u64))
+                .collect(),
+            vec![32, 320],
+            vec![OutputFormat::Webp, OutputFormat::Avif],
+        ))
         .await
         .unwrap();
-    assert_eq!(resp.status(), 201);
-    let created: Value = resp.json().await.unwrap();
-    let batch_id = created["batch_id"].as_str().unwrap().to_owned();
-    let uploads = created["uploads"].as_array().unwrap();
+    let batch_id = created.batch_id.clone();
+    let uploads = &created.uploads;
     assert_eq!(uploads.len(), cases.len());
     for ((name, bytes, _), up) in cases.iter().zip(uploads) {
-        assert_eq!(up["name"], *name);
-        prism::upload::upload_one(&http, up, bytes.clone(), "image/png")
+        assert_eq!(up.name, *name);
+        client
+            .upload(up, bytes.clone(), "image/png")
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
     }
     // An upload whose size differs from the declared one is refused by the policy.
-    let refused = http
-        .post(format!("{api}/v1/batches"))
-        .bearer_auth(&dev.token)
-        .json(
-            &json!({"files": [{"name": "liar.png", "content_type": "image/png", "size": 1000}],
-                      "variants": {"widths": [32], "formats": ["webp"]}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
+    let liar_batch = client
+        .create_batch(&request(
+            vec![spec("liar.png", "image/png", 1000)],
+            vec![32],
+            vec![OutputFormat::Webp],
+        ))
         .await
         .unwrap();
-    let liar = prism::upload::upload_one(
-        &http,
-        &refused["uploads"][0],
-        gen_::noise(9, 5000),
-        "image/png",
-    )
-    .await;
+    let liar = client
+        .upload(&liar_batch.uploads[0], gen_::noise(9, 5000), "image/png")
+        .await;
     assert!(liar.is_err(), "an oversized upload was accepted");
 
     let mut view = Value::Null;
     for _ in 0..60 {
-        view = http
-            .get(format!("{api}/v1/batches/{batch_id}?wait=10"))
-            .bearer_auth(&dev.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["status"] == "complete" {
+        let batch = client.get_batch(&batch_id, Some(10)).await.unwrap();
+        let complete = batch.is_complete();
+        view = serde_json::to_value(batch).unwrap();
+        if complete {
             break;
         }
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hostile_inputs as gen_;
 use prism_resize::isolate::test_hooks;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 async fn run_batch(
@@ -29,43 +29,40 @@ async fn run_batch(
     token: &str,
     cases: &[(String, Vec<u8>)],
 ) -> Value {
-    let files: Vec<Value> = cases
-        .iter()
-        .map(
-            |(name, bytes)| json!({"name": name, "content_type": "image/png", "size": bytes.len()}),
-        )
-        .collect();
-    let resp = http
-        .post(format!("{api}/v1/batches"))
-        .bearer_auth(token)
-        .json(&json!({"files": files, "variants": {"widths": [32, 64], "formats": ["webp"]}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let created: Value = resp.json().await.unwrap();
-    let batch_id = created["batch_id"].as_str().unwrap().to_owned();
-    let uploads = created["uploads"].as_array().unwrap();
-    for ((name, bytes), up) in cases.iter().zip(uploads) {
-        prism::upload::upload_one(http, up, bytes.clone(), "image/png")
+    let client = shared::api::Client::with_http(http.clone(), api, token);
+    let req = shared::api::CreateBatchRequest {
+        files: cases
+            .iter()
+            .map(|(name, bytes)| shared::api::FileSpec {
+                name: name.clone(),
+                content_type: "image/png".into(),
+                size: bytes.len() as u64,
+            })
+            .collect(),
+        variants: shared::api::VariantSpec::new(
+            vec![32, 64],
+            vec![shared::api::OutputFormat::Webp],
+        ),
+        callback_url: None,
+        upload_method: Default::default(),
+    };
+    let created = client.create_batch(&req).await.unwrap();
+    for ((name, bytes), up) in cases.iter().zip(&created.uploads) {
+        client
+            .upload(up, bytes.clone(), "image/png")
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
     }
-    let mut view = Value::Null;
+    let mut view = None;
     for _ in 0..30 {
-        view = http
-            .get(format!("{api}/v1/batches/{batch_id}?wait=10"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["status"] == "complete" {
+        let v = client.get_batch(&created.batch_id, Some(10)).await.unwrap();
+        let complete = v.is_complete();
+        view = Some(v);
+        if complete {
             break;
         }
     }
+    let view = serde_json::to_value(view.unwrap()).unwrap();
     assert_eq!(view["status"], "complete", "{view:#}");
     view
 }

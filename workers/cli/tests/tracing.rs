@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::telemetry::trace::TraceConfig;
 use shared::testing::otlp::{CollectedSpan, Collector};
 use tokio_util::sync::CancellationToken;
@@ -20,50 +20,47 @@ use tokio_util::sync::CancellationToken;
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-/// Create a batch (with `traceparent` when given), upload `files`, wait for completion.
-async fn batch(
-    http: &reqwest::Client,
-    api: &str,
-    token: &str,
-    traceparent: Option<String>,
-    files: &[PathBuf],
-) -> Value {
-    let specs: Vec<Value> = files
-        .iter()
-        .map(|p| {
-            json!({
-                "name": p.file_name().unwrap().to_string_lossy(),
-                "content_type": prism::upload::content_type(p),
-                "size": std::fs::metadata(p).unwrap().len(),
-            })
-        })
-        .collect();
-    let mut req = http
-        .post(format!("{api}/v1/batches"))
-        .bearer_auth(token)
-        .json(&json!({"files": specs, "variants": {"widths": [320, 640], "formats": ["webp"]}}));
+/// Create a batch (with `traceparent` when given), upload `files`, wait for completion, through
+/// the typed API client; the batch view as JSON.
+async fn batch(api: &str, token: &str, traceparent: Option<String>, files: &[PathBuf]) -> Value {
+    use shared::api::{Client, CreateBatchRequest, FileSpec, OutputFormat, VariantSpec};
+    // The caller's `traceparent` rides on every request of this client.
+    let mut headers = reqwest::header::HeaderMap::new();
     if let Some(tp) = traceparent {
-        req = req.header("traceparent", tp);
+        headers.insert("traceparent", tp.parse().unwrap());
     }
-    let resp = req.send().await.unwrap();
-    assert_eq!(resp.status(), 201);
-    let created: Value = resp.json().await.unwrap();
-    for (up, path) in created["uploads"].as_array().unwrap().iter().zip(files) {
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let client = Client::with_http(http, api, token);
+    let req = CreateBatchRequest {
+        files: files
+            .iter()
+            .map(|p| FileSpec {
+                name: p.file_name().unwrap().to_string_lossy().into_owned(),
+                content_type: prism::upload::content_type(p).to_owned(),
+                size: std::fs::metadata(p).unwrap().len(),
+            })
+            .collect(),
+        variants: VariantSpec::new(vec![320, 640], vec![OutputFormat::Webp]),
+        callback_url: None,
+        upload_method: Default::default(),
+    };
+    let created = client.create_batch(&req).await.unwrap();
+    for (up, path) in created.uploads.iter().zip(files) {
         let ct = prism::upload::content_type(path);
-        prism::upload::upload_one(http, up, std::fs::read(path).unwrap(), ct)
+        client
+            .upload(up, std::fs::read(path).unwrap(), ct)
             .await
             .unwrap();
     }
-    let id = created["batch_id"].as_str().unwrap();
-    let done: Value = http
-        .get(format!("{api}/v1/batches/{id}?wait=120"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let done = client
+        .get_batch(&created.batch_id, Some(120))
         .await
         .unwrap();
+    let done = serde_json::to_value(done).unwrap();
     assert_eq!(done["status"], "complete", "{done:#}");
     done
 }
@@ -188,13 +185,11 @@ async fn spans_of_one_file_share_its_batch_trace() {
     )
     .await
     .unwrap();
-    let http = reqwest::Client::new();
     let api = dev.url.to_string();
     let api = api.trim_end_matches('/');
 
     // A caller's trace, continued: two good files and one the engine rejects.
     let a = batch(
-        &http,
         api,
         &dev.token,
         Some(format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")),
@@ -206,7 +201,7 @@ async fn spans_of_one_file_share_its_batch_trace() {
     )
     .await;
     // No traceparent: the batch starts its own trace.
-    let b = batch(&http, api, &dev.token, None, &[corpus.join("concert.jpg")]).await;
+    let b = batch(api, &dev.token, None, &[corpus.join("concert.jpg")]).await;
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(30), dev.wait())

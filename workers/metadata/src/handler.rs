@@ -265,7 +265,7 @@ impl MetadataHandler {
                         true,
                     )
                 }
-                MediaKind::Other => return Ok(Outcome::Skipped),
+                MediaKind::Variant | MediaKind::Other => return Ok(Outcome::Skipped),
             };
             return self.after(batch, t, terminal).await;
         }

@@ -39,6 +39,7 @@ use shared::error::{ErrorCode, HandlerError, ResultExt};
 use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
+use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
     BlobStore, BlobStoreError, FileError, Message, ObjectMeta, PutOptions, Queue, RenderedFile,
     SourceFacts, VariantRecord,
@@ -325,6 +326,8 @@ pub struct ResizeHandler {
     deps: Deps,
     limits: Limits,
     settings: EncodeSettings,
+    /// [`render::engine_id`] of `settings`, part of every variant's tag.
+    engine: String,
     budget: Budget,
     resize: ResizeConfig,
     /// The render processes; `None` renders in this process.
@@ -407,6 +410,7 @@ impl ResizeHandler {
             deps,
             limits: cfg.resize.limits,
             settings: cfg.encode_settings(),
+            engine: render::engine_id(&cfg.encode_settings()),
             budget: Budget::new("resize", cfg.resize.admission_mib),
             resize: cfg.resize.clone(),
             pool,
@@ -579,6 +583,8 @@ impl ResizeHandler {
         let opts = PutOptions {
             content_type: Some("application/json".into()),
             metadata: BTreeMap::new(),
+            // Rewritten in place (a retried render, a superseding failure): never immutable.
+            cache_control: Some(CACHE_REVALIDATE.into()),
         };
         self.deps
             .media
@@ -703,11 +709,20 @@ impl ResizeHandler {
         };
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
-            let vkey = keys::variant_key(batch, file, v.target_width, v.format);
+            let tag = keys::variant_tag(
+                &self.engine,
+                v.format,
+                request.quality(v.format),
+                request.fit,
+                v.target_width,
+            );
+            let vkey = keys::variant_key(batch, file, v.target_width, &tag, v.format);
             let n = v.bytes.len();
             let opts = PutOptions {
                 content_type: Some(v.format.content_type().into()),
                 metadata: BTreeMap::new(),
+                // The key names everything that determines these bytes.
+                cache_control: Some(CACHE_IMMUTABLE.into()),
             };
             self.deps
                 .media
@@ -728,6 +743,8 @@ impl ResizeHandler {
             let opts = PutOptions {
                 content_type: Some(probe.format.content_type().into()),
                 metadata: BTreeMap::new(),
+                // A file is pinned to its first upload, so its original never changes.
+                cache_control: Some(CACHE_IMMUTABLE.into()),
             };
             self.deps
                 .media

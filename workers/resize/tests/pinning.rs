@@ -60,6 +60,7 @@ impl Harness {
         let opts = PutOptions {
             content_type: Some("image/png".into()),
             metadata: BTreeMap::from([(META_REQUEST.to_owned(), request.to_metadata())]),
+            ..Default::default()
         };
         self.stack
             .uploads
@@ -91,6 +92,19 @@ impl Harness {
     }
 }
 
+/// The key of the harness request's one variant under the default engine settings.
+fn variant_key(batch: &str, file: &str) -> String {
+    let engine = prism_resize::render::engine_id(&Config::default().encode_settings());
+    let tag = keys::variant_tag(
+        &engine,
+        OutputFormat::Webp,
+        shared::variant::DEFAULT_WEBP_QUALITY,
+        shared::variant::Fit::Inside,
+        24,
+    );
+    keys::variant_key(batch, file, 24, &tag, OutputFormat::Webp)
+}
+
 fn sha256(bytes: &[u8]) -> String {
     prism_resize::render::facts::sha256_hex(bytes)
 }
@@ -103,12 +117,10 @@ async fn a_later_object_at_a_processed_key_never_replaces_the_first() {
     let second = hostile_inputs::png_solid(96, 30);
     assert_eq!(h.upload(batch, file, first.clone()).await, Outcome::Success);
     let manifest = h.media(&keys::manifest_key(batch, file)).await.unwrap();
-    let variant = h
-        .media(&keys::variant_key(batch, file, 24, OutputFormat::Webp))
-        .await
-        .unwrap();
+    let variant = h.media(&variant_key(batch, file)).await.unwrap();
     let m: Manifest = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(m.rendered.source.sha256, sha256(&first));
+    assert_eq!(m.rendered.variants[0].key, variant_key(batch, file));
 
     // The replayed grant: another object at the same key. Nothing changes.
     assert_eq!(h.upload(batch, file, second).await, Outcome::Duplicate);
@@ -116,12 +128,7 @@ async fn a_later_object_at_a_processed_key_never_replaces_the_first() {
         h.media(&keys::manifest_key(batch, file)).await.unwrap(),
         manifest
     );
-    assert_eq!(
-        h.media(&keys::variant_key(batch, file, 24, OutputFormat::Webp))
-            .await
-            .unwrap(),
-        variant
-    );
+    assert_eq!(h.media(&variant_key(batch, file)).await.unwrap(), variant);
 
     // The first object again (a redelivery, or the same bytes) renders as before.
     assert_eq!(h.upload(batch, file, first.clone()).await, Outcome::Success);
@@ -150,4 +157,56 @@ async fn a_failed_file_stays_failed_when_another_object_is_uploaded_over_it() {
         h.media(&keys::failure_key(batch, file)).await.unwrap(),
         failure
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variants_are_immutable_and_a_rerender_with_other_settings_writes_new_keys() {
+    let h = harness().await;
+    let (batch, file) = ("b3", "f1");
+    let png = hostile_inputs::png_solid(64, 48);
+    assert_eq!(h.upload(batch, file, png.clone()).await, Outcome::Success);
+    let first: Manifest =
+        serde_json::from_slice(&h.media(&keys::manifest_key(batch, file)).await.unwrap()).unwrap();
+    let key = first.rendered.variants[0].key.clone();
+    assert_eq!(key, variant_key(batch, file));
+    let head = h.stack.media.head(&key).await.unwrap();
+    assert_eq!(
+        head.cache_control.as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(head.content_type.as_deref(), Some("image/webp"));
+    let manifest_head = h
+        .stack
+        .media
+        .head(&keys::manifest_key(batch, file))
+        .await
+        .unwrap();
+    assert_eq!(manifest_head.cache_control.as_deref(), Some("no-cache"));
+
+    // The same engine renders a redelivery to the same key (an idempotent overwrite).
+    assert_eq!(h.upload(batch, file, png.clone()).await, Outcome::Success);
+    let again: Manifest =
+        serde_json::from_slice(&h.media(&keys::manifest_key(batch, file)).await.unwrap()).unwrap();
+    assert_eq!(again.rendered.variants[0].key, key);
+
+    // Other encoder settings on the same stack: a re-render writes a new key and leaves the
+    // bytes behind the old one as they were.
+    let old_bytes = h.media(&key).await.unwrap();
+    let mut cfg = Config::default();
+    cfg.resize.isolation = Isolation::None;
+    cfg.resize.webp_method = Some(6);
+    let other = ResizeHandler::new(&cfg, local_deps(&cfg, &h.stack).await.unwrap());
+    let h2 = Harness {
+        _dir: tempfile::tempdir().unwrap(),
+        stack: h.stack.clone(),
+        handler: other,
+    };
+    assert_eq!(h2.upload(batch, file, png).await, Outcome::Success);
+    let rerendered: Manifest =
+        serde_json::from_slice(&h.media(&keys::manifest_key(batch, file)).await.unwrap()).unwrap();
+    let new_key = &rerendered.rendered.variants[0].key;
+    assert_ne!(*new_key, key);
+    assert!(new_key.starts_with(&keys::media_dir(batch, file)) && new_key.ends_with(".webp"));
+    assert!(h.media(new_key).await.is_some());
+    assert_eq!(h.media(&key).await.unwrap(), old_bytes);
 }

@@ -13,6 +13,7 @@
 //! | image owner | `I#{file}` | `#OWNER` | `principal`, `batch_id`: scopes client events to the owner |
 //! | image request | `I#{file}` | `E#{event}` | one per counted `IMAGE_REQUESTED` event (dedup) |
 //! | request counter | `I#{file}` | `#COUNT` | `request_count`, `last_requested_at` |
+//! | idempotency key | `K#{sha256(principal, key)}` | `#KEY` | `batch_id`, `request_sha256`, `expires_at`: a create's `Idempotency-Key`, put in the batch's transaction (conditioned on none unexpired) |
 //!
 //! A batch and its files share a partition, so one consistent `Query` reads a batch. A file
 //! transition is one `TransactWriteItems`: the file update conditioned on the status just read,
@@ -76,6 +77,21 @@ const WEBHOOK_ID_SK: &str = "#W";
 const BATCH_SK: &str = "#BATCH";
 const COUNT_SK: &str = "#COUNT";
 const OWNER_SK: &str = "#OWNER";
+const IDEMPOTENCY_SK: &str = "#KEY";
+
+/// The item of `principal`'s idempotency key `k`: hashed, so neither can be confused with the
+/// other's separator or push the key past DynamoDB's limits.
+fn idempotency_key(principal: &str, k: &str) -> HashMap<String, AttributeValue> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(principal.as_bytes());
+    h.update([0]);
+    h.update(k.as_bytes());
+    key(
+        format!("K#{}", hex::encode(h.finalize())),
+        IDEMPOTENCY_SK.to_owned(),
+    )
+}
 
 type SdkError<E> = aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::http::Response>;
 
@@ -209,6 +225,30 @@ impl DynamoMetadataStore {
 
     fn expired(item: &Item, now: OffsetDateTime) -> bool {
         get_n(item, TTL).is_some_and(|t| t < now.unix_timestamp())
+    }
+
+    /// [`MetadataStoreError::IdempotencyKeyTaken`] when `principal`'s key `k` is recorded and
+    /// unexpired at `now`.
+    async fn idempotency_taken(
+        &self,
+        principal: &str,
+        k: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<MetadataStoreError>, MetadataStoreError> {
+        let Some(item) = self.get_item(idempotency_key(principal, k)).await? else {
+            return Ok(None);
+        };
+        if get_n(&item, "expires_at").is_none_or(|e| e <= us(now)) {
+            return Ok(None);
+        }
+        Ok(Some(MetadataStoreError::IdempotencyKeyTaken {
+            batch_id: get_s(&item, "batch_id")
+                .ok_or_else(|| corrupt("batch_id"))?
+                .to_owned(),
+            request_sha256: get_s(&item, "request_sha256")
+                .ok_or_else(|| corrupt("request_sha256"))?
+                .to_owned(),
+        }))
     }
 
     async fn get_item(&self, k: Item) -> Result<Option<Item>, MetadataStoreError> {
@@ -695,6 +735,15 @@ impl MetadataStore for DynamoMetadataStore {
             let pending = self.pending_uploads(&batch.principal).await?;
             return Err(MetadataStoreError::QuotaExceeded { pending, quota });
         }
+        // A key already taken creates nothing: answered before any file item is written (the
+        // transaction's condition below settles a race).
+        if let Some(idem) = &batch.idempotency
+            && let Some(taken) = self
+                .idempotency_taken(&batch.principal, &idem.key, batch.created_at)
+                .await?
+        {
+            return Err(taken);
+        }
         let ttl = self.ttl(batch.expires_at);
         let request = serde_json::to_string(&batch.request)
             .map_err(|e| MetadataStoreError::Other(e.to_string()))?;
@@ -795,17 +844,41 @@ impl MetadataStore for DynamoMetadataStore {
             ("batch_id".to_owned(), s(batch.batch_id.clone())),
             (TTL.to_owned(), n(ttl)),
         ]);
+        let idem = match &batch.idempotency {
+            Some(idem) => {
+                let mut k = idempotency_key(&batch.principal, &idem.key);
+                k.extend([
+                    ("batch_id".to_owned(), s(batch.batch_id.clone())),
+                    ("request_sha256".to_owned(), s(idem.request_sha256.clone())),
+                    ("expires_at".to_owned(), n(us(batch.expires_at))),
+                    (TTL.to_owned(), n(ttl)),
+                ]);
+                let p = aws_sdk_dynamodb::types::Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(k))
+                    .condition_expression("attribute_not_exists(#pk) OR expires_at <= :now")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_values(":now", n(us(batch.created_at)))
+                    .build()
+                    .map_err(|e| MetadataStoreError::Other(format!("put: {e}")))?;
+                Some(TransactWriteItem::builder().put(p).build())
+            }
+            None => None,
+        };
         let mut delay = Duration::from_millis(20);
         for _ in 0..8 {
-            let out = self
+            let mut write = self
                 .ddb
                 .transact_write_items()
                 .transact_items(put(item.clone(), Some("attribute_not_exists(#pk)"))?)
                 .transact_items(TransactWriteItem::builder().update(pending.clone()).build())
                 .transact_items(put(expiry.clone(), None)?)
-                .transact_items(put(recent.clone(), None)?)
-                .send()
-                .await;
+                .transact_items(put(recent.clone(), None)?);
+            if let Some(i) = &idem {
+                // Last: the first four keep their positions in the cancellation codes.
+                write = write.transact_items(i.clone());
+            }
+            let out = write.send().await;
             let e = match out {
                 Ok(_) => return Ok(()),
                 Err(e) if is_cancelled(&e) => e,
@@ -830,6 +903,14 @@ impl MetadataStore for DynamoMetadataStore {
                 } else {
                     Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone()))
                 };
+            }
+            if failed(4)
+                && let Some(idem) = &batch.idempotency
+                && let Some(taken) = self
+                    .idempotency_taken(&batch.principal, &idem.key, batch.created_at)
+                    .await?
+            {
+                return Err(taken);
             }
             if failed(1) {
                 let pending = self.pending_uploads(&batch.principal).await?;

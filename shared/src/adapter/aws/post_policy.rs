@@ -153,6 +153,7 @@ mod tests {
             max_bytes: 5_000_000,
             metadata: BTreeMap::from([("prism-file-id".to_owned(), "f1".to_owned())]),
             expires_in: Duration::from_secs(900),
+            method: UploadMethod::Post,
         };
         let creds = SigningCredentials {
             access_key_id: ACCESS_KEY.into(),

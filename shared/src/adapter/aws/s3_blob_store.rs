@@ -1,9 +1,14 @@
 //! `S3BlobStore`: one bucket on aws-sdk-s3.
 //!
 //! Puts are atomic in S3 already. Uploads are granted as presigned **POST** forms (a SigV4
-//! policy pinning key, size range, content type and metadata; see [`super::post_policy`]);
-//! downloads as presigned GETs from a client that computes checksums only when required, so no
-//! `x-amz-checksum-*` parameter ends up in a URL.
+//! policy pinning key, size range, content type and metadata; see [`super::post_policy`]) or,
+//! when the policy asks for [`UploadMethod::Put`], as presigned **PutObject** URLs whose
+//! signature covers `content-type`, `content-length` (the exact size) and every `x-amz-meta-*`
+//! header, so S3 refuses a PUT that changes any of them. The headers handed to the producer
+//! are the ones a browser may set (content type and metadata): `host` and `content-length` are
+//! signed too, but every HTTP client sends them itself (the length of the body it sends).
+//! Downloads are presigned GETs. Presigning uses a client that computes checksums only when
+//! required, so no `x-amz-checksum-*` parameter ends up in a URL.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +26,8 @@ use super::Clients;
 use super::classify::{Fault, classify, describe};
 use super::post_policy::{SigningCredentials, post_url, presign_post};
 use crate::port::blob_store::{
-    BlobStore, BlobStoreError, ObjectInfo, ObjectMeta, PresignedUpload, PutOptions, UploadPolicy,
+    BlobStore, BlobStoreError, ObjectInfo, ObjectMeta, PresignedUpload, PutOptions, UploadMethod,
+    UploadPolicy,
 };
 use crate::telemetry::metrics::{Port, RequestTimer};
 
@@ -182,6 +188,7 @@ impl BlobStore for S3BlobStore {
                 content_type: o.content_type().map(str::to_owned),
                 metadata: o.metadata().map(lower_metadata).unwrap_or_default(),
                 e_tag: o.e_tag().map(str::to_owned),
+                cache_control: o.cache_control().map(str::to_owned),
             }),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                 Err(BlobStoreError::NotFound(key.to_owned()))
@@ -202,6 +209,9 @@ impl BlobStore for S3BlobStore {
             .body(ByteStream::from(body));
         if let Some(ct) = options.content_type {
             req = req.content_type(ct);
+        }
+        if let Some(cc) = options.cache_control {
+            req = req.cache_control(cc);
         }
         for (k, v) in options.metadata {
             req = req.metadata(k, v);
@@ -273,6 +283,9 @@ impl BlobStore for S3BlobStore {
                 policy.expires_in
             )));
         }
+        if policy.method == UploadMethod::Put {
+            return self.presign_put(policy).await;
+        }
         let creds = self.signing_credentials(policy.expires_in).await?;
         let url = post_url(
             &self.bucket,
@@ -310,9 +323,138 @@ impl BlobStore for S3BlobStore {
     }
 }
 
+impl S3BlobStore {
+    /// A presigned PutObject for `policy` (see the module docs).
+    async fn presign_put(&self, policy: &UploadPolicy) -> Result<PresignedUpload, BlobStoreError> {
+        let size = i64::try_from(policy.max_bytes).map_err(|_| {
+            BlobStoreError::Other(format!("upload size {} is too large", policy.max_bytes))
+        })?;
+        let start = std::time::SystemTime::now();
+        let cfg = PresigningConfig::builder()
+            .start_time(start)
+            .expires_in(policy.expires_in)
+            .build()
+            .map_err(|e| BlobStoreError::Other(format!("presigning config: {e}")))?;
+        let mut req = self
+            .clients
+            .s3_presign
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&policy.key)
+            .content_type(&policy.content_type)
+            .content_length(size);
+        for (k, v) in &policy.metadata {
+            req = req.metadata(k, v);
+        }
+        let signed = req
+            .presigned(cfg)
+            .await
+            .map_err(|e| sdk_err("presign PutObject", &policy.key, &e))?;
+        let headers = signed
+            .headers()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case("host") && !k.eq_ignore_ascii_case("content-length")
+            })
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        Ok(PresignedUpload {
+            method: UploadMethod::Put,
+            url: signed.uri().to_owned(),
+            fields: None,
+            headers: Some(headers),
+            expires_at: OffsetDateTime::from(start) + policy.expires_in,
+        })
+    }
+}
+
 /// User metadata as S3 returns it, lower-cased (S3 lower-cases `x-amz-meta-*` names).
 pub fn lower_metadata(m: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
     m.iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> S3BlobStore {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new(
+                        "AKIDEXAMPLE",
+                        "secret",
+                        None,
+                        None,
+                        "t",
+                    ),
+                ),
+            )
+            .build();
+        S3BlobStore::new(&Clients::from_sdk_config(sdk), "uploads-bucket")
+    }
+
+    fn query_param(url: &str, name: &str) -> Option<String> {
+        let q = url.split_once('?')?.1;
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_presigned_put_signs_type_length_and_metadata() {
+        let policy = UploadPolicy {
+            key: "uploads/b1/f1".into(),
+            content_type: "image/jpeg".into(),
+            max_bytes: 12_345,
+            metadata: BTreeMap::from([
+                ("prism-file-id".to_owned(), "f1".to_owned()),
+                ("prism-request".to_owned(), r#"{"w":[320]}"#.to_owned()),
+            ]),
+            expires_in: Duration::from_secs(900),
+            method: UploadMethod::Put,
+        };
+        let up = store().await.presign_upload(&policy).await.unwrap();
+        assert_eq!(up.method, UploadMethod::Put);
+        assert!(up.fields.is_none());
+        assert!(
+            up.url
+                .starts_with("https://uploads-bucket.s3.eu-west-1.amazonaws.com/uploads/b1/f1?"),
+            "{}",
+            up.url
+        );
+        let signed = query_param(&up.url, "X-Amz-SignedHeaders").unwrap();
+        let signed: Vec<&str> = signed.split(';').collect();
+        for h in [
+            "content-length",
+            "content-type",
+            "host",
+            "x-amz-meta-prism-file-id",
+            "x-amz-meta-prism-request",
+        ] {
+            assert!(signed.contains(&h), "{h} not signed: {signed:?}");
+        }
+        assert_eq!(
+            query_param(&up.url, "X-Amz-Expires").as_deref(),
+            Some("900")
+        );
+        assert!(!up.url.to_ascii_lowercase().contains("x-amz-checksum"));
+        // What the producer sends: exactly the browser-settable signed headers.
+        assert_eq!(
+            up.headers.unwrap(),
+            BTreeMap::from([
+                ("content-type".to_owned(), "image/jpeg".to_owned()),
+                ("x-amz-meta-prism-file-id".to_owned(), "f1".to_owned()),
+                (
+                    "x-amz-meta-prism-request".to_owned(),
+                    r#"{"w":[320]}"#.to_owned()
+                ),
+            ])
+        );
+        let left = up.expires_at - OffsetDateTime::now_utc();
+        assert!(left > time::Duration::seconds(890) && left <= time::Duration::seconds(900));
+    }
 }

@@ -6,8 +6,12 @@
 //!   key says can name a path outside the bucket root.
 //! - **Atomic visibility.** An object is written to a temp file in the bucket (same file
 //!   system), fsynced, then renamed into place: readers see the old object or the new one.
-//!   Content type and user metadata live in the same file, in a header before the body, so
-//!   they change atomically with it.
+//!   Content type, `Cache-Control` and user metadata live in the same file, in a header before
+//!   the body, so they change atomically with it. The entity tag is the body's hex MD5, as
+//!   S3's for a single-part object.
+//! - **Presigned uploads** ([`LocalSigner`]): a POST form or, for [`UploadMethod::Put`], a PUT
+//!   URL; [`FsBlobStore::verify_put_url`] and [`FsBlobStore::store_put_upload`] serve the
+//!   latter (the HTTP side is prism-api's upload endpoint).
 //! - **Notifications.** A bucket configured with rules publishes an S3-shaped `ObjectCreated`
 //!   event to a `Topic` after the object is visible. The event is journalled before the rename
 //!   and removed after the publish; journal entries left by a crash are re-published when the
@@ -26,13 +30,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::signing::LocalSigner;
+use super::signing::{GrantError, LocalSigner, PostGrant, PutGrant};
 use crate::event::object_created_event;
 use crate::port::blob_store::{
-    BlobStore, BlobStoreError, ObjectInfo, ObjectMeta, PresignedUpload, PutOptions, UploadPolicy,
+    BlobStore, BlobStoreError, ObjectInfo, ObjectMeta, PresignedUpload, PutOptions, UploadMethod,
+    UploadPolicy,
 };
 use crate::port::topic::Topic;
 
@@ -84,11 +88,40 @@ pub struct FsBlobStore {
     notifier: Option<Notifier>,
 }
 
+/// An upload the store accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUpload {
+    /// Its key.
+    pub key: String,
+    /// Its entity tag: the hex MD5 of the body, as S3 gives a single-part upload (unquoted).
+    pub e_tag: String,
+}
+
+/// The entity tag of a body: its hex MD5, as S3's for a single-part object.
+pub fn e_tag_of(body: &[u8]) -> String {
+    hex::encode(<md5::Md5 as md5::Digest>::digest(body))
+}
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
     e_tag: String,
+    /// Absent in objects written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_control: Option<String>,
+}
+
+impl Header {
+    fn meta(self, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            size,
+            content_type: self.content_type,
+            metadata: self.metadata,
+            e_tag: Some(self.e_tag),
+            cache_control: self.cache_control,
+        }
+    }
 }
 
 fn io(e: std::io::Error) -> BlobStoreError {
@@ -328,7 +361,7 @@ impl FsBlobStore {
     }
 
     /// Write an object as [`BlobStore::put`] does, naming the event `event_name`
-    /// (`ObjectCreated:Post` for form uploads, as S3).
+    /// (`ObjectCreated:Post` for form uploads, as S3); returns its entity tag.
     ///
     /// # Errors
     /// A classified failure; the object is not visible after an error before the rename, and
@@ -339,13 +372,14 @@ impl FsBlobStore {
         body: Bytes,
         options: PutOptions,
         event_name: &str,
-    ) -> Result<(), BlobStoreError> {
+    ) -> Result<String, BlobStoreError> {
         let path = key_path(&self.root, key)?;
-        let e_tag = hex::encode(&Sha256::digest(&body)[..16]);
+        let e_tag = e_tag_of(&body);
         let header = serde_json::to_vec(&Header {
             content_type: options.content_type,
             metadata: options.metadata,
             e_tag: e_tag.clone(),
+            cache_control: options.cache_control,
         })
         .map_err(|e| BlobStoreError::Other(e.to_string()))?;
         let event = self
@@ -414,7 +448,7 @@ impl FsBlobStore {
             })?;
             let _ = tokio::fs::remove_file(&jpath).await;
         }
-        Ok(())
+        Ok(e_tag)
     }
 
     fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, BlobStoreError> {
@@ -475,7 +509,7 @@ impl FsBlobStore {
         &self,
         fields: &BTreeMap<String, String>,
         body: Bytes,
-    ) -> Result<Result<String, super::signing::GrantError>, BlobStoreError> {
+    ) -> Result<Result<StoredUpload, GrantError>, BlobStoreError> {
         let grant = match self.verify_post_form(fields)? {
             Ok(g) => g,
             Err(e) => return Ok(Err(e)),
@@ -491,7 +525,7 @@ impl FsBlobStore {
     pub fn verify_post_form(
         &self,
         fields: &BTreeMap<String, String>,
-    ) -> Result<Result<super::signing::PostGrant, super::signing::GrantError>, BlobStoreError> {
+    ) -> Result<Result<PostGrant, GrantError>, BlobStoreError> {
         Ok(self
             .signer()?
             .verify_post_fields(&self.bucket, fields, OffsetDateTime::now_utc()))
@@ -503,21 +537,83 @@ impl FsBlobStore {
     /// The grant error (a size out of range), or a store failure.
     pub async fn store_post_upload(
         &self,
-        grant: super::signing::PostGrant,
+        grant: PostGrant,
         body: Bytes,
-    ) -> Result<Result<String, super::signing::GrantError>, BlobStoreError> {
+    ) -> Result<Result<StoredUpload, GrantError>, BlobStoreError> {
         if let Err(e) = grant.check_size(body.len() as u64) {
             return Ok(Err(e));
         }
-        let grant = grant.upload;
-        key_path(&self.root, &grant.key)?;
+        self.store_verified(grant.upload, body, "ObjectCreated:Post")
+            .await
+            .map(Ok)
+    }
+
+    async fn store_verified(
+        &self,
+        upload: super::signing::VerifiedUpload,
+        body: Bytes,
+        event_name: &str,
+    ) -> Result<StoredUpload, BlobStoreError> {
+        key_path(&self.root, &upload.key)?;
         let opts = PutOptions {
-            content_type: Some(grant.content_type),
-            metadata: grant.metadata,
+            content_type: Some(upload.content_type),
+            metadata: upload.metadata,
+            cache_control: None,
         };
-        self.put_as(&grant.key, body, opts, "ObjectCreated:Post")
-            .await?;
-        Ok(Ok(grant.key))
+        let e_tag = self.put_as(&upload.key, body, opts, event_name).await?;
+        Ok(StoredUpload {
+            key: upload.key,
+            e_tag,
+        })
+    }
+
+    /// Verify a presigned PUT's URL (`key` from its path, `query` its raw query string) before
+    /// its body is read (see
+    /// [`LocalSigner::verify_put_query`](super::signing::LocalSigner::verify_put_query)); the
+    /// grant then checks the headers and bounds the body.
+    ///
+    /// # Errors
+    /// The grant error (to answer 400/403 with), or a store failure.
+    pub fn verify_put_url(
+        &self,
+        key: &str,
+        query: &str,
+    ) -> Result<Result<PutGrant, GrantError>, BlobStoreError> {
+        key_path(&self.root, key)?;
+        Ok(self
+            .signer()?
+            .verify_put_query(&self.bucket, key, query, OffsetDateTime::now_utc()))
+    }
+
+    /// Store the body of a PUT whose URL and headers verified, once its length is the grant's,
+    /// as `ObjectCreated:Put`.
+    ///
+    /// # Errors
+    /// The grant error (a wrong length), or a store failure.
+    pub async fn store_put_upload(
+        &self,
+        grant: PutGrant,
+        body: Bytes,
+    ) -> Result<Result<StoredUpload, GrantError>, BlobStoreError> {
+        if let Err(e) = grant.check_size(body.len() as u64) {
+            return Ok(Err(e));
+        }
+        self.store_verified(grant.upload, body, "ObjectCreated:Put")
+            .await
+            .map(Ok)
+    }
+
+    /// The object's address as S3 names it in a POST answer's `Location` (its presigned-GET
+    /// path, without a grant); `None` without a signer.
+    pub fn object_url(&self, key: &str) -> Option<String> {
+        self.signer.as_ref().map(|s| {
+            format!(
+                "{}/local/object/{}/{}",
+                s.base_url(),
+                self.bucket,
+                super::signing::encode_path(key)
+            )
+        })
     }
 
     /// Verify a presigned GET and read the object.
@@ -529,7 +625,7 @@ impl FsBlobStore {
         key: &str,
         expires: i64,
         signature: &str,
-    ) -> Result<Result<(ObjectMeta, Bytes), super::signing::GrantError>, BlobStoreError> {
+    ) -> Result<Result<(ObjectMeta, Bytes), GrantError>, BlobStoreError> {
         if let Err(e) = self.signer()?.verify_get(
             &self.bucket,
             key,
@@ -539,17 +635,24 @@ impl FsBlobStore {
         ) {
             return Ok(Err(e));
         }
+        self.read(key).await.map(Ok)
+    }
+
+    /// Read an object with its metadata (content type, `Cache-Control`, ETag) in one read.
+    ///
+    /// # Errors
+    /// [`BlobStoreError::NotFound`] when absent, else a classified failure.
+    pub async fn read(&self, key: &str) -> Result<(ObjectMeta, Bytes), BlobStoreError> {
         let path = key_path(&self.root, key)?;
+        let key = key.to_owned();
         let (h, body) = tokio::task::spawn_blocking(move || read_object(&path))
             .await
-            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))??;
-        let meta = ObjectMeta {
-            size: body.len() as u64,
-            content_type: h.content_type,
-            metadata: h.metadata,
-            e_tag: Some(h.e_tag),
-        };
-        Ok(Ok((meta, body)))
+            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))?
+            .map_err(|e| match e {
+                BlobStoreError::NotFound(_) => BlobStoreError::NotFound(key),
+                other => other,
+            })?;
+        Ok((h.meta(body.len() as u64), body))
     }
 }
 
@@ -579,25 +682,13 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, BlobStoreError> {
-        let path = key_path(&self.root, key)?;
-        let key = key.to_owned();
-        let (h, body) = tokio::task::spawn_blocking(move || read_object(&path))
-            .await
-            .map_err(|e| BlobStoreError::Unavailable(e.to_string()))?
-            .map_err(|e| match e {
-                BlobStoreError::NotFound(_) => BlobStoreError::NotFound(key),
-                other => other,
-            })?;
-        Ok(ObjectMeta {
-            size: body.len() as u64,
-            content_type: h.content_type,
-            metadata: h.metadata,
-            e_tag: Some(h.e_tag),
-        })
+        self.read(key).await.map(|(meta, _)| meta)
     }
 
     async fn put(&self, key: &str, body: Bytes, options: PutOptions) -> Result<(), BlobStoreError> {
-        self.put_as(key, body, options, "ObjectCreated:Put").await
+        self.put_as(key, body, options, "ObjectCreated:Put")
+            .await
+            .map(|_| ())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobStoreError> {
@@ -622,9 +713,11 @@ impl BlobStore for FsBlobStore {
         policy: &UploadPolicy,
     ) -> Result<PresignedUpload, BlobStoreError> {
         key_path(&self.root, &policy.key)?;
-        Ok(self
-            .signer()?
-            .presign_post(&self.bucket, policy, OffsetDateTime::now_utc()))
+        let (signer, now) = (self.signer()?, OffsetDateTime::now_utc());
+        Ok(match policy.method {
+            UploadMethod::Post => signer.presign_post(&self.bucket, policy, now),
+            UploadMethod::Put => signer.presign_put(&self.bucket, policy, now),
+        })
     }
 
     async fn presign_download(

@@ -5,6 +5,14 @@
 //! under a secret shared by every process of a data dir. [`LocalSigner::verify_post`] enforces
 //! what S3 enforces: a valid signature, an unexpired policy, every condition (exact key, content
 //! type, metadata, `content-length-range`), and no form field the policy does not cover.
+//!
+//! The PUT grant ([`LocalSigner::presign_put`]) is a URL whose query names the grant's terms
+//! (`content-type`, the exact `content-length`, every `x-amz-meta-*` value, `expires`) and an
+//! HMAC-SHA256 `signature` over the method, bucket, key and those terms.
+//! [`LocalSigner::verify_put_query`] checks the signature and expiry from the URL alone; the
+//! returned [`PutGrant`] then checks the request's headers (the exact `Content-Type`, every
+//! `x-amz-meta-*` header exactly and no other) and its length, as S3 checks the signed headers
+//! of a presigned PutObject.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -109,6 +117,73 @@ impl PostGrant {
                 size,
                 min: self.min_bytes,
                 max: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A PUT upload whose URL verified (signature, expiry); its headers and length are still to be
+/// checked against the grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutGrant {
+    /// What the upload may store.
+    pub upload: VerifiedUpload,
+    size: u64,
+}
+
+/// Largest query string of a PUT grant (the metadata values make most of it).
+pub const MAX_PUT_QUERY_BYTES: usize = 16 * 1024;
+/// Most terms in a PUT grant's query.
+const MAX_PUT_TERMS: usize = 64;
+/// Query parameter of a PUT grant carrying the signature.
+pub const PUT_SIGNATURE_PARAM: &str = "signature";
+
+impl PutGrant {
+    /// The exact body length the grant allows.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Check the request's `Content-Type` and its `x-amz-meta-*` headers (names without the
+    /// prefix, lower-case) against the grant: the content type exactly, every granted entry
+    /// exactly, and nothing beyond them.
+    ///
+    /// # Errors
+    /// [`GrantError::ConditionFailed`] for a missing or different value,
+    /// [`GrantError::Uncovered`] for metadata the grant does not name.
+    pub fn check_headers(
+        &self,
+        content_type: Option<&str>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(), GrantError> {
+        if content_type != Some(self.upload.content_type.as_str()) {
+            return Err(GrantError::ConditionFailed("content-type".into()));
+        }
+        for (k, v) in &self.upload.metadata {
+            if metadata.get(k) != Some(v) {
+                return Err(GrantError::ConditionFailed(format!("x-amz-meta-{k}")));
+            }
+        }
+        if let Some(extra) = metadata
+            .keys()
+            .find(|k| !self.upload.metadata.contains_key(*k))
+        {
+            return Err(GrantError::Uncovered(format!("x-amz-meta-{extra}")));
+        }
+        Ok(())
+    }
+
+    /// Check a body length against the grant's exact size.
+    ///
+    /// # Errors
+    /// [`GrantError::SizeOutOfRange`].
+    pub fn check_size(&self, size: u64) -> Result<(), GrantError> {
+        if size != self.size {
+            return Err(GrantError::SizeOutOfRange {
+                size,
+                min: self.size,
+                max: self.size,
             });
         }
         Ok(())
@@ -243,6 +318,124 @@ impl LocalSigner {
             headers: None,
             expires_at,
         }
+    }
+
+    /// The string a PUT grant's signature covers: method, bucket, key and the sorted terms,
+    /// form-encoded (so no value can forge a separator).
+    fn put_payload(bucket: &str, key: &str, terms: &BTreeMap<String, String>) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in terms {
+            q.append_pair(k, v);
+        }
+        format!("PUT\n{bucket}\n{key}\n{}", q.finish())
+    }
+
+    /// A PUT upload grant for `bucket` under `policy`: the body must be exactly
+    /// `policy.max_bytes` long and carry the returned headers (content type and metadata).
+    pub fn presign_put(
+        &self,
+        bucket: &str,
+        policy: &UploadPolicy,
+        now: OffsetDateTime,
+    ) -> PresignedUpload {
+        let expires_at = now + policy.expires_in;
+        let mut terms = BTreeMap::new();
+        let mut headers = BTreeMap::new();
+        terms.insert("content-type".to_owned(), policy.content_type.clone());
+        terms.insert("content-length".to_owned(), policy.max_bytes.to_string());
+        terms.insert(
+            "expires".to_owned(),
+            expires_at.unix_timestamp().to_string(),
+        );
+        headers.insert("content-type".to_owned(), policy.content_type.clone());
+        for (k, v) in &policy.metadata {
+            let name = format!("x-amz-meta-{k}");
+            terms.insert(name.clone(), v.clone());
+            headers.insert(name, v.clone());
+        }
+        let sig = self.sign(Self::put_payload(bucket, &policy.key, &terms).as_bytes());
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &terms {
+            q.append_pair(k, v);
+        }
+        q.append_pair(PUT_SIGNATURE_PARAM, &sig);
+        PresignedUpload {
+            method: UploadMethod::Put,
+            url: format!(
+                "{}/local/upload/{bucket}/{}?{}",
+                self.base_url,
+                encode_path(&policy.key),
+                q.finish()
+            ),
+            fields: None,
+            headers: Some(headers),
+            expires_at,
+        }
+    }
+
+    /// Verify a PUT upload's URL: `query` is its raw query string (at most
+    /// [`MAX_PUT_QUERY_BYTES`]), `key` the decoded key of its path. Checks the signature and the
+    /// expiry; the returned grant checks the headers and the length.
+    ///
+    /// # Errors
+    /// The first rule the URL breaks.
+    pub fn verify_put_query(
+        &self,
+        bucket: &str,
+        key: &str,
+        query: &str,
+        now: OffsetDateTime,
+    ) -> Result<PutGrant, GrantError> {
+        if query.len() > MAX_PUT_QUERY_BYTES {
+            return Err(GrantError::Malformed(format!(
+                "the query is over {MAX_PUT_QUERY_BYTES} bytes"
+            )));
+        }
+        let mut terms = BTreeMap::new();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            if terms.len() >= MAX_PUT_TERMS {
+                return Err(GrantError::Malformed("too many query parameters".into()));
+            }
+            if terms.insert(k.into_owned(), v.into_owned()).is_some() {
+                return Err(GrantError::Malformed(
+                    "a query parameter appears twice".into(),
+                ));
+            }
+        }
+        let sig = terms
+            .remove(PUT_SIGNATURE_PARAM)
+            .ok_or_else(|| GrantError::Missing(PUT_SIGNATURE_PARAM.into()))?;
+        self.check(Self::put_payload(bucket, key, &terms).as_bytes(), &sig)?;
+        let num = |name: &str| {
+            terms
+                .get(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .ok_or_else(|| GrantError::Malformed(format!("no valid {name}")))
+        };
+        if now.unix_timestamp() >= num("expires")? {
+            return Err(GrantError::Expired);
+        }
+        let size = u64::try_from(num("content-length")?)
+            .map_err(|_| GrantError::Malformed("no valid content-length".into()))?;
+        let content_type = terms
+            .get("content-type")
+            .cloned()
+            .ok_or_else(|| GrantError::Malformed("no content-type".into()))?;
+        let metadata = terms
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("x-amz-meta-")
+                    .map(|m| (m.to_owned(), v.clone()))
+            })
+            .collect();
+        Ok(PutGrant {
+            upload: VerifiedUpload {
+                key: key.to_owned(),
+                content_type,
+                metadata,
+            },
+            size,
+        })
     }
 
     /// Verify a POST upload to `bucket`: `fields` are the form fields before the file (names
@@ -430,6 +623,7 @@ mod tests {
             max_bytes: 100,
             metadata: BTreeMap::from([("prism-file-name".into(), "a%20b.jpg".into())]),
             expires_in: Duration::from_secs(60),
+            method: UploadMethod::Post,
         }
     }
 
@@ -601,6 +795,119 @@ mod tests {
             ),
             Err(GrantError::Expired)
         );
+    }
+
+    fn put_grant() -> (
+        LocalSigner,
+        String,
+        BTreeMap<String, String>,
+        OffsetDateTime,
+    ) {
+        let s = LocalSigner::new("http://127.0.0.1:1/", b"secret-secret-secret-secret-0000");
+        let now = OffsetDateTime::now_utc();
+        let p = s.presign_put(
+            "uploads",
+            &UploadPolicy {
+                method: UploadMethod::Put,
+                ..policy()
+            },
+            now,
+        );
+        assert_eq!(p.method, UploadMethod::Put);
+        assert!(p.fields.is_none());
+        let (path, query) = p.url.split_once('?').unwrap();
+        assert_eq!(path, "http://127.0.0.1:1/local/upload/uploads/uploads/b/f");
+        (s, query.to_owned(), p.headers.unwrap(), now)
+    }
+
+    fn meta(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        headers
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("x-amz-meta-").map(|m| (m.into(), v.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn a_faithful_put_verifies() {
+        let (s, q, headers, now) = put_grant();
+        assert_eq!(
+            headers,
+            BTreeMap::from([
+                ("content-type".to_owned(), "image/jpeg".to_owned()),
+                (
+                    "x-amz-meta-prism-file-name".to_owned(),
+                    "a%20b.jpg".to_owned()
+                ),
+            ])
+        );
+        let g = s
+            .verify_put_query("uploads", "uploads/b/f", &q, now)
+            .unwrap();
+        assert_eq!(g.size(), 100);
+        g.check_headers(Some("image/jpeg"), &meta(&headers))
+            .unwrap();
+        g.check_size(100).unwrap();
+        assert_eq!(g.upload.metadata["prism-file-name"], "a%20b.jpg");
+    }
+
+    #[test]
+    fn every_put_tampering_is_refused() {
+        let (s, q, headers, now) = put_grant();
+        // The URL: another key or bucket, an edited term, a forged or missing signature.
+        assert_eq!(
+            s.verify_put_query("uploads", "uploads/b/g", &q, now),
+            Err(GrantError::BadSignature)
+        );
+        assert_eq!(
+            s.verify_put_query("media", "uploads/b/f", &q, now),
+            Err(GrantError::BadSignature)
+        );
+        let edited = q.replace("content-length=100", "content-length=1000");
+        assert_ne!(edited, q);
+        assert_eq!(
+            s.verify_put_query("uploads", "uploads/b/f", &edited, now),
+            Err(GrantError::BadSignature)
+        );
+        let unsigned = q.split("&signature=").next().unwrap();
+        assert_eq!(
+            s.verify_put_query("uploads", "uploads/b/f", unsigned, now),
+            Err(GrantError::Missing("signature".into()))
+        );
+        assert!(
+            s.verify_put_query("uploads", "uploads/b/f", &format!("{q}&expires=1"), now)
+                .is_err()
+        );
+        assert_eq!(
+            s.verify_put_query("uploads", "uploads/b/f", &q, now + Duration::from_secs(61)),
+            Err(GrantError::Expired)
+        );
+        // The headers and the length.
+        let g = s
+            .verify_put_query("uploads", "uploads/b/f", &q, now)
+            .unwrap();
+        let m = meta(&headers);
+        assert_eq!(
+            g.check_headers(Some("text/html"), &m),
+            Err(GrantError::ConditionFailed("content-type".into()))
+        );
+        assert_eq!(
+            g.check_headers(None, &m),
+            Err(GrantError::ConditionFailed("content-type".into()))
+        );
+        assert_eq!(
+            g.check_headers(Some("image/jpeg"), &BTreeMap::new()),
+            Err(GrantError::ConditionFailed(
+                "x-amz-meta-prism-file-name".into()
+            ))
+        );
+        let mut extra = m.clone();
+        extra.insert("other".into(), "x".into());
+        assert_eq!(
+            g.check_headers(Some("image/jpeg"), &extra),
+            Err(GrantError::Uncovered("x-amz-meta-other".into()))
+        );
+        assert_eq!(g.check_size(99).unwrap_err().http_status(), 400);
+        assert_eq!(g.check_size(101).unwrap_err().http_status(), 400);
     }
 
     #[test]

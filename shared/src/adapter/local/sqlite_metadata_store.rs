@@ -9,7 +9,9 @@
 //! file rows at read time, so duplicates and reordering cannot skew them.
 //!
 //! The upload quota is a counter per principal (`pending_uploads`), checked and raised in the
-//! transaction that creates a batch. Webhook deliveries wait in `webhooks`; a claim moves a
+//! transaction that creates a batch. A batch's idempotency key is a row of `idempotency_keys`
+//! (unique per principal and key) inserted in the same transaction, and expires with the batch's
+//! upload grants. Webhook deliveries wait in `webhooks`; a claim moves a
 //! delivery's `due_at` to the end of its lease, and recording an attempt is conditioned on that
 //! value, so a claimer whose lease ran out cannot overwrite the next claimer's outcome.
 
@@ -93,6 +95,15 @@ CREATE TABLE IF NOT EXISTS webhooks (
 );
 CREATE INDEX IF NOT EXISTS webhooks_due ON webhooks (due_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS webhooks_batch ON webhooks (batch_id);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (principal, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_expires ON idempotency_keys (expires_at);
 ";
 
 fn err(f: DbFailure) -> MetadataStoreError {
@@ -369,6 +380,7 @@ impl MetadataStore for SqliteMetadataStore {
             Yes,
             Exists,
             Quota(u64, u64),
+            KeyTaken(String, String),
         }
         let b = batch.clone();
         let request = serde_json::to_string(&b.request)
@@ -378,6 +390,24 @@ impl MetadataStore for SqliteMetadataStore {
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let n_files = b.files.len() as i64;
+                if let Some(idem) = &b.idempotency {
+                    // A key lives as long as its batch's upload grants: drop expired ones.
+                    tx.execute(
+                        "DELETE FROM idempotency_keys WHERE expires_at <= ?1",
+                        params![ns(b.created_at)],
+                    )?;
+                    let taken: Option<(String, String)> = tx
+                        .query_row(
+                            "SELECT batch_id, request_sha256 FROM idempotency_keys
+                             WHERE principal = ?1 AND key = ?2",
+                            params![b.principal, idem.key],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?;
+                    if let Some((batch_id, hash)) = taken {
+                        return Ok(Created::KeyTaken(batch_id, hash));
+                    }
+                }
                 if let Some(quota) = b.max_pending_uploads {
                     let pending: i64 = tx
                         .query_row(
@@ -418,6 +448,13 @@ impl MetadataStore for SqliteMetadataStore {
                     "INSERT OR IGNORE INTO batch_versions (batch_id, version) VALUES (?1, 0)",
                     params![b.batch_id],
                 )?;
+                if let Some(idem) = &b.idempotency {
+                    tx.execute(
+                        "INSERT INTO idempotency_keys (principal, key, batch_id, request_sha256,
+                         expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![b.principal, idem.key, b.batch_id, idem.request_sha256, ns(b.expires_at)],
+                    )?;
+                }
                 tx.commit()?;
                 Ok(Created::Yes)
             })
@@ -428,6 +465,12 @@ impl MetadataStore for SqliteMetadataStore {
             Created::Exists => Err(MetadataStoreError::AlreadyExists(batch.batch_id.clone())),
             Created::Quota(pending, quota) => {
                 Err(MetadataStoreError::QuotaExceeded { pending, quota })
+            }
+            Created::KeyTaken(batch_id, request_sha256) => {
+                Err(MetadataStoreError::IdempotencyKeyTaken {
+                    batch_id,
+                    request_sha256,
+                })
             }
         }
     }

@@ -52,6 +52,21 @@ pub use decode::SourceFormat;
 pub use encode::EncodeSettings;
 pub use facts::SourceFacts;
 
+/// Version of the engine's output. Every variant key carries it (through
+/// [`shared::keys::variant_tag`]), so bump it with any change that can alter a variant's bytes
+/// (decoding, colour, resizing, orientation, an encoder or its library upgraded): re-renders
+/// then write new keys instead of changing bytes that caches keep as immutable.
+pub const ENGINE_VERSION: u32 = 1;
+
+/// What names the engine in variant tags: [`ENGINE_VERSION`] and every encoder setting (the
+/// settings are configurable per deployment and change the bytes).
+pub fn engine_id(settings: &EncodeSettings) -> String {
+    format!(
+        "{ENGINE_VERSION}:{}",
+        serde_json::to_string(settings).expect("encode settings serialise")
+    )
+}
+
 /// Resource limits checked against the header before any pixel is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(default)]
