@@ -5,55 +5,22 @@
 
 use std::time::Duration;
 
-use prism_api::{Config, Deps};
+mod support;
+use support::{App, spawn_app_with};
+
 use serde_json::{Value, json};
-use shared::adapter::local::LocalStack;
 use shared::api::{
-    Client, ClientEvent, CreateBatchRequest, ErrorCode, FileSpec, OutputFormat, VariantSpec,
+    ClientEvent, CreateBatchRequest, ErrorCode, FileSpec, OutputFormat, VariantSpec,
 };
-use shared::config::Resources;
 use shared::port::{FileError, MetadataStore, NewWebhook, WebhookAttempt, WebhookStatus};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
-
-struct App {
-    _dir: tempfile::TempDir,
-    base: String,
-    token: String,
-    stack: LocalStack,
-    http: reqwest::Client,
-    client: Client,
-    _stop: tokio_util::sync::DropGuard,
-}
 
 async fn spawn_app() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = Config::default();
-    cfg.common.data_dir = dir.path().to_path_buf();
-    cfg.http.listen_addr = addr;
-    cfg.limits.max_batch_body_bytes = 4096;
-    cfg.limits.max_files = 50;
-    let base = format!("http://{addr}");
-    let stack = LocalStack::open(dir.path(), &Resources::default(), &base)
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    prism_api::spawn(cfg, Deps::local(&stack), stop.clone())
-        .await
-        .unwrap();
-    let token = prism_api::dev_token(dir.path()).unwrap();
-    App {
-        _dir: dir,
-        client: Client::new(&base, &token).unwrap(),
-        base,
-        token,
-        stack,
-        http: reqwest::Client::new(),
-        _stop: stop.drop_guard(),
-    }
+    spawn_app_with(|cfg| {
+        cfg.limits.max_batch_body_bytes = 4096;
+        cfg.limits.max_files = 50;
+    })
+    .await
 }
 
 /// The served document and a validator per (path, method, status).
@@ -361,7 +328,7 @@ async fn real_answers_match_the_document() {
     assert_eq!(complete["counts"]["expired"], 1);
     assert_eq!(complete["webhook"]["last_status"], 500);
     // The typed client reads the same view.
-    let typed = app.client.get_batch(&id, None).await.unwrap();
+    let typed = app.client().get_batch(&id, None).await.unwrap();
     assert!(typed.is_complete());
     assert_eq!(serde_json::to_value(&typed).unwrap(), complete);
 
@@ -477,7 +444,7 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
     let c = Contract::fetch(&app).await;
     let req = request(2);
     let first = app
-        .client
+        .client()
         .create_batch_with(&req, Some("order-7 attempt"))
         .await
         .unwrap();
@@ -487,7 +454,7 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
     );
     // The same request again: the same batch and files, fresh instructions.
     let again = app
-        .client
+        .client()
         .create_batch_with(&req, Some("order-7 attempt"))
         .await
         .unwrap();
@@ -508,13 +475,13 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
     let mut reordered = req.clone();
     reordered.variants.widths.reverse();
     let same = app
-        .client
+        .client()
         .create_batch_with(&reordered, Some("order-7 attempt"))
         .await
         .unwrap();
     assert_eq!(same.batch.batch_id, first.batch.batch_id);
     // Upload one file with the retry's fresh instructions: a later retry leaves it out.
-    app.client
+    app.client()
         .upload(&again.batch.uploads[0], vec![0_u8; 1000], "image/jpeg")
         .await
         .unwrap();
@@ -529,7 +496,7 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
         .await
         .unwrap();
     let left = app
-        .client
+        .client()
         .create_batch_with(&req, Some("order-7 attempt"))
         .await
         .unwrap();
@@ -550,7 +517,7 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
     let mut other = req.clone();
     other.files[0].size = 999;
     let e = app
-        .client
+        .client()
         .create_batch_with(&other, Some("order-7 attempt"))
         .await
         .unwrap_err();
@@ -568,7 +535,7 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
     c.check("/v1/batches", "post", 422, &r.json().await.unwrap());
     // Another key is another batch.
     let fresh = app
-        .client
+        .client()
         .create_batch_with(&req, Some("order-8"))
         .await
         .unwrap();
@@ -576,14 +543,14 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
     // Keys that are not 1-255 printable ASCII: 400, nothing created.
     for bad in ["x".repeat(256), "tab\tkey".to_owned(), String::new()] {
         let e = app
-            .client
+            .client()
             .create_batch_with(&req, Some(&bad))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::InvalidRequest), "{bad:?}: {e}");
     }
     let ok_long = "k".repeat(255);
-    app.client
+    app.client()
         .create_batch_with(&req, Some(&ok_long))
         .await
         .unwrap();

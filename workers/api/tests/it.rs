@@ -4,61 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use prism_api::{Config, Deps};
+mod support;
+use support::{App, spawn_app, spawn_app_with, spawn_app_wrapped};
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::adapter::local::LocalStack;
-use shared::config::Resources;
 use shared::port::{BlobStore, Queue};
-use tokio_util::sync::CancellationToken;
-
-struct App {
-    dir: tempfile::TempDir,
-    addr: std::net::SocketAddr,
-    base: String,
-    token: String,
-    stack: LocalStack,
-    http: reqwest::Client,
-    stop: CancellationToken,
-}
-
-async fn spawn_app_with(tune: impl FnOnce(&mut Config)) -> App {
-    spawn_app_wrapped(tune, |_| {}).await
-}
-
-/// [`spawn_app_with`], with `wrap` applied to the adapters before the API starts.
-async fn spawn_app_wrapped(tune: impl FnOnce(&mut Config), wrap: impl FnOnce(&mut Deps)) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = Config::default();
-    cfg.common.data_dir = dir.path().to_path_buf();
-    cfg.http.listen_addr = addr;
-    tune(&mut cfg);
-    let base = format!("http://{addr}");
-    let stack = LocalStack::open(dir.path(), &Resources::default(), &base)
-        .await
-        .unwrap();
-    let mut deps = Deps::local(&stack);
-    wrap(&mut deps);
-    let stop = CancellationToken::new();
-    prism_api::spawn(cfg, deps, stop.clone()).await.unwrap();
-    let token = prism_api::dev_token(dir.path()).unwrap();
-    App {
-        dir,
-        addr,
-        base,
-        token,
-        stack,
-        http: reqwest::Client::new(),
-        stop,
-    }
-}
-
-async fn spawn_app() -> App {
-    spawn_app_with(|_| {}).await
-}
 
 fn batch_body(files: Value) -> Value {
     json!({"files": files, "variants": {"widths": [320, 640], "formats": ["webp", "avif"]}})
@@ -123,13 +74,6 @@ impl App {
     }
     async fn uploads_stored(&self) -> usize {
         self.stack.uploads.list("uploads/").await.unwrap().len()
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        let _ = &self.dir;
     }
 }
 

@@ -4,47 +4,17 @@
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
 use bytes::Bytes;
-use prism_api::{Config, Deps};
+use prism_api::Config;
 use reqwest::StatusCode;
 use reqwest::header;
-use shared::adapter::local::LocalStack;
-use shared::config::Resources;
 use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{BlobStore, PutOptions};
-use tokio_util::sync::CancellationToken;
 
-struct App {
-    _dir: tempfile::TempDir,
-    base: String,
-    stack: LocalStack,
-    http: reqwest::Client,
-    stop: CancellationToken,
-}
+mod support;
+use support::{App, spawn_app_with};
 
 async fn spawn(public_media: bool) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = Config::default();
-    cfg.common.data_dir = dir.path().to_path_buf();
-    cfg.http.listen_addr = addr;
-    cfg.http.public_media = public_media;
-    let base = format!("http://{addr}");
-    let stack = LocalStack::open(dir.path(), &Resources::default(), &base)
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    prism_api::spawn(cfg, Deps::local(&stack), stop.clone())
-        .await
-        .unwrap();
-    App {
-        _dir: dir,
-        base,
-        stack,
-        http: reqwest::Client::new(),
-        stop,
-    }
+    spawn_app_with(|cfg| cfg.http.public_media = public_media).await
 }
 
 impl App {

@@ -4,58 +4,21 @@
 
 use std::time::Duration;
 
-use prism_api::Config;
+mod support;
+use support::{App, spawn_app_with};
+
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use shared::adapter::local::LocalStack;
-use shared::config::Resources;
 use shared::port::{BlobStore, Queue};
-use tokio_util::sync::CancellationToken;
 
 const ORIGIN: &str = "http://localhost:5173";
 
-struct App {
-    _dir: tempfile::TempDir,
-    base: String,
-    token: String,
-    stack: LocalStack,
-    http: reqwest::Client,
-    stop: CancellationToken,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
 async fn spawn_app(origins: &[&str]) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let mut cfg = Config::default();
-    cfg.common.data_dir = dir.path().to_path_buf();
-    cfg.http.listen_addr = addr;
-    cfg.http.cors_allowed_origins = origins.iter().map(|o| (*o).to_owned()).collect();
-    let base = format!("http://{addr}");
-    let stack = LocalStack::open(dir.path(), &Resources::default(), &base)
-        .await
-        .unwrap();
-    let stop = CancellationToken::new();
-    prism_api::spawn(cfg, prism_api::Deps::local(&stack), stop.clone())
-        .await
-        .unwrap();
-    let token = prism_api::dev_token(dir.path()).unwrap();
-    App {
-        _dir: dir,
-        base,
-        token,
-        stack,
-        http: reqwest::Client::new(),
-        stop,
-    }
+    spawn_app_with(|cfg| {
+        cfg.http.cors_allowed_origins = origins.iter().map(|o| (*o).to_owned()).collect();
+    })
+    .await
 }
 
 impl App {
