@@ -11,7 +11,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shared::adapter::local::LocalSigner;
-use shared::port::blob_store::UploadPolicy;
+use shared::port::blob_store::{UploadMethod, UploadPolicy};
 use time::OffsetDateTime;
 
 #[derive(Debug, Arbitrary)]
@@ -47,6 +47,7 @@ fuzz_target!(|input: Input| {
         max_bytes: input.max_bytes,
         metadata: input.metadata.clone(),
         expires_in: Duration::from_secs(u64::from(input.expires_in_secs)),
+        method: UploadMethod::Post,
     };
     let grant = signer.presign_post("uploads", &policy, now);
     let mut fields = grant.fields.expect("a POST grant has fields");
