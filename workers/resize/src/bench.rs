@@ -194,8 +194,11 @@ pub struct Summary {
     /// Where the renders ran.
     pub isolation: Isolation,
     /// Peak RSS in kB: the bench process's own `VmHWM` plus the `VmHWM` of every render
-    /// process (`--isolation process`), each read from `/proc` before the process exits. An
-    /// upper bound of the combined peak: the processes need not peak at the same moment.
+    /// process (`--isolation process`), each read from `/proc` before the process exits, or
+    /// [`Summary::peak_rss_sampled_kb`] when that is larger (the kernel updates `VmHWM` lazily:
+    /// memory returned with `madvise`, as glibc trims its thread arenas, can leave it below a
+    /// resident size sampled earlier). An upper bound of the combined peak: the processes need
+    /// not peak at the same moment.
     pub peak_rss_kb: u64,
     /// The largest sum of `VmRSS` over the bench process and its render processes at one
     /// moment, sampled every [`MEMORY_SAMPLE_MS`] ms during the run: a lower bound of the
@@ -212,7 +215,8 @@ pub struct Summary {
 
 /// What [`Summary::peak_rss_method`] says.
 const PEAK_RSS_METHOD: &str = "peak_rss_kb = VmHWM of the bench process + sum of VmHWM of each \
-render process (read from /proc/<pid>/status before it exits; upper bound); \
+render process (read from /proc/<pid>/status before it exits), or peak_rss_sampled_kb when \
+larger (VmHWM lags memory returned with madvise); upper bound; \
 peak_rss_sampled_kb = largest sum of VmRSS of the bench and its render processes, sampled \
 every 50 ms (lower bound)";
 
@@ -499,7 +503,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         images_per_s: round3(ok.len() as f64 / wall_s),
         variants_per_s: round3(variants as f64 / wall_s),
         isolation: options.isolation,
-        peak_rss_kb: own_hwm_kb + children_hwm_kb,
+        peak_rss_kb: (own_hwm_kb + children_hwm_kb).max(memory.sampled_kb),
         peak_rss_sampled_kb: memory.sampled_kb,
         render_processes: memory.child_hwm_kb.len(),
         render_processes_peak_rss_kb: children_hwm_kb,
