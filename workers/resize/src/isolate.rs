@@ -43,6 +43,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tracing::{debug, warn};
 
+use crate::render::hdr::HdrSource;
 use crate::render::{
     self, EncodeSettings, Limits, RenderError, Rendered, SourceFacts, SourceFormat, Timings,
     Variant,
@@ -132,6 +133,8 @@ struct WireFacts {
     frames: u32,
     thumbhash: String,
     dominant_color: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hdr: Option<HdrSource>,
 }
 
 impl From<SourceFacts> for WireFacts {
@@ -148,6 +151,7 @@ impl From<SourceFacts> for WireFacts {
             frames: f.frames,
             thumbhash: f.thumbhash,
             dominant_color: f.dominant_color,
+            hdr: f.hdr,
         }
     }
 }
@@ -180,6 +184,7 @@ impl WireFacts {
             frames: self.frames,
             thumbhash: self.thumbhash,
             dominant_color: self.dominant_color,
+            hdr: self.hdr,
         })
     }
 }

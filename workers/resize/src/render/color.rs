@@ -12,9 +12,8 @@
 //! matrix-shaper profile built with lcms2 ([`Nclx::profile`]), and the pixels are converted to
 //! sRGB like any tagged image (Display P3, BT.2020, DCI-P3, BT.601, ...). Unspecified code points
 //! mean BT.709 primaries and the sRGB curve; the BT.709/601/2020 curves are the inverse of
-//! their camera OETF, as browsers apply them; PQ and HLG (HDR) are mapped with reference white
-//! (203 cd/m²) at sRGB white and a soft shoulder above it, which keeps SDR content exact and
-//! avoids hard clipping of highlights but is not a full BT.2390 tone mapper.
+//! their camera OETF, as browsers apply them. PQ and HLG (HDR) frames are tone-mapped by
+//! [`super::hdr`] instead (BT.2100 to display light, the BT.2390 EETF, gamut compression).
 //!
 //! CMYK without a profile has no defined meaning. We use the textbook conversion
 //! `R = 255·(1-C)·(1-K)` (after un-inverting Adobe CMYK): it never fails and keeps hues, though
@@ -30,6 +29,7 @@ use rayon::prelude::*;
 use super::RenderError;
 pub use super::frame::Nclx;
 use super::frame::{Decoded, Layout, Samples};
+use super::hdr;
 use super::resize::Raster;
 
 /// Pixels per lcms call in the parallel conversion; large enough to amortise the call, small
@@ -92,6 +92,19 @@ pub fn to_srgb8_or_defer(
     let alpha = layout.has_alpha();
     let out_channels = if alpha { 4 } else { 3 };
     let pixels = width as usize * height as usize;
+
+    // PQ and HLG: tone-mapped to SDR, never through an lcms profile.
+    if let Some((n, transfer)) = nclx
+        .filter(|_| icc.is_none() && !matches!(layout, Layout::Cmyk { .. }))
+        .and_then(|n| Some((n, hdr::Transfer::of(n)?)))
+    {
+        // Unknown primaries with an HDR transfer: BT.2100's own (BT.2020).
+        let primaries = n.primaries().map_or(hdr::BT2020, |p| p.1);
+        let raster = hdr::to_srgb8(
+            width, height, layout, &samples, transfer, primaries, n.light,
+        );
+        return Ok((raster, Some(n.describe()), None));
+    }
 
     let icc_profile = icc.as_deref().and_then(|b| Profile::new_icc(b).ok());
     let (profile, description, is_srgb) = match (icc_profile, nclx) {
@@ -166,12 +179,9 @@ type Chromaticities = [(f64, f64); 4];
 const D65: (f64, f64) = (0.3127, 0.3290);
 const ILLUMINANT_C: (f64, f64) = (0.310, 0.316);
 
-/// Reference white of PQ and HLG content, in cd/m² (ITU-R BT.2408): mapped to sRGB white.
-const HDR_REFERENCE_WHITE: f64 = 203.0;
-
 impl Nclx {
     /// Name and chromaticities of the colour primaries; `None` when not supported.
-    fn primaries(self) -> Option<(&'static str, Chromaticities)> {
+    pub(super) fn primaries(self) -> Option<(&'static str, Chromaticities)> {
         let bt709 = [(0.640, 0.330), (0.300, 0.600), (0.150, 0.060), D65];
         let bt601_525 = [(0.630, 0.340), (0.310, 0.595), (0.155, 0.070), D65];
         let p3 = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)];
@@ -261,7 +271,7 @@ impl Nclx {
     }
 
     /// The RGB matrix-shaper profile these code points describe; `None` for code points
-    /// without a supported meaning.
+    /// without a supported meaning, and for PQ and HLG (tone-mapped by [`super::hdr`]).
     pub fn profile(self) -> Option<Profile> {
         let (_, [r, g, b, w]) = self.primaries()?;
         let curve = self.tone_curve()?;
@@ -286,59 +296,8 @@ impl Nclx {
             4 => ToneCurve::new_parametric(1, &[2.2]).ok(),
             5 => ToneCurve::new_parametric(1, &[2.8]).ok(),
             8 => ToneCurve::new_parametric(1, &[1.0]).ok(),
-            16 => Some(tabulated(|v| {
-                hdr_shoulder(pq_to_nits(v) / HDR_REFERENCE_WHITE)
-            })),
-            18 => Some(tabulated(|v| {
-                hdr_shoulder(hlg_to_nits(v) / HDR_REFERENCE_WHITE)
-            })),
             _ => None,
         }
-    }
-}
-
-/// A 4096-entry tone curve sampled from `f` over 0..=1.
-fn tabulated(f: impl Fn(f64) -> f64) -> ToneCurve {
-    const N: usize = 4096;
-    let table: Vec<f32> = (0..N)
-        .map(|i| f(i as f64 / (N - 1) as f64).clamp(0.0, 1.0) as f32)
-        .collect();
-    ToneCurve::new_tabulated_float(&table)
-}
-
-/// SMPTE ST 2084 (PQ) EOTF: signal 0..=1 → cd/m².
-fn pq_to_nits(v: f64) -> f64 {
-    let (m1, m2) = (2610.0 / 16384.0, 2523.0 / 4096.0 * 128.0);
-    let (c1, c2, c3) = (
-        3424.0 / 4096.0,
-        2413.0 / 4096.0 * 32.0,
-        2392.0 / 4096.0 * 32.0,
-    );
-    let p = v.clamp(0.0, 1.0).powf(1.0 / m2);
-    10_000.0 * ((p - c1).max(0.0) / (c2 - c3 * p)).powf(1.0 / m1)
-}
-
-/// ARIB STD-B67 (HLG): signal 0..=1 → cd/m² on a 1000 cd/m² display (inverse OETF, then
-/// the BT.2100 OOTF with system gamma 1.2, applied per channel).
-fn hlg_to_nits(v: f64) -> f64 {
-    let (a, b, c) = (0.178_832_77, 0.284_668_92, 0.559_910_73);
-    let v = v.clamp(0.0, 1.0);
-    let scene = if v <= 0.5 {
-        v * v / 3.0
-    } else {
-        (((v - c) / a).exp() + b) / 12.0
-    };
-    1000.0 * scene.powf(1.2)
-}
-
-/// Identity up to 0.75 of sRGB white, then an exponential shoulder towards 1.0 (continuous,
-/// with slope 1 at the knee), so HDR highlights compress instead of clipping.
-fn hdr_shoulder(x: f64) -> f64 {
-    const KNEE: f64 = 0.75;
-    if x <= KNEE {
-        x.max(0.0)
-    } else {
-        KNEE + (1.0 - KNEE) * (1.0 - (-(x - KNEE) / (1.0 - KNEE)).exp())
     }
 }
 
@@ -551,6 +510,7 @@ mod tests {
             transfer,
             matrix: 6,
             full_range: true,
+            light: Default::default(),
         };
         assert!(n(1, 13).is_srgb() && n(2, 2).is_srgb());
         assert!(!n(12, 13).is_srgb() && !n(1, 1).is_srgb());
@@ -572,6 +532,7 @@ mod tests {
             transfer: 13,
             matrix: 6,
             full_range: true,
+            light: Default::default(),
         };
         let mut d = decoded(
             Layout::Rgb,
@@ -601,6 +562,7 @@ mod tests {
             transfer,
             matrix: 6,
             full_range: true,
+            light: Default::default(),
         }
     }
 
@@ -608,7 +570,7 @@ mod tests {
     fn only_srgb_tone_curves_count_as_srgb_curves() {
         assert!(has_srgb_curves(&Profile::new_srgb()));
         assert!(has_srgb_curves(&nclx(12, 13).profile().unwrap()));
-        for transfer in [1, 4, 8, 16, 18] {
+        for transfer in [1, 4, 8] {
             let p = nclx(12, transfer).profile().unwrap();
             assert!(!has_srgb_curves(&p), "transfer {transfer}");
         }
@@ -671,16 +633,5 @@ mod tests {
                 Samples::U16(_) => unreachable!("8-bit test frame"),
             }
         }
-    }
-
-    #[test]
-    fn hdr_curves_keep_reference_white_and_compress_highlights() {
-        // PQ code for 203 cd/m² is about 0.58; full PQ is 10000 cd/m².
-        assert!((pq_to_nits(0.580_7) - 203.0).abs() < 2.0);
-        assert!((pq_to_nits(1.0) - 10_000.0).abs() < 1.0);
-        // HLG 75% signal is reference white on a 1000 cd/m² display.
-        assert!((hlg_to_nits(0.75) - 203.0).abs() < 3.0);
-        assert!((hdr_shoulder(0.5) - 0.5).abs() < 1e-12);
-        assert!(hdr_shoulder(1.0) < 1.0 && hdr_shoulder(50.0) > 0.999);
     }
 }

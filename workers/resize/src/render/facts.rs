@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::RenderError;
 use super::decode::{Probe, SourceFormat};
+use super::hdr::HdrSource;
 use super::resize::{self, Raster};
 
 /// Facts about one source image.
@@ -37,6 +38,10 @@ pub struct SourceFacts {
     pub thumbhash: String,
     /// Dominant colour as `#rrggbb`.
     pub dominant_color: String,
+    /// For an HDR (PQ or HLG) source, its transfer and the peak it was tone-mapped from,
+    /// e.g. `{"transfer": "pq", "content_peak_nits": 1000}`; absent for SDR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hdr: Option<HdrSource>,
 }
 
 /// Compute the facts. `raster` is any upright rendition of the source (the engine passes its
@@ -86,6 +91,7 @@ pub fn compute(
         frames: probe.frames,
         thumbhash: base64::engine::general_purpose::STANDARD.encode(hash),
         dominant_color: dominant_color(&rgba),
+        hdr: None,
     })
 }
 

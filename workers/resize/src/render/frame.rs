@@ -75,4 +75,16 @@ pub struct Nclx {
     pub matrix: u16,
     /// Full-range (rather than video-range) samples.
     pub full_range: bool,
+    /// Static HDR metadata stored beside the code points (meaningful with PQ).
+    pub light: ContentLight,
+}
+
+/// Static HDR metadata of a frame (HEIF `clli` and `mdcv` properties), as stored: not yet
+/// checked for sense (see `hdr::content_peak`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContentLight {
+    /// MaxCLL, the brightest pixel of the content, in cd/m².
+    pub max_cll: Option<u16>,
+    /// The mastering display's peak luminance, in cd/m².
+    pub mastering_peak: Option<u32>,
 }

@@ -16,8 +16,8 @@
 //!    already applied.
 //! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2, or for
 //!    HEIF/AVIF without one through the profile its nclx code points describe (untagged means
-//!    sRGB; CMYK without a profile uses a documented fallback); 16-bit input is reduced to 8
-//!    bits after the conversion. Alpha is kept. A large 8-bit RGB(A) frame with sRGB tone curves
+//!    sRGB; CMYK without a profile uses a documented fallback); PQ and HLG (HDR) frames are
+//!    tone-mapped by [`hdr`]; 16-bit input is reduced to 8 bits after the conversion. Alpha is kept. A large 8-bit RGB(A) frame with sRGB tone curves
 //!    (Display P3) whose variants add up to at most half its pixels is converted after the
 //!    resize instead, variant by variant ([`color::to_srgb8_or_defer`]).
 //! 4. [`resize`] makes each target width (Lanczos3, SIMD, alpha premultiplied during the filter)
@@ -36,6 +36,7 @@ pub mod decode;
 pub mod encode;
 pub mod facts;
 pub mod frame;
+pub mod hdr;
 pub mod memory;
 pub mod orient;
 pub mod resize;
@@ -284,6 +285,7 @@ pub fn render(
     let widths = plan_widths(&request.widths, oriented_w);
     let max_target = widths.last().copied().unwrap_or(oriented_w);
     let decoded = decode::decode(bytes, &probe, max_target, settings)?;
+    let hdr = decoded.nclx.and_then(hdr::HdrSource::of);
     let (src_w, src_h) = probe.oriented_dimensions();
     let variant_pixels = widths
         .iter()
@@ -359,7 +361,8 @@ pub fn render(
             smallest,
             (src_w, src_h),
             source_color,
-        );
+        )
+        .map(|f| SourceFacts { hdr, ..f });
         resize_ms = ms(t1);
         facts
     })?;

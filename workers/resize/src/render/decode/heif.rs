@@ -2,7 +2,7 @@
 
 use libheif_rs::HeifContext;
 
-use super::super::frame::Nclx;
+use super::super::frame::{ContentLight, Nclx};
 use super::{Decoded, Layout, Limits, Probe, RenderError, Samples, check_dimensions, check_frames};
 
 /// Displayed size, frames (items or sequence samples) and the `ispe` size, from libheif.
@@ -134,11 +134,19 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, RenderErr
                     n.matrix_coefficients() as u16
                 },
                 full_range: n.full_range_flag() != 0,
+                light: ContentLight::default(),
             }
         })
     } else {
         None
     };
+    // PQ and HLG: the static HDR metadata (`clli`, `mdcv`) says how bright the content gets.
+    let nclx = nclx.map(|mut n| {
+        if matches!(n.transfer, 16 | 18) {
+            n.light = content_light(bytes);
+        }
+        n
+    });
     // More than 8 bits (10-bit AVIF, HDR) are kept at 16 bits through the colour transform.
     let deep = handle.luma_bits_per_pixel() > 8;
     let chroma = match (alpha, deep) {
@@ -188,6 +196,62 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, RenderErr
         icc,
         nclx,
     })
+}
+
+/// The primary image's `clli` (MaxCLL) and `mdcv` (mastering peak) properties, which
+/// libheif-rs does not expose: read through libheif's C API on a second, header-only parse of
+/// the same bytes (the first parse, under [`security_limits`], already accepted them; this
+/// one runs under libheif's default limits). Anything that fails reads as absent; the values
+/// are checked for sense where they are used (`hdr::content_peak`).
+#[allow(unsafe_code)]
+fn content_light(bytes: &[u8]) -> ContentLight {
+    use libheif_sys as lh;
+    let mut light = ContentLight::default();
+    // SAFETY: the context is allocated and freed here, and reads `bytes`, which outlive it
+    // (`without_copy`); the handle is released before the context is freed; the two out
+    // structs are plain data that libheif fills only when it returns non-zero.
+    unsafe {
+        let ctx = lh::heif_context_alloc();
+        if ctx.is_null() {
+            return light;
+        }
+        let read = lh::heif_context_read_from_memory_without_copy(
+            ctx,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            std::ptr::null(),
+        );
+        let mut handle = std::ptr::null_mut();
+        if read.code == lh::heif_error_code_heif_error_Ok
+            && lh::heif_context_get_primary_image_handle(ctx, &raw mut handle).code
+                == lh::heif_error_code_heif_error_Ok
+            && !handle.is_null()
+        {
+            let mut clli = lh::heif_content_light_level {
+                max_content_light_level: 0,
+                max_pic_average_light_level: 0,
+            };
+            if lh::heif_image_handle_get_content_light_level(handle, &raw mut clli) != 0 {
+                light.max_cll = Some(clli.max_content_light_level);
+            }
+            let mut mdcv = lh::heif_mastering_display_colour_volume {
+                display_primaries_x: [0; 3],
+                display_primaries_y: [0; 3],
+                white_point_x: 0,
+                white_point_y: 0,
+                max_display_mastering_luminance: 0,
+                min_display_mastering_luminance: 0,
+            };
+            if lh::heif_image_handle_get_mastering_display_colour_volume(handle, &raw mut mdcv) != 0
+            {
+                // Stored in units of 0.0001 cd/m².
+                light.mastering_peak = Some(mdcv.max_display_mastering_luminance / 10_000);
+            }
+            lh::heif_image_handle_release(handle);
+        }
+        lh::heif_context_free(ctx);
+    }
+    light
 }
 
 fn heif_error(err: libheif_rs::HeifError) -> RenderError {
