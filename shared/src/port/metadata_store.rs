@@ -217,6 +217,20 @@ pub struct SourceFacts {
     pub color_profile: Option<String>,
     /// EXIF orientation that was applied (1-8).
     pub orientation: u8,
+    /// For an HDR source (PQ or HLG), which transfer it had and the peak it was tone-mapped
+    /// from; absent for SDR sources (and in manifests written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdr: Option<HdrFacts>,
+}
+
+/// How an HDR source was signalled, e.g. `{"transfer": "pq", "content_peak_nits": 1000}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HdrFacts {
+    /// Transfer characteristic: `pq` (SMPTE ST 2084) or `hlg` (ARIB STD-B67).
+    pub transfer: String,
+    /// The content peak the engine tone-mapped from, in cd/m² (MaxCLL, else the mastering
+    /// display's peak, else 1000; HLG: 1000).
+    pub content_peak_nits: u32,
 }
 
 /// One rendered variant.

@@ -14,9 +14,9 @@ pub use blob_store::{
 };
 pub use metadata_store::{
     BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile, FileError,
-    FileRecord, FileStatus, IdempotencyKey, MetadataStore, MetadataStoreError, NewBatch, NewFile,
-    NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord, WebhookAttempt, WebhookJob,
-    WebhookState, WebhookStatus,
+    FileRecord, FileStatus, HdrFacts, IdempotencyKey, MetadataStore, MetadataStoreError, NewBatch,
+    NewFile, NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord, WebhookAttempt,
+    WebhookJob, WebhookState, WebhookStatus,
 };
 pub use queue::{
     DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueSettings, QueueStats,

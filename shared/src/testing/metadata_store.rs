@@ -48,6 +48,7 @@ pub fn rendered(batch_id: &str, file_id: &str) -> RenderedFile {
             has_alpha: false,
             color_profile: None,
             orientation: 1,
+            hdr: None,
         },
         variants: vec![VariantRecord {
             width: 320,

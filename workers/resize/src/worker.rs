@@ -41,8 +41,8 @@ use shared::keys;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
 use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
-    BlobStore, BlobStoreError, FileError, Message, ObjectMeta, PutOptions, Queue, RenderedFile,
-    SourceFacts, VariantRecord,
+    BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, Queue,
+    RenderedFile, SourceFacts, VariantRecord,
 };
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use shared::variant::{self, META_REQUEST, VariantRequest};
@@ -771,6 +771,10 @@ impl ResizeHandler {
                     has_alpha: f.has_alpha,
                     color_profile: f.color_profile,
                     orientation: f.orientation,
+                    hdr: f.hdr.map(|h| HdrFacts {
+                        transfer: h.transfer.as_str().to_owned(),
+                        content_peak_nits: h.content_peak_nits,
+                    }),
                 },
                 variants,
                 original_key,

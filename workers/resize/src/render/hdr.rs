@@ -59,6 +59,14 @@ pub enum Transfer {
 }
 
 impl Transfer {
+    /// Wire name: `pq` or `hlg` (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transfer::Pq => "pq",
+            Transfer::Hlg => "hlg",
+        }
+    }
+
     /// The HDR transfer these code points signal, if any.
     pub fn of(nclx: Nclx) -> Option<Transfer> {
         match nclx.transfer {
