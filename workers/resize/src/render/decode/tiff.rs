@@ -926,6 +926,118 @@ mod tests {
         decode(&bytes, &probe).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// L*a*b* (D50) and its sRGB value from colour-science (Lab -> XYZ -> sRGB with Bradford
+    /// adaptation to D65), an implementation independent of LittleCMS.
+    const LAB_SRGB: [([f64; 3], [u8; 3]); 6] = [
+        ([50.0, 0.0, 0.0], [119, 119, 119]),
+        ([100.0, 0.0, 0.0], [255, 255, 255]),
+        ([0.0, 0.0, 0.0], [0, 0, 0]),
+        ([60.0, 40.0, -30.0], [193, 117, 199]),
+        ([70.0, -40.0, 50.0], [114, 189, 72]),
+        ([30.0, 20.0, 10.0], [102, 58, 56]),
+    ];
+
+    fn close(got: &[u8], want: &[u8], tolerance: u8, what: &str) {
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                g.abs_diff(*w) <= tolerance,
+                "{what}: {got:?}, expected {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lab_samples_of_every_encoding_convert_to_srgb() {
+        // Encode each colour as TIFF stores it, then convert in place.
+        for sixteen in [false, true] {
+            for icc_lab in [false, true] {
+                let mut u8s = Vec::new();
+                let mut u16s = Vec::new();
+                for ([l, a, b], _) in LAB_SRGB {
+                    if sixteen {
+                        let ab = |v: f64| {
+                            let v = (v * 256.0).round() as i32;
+                            if icc_lab {
+                                (v + 32768) as u16
+                            } else {
+                                v as i16 as u16
+                            }
+                        };
+                        u16s.extend([(l / 100.0 * 65535.0).round() as u16, ab(a), ab(b)]);
+                    } else {
+                        let ab = |v: f64| {
+                            let v = v.round() as i32;
+                            if icc_lab {
+                                (v + 128) as u8
+                            } else {
+                                v as i8 as u8
+                            }
+                        };
+                        u8s.extend([(l / 100.0 * 255.0).round() as u8, ab(a), ab(b)]);
+                    }
+                }
+                let mut d = Decoded {
+                    width: LAB_SRGB.len() as u32,
+                    height: 1,
+                    layout: Layout::Rgb,
+                    samples: if sixteen {
+                        Samples::U16(u16s)
+                    } else {
+                        Samples::U8(u8s)
+                    },
+                    icc: None,
+                    nclx: None,
+                };
+                lab_to_srgb(&mut d, icc_lab).unwrap();
+                let got: Vec<u8> = match &d.samples {
+                    Samples::U8(s) => s.clone(),
+                    Samples::U16(s) => s
+                        .iter()
+                        .map(|&v| ((u32::from(v) + 128) / 257) as u8)
+                        .collect(),
+                };
+                for (i, (lab, want)) in LAB_SRGB.iter().enumerate() {
+                    let what = format!("{lab:?} sixteen {sixteen} icc_lab {icc_lab}");
+                    // 8-bit L* steps are 0.39, so 8-bit input may land one level off.
+                    close(&got[i * 3..i * 3 + 3], want, 2, &what);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lab_with_alpha_keeps_the_alpha_and_l_only_lab_is_gray() {
+        let mut d = Decoded {
+            width: 1,
+            height: 1,
+            layout: Layout::Rgba,
+            samples: Samples::U8(vec![153, 40_i8 as u8, -30_i8 as u8, 77]), // L* 60
+            icc: None,
+            nclx: None,
+        };
+        lab_to_srgb(&mut d, false).unwrap();
+        let Samples::U8(s) = &d.samples else { panic!() };
+        close(&s[..3], &[193, 117, 199], 3, "rgba");
+        assert_eq!(s[3], 77);
+        // L* 50 alone (CIELab, two channels: L and alpha).
+        let l50 = (50.0_f64 / 100.0 * 65535.0).round() as u16;
+        let mut d = Decoded {
+            width: 2,
+            height: 1,
+            layout: Layout::GrayAlpha,
+            samples: Samples::U16(vec![l50, 1000, 65535, 2000]),
+            icc: None,
+            nclx: None,
+        };
+        lab_to_srgb(&mut d, false).unwrap();
+        let Samples::U16(s) = &d.samples else {
+            panic!()
+        };
+        assert!((s[0] / 257).abs_diff(119) <= 1, "{s:?}");
+        assert!(s[2] >= 65535 - 257, "{s:?}");
+        assert_eq!((s[1], s[3]), (1000, 2000));
+    }
+
     #[test]
     fn every_bilevel_coding_of_one_page_decodes_to_the_same_pixels() {
         // One 1024x512 bilevel crop written by libtiff's tiffcp (and Pillow for Compression 2)
@@ -958,6 +1070,28 @@ mod tests {
             let differ = got.iter().zip(want).filter(|(a, b)| a != b).count();
             assert_eq!(differ, 0, "{name}: {differ} pixels differ");
         }
+    }
+
+    #[test]
+    fn a_multi_page_fax_counts_its_pages_and_decodes_the_first() {
+        // sharp's G31D_MULTI.TIF: a 2464x3248 Group 3 page (LSB first) and a 1232x1624 one.
+        let bytes = conformance_file("G31D_MULTI.TIF");
+        let probe = super::super::probe(&bytes, &Limits::default()).unwrap();
+        assert_eq!((probe.width, probe.height, probe.frames), (2464, 3248, 2));
+        let d = decode(&bytes, &probe).unwrap();
+        assert_eq!((d.width, d.height, d.layout), (2464, 3248, Layout::Gray));
+        let Samples::U8(px) = &d.samples else {
+            panic!("8-bit gray expected");
+        };
+        // A white page with black print: mostly white, some ink.
+        let ink = px.iter().filter(|&&v| v == 0).count() as f64 / px.len() as f64;
+        assert!((0.02..0.2).contains(&ink), "ink covers {ink}");
+        let tight = Limits {
+            max_frames: 1,
+            ..Limits::default()
+        };
+        let err = super::super::probe(&bytes, &tight).unwrap_err();
+        assert!(matches!(err, RenderError::TooManyFrames(_)), "{err}");
     }
 
     #[test]
