@@ -527,3 +527,57 @@ fn tiff_strip_holding_a_jpeg_larger_than_the_strip_is_refused() {
         assert_ne!(e.code(), ErrorCode::ImageTooLarge, "{e}");
     }
 }
+
+#[test]
+fn fax_row_that_never_advances_is_refused_after_a_bounded_number_of_codes() {
+    // 300,000 zero-length runs (675 KB): the row's changes are capped at its width, so the
+    // decoder stops after about 4,096 of them.
+    let tiff = gen_::tiff_fax_row_without_progress(300_000);
+    assert!(tiff.len() > 600_000, "{} bytes", tiff.len());
+    let err = quickly("fax row without progress", || render(&tiff)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UndecodableImage, "{err}");
+    assert!(
+        err.to_string().contains("more changes than pixels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fax_runs_longer_than_the_row_are_refused() {
+    for group4 in [false, true] {
+        let tiff = gen_::tiff_fax_row_past_width(group4);
+        let err = quickly("fax row past width", || render(&tiff)).unwrap_err();
+        assert_eq!(
+            err.code(),
+            ErrorCode::UndecodableImage,
+            "group4 {group4}: {err}"
+        );
+        assert!(err.to_string().contains("past its width"), "{err}");
+    }
+}
+
+#[test]
+fn fax_data_coding_more_rows_than_the_page_renders_the_page_only() {
+    let tiff = gen_::tiff_fax_extra_rows(100_000);
+    let probe = render::decode::probe(&tiff, &Limits::default()).unwrap();
+    let decoded = render::decode::decode(&tiff, &probe, 16, &EncodeSettings::default()).unwrap();
+    assert_eq!((decoded.width, decoded.height), (16, 4));
+    assert_eq!(decoded.layout, render::decode::Layout::Gray);
+    let render::decode::Samples::U8(px) = &decoded.samples else {
+        panic!("8-bit gray expected");
+    };
+    // All white (WhiteIsZero: the white runs are 255).
+    assert_eq!(px, &vec![255; 64]);
+}
+
+#[test]
+fn fax_strip_byte_count_lying_short_or_long_fails_with_a_code() {
+    // Short: the count ends the data inside the first row.
+    let err = quickly("fax cut row", || render(&gen_::tiff_fax_cut_row())).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::TruncatedImage, "{err}");
+    // Long: the count runs past the end of the file.
+    let data = gen_::bit_string(&format!("{}{}", gen_::fax_code::EOL, "1011".repeat(16)));
+    let tiff = gen_::tiff_fax(64, 8, 3, 0, &data, 1 << 20);
+    let err = quickly("fax long count", || render(&tiff)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UndecodableImage, "{err}");
+}

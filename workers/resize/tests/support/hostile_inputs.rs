@@ -1055,3 +1055,112 @@ pub fn avif_alpha_grid_bomb(tile: &isobmff::Item) -> Vec<u8> {
         &[(*b"auxl", 2, vec![1]), (*b"dimg", 2, tile_ids)],
     )
 }
+
+/// Pack a string of '0' and '1' (other characters are ignored) into bytes, first bit in the
+/// most significant position, the last byte padded with zeros.
+pub fn bit_string(bits: &str) -> Vec<u8> {
+    let bits: Vec<bool> = bits
+        .chars()
+        .filter(|c| matches!(c, '0' | '1'))
+        .map(|c| c == '1')
+        .collect();
+    bits.chunks(8)
+        .map(|byte| {
+            byte.iter()
+                .enumerate()
+                .fold(0_u8, |a, (i, &b)| a | (u8::from(b) << (7 - i)))
+        })
+        .collect()
+}
+
+/// CCITT code words used by the fax generators (ITU-T T.4 tables).
+pub mod fax_code {
+    /// End of line: eleven zeros and a one.
+    pub const EOL: &str = "000000000001";
+    /// White and black runs of length zero.
+    pub const WHITE_0: &str = "00110101";
+    pub const BLACK_0: &str = "0000110111";
+    /// White run of 4.
+    pub const WHITE_4: &str = "1011";
+    /// White make-up code of 2560 (followed by a terminating code).
+    pub const WHITE_2560: &str = "000000011111";
+    /// 2-D modes: horizontal, and vertical with no offset.
+    pub const HORIZONTAL: &str = "001";
+    pub const V0: &str = "1";
+}
+
+/// A `w`×`h` bilevel (WhiteIsZero) TIFF in one strip of `data`, declared `declared_len` bytes
+/// long, with Compression `compression` (2 CCITT RLE, 3 Group 3, 4 Group 4) and T4Options
+/// `t4_options` for Group 3.
+pub fn tiff_fax(
+    w: u32,
+    h: u32,
+    compression: u16,
+    t4_options: u32,
+    data: &[u8],
+    declared_len: u32,
+) -> Vec<u8> {
+    let mut entries = vec![
+        tiff_long(256, &[w]),
+        tiff_long(257, &[h]),
+        tiff_short(258, &[1]),
+        tiff_short(259, &[compression]),
+        tiff_short(262, &[0]),
+        tiff_long(273, &[8]),
+        tiff_short(277, &[1]),
+        tiff_long(278, &[h]),
+        tiff_long(279, &[declared_len]),
+    ];
+    if compression == 3 {
+        entries.push(tiff_long(292, &[t4_options]));
+    }
+    tiff_file(data, entries)
+}
+
+/// A Group 3 row that never ends: after the EOL, `pairs` pairs of zero-length white and black
+/// runs (each 18 bits that move nothing) in a 4096-wide, 64-high page.
+pub fn tiff_fax_row_without_progress(pairs: usize) -> Vec<u8> {
+    use fax_code::*;
+    let mut s = String::from(EOL);
+    for _ in 0..pairs {
+        s.push_str(WHITE_0);
+        s.push_str(BLACK_0);
+    }
+    let data = bit_string(&s);
+    tiff_fax(4096, 64, 3, 0, &data, data.len() as u32)
+}
+
+/// A 16-wide page whose first row's runs add up to 2560 pixels, in Group 3 1-D (`group4`
+/// false) or in a Group 4 horizontal-mode code.
+pub fn tiff_fax_row_past_width(group4: bool) -> Vec<u8> {
+    use fax_code::*;
+    let s = if group4 {
+        format!("{HORIZONTAL}{WHITE_2560}{WHITE_0}{BLACK_0}")
+    } else {
+        format!("{EOL}{WHITE_2560}{WHITE_0}{EOL}")
+    };
+    let data = bit_string(&s);
+    tiff_fax(
+        16,
+        4,
+        if group4 { 4 } else { 3 },
+        0,
+        &data,
+        data.len() as u32,
+    )
+}
+
+/// A 16x4 Group 4 page whose data codes `rows` all-white rows (one V0 code each against the
+/// white reference row).
+pub fn tiff_fax_extra_rows(rows: usize) -> Vec<u8> {
+    let data = bit_string(&fax_code::V0.repeat(rows));
+    tiff_fax(16, 4, 4, 0, &data, data.len() as u32)
+}
+
+/// A 64x8 Group 3 page whose strip byte count cuts its first row after a run of 4 pixels,
+/// inside the file.
+pub fn tiff_fax_cut_row() -> Vec<u8> {
+    use fax_code::*;
+    let full = bit_string(&format!("{EOL}{WHITE_4}{BLACK_0}00000000{EOL}"));
+    tiff_fax(64, 8, 3, 0, &full, 2)
+}

@@ -1,7 +1,12 @@
-//! TIFF (the first page), through the tiff crate.
+//! TIFF (the first page), through the tiff crate; bilevel CCITT data through [`ccitt`] and
+//! CIELab / ICCLab samples converted to sRGB here (the tiff crate reads neither).
 
-use std::io::Cursor;
+mod ccitt;
 
+use std::io::{Read, Seek, SeekFrom};
+
+use lcms2::{CIExyY, DisallowCache, Flags, GlobalContext, Intent, PixelFormat, Profile, Transform};
+use rayon::prelude::*;
 use tiff::tags::Tag;
 
 use super::{Decoded, Layout, Limits, Probe, RenderError, Samples, check_dimensions, check_frames};
@@ -49,17 +54,155 @@ pub const MAX_CHUNKS: u64 = 1 << 20;
 /// hundred bytes).
 const MAX_HEADER_LIST: u64 = 1 << 16;
 
-fn open_with(
+/// The tiff crate's decoder over a [`Source`].
+type Dec<'a> = tiff::decoder::Decoder<Source<'a>>;
+
+fn open_with(bytes: &[u8], limits: tiff::decoder::Limits) -> Result<Dec<'_>, RenderError> {
+    open_as(bytes, limits, None)
+}
+
+/// Open the file for the tiff crate, reading the first IFD's PhotometricInterpretation as
+/// `photometric` when given. Without it, ICCLab (9), which the crate does not know, reads as
+/// CIELab so that its tags can be read.
+fn open_as(
     bytes: &[u8],
     limits: tiff::decoder::Limits,
-) -> Result<tiff::decoder::Decoder<Cursor<&[u8]>>, RenderError> {
+    photometric: Option<u16>,
+) -> Result<Dec<'_>, RenderError> {
     // `new` reads the first IFD's offset tables and sample lists under the tiff crate's
     // default limits (a 256 MiB list, 8 Mi entries, at most): bound them first. The limits
     // given apply to every tag read after it.
     check_first_ifd(bytes)?;
-    Ok(tiff::decoder::Decoder::new(Cursor::new(bytes))
+    let field = photometric_field(bytes);
+    let replace = match (photometric, field) {
+        (Some(p), Some(_)) => Some(p),
+        (None, Some(f)) if f.value == ICCLAB => Some(CIELAB),
+        (Some(_), None) => {
+            return Err(RenderError::Undecodable(
+                "TIFF PhotometricInterpretation cannot be read".into(),
+            ));
+        }
+        _ => None,
+    };
+    let patch = field.zip(replace).map(|(f, v)| f.encode(v));
+    let source = Source {
+        data: bytes,
+        pos: 0,
+        patch,
+    };
+    Ok(tiff::decoder::Decoder::new(source)
         .map_err(tiff_error)?
         .with_limits(limits))
+}
+
+/// The file as the tiff crate reads it: the bytes, with the value of one IFD entry replaced.
+struct Source<'a> {
+    data: &'a [u8],
+    pos: u64,
+    /// Where the replacement starts, its bytes and their count.
+    patch: Option<(usize, [u8; 4], usize)>,
+}
+
+impl Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = usize::try_from(self.pos)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        let n = buf.len().min(self.data.len() - start);
+        buf[..n].copy_from_slice(&self.data[start..start + n]);
+        if let Some((at, bytes, len)) = self.patch {
+            for (i, &b) in bytes[..len].iter().enumerate() {
+                if let Some(k) = (at + i).checked_sub(start).filter(|&k| k < n) {
+                    buf[k] = b;
+                }
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Source<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let len = self.data.len() as i128;
+        let next = match to {
+            SeekFrom::Start(p) => i128::from(p),
+            SeekFrom::End(d) => len + i128::from(d),
+            SeekFrom::Current(d) => i128::from(self.pos) + i128::from(d),
+        };
+        self.pos = u64::try_from(next).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
+/// The first IFD's PhotometricInterpretation entry: where its inline value lies, its type
+/// (SHORT or LONG), the byte order and the value.
+#[derive(Debug, Clone, Copy)]
+struct PhotometricField {
+    at: usize,
+    long: bool,
+    little: bool,
+    value: u16,
+}
+
+impl PhotometricField {
+    fn encode(self, value: u16) -> (usize, [u8; 4], usize) {
+        let mut b = [0; 4];
+        let len = if self.long { 4 } else { 2 };
+        match (self.long, self.little) {
+            (false, true) => b[..2].copy_from_slice(&value.to_le_bytes()),
+            (false, false) => b[..2].copy_from_slice(&value.to_be_bytes()),
+            (true, true) => b.copy_from_slice(&u32::from(value).to_le_bytes()),
+            (true, false) => b.copy_from_slice(&u32::from(value).to_be_bytes()),
+        }
+        (self.at, b, len)
+    }
+}
+
+/// Find the first IFD's PhotometricInterpretation (tag 262), a single SHORT or LONG; `None`
+/// when absent, of another shape or outside the file.
+fn photometric_field(data: &[u8]) -> Option<PhotometricField> {
+    let little = data.starts_with(b"II");
+    let uint = |at: usize, n: usize| -> Option<u64> {
+        let b = data.get(at..at.checked_add(n)?)?;
+        Some(if little {
+            b.iter().rev().fold(0, |a, &x| (a << 8) | u64::from(x))
+        } else {
+            b.iter().fold(0, |a, &x| (a << 8) | u64::from(x))
+        })
+    };
+    let big = uint(2, 2) == Some(43);
+    let (count_size, entry_size, field) = if big { (8, 20, 8) } else { (2, 12, 4) };
+    let ifd = usize::try_from(if big { uint(8, 8) } else { uint(4, 4) }?).ok()?;
+    let entries = usize::try_from(uint(ifd, count_size)?).ok()?;
+    // Bounded by the file: an entry past its end ends the walk.
+    for i in 0..entries {
+        let at = ifd
+            .checked_add(count_size)?
+            .checked_add(i.checked_mul(entry_size)?)?;
+        if uint(at, 2)? != 262 {
+            continue;
+        }
+        let long = match uint(at + 2, 2)? {
+            3 => false,
+            4 => true,
+            _ => return None,
+        };
+        if uint(at + 4, field)? != 1 {
+            return None;
+        }
+        let value_at = at + 4 + field;
+        let value = uint(value_at, if long { 4 } else { 2 })?;
+        return Some(PhotometricField {
+            at: value_at,
+            long,
+            little,
+            value: u16::try_from(value).ok()?,
+        });
+    }
+    None
 }
 
 /// Walk the first IFD before the tiff crate does: the IFD lies within the file; of the tags
@@ -167,7 +310,7 @@ struct ChunkGrid {
     planes: u32,
 }
 
-fn grid(dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>) -> Result<ChunkGrid, RenderError> {
+fn grid(dec: &mut Dec<'_>) -> Result<ChunkGrid, RenderError> {
     let (width, height) = dec.dimensions().map_err(tiff_error)?;
     let planar = dec
         .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
@@ -204,10 +347,7 @@ fn grid(dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>) -> Result<ChunkGrid, Re
 /// - the chunk count must match the grid;
 /// - a JPEG chunk's frame header may not declare more than the chunk: a 16x16 image in one
 ///   strip holding a 16000x16000 JPEG is refused before that frame is decoded.
-fn check_chunks(
-    dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>,
-    bytes: &[u8],
-) -> Result<(), RenderError> {
+fn check_chunks(dec: &mut Dec<'_>, bytes: &[u8]) -> Result<(), RenderError> {
     let (width, height) = dec.dimensions().map_err(tiff_error)?;
     let g = grid(dec)?;
     let image = u64::from(width) * u64::from(height);
@@ -274,17 +414,319 @@ fn check_chunks(
     Ok(())
 }
 
-/// Decode the first page, chunk by chunk, interleaving the planes of planar data.
+/// PhotometricInterpretation values handled outside the tiff crate.
+const WHITE_IS_ZERO: u16 = 0;
+const BLACK_IS_ZERO: u16 = 1;
+const RGB: u16 = 2;
+const CIELAB: u16 = 8;
+const ICCLAB: u16 = 9;
+
+/// Decode the first page: bilevel and Lab pages here, the others through the tiff crate.
 pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError> {
+    let mut dec = open_with(bytes, tag_limits())?;
+    // From the file itself: the decoder reads ICCLab as CIELab.
+    let photometric = photometric_field(bytes).map(|f| f.value);
+    let bits = dec
+        .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)
+        .map_err(tiff_error)?
+        .unwrap_or_else(|| vec![1]);
+    let samples = dec
+        .find_tag_unsigned::<u16>(Tag::SamplesPerPixel)
+        .map_err(tiff_error)?
+        .unwrap_or(1);
+    match photometric {
+        Some(p @ (WHITE_IS_ZERO | BLACK_IS_ZERO)) if samples == 1 && bits == [1] => {
+            decode_bilevel(bytes, probe, p == WHITE_IS_ZERO)
+        }
+        Some(p @ (CIELAB | ICCLAB)) => decode_lab(bytes, probe, samples, p == ICCLAB),
+        _ => decode_samples(bytes, probe, None),
+    }
+}
+
+/// A bilevel (1-bit) page as 8-bit gray, 0 black and 255 white. CCITT data (Compression 2, 3
+/// and 4) goes through [`ccitt`]; uncompressed, PackBits, LZW and Deflate rows through the
+/// tiff crate.
+fn decode_bilevel(
+    bytes: &[u8],
+    probe: &Probe,
+    white_is_zero: bool,
+) -> Result<Decoded, RenderError> {
+    let pixels = u64::from(probe.width) * u64::from(probe.height);
+    let mut dec = open_with(bytes, decoder_limits(pixels))?;
+    let (width, height) = dec.dimensions().map_err(tiff_error)?;
+    check_chunks(&mut dec, bytes)?;
+    let g = grid(&mut dec)?;
+    let compression = dec
+        .find_tag_unsigned::<u16>(Tag::Compression)
+        .map_err(tiff_error)?
+        .unwrap_or(1);
+    let lsb_first = dec
+        .find_tag_unsigned::<u16>(Tag::FillOrder)
+        .map_err(tiff_error)?
+        == Some(2);
+    let coding = match compression {
+        2 => Some(ccitt::Coding::Rle),
+        3 => {
+            let options = dec
+                .find_tag_unsigned::<u32>(Tag::Unknown(292)) // T4Options
+                .map_err(tiff_error)?
+                .unwrap_or(0);
+            Some(ccitt::Coding::Group3 {
+                two_d: options & 1 != 0,
+            })
+        }
+        4 => Some(ccitt::Coding::Group4),
+        _ => None,
+    };
+    let tiled = matches!(dec.get_chunk_type(), tiff::decoder::ChunkType::Tile);
+    let mut out = vec![0_u8; width as usize * height as usize];
+    let mut chunk = vec![0_u8; g.width as usize * g.height as usize];
+    let count = g.across * g.down;
+    let (offsets, sizes) = if coding.is_some() {
+        let (o, s) = if tiled {
+            (Tag::TileOffsets, Tag::TileByteCounts)
+        } else {
+            (Tag::StripOffsets, Tag::StripByteCounts)
+        };
+        (
+            dec.get_tag_u64_vec(o).map_err(tiff_error)?,
+            dec.get_tag_u64_vec(s).map_err(tiff_error)?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    for i in 0..count {
+        let y0 = (i / g.across) * g.height;
+        let x0 = (i % g.across) * g.width;
+        let len = if let Some(coding) = coding {
+            // Strips hold their rows only; tiles are coded whole, padding included.
+            let rows = if tiled {
+                g.height
+            } else {
+                g.height.min(height - y0)
+            };
+            let at = (offsets.get(i as usize), sizes.get(i as usize));
+            let data = match at {
+                (Some(&at), Some(&len)) => usize::try_from(at)
+                    .ok()
+                    .and_then(|at| bytes.get(at..at.checked_add(usize::try_from(len).ok()?)?)),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                RenderError::Undecodable(format!("TIFF chunk {i} lies outside the file"))
+            })?;
+            let (paper, ink) = if white_is_zero { (255, 0) } else { (0, 255) };
+            let c = ccitt::Chunk {
+                data,
+                width: g.width,
+                rows,
+                coding,
+                lsb_first,
+            };
+            ccitt::decode(&c, &mut chunk, paper, ink)?;
+            g.width as usize * rows as usize
+        } else {
+            // The tiff crate returns the chunk's rows cropped to the image, packed 8 pixels a
+            // byte, and inverts WhiteIsZero itself: a set bit is white either way.
+            let dw = g.width.min(width - x0) as usize;
+            let dh = g.height.min(height - y0) as usize;
+            let tiff::decoder::DecodingResult::U8(packed) =
+                dec.read_chunk(i).map_err(tiff_error)?
+            else {
+                return Err(RenderError::UnsupportedFormat(
+                    "TIFF bilevel sample format is not supported".into(),
+                ));
+            };
+            let row_bytes = dw.div_ceil(8);
+            if packed.len() < row_bytes * dh {
+                return Err(RenderError::Undecodable(format!(
+                    "TIFF chunk {i} holds {} bytes, its {dw}x{dh} bilevel area needs {}",
+                    packed.len(),
+                    row_bytes * dh
+                )));
+            }
+            for (row, src) in chunk
+                .chunks_exact_mut(dw)
+                .zip(packed.chunks_exact(row_bytes))
+                .take(dh)
+            {
+                for (x, px) in row.iter_mut().enumerate() {
+                    let byte = src[x / 8];
+                    let byte = if lsb_first { byte.reverse_bits() } else { byte };
+                    *px = if byte & (0x80 >> (x % 8)) != 0 {
+                        255
+                    } else {
+                        0
+                    };
+                }
+            }
+            dw * dh
+        };
+        let at = Placement {
+            grid: &g,
+            index: i,
+            plane: 0,
+            image_width: width,
+            image_height: height,
+            spp: 1,
+        };
+        at.place(&mut out, &chunk[..len])?;
+    }
+    Ok(Decoded {
+        width,
+        height,
+        layout: Layout::Gray,
+        samples: Samples::U8(out),
+        icc: None,
+        nclx: None,
+    })
+}
+
+/// The D50 white of the ICC connection space, which TIFF Lab is relative to when the file
+/// gives no WhitePoint (libtiff's default too).
+const D50: CIExyY = CIExyY {
+    x: 0.345_702_914_918_791_5,
+    y: 0.358_538_596_679_752_6,
+    Y: 1.0,
+};
+
+/// Pixels per lcms call in the Lab conversion.
+const LAB_CHUNK_PIXELS: usize = 16 * 1024;
+
+/// A CIELab (8) or ICCLab (9) page: the tiff crate reads the samples as if the file's
+/// PhotometricInterpretation said gray (L only) or RGB, then the L*a*b* values are
+/// converted to sRGB (LittleCMS, D50 Lab, perceptual) in place. The frame carries no ICC
+/// profile: it is sRGB.
+fn decode_lab(
+    bytes: &[u8],
+    probe: &Probe,
+    samples: u16,
+    icc_lab: bool,
+) -> Result<Decoded, RenderError> {
+    let as_if = match samples {
+        1 | 2 => BLACK_IS_ZERO,
+        3 | 4 => RGB,
+        n => {
+            return Err(RenderError::UnsupportedFormat(format!(
+                "TIFF Lab with {n} samples per pixel"
+            )));
+        }
+    };
+    let mut decoded = decode_samples(bytes, probe, Some(as_if))?;
+    decoded.icc = None;
+    lab_to_srgb(&mut decoded, icc_lab)?;
+    Ok(decoded)
+}
+
+/// The L*a*b* value of one pixel's first three samples as TIFF stores them: L* over the full
+/// range; a* and b* two's complement (CIELab) or offset by half the range (ICCLab), in units of
+/// 1 (8-bit) or 1/256 (16-bit).
+fn lab_value(l: u32, a: u32, b: u32, sixteen: bool, icc_lab: bool) -> [f64; 3] {
+    let (full, half, unit) = if sixteen {
+        (65535.0, 32768_i64, 256.0)
+    } else {
+        (255.0, 128_i64, 1.0)
+    };
+    let ab = |v: u32| {
+        let v = i64::from(v);
+        let signed = if icc_lab {
+            v - half
+        } else if v >= half {
+            v - 2 * half
+        } else {
+            v
+        };
+        signed as f64 / unit
+    };
+    [f64::from(l) * 100.0 / full, ab(a), ab(b)]
+}
+
+fn lab_transform<Out: bytemuck::Pod + Send + Sync>(
+    out: PixelFormat,
+) -> Result<Transform<[f64; 3], Out, GlobalContext, DisallowCache>, RenderError> {
+    let err = |e: lcms2::Error| RenderError::Undecodable(format!("Lab conversion: {e}"));
+    let lab = Profile::new_lab4_context(GlobalContext::new(), &D50).map_err(err)?;
+    Transform::new_flags_context(
+        GlobalContext::new(),
+        &lab,
+        PixelFormat::Lab_DBL,
+        &Profile::new_srgb(),
+        out,
+        Intent::Perceptual,
+        Flags::NO_CACHE,
+    )
+    .map_err(err)
+}
+
+/// Convert a frame of Lab samples (L, or L a b, then any alpha) to sRGB in place.
+fn lab_to_srgb(d: &mut Decoded, icc_lab: bool) -> Result<(), RenderError> {
+    let channels = d.layout.channels();
+    match &mut d.samples {
+        Samples::U8(s) => convert_lab(s, channels, d.layout, false, icc_lab, PixelFormat::RGB_8),
+        Samples::U16(s) => convert_lab(s, channels, d.layout, true, icc_lab, PixelFormat::RGB_16),
+    }
+}
+
+fn convert_lab<T>(
+    s: &mut [T],
+    channels: usize,
+    layout: Layout,
+    sixteen: bool,
+    icc_lab: bool,
+    format: PixelFormat,
+) -> Result<(), RenderError>
+where
+    T: bytemuck::Pod + Default + Send + Sync + Into<u32>,
+{
+    let t = lab_transform::<[T; 3]>(format)?;
+    if matches!(layout, Layout::Gray | Layout::GrayAlpha) {
+        // L* only: a gray ramp, one lcms call for every possible value.
+        let levels = if sixteen { 65536 } else { 256 };
+        let lab: Vec<[f64; 3]> = (0..levels)
+            .map(|v| {
+                let [l, _, _] = lab_value(v, 0, 0, sixteen, icc_lab);
+                [l, 0.0, 0.0]
+            })
+            .collect();
+        let mut rgb = vec![[T::default(); 3]; levels as usize];
+        t.transform_pixels(&lab, &mut rgb);
+        for px in s.chunks_exact_mut(channels) {
+            let v: u32 = px[0].into();
+            px[0] = rgb[v as usize][1];
+        }
+        return Ok(());
+    }
+    s.par_chunks_mut(LAB_CHUNK_PIXELS * channels)
+        .for_each(|part| {
+            let lab: Vec<[f64; 3]> = part
+                .chunks_exact(channels)
+                .map(|p| lab_value(p[0].into(), p[1].into(), p[2].into(), sixteen, icc_lab))
+                .collect();
+            let mut rgb = vec![[T::default(); 3]; lab.len()];
+            t.transform_pixels(&lab, &mut rgb);
+            for (px, c) in part.chunks_exact_mut(channels).zip(&rgb) {
+                px[..3].copy_from_slice(c);
+            }
+        });
+    Ok(())
+}
+
+/// Decode the first page through the tiff crate, chunk by chunk, interleaving the planes of
+/// planar data.
+fn decode_samples(
+    bytes: &[u8],
+    probe: &Probe,
+    photometric: Option<u16>,
+) -> Result<Decoded, RenderError> {
     use tiff::ColorType as C;
     use tiff::decoder::DecodingResult as R;
     // A profile over the IFD value limit is an error here: it is dropped, never allocated.
-    let icc = open_with(bytes, tag_limits())?
+    let icc = open_as(bytes, tag_limits(), photometric)?
         .find_tag_unsigned_vec::<u8>(Tag::IccProfile)
         .ok()
         .flatten();
     let pixels = u64::from(probe.width) * u64::from(probe.height);
-    let mut dec = open_with(bytes, decoder_limits(pixels))?;
+    let mut dec = open_as(bytes, decoder_limits(pixels), photometric)?;
     let (width, height) = dec.dimensions().map_err(tiff_error)?;
     let (layout, sixteen) = match dec.colortype().map_err(tiff_error)? {
         C::Gray(b @ (8 | 16)) => (Layout::Gray, b == 16),
@@ -434,39 +876,37 @@ fn tiff_error(err: tiff::TiffError) -> RenderError {
     }
 }
 
-/// TIFF page count: the IFD chain, following only the next-IFD offsets (no pixel data), and
-/// stopping once `max + 1` are seen or an offset repeats.
+/// TIFF page count: the IFD chain (classic or BigTIFF), following only the next-IFD offsets
+/// (no pixel data), and stopping once `max + 1` are seen or an offset repeats.
 fn count_tiff_pages(data: &[u8], max: u32) -> Result<u32, RenderError> {
     let little = data.starts_with(b"II");
     let bad = || RenderError::Undecodable("TIFF IFD chain points outside the file".into());
-    let u16_at = |at: usize| -> Option<u16> {
-        let b = data.get(at..at + 2)?;
+    let uint = |at: u64, n: usize| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let b = data.get(at..at.checked_add(n)?)?;
         Some(if little {
-            u16::from_le_bytes([b[0], b[1]])
+            b.iter().rev().fold(0, |a, &x| (a << 8) | u64::from(x))
         } else {
-            u16::from_be_bytes([b[0], b[1]])
+            b.iter().fold(0, |a, &x| (a << 8) | u64::from(x))
         })
     };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b = data.get(at..at + 4)?;
-        let b = [b[0], b[1], b[2], b[3]];
-        Some(if little {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
+    let big = uint(2, 2) == Some(43);
+    // Entry count, entry and offset sizes: 2, 12, 4 (classic) or 8, 20, 8 (BigTIFF).
+    let (count_size, entry_size, offset_size) = if big { (8, 20, 8) } else { (2, 12, 4) };
     let mut seen = std::collections::HashSet::new();
-    let mut offset = u32_at(4).ok_or_else(bad)? as usize;
+    let mut offset = uint(if big { 8 } else { 4 }, offset_size).ok_or_else(bad)?;
     let mut pages = 0_u32;
     while offset != 0 && seen.insert(offset) {
         pages += 1;
         if pages > max {
             break;
         }
-        let entries = usize::from(u16_at(offset).ok_or_else(bad)?);
-        let next = offset + 2 + entries * 12;
-        offset = u32_at(next).ok_or_else(bad)? as usize;
+        let entries = uint(offset, count_size).ok_or_else(bad)?;
+        let next = entries
+            .checked_mul(entry_size)
+            .and_then(|e| e.checked_add(offset + count_size as u64))
+            .ok_or_else(bad)?;
+        offset = uint(next, offset_size).ok_or_else(bad)?;
     }
     Ok(pages.max(1))
 }
@@ -474,6 +914,185 @@ fn count_tiff_pages(data: &[u8], max: u32) -> Result<u32, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn conformance_file(name: &str) -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/files/tiff/");
+        std::fs::read(format!("{path}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn decode_file(name: &str) -> Decoded {
+        let bytes = conformance_file(name);
+        let probe = super::super::probe(&bytes, &Limits::default()).unwrap();
+        decode(&bytes, &probe).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// L*a*b* (D50) and its sRGB value from colour-science (Lab -> XYZ -> sRGB with Bradford
+    /// adaptation to D65), an implementation independent of LittleCMS.
+    const LAB_SRGB: [([f64; 3], [u8; 3]); 6] = [
+        ([50.0, 0.0, 0.0], [119, 119, 119]),
+        ([100.0, 0.0, 0.0], [255, 255, 255]),
+        ([0.0, 0.0, 0.0], [0, 0, 0]),
+        ([60.0, 40.0, -30.0], [193, 117, 199]),
+        ([70.0, -40.0, 50.0], [114, 189, 72]),
+        ([30.0, 20.0, 10.0], [102, 58, 56]),
+    ];
+
+    fn close(got: &[u8], want: &[u8], tolerance: u8, what: &str) {
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                g.abs_diff(*w) <= tolerance,
+                "{what}: {got:?}, expected {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lab_samples_of_every_encoding_convert_to_srgb() {
+        // Encode each colour as TIFF stores it, then convert in place.
+        for sixteen in [false, true] {
+            for icc_lab in [false, true] {
+                let mut u8s = Vec::new();
+                let mut u16s = Vec::new();
+                for ([l, a, b], _) in LAB_SRGB {
+                    if sixteen {
+                        let ab = |v: f64| {
+                            let v = (v * 256.0).round() as i32;
+                            if icc_lab {
+                                (v + 32768) as u16
+                            } else {
+                                v as i16 as u16
+                            }
+                        };
+                        u16s.extend([(l / 100.0 * 65535.0).round() as u16, ab(a), ab(b)]);
+                    } else {
+                        let ab = |v: f64| {
+                            let v = v.round() as i32;
+                            if icc_lab {
+                                (v + 128) as u8
+                            } else {
+                                v as i8 as u8
+                            }
+                        };
+                        u8s.extend([(l / 100.0 * 255.0).round() as u8, ab(a), ab(b)]);
+                    }
+                }
+                let mut d = Decoded {
+                    width: LAB_SRGB.len() as u32,
+                    height: 1,
+                    layout: Layout::Rgb,
+                    samples: if sixteen {
+                        Samples::U16(u16s)
+                    } else {
+                        Samples::U8(u8s)
+                    },
+                    icc: None,
+                    nclx: None,
+                };
+                lab_to_srgb(&mut d, icc_lab).unwrap();
+                let got: Vec<u8> = match &d.samples {
+                    Samples::U8(s) => s.clone(),
+                    Samples::U16(s) => s
+                        .iter()
+                        .map(|&v| ((u32::from(v) + 128) / 257) as u8)
+                        .collect(),
+                };
+                for (i, (lab, want)) in LAB_SRGB.iter().enumerate() {
+                    let what = format!("{lab:?} sixteen {sixteen} icc_lab {icc_lab}");
+                    // 8-bit L* steps are 0.39, so 8-bit input may land one level off.
+                    close(&got[i * 3..i * 3 + 3], want, 2, &what);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lab_with_alpha_keeps_the_alpha_and_l_only_lab_is_gray() {
+        let mut d = Decoded {
+            width: 1,
+            height: 1,
+            layout: Layout::Rgba,
+            samples: Samples::U8(vec![153, 40_i8 as u8, -30_i8 as u8, 77]), // L* 60
+            icc: None,
+            nclx: None,
+        };
+        lab_to_srgb(&mut d, false).unwrap();
+        let Samples::U8(s) = &d.samples else { panic!() };
+        close(&s[..3], &[193, 117, 199], 3, "rgba");
+        assert_eq!(s[3], 77);
+        // L* 50 alone (CIELab, two channels: L and alpha).
+        let l50 = (50.0_f64 / 100.0 * 65535.0).round() as u16;
+        let mut d = Decoded {
+            width: 2,
+            height: 1,
+            layout: Layout::GrayAlpha,
+            samples: Samples::U16(vec![l50, 1000, 65535, 2000]),
+            icc: None,
+            nclx: None,
+        };
+        lab_to_srgb(&mut d, false).unwrap();
+        let Samples::U16(s) = &d.samples else {
+            panic!()
+        };
+        assert!((s[0] / 257).abs_diff(119) <= 1, "{s:?}");
+        assert!(s[2] >= 65535 - 257, "{s:?}");
+        assert_eq!((s[1], s[3]), (1000, 2000));
+    }
+
+    #[test]
+    fn every_bilevel_coding_of_one_page_decodes_to_the_same_pixels() {
+        // One 1024x512 bilevel crop written by libtiff's tiffcp (and Pillow for Compression 2)
+        // in every coding; PackBits goes through the tiff crate, the others through `ccitt`.
+        let reference = decode_file("kofax.packbits.tif");
+        assert_eq!((reference.width, reference.height), (1024, 512));
+        assert_eq!(reference.layout, Layout::Gray);
+        let Samples::U8(want) = &reference.samples else {
+            panic!("8-bit gray expected");
+        };
+        assert!(want.iter().all(|&v| v == 0 || v == 255));
+        let ink = want.iter().filter(|&&v| v == 0).count();
+        assert!((10_000..400_000).contains(&ink), "{ink} black pixels");
+        for name in [
+            "kofax.g4.tif",
+            "kofax.g3-1d-fill.tif",
+            "kofax.g3-2d-fill.tif",
+            "kofax.g3-2d-lsb.tif",
+            "kofax.rle.tif",
+        ] {
+            let d = decode_file(name);
+            assert_eq!(
+                (d.width, d.height, d.layout),
+                (1024, 512, Layout::Gray),
+                "{name}"
+            );
+            let Samples::U8(got) = &d.samples else {
+                panic!("{name}: 8-bit gray expected");
+            };
+            let differ = got.iter().zip(want).filter(|(a, b)| a != b).count();
+            assert_eq!(differ, 0, "{name}: {differ} pixels differ");
+        }
+    }
+
+    #[test]
+    fn a_multi_page_fax_counts_its_pages_and_decodes_the_first() {
+        // sharp's G31D_MULTI.TIF: a 2464x3248 Group 3 page (LSB first) and a 1232x1624 one.
+        let bytes = conformance_file("G31D_MULTI.TIF");
+        let probe = super::super::probe(&bytes, &Limits::default()).unwrap();
+        assert_eq!((probe.width, probe.height, probe.frames), (2464, 3248, 2));
+        let d = decode(&bytes, &probe).unwrap();
+        assert_eq!((d.width, d.height, d.layout), (2464, 3248, Layout::Gray));
+        let Samples::U8(px) = &d.samples else {
+            panic!("8-bit gray expected");
+        };
+        // A white page with black print: mostly white, some ink.
+        let ink = px.iter().filter(|&&v| v == 0).count() as f64 / px.len() as f64;
+        assert!((0.02..0.2).contains(&ink), "ink covers {ink}");
+        let tight = Limits {
+            max_frames: 1,
+            ..Limits::default()
+        };
+        let err = super::super::probe(&bytes, &tight).unwrap_err();
+        assert!(matches!(err, RenderError::TooManyFrames(_)), "{err}");
+    }
 
     #[test]
     fn reads_the_frame_size_of_a_jpeg() {
