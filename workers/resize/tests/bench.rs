@@ -157,13 +157,7 @@ fn cost_order_starts_the_most_expensive_first_and_unprobeable_files_last() {
         .collect();
     for name in &last {
         assert!(
-            [
-                "empty.jpg",
-                "bomb.jpg",
-                "bomb.png",
-                "truncated.jpg"
-            ]
-            .contains(&name.as_str()),
+            ["empty.jpg", "bomb.jpg", "bomb.png", "truncated.jpg"].contains(&name.as_str()),
             "{name} is among the last four"
         );
     }

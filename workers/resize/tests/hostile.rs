@@ -557,7 +557,10 @@ fn svg_amplifications_are_refused_quickly_and_small() {
         ("use fan-out 10^10", gen_::svg_use_fanout(10, 10)),
         ("200 nested layers", gen_::svg_nested_layers(2048, 200)),
         ("morphology radius 1000", gen_::svg_morphology(2048, 1000)),
-        ("20000 full-canvas rectangles", gen_::svg_overdraw(2048, 20_000)),
+        (
+            "20000 full-canvas rectangles",
+            gen_::svg_overdraw(2048, 20_000),
+        ),
         (
             "embedded PNG header bomb",
             gen_::svg_embedding("image/png", &gen_::png_header_bomb(100_000, 100_000)),
@@ -589,7 +592,8 @@ fn svg_within_the_bounds_still_renders() {
         ("morphology radius 3", gen_::svg_morphology(512, 3)),
         ("200 full-canvas rectangles", gen_::svg_overdraw(512, 200)),
     ] {
-        let r = quickly(name, || render_svg_at(&bytes, 256)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let r =
+            quickly(name, || render_svg_at(&bytes, 256)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(r.facts.format.as_str(), "svg", "{name}");
         assert!(!r.variants.is_empty(), "{name}");
     }
@@ -599,10 +603,39 @@ fn svg_within_the_bounds_still_renders() {
 fn svg_giant_blur_renders_in_bounded_time() {
     // resvg blurs with box passes whose cost does not grow with the radius; the filter region
     // is clamped to the canvas' neighbourhood. A 2048 px raster under a 10^6 px blur:
+    let bytes = gen_::svg_blur(2048, 1e6);
     let t0 = std::time::Instant::now();
-    let r = quickly("giant blur", || render_svg_at(&gen_::svg_blur(2048, 1e6), 2048)).unwrap();
-    eprintln!("giant blur at 2048 px: {:?}", t0.elapsed());
+    let (r, peak) = quickly("giant blur", || {
+        counting::peak_during(|| render_svg_at(&bytes, 2048))
+    });
+    let r = r.unwrap();
+    eprintln!(
+        "giant blur at 2048 px: {:?}, peak {} MiB on the rendering thread",
+        t0.elapsed(),
+        peak >> 20
+    );
     assert_eq!(r.variants[0].width, 2048);
+    // Admission charges at least what the decode and resize stages held.
+    let probe = render::decode::probe(&bytes, &Limits::default()).unwrap();
+    let request = VariantRequest {
+        widths: vec![2048],
+        formats: vec![OutputFormat::Webp],
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .unwrap();
+    let estimate = render::memory::estimate(
+        &probe,
+        bytes.len() as u64,
+        &request,
+        &EncodeSettings::default(),
+        1,
+    );
+    eprintln!("estimate {} MiB", estimate.total_mib());
+    assert!(
+        peak as u64 <= estimate.total(),
+        "peak {peak} over {estimate:?}"
+    );
 }
 
 #[test]
@@ -614,7 +647,10 @@ fn svg_never_reads_files_or_the_network() {
         .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let http = format!("http://127.0.0.1:{}/red.png", listener.local_addr().unwrap().port());
+    let http = format!(
+        "http://127.0.0.1:{}/red.png",
+        listener.local_addr().unwrap().port()
+    );
     let file_url = format!("file://{}", red.display());
     let path = red.display().to_string();
     let bytes = gen_::svg_external_images(&[
@@ -633,7 +669,10 @@ fn svg_never_reads_files_or_the_network() {
         img.pixels().all(|p| p[3] == 0),
         "an external image was drawn"
     );
-    assert!(listener.accept().is_err(), "the renderer connected to {http}");
+    assert!(
+        listener.accept().is_err(),
+        "the renderer connected to {http}"
+    );
 }
 
 #[test]
@@ -655,7 +694,13 @@ fn svg_embedded_images_go_through_the_engines_decoders() {
     assert!(got[3] > 250);
     // A nested SVG document is left out (never parsed), a broken image too.
     for (mime, data) in [
-        ("image/svg+xml", gen_::svg_doc(r#"width="8" height="8""#, r#"<rect width="8" height="8" fill="red"/>"#)),
+        (
+            "image/svg+xml",
+            gen_::svg_doc(
+                r#"width="8" height="8""#,
+                r#"<rect width="8" height="8" fill="red"/>"#,
+            ),
+        ),
         ("image/png", png[..png.len() / 2].to_vec()),
     ] {
         let r = render_svg_at(&gen_::svg_embedding(mime, &data), 64).unwrap();

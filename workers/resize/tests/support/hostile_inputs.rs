@@ -1167,7 +1167,7 @@ pub fn svg_nested_layers(side: u32, n: usize) -> Vec<u8> {
 
 /// `n` rectangles each covering the whole canvas.
 pub fn svg_overdraw(side: u32, n: usize) -> Vec<u8> {
-    let body = r#"<rect width="100%" height="100%" fill="#123456"/>"#.repeat(n);
+    let body = r##"<rect width="100%" height="100%" fill="#123456"/>"##.repeat(n);
     svg_doc(&format!(r#"width="{side}" height="{side}""#), &body)
 }
 

@@ -220,54 +220,15 @@ fn to_pixels(v: f64) -> Result<u32, RenderError> {
 /// Measure what the internal subset's general entities expand to, and refuse a document whose
 /// references together expand past [`MAX_ENTITY_EXPANSION`].
 fn check_entities(text: &str) -> Result<(), RenderError> {
-    let Some(doctype) = text.find("<!DOCTYPE") else {
+    let Some((entities, body_start)) = internal_subset(text)? else {
         return Ok(());
     };
-    let after = &text[doctype..];
-    // The internal subset, if any, is between the first `[` (before any `>`) and `]`.
-    let open = after.find(['[', '>']);
-    let Some(open) = open.filter(|&i| after.as_bytes()[i] == b'[') else {
-        return Ok(());
-    };
-    let subset_start = doctype + open + 1;
-    let subset_len = text[subset_start..].find(']').ok_or_else(|| {
-        RenderError::Undecodable("the SVG's document type declaration does not end".into())
-    })?;
-    let subset = &text[subset_start..subset_start + subset_len];
-    let body = &text[subset_start + subset_len..];
-
-    // name -> replacement text
-    let mut entities: HashMap<&str, &str> = HashMap::new();
-    let mut rest = subset;
-    while let Some(i) = rest.find("<!ENTITY") {
-        rest = rest[i + "<!ENTITY".len()..].trim_start();
-        if rest.starts_with('%') {
-            return Err(RenderError::Undecodable(
-                "the SVG declares a parameter entity".into(),
-            ));
-        }
-        let name_end = rest
-            .find(|c: char| c.is_whitespace())
-            .unwrap_or(rest.len());
-        let name = &rest[..name_end];
-        rest = rest[name_end..].trim_start();
-        let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
-            // External (SYSTEM/PUBLIC) entities are never loaded; a reference to one fails
-            // the parse.
-            continue;
-        };
-        let value_end = rest[1..].find(quote).ok_or_else(|| {
-            RenderError::Undecodable("an entity's replacement text does not end".into())
-        })?;
-        entities.entry(name).or_insert(&rest[1..1 + value_end]);
-        rest = &rest[1 + value_end + 1..];
-    }
     if entities.is_empty() {
         return Ok(());
     }
     let mut sizes: HashMap<&str, u64> = HashMap::new();
     let mut total = 0_u64;
-    for name in references(body) {
+    for name in references(&text[body_start..]) {
         if let Some(size) = entity_size(name, &entities, &mut sizes, 0)? {
             total = total.saturating_add(size);
             if total > MAX_ENTITY_EXPANSION {
@@ -278,6 +239,112 @@ fn check_entities(text: &str) -> Result<(), RenderError> {
         }
     }
     Ok(())
+}
+
+/// The general entities the prolog's internal DTD subset declares (name to replacement text,
+/// the first declaration of a name winning, as in XML) and where the subset ends; `None`
+/// without a document type declaration or subset. Comments, processing instructions and quoted
+/// strings are skipped as XML does, so a `]` or a declaration inside them fools nothing.
+#[allow(clippy::type_complexity)]
+fn internal_subset(text: &str) -> Result<Option<(HashMap<&str, &str>, usize)>, RenderError> {
+    let unterminated =
+        || RenderError::Undecodable("the SVG's document type declaration does not end".into());
+    let b = text.as_bytes();
+    let find_from = |i: usize, needle: &str| text[i..].find(needle).map(|j| i + j);
+    // The prolog: a byte order mark, whitespace, comments and processing instructions.
+    let mut i = usize::from(text.starts_with('\u{FEFF}')) * 3;
+    loop {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if text[i..].starts_with("<?") {
+            i = find_from(i, "?>").ok_or_else(unterminated)? + 2;
+        } else if text[i..].starts_with("<!--") {
+            i = find_from(i + 4, "-->").ok_or_else(unterminated)? + 3;
+        } else {
+            break;
+        }
+    }
+    if !text[i..].starts_with("<!DOCTYPE") {
+        return Ok(None);
+    }
+    // Skip to the subset's `[` (or the declaration's end), over quoted identifiers.
+    i += "<!DOCTYPE".len();
+    loop {
+        match b.get(i) {
+            None => return Err(unterminated()),
+            Some(b'>') => return Ok(None),
+            Some(b'[') => break,
+            Some(&q @ (b'"' | b'\'')) => {
+                i = b[i + 1..]
+                    .iter()
+                    .position(|&c| c == q)
+                    .ok_or_else(unterminated)?
+                    + i
+                    + 2;
+            }
+            Some(_) => i += 1,
+        }
+    }
+    i += 1;
+    let skip_decl = |mut i: usize| -> Result<usize, RenderError> {
+        loop {
+            match b.get(i) {
+                None => return Err(unterminated()),
+                Some(b'>') => return Ok(i + 1),
+                Some(&q @ (b'"' | b'\'')) => {
+                    i = b[i + 1..]
+                        .iter()
+                        .position(|&c| c == q)
+                        .ok_or_else(unterminated)?
+                        + i
+                        + 2;
+                }
+                Some(_) => i += 1,
+            }
+        }
+    };
+    let mut entities = HashMap::new();
+    loop {
+        let rest = &text[i..];
+        if rest.is_empty() {
+            return Err(unterminated());
+        } else if rest.starts_with(']') {
+            return Ok(Some((entities, i + 1)));
+        } else if rest.starts_with("<!--") {
+            i = find_from(i + 4, "-->").ok_or_else(unterminated)? + 3;
+        } else if rest.starts_with("<?") {
+            i = find_from(i + 2, "?>").ok_or_else(unterminated)? + 2;
+        } else if let Some(decl) = rest.strip_prefix("<!ENTITY") {
+            let decl_start = i;
+            let decl = decl.trim_start();
+            if decl.starts_with('%') {
+                return Err(RenderError::Undecodable(
+                    "the SVG declares a parameter entity".into(),
+                ));
+            }
+            let name_end = decl
+                .find(|c: char| c.is_whitespace() || c == '>')
+                .unwrap_or(decl.len());
+            let name = &decl[..name_end];
+            let after = decl[name_end..].trim_start();
+            // An external (SYSTEM/PUBLIC) entity is never loaded; a reference to one fails
+            // the parse.
+            if let Some(q) = after.chars().next().filter(|c| *c == '"' || *c == '\'') {
+                let value_end = after[1..].find(q).ok_or_else(unterminated)?;
+                entities.entry(name).or_insert(&after[1..1 + value_end]);
+            }
+            i = skip_decl(decl_start + "<!ENTITY".len())?;
+        } else if rest.starts_with("<!") {
+            i = skip_decl(i + 2)?;
+        } else if rest.starts_with('%') {
+            return Err(RenderError::Undecodable(
+                "the SVG's subset references a parameter entity".into(),
+            ));
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
 }
 
 /// The names of the `&name;` references in `s` (character references excluded).
@@ -399,9 +466,14 @@ fn check_elements(doc: &roxmltree::Document) -> Result<u64, RenderError> {
             on_stack.insert(node.id());
             stack.push((node, true));
             for next in edges(node) {
-                // A reference back into the chain is skipped by usvg (a recursive `use`).
+                // usvg skips a `use` naming its own ancestor but expands longer cycles until
+                // its depth limit: refuse every cycle.
+                if on_stack.contains(&next) {
+                    return Err(RenderError::Undecodable(
+                        "the SVG's <use> elements form a cycle".into(),
+                    ));
+                }
                 if !memo.contains_key(&next)
-                    && !on_stack.contains(&next)
                     && let Some(n) = doc.get_node(next)
                 {
                     stack.push((n, false));
@@ -422,7 +494,9 @@ fn check_elements(doc: &roxmltree::Document) -> Result<u64, RenderError> {
             cost.images = cost.images.saturating_add(c.images);
         }
         let markers = node.attributes().any(|a| a.name().starts_with("marker"))
-            || node.attribute("style").is_some_and(|s| s.contains("marker"))
+            || node
+                .attribute("style")
+                .is_some_and(|s| s.contains("marker"))
             || sheet_markers;
         if markers && largest_marker > 0 {
             let data = ["d", "points", "x1", "x2"]
@@ -732,7 +806,10 @@ fn check_work(
     // resvg clamps a layer to twice the canvas on every side.
     let (w, h) = (f64::from(width), f64::from(height));
     let clamp_px = |r: usvg::Rect| -> u64 {
-        let (l, t) = (f64::from(r.left()).max(-2.0 * w), f64::from(r.top()).max(-2.0 * h));
+        let (l, t) = (
+            f64::from(r.left()).max(-2.0 * w),
+            f64::from(r.top()).max(-2.0 * h),
+        );
         let (rr, b) = (
             f64::from(r.right()).min(3.0 * w),
             f64::from(r.bottom()).min(3.0 * h),
@@ -780,9 +857,12 @@ fn check_work(
             match node {
                 usvg::Node::Group(g) => stack.push((g, live)),
                 usvg::Node::Path(p) => {
-                    for paint in [p.fill().map(usvg::Fill::paint), p.stroke().map(usvg::Stroke::paint)]
-                        .into_iter()
-                        .flatten()
+                    for paint in [
+                        p.fill().map(usvg::Fill::paint),
+                        p.stroke().map(usvg::Stroke::paint),
+                    ]
+                    .into_iter()
+                    .flatten()
                     {
                         if let usvg::Paint::Pattern(pattern) = paint {
                             stack.push((pattern.root(), live));
@@ -867,12 +947,16 @@ mod tests {
     #[test]
     fn sniffs_svg_roots_only() {
         assert!(sniff(b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>"));
-        assert!(sniff(b"\xEF\xBB\xBF  <?xml version=\"1.0\"?>\n<!-- hi -->\n<svg>"));
+        assert!(sniff(
+            b"\xEF\xBB\xBF  <?xml version=\"1.0\"?>\n<!-- hi -->\n<svg>"
+        ));
         assert!(sniff(
             b"<?xml version=\"1.0\"?><!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"x\"><svg>"
         ));
         assert!(sniff(b"<svg:svg xmlns:svg=\"http://www.w3.org/2000/svg\">"));
-        assert!(sniff(b"<?xml-stylesheet href=\"a.css\"?>\n<svg\n width=\"1\">"));
+        assert!(sniff(
+            b"<?xml-stylesheet href=\"a.css\"?>\n<svg\n width=\"1\">"
+        ));
         assert!(!sniff(b"<html><svg></svg></html>"));
         assert!(!sniff(b"<!DOCTYPE html><svg>"));
         assert!(!sniff(b"<?xml version=\"1.0\"?><rss><svg/></rss>"));
@@ -893,7 +977,10 @@ mod tests {
     #[test]
     fn intrinsic_size_from_width_height_or_view_box() {
         let ns = "xmlns=\"http://www.w3.org/2000/svg\"";
-        assert_eq!(size_of(&format!("<svg {ns} viewBox=\"0 0 100 50\"/>")), (100, 50));
+        assert_eq!(
+            size_of(&format!("<svg {ns} viewBox=\"0 0 100 50\"/>")),
+            (100, 50)
+        );
         assert_eq!(
             size_of(&format!(
                 "<svg {ns} width=\"300\" height=\"20mm\" viewBox=\"0 0 1 1\"/>"
@@ -920,8 +1007,68 @@ mod tests {
         use shared::error::ErrorCode as C;
         assert_eq!(code(b"<svg><g></svg>"), C::UndecodableImage);
         assert_eq!(code(b"<svg xmlns=\"urn:other\"/>"), C::UndecodableImage);
-        assert_eq!(code(b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"0\"/>"), C::UndecodableImage);
+        assert_eq!(
+            code(b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"0\"/>"),
+            C::UndecodableImage
+        );
         assert_eq!(code(b"<svg \xFF/>"), C::UndecodableImage);
+    }
+
+    #[test]
+    fn entity_expansion_is_measured_past_comments_and_quoted_brackets() {
+        use shared::error::ErrorCode as C;
+        let doc = |subset: &str, body: &str| {
+            format!(
+                "<?xml version=\"1.0\"?><!-- c --><!DOCTYPE svg [{subset}]>\
+                 <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"8\" height=\"8\">{body}</svg>"
+            )
+        };
+        let big = "x".repeat(4096);
+        let refs = "&b;".repeat(300);
+        // 300 references to 4 KiB is 1.2 MiB: refused, however the subset tries to hide it.
+        for subset in [
+            format!("<!ENTITY b \"{big}\">"),
+            format!("<!-- <!ENTITY b \"small\"> --><!ENTITY b \"{big}\">"),
+            format!("<!ENTITY a \"]\"><!ENTITY b \"{big}\">"),
+            format!("<!ENTITY c \"{}\"><!ENTITY b \"&c;&c;\">", &big[..2048]),
+        ] {
+            let err = check_entities(&doc(&subset, &format!("<text>{refs}</text>"))).unwrap_err();
+            assert_eq!(err.code(), C::ImageTooLarge, "{subset:.60}");
+        }
+        // A few short entities (Illustrator's namespaces) pass.
+        assert!(check_entities(&doc("<!ENTITY ns \"http://x\">", "<g id=\"&ns;\"/>")).is_ok());
+        // Cycles and parameter entities are not SVG.
+        for subset in ["<!ENTITY a \"&a;\">", "<!ENTITY % p \"x\">"] {
+            let err = check_entities(&doc(subset, "&a;")).unwrap_err();
+            assert_eq!(err.code(), C::UndecodableImage, "{subset}");
+        }
+    }
+
+    #[test]
+    fn use_cycles_and_fan_out_are_counted_before_usvg_expands_them() {
+        use shared::error::ErrorCode as C;
+        let svg = |body: &str| {
+            format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"8\" height=\"8\">{body}</svg>"
+            )
+        };
+        let code = |body: &str| {
+            scan(svg(body).as_bytes(), &Limits::default())
+                .unwrap_err()
+                .code()
+        };
+        let cycle = "<g id=\"a\"><use xlink:href=\"#b\"/></g><g id=\"b\"><use href=\"#c\"/></g>\
+                     <g id=\"c\"><use xlink:href=\"#a\"/></g>";
+        assert_eq!(code(cycle), C::UndecodableImage);
+        let mut fan = String::from("<rect id=\"l0\" width=\"1\" height=\"1\"/>");
+        for l in 1..=6 {
+            fan.push_str(&format!("<g id=\"l{l}\">"));
+            for _ in 0..10 {
+                fan.push_str(&format!("<use href=\"#l{}\"/>", l - 1));
+            }
+            fan.push_str("</g>");
+        }
+        assert_eq!(code(&fan), C::ImageTooLarge);
     }
 
     #[test]
