@@ -7,8 +7,9 @@
 //! - A key is at most [`MAX_KEY_BYTES`] bytes (400 past it), checked before the store is
 //!   touched; the store refuses dot and empty segments (400).
 //! - Each answer carries the object's `Cache-Control` (variants and originals are immutable,
-//!   records `no-cache`), `Content-Type`, `ETag` and `X-Content-Type-Options: nosniff`; a
-//!   matching `If-None-Match` gets 304 without the body.
+//!   records `no-cache`), `Content-Type`, `ETag`, `X-Content-Type-Options: nosniff` and a
+//!   `Content-Security-Policy` that runs nothing ([`MEDIA_CSP`]: a kept SVG original opened
+//!   directly can carry scripts); a matching `If-None-Match` gets 304 without the body.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -21,6 +22,9 @@ use crate::error::ApiError;
 
 /// Longest key served (S3's limit).
 pub const MAX_KEY_BYTES: usize = 1024;
+/// The `Content-Security-Policy` of every media answer: no script, no fetch, a sandboxed
+/// document (an image is unaffected; an SVG original opened on its own renders inertly).
+pub const MEDIA_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 /// Longest `If-None-Match` value considered; a longer one is ignored (the object is sent).
 const MAX_IF_NONE_MATCH_BYTES: usize = 4096;
 /// Most entity tags of one `If-None-Match` compared.
@@ -103,6 +107,7 @@ pub async fn serve(
         set(&mut out, header::ETAG, t);
     }
     set(&mut out, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(&mut out, header::CONTENT_SECURITY_POLICY, MEDIA_CSP);
     if e_tag.as_deref().is_some_and(|t| none_match(&headers, t)) {
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }

@@ -93,6 +93,10 @@ async fn media_objects_are_served_with_their_cache_control_and_etag() {
         header_of(&r, header::X_CONTENT_TYPE_OPTIONS),
         Some("nosniff")
     );
+    assert_eq!(
+        header_of(&r, header::CONTENT_SECURITY_POLICY),
+        Some(prism_api::media::MEDIA_CSP)
+    );
     let etag = header_of(&r, header::ETAG).unwrap().to_owned();
     assert!(
         etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,

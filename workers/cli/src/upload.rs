@@ -50,6 +50,7 @@ pub fn content_type(path: &std::path::Path) -> &'static str {
         Some("tif" | "tiff") => "image/tiff",
         Some("avif") => "image/avif",
         Some("heic" | "heif") => "image/heic",
+        Some("svg") => "image/svg+xml",
         _ => "image/x-unknown",
     }
 }

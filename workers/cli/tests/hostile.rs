@@ -141,6 +141,16 @@ fn cases() -> Vec<(String, Vec<u8>, Expect)> {
             Some("image_too_large"),
         ),
         (
+            "svg size bomb.svg".into(),
+            gen_::svg_intrinsic_bomb(),
+            Some("image_too_large"),
+        ),
+        (
+            "billion laughs.svg".into(),
+            gen_::svg_billion_laughs(),
+            Some("image_too_large"),
+        ),
+        (
             "gif screen bomb.gif".into(),
             gen_::gif_screen_bomb(65_535, 65_535),
             Some("image_too_large"),

@@ -118,8 +118,8 @@ def main():
     with open(path("bomb.jpg"), "wb") as f:
         f.write(sof)
 
-    # Not an image.
-    with open(path("not-an-image.svg"), "wb") as f:
+    # An SVG that draws nothing (10 x 10, transparent).
+    with open(path("blank.svg"), "wb") as f:
         f.write(b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
 
 

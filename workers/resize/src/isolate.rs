@@ -165,6 +165,7 @@ fn source_format(s: &str) -> Option<SourceFormat> {
         SourceFormat::Tiff,
         SourceFormat::Avif,
         SourceFormat::Heic,
+        SourceFormat::Svg,
     ]
     .into_iter()
     .find(|f| f.as_str() == s)
@@ -923,7 +924,7 @@ mod tests {
 
     #[test]
     fn every_source_format_parses() {
-        for f in ["jpeg", "png", "gif", "webp", "tiff", "avif", "heic"] {
+        for f in ["jpeg", "png", "gif", "webp", "tiff", "avif", "heic", "svg"] {
             assert_eq!(source_format(f).map(SourceFormat::as_str), Some(f));
         }
         assert_eq!(source_format("bmp"), None);

@@ -3,7 +3,9 @@
 //! decompression bombs, GIFs with hundreds of large frames or a first frame bigger than its
 //! logical screen, and degenerate shapes (1x1, 10000x1, 1x10000), and one input per decoder
 //! bound (TIFF tags, chunk tables and JPEG chunks, PNG metadata, WebP chunks, JPEG scans and
-//! profiles, AVIF grid and alpha items under libheif's security limits). Every input either
+//! profiles, AVIF grid and alpha items under libheif's security limits), and SVG documents built
+//! to amplify (entities, nesting, `use` fan-out, layers, filters, overdraw, external and
+//! embedded images). Every input either
 //! renders or fails with its closed-set code; none may panic or allocate past the limits.
 //!
 //! The generators live in `tests/support/hostile_inputs.rs`, shared with the pipeline test in
@@ -188,6 +190,7 @@ fn header_bombs_are_refused_before_decoding() {
         ("png", gen_::png_header_bomb(100_000, 100_000)),
         ("jpeg", gen_::jpeg_header_bomb(65_000, 65_000)),
         ("gif", gen_::gif_screen_bomb(65_535, 65_535)),
+        ("svg", gen_::svg_intrinsic_bomb()),
     ] {
         assert!(bytes.len() < 4096, "{name}: {} bytes", bytes.len());
         let err = render::decode::probe(&bytes, &Limits::default()).unwrap_err();
@@ -525,6 +528,186 @@ fn tiff_strip_holding_a_jpeg_larger_than_the_strip_is_refused() {
     let honest = gen_::tiff_jpeg_strip_bomb(16);
     if let Err(e) = render(&honest) {
         assert_ne!(e.code(), ErrorCode::ImageTooLarge, "{e}");
+    }
+}
+
+fn render_svg_at(bytes: &[u8], width: u32) -> Result<Rendered, RenderError> {
+    render::render(
+        bytes,
+        &VariantRequest {
+            widths: vec![width],
+            formats: vec![OutputFormat::Webp],
+            ..VariantRequest::default()
+        }
+        .normalise()
+        .expect("a valid request"),
+        &Limits::default(),
+        &EncodeSettings::default(),
+    )
+}
+
+#[test]
+fn svg_amplifications_are_refused_quickly_and_small() {
+    // Each is a few kilobytes (the deep nesting under a megabyte) that would expand to
+    // gigabytes of text, billions of elements or hours of pixel work.
+    for (name, bytes) in [
+        ("billion laughs", gen_::svg_billion_laughs()),
+        ("100000 nested groups", gen_::svg_deep_nesting(100_000)),
+        ("300 nested groups", gen_::svg_deep_nesting(300)),
+        ("use fan-out 10^10", gen_::svg_use_fanout(10, 10)),
+        ("200 nested layers", gen_::svg_nested_layers(2048, 200)),
+        ("morphology radius 1000", gen_::svg_morphology(2048, 1000)),
+        (
+            "20000 full-canvas rectangles",
+            gen_::svg_overdraw(2048, 20_000),
+        ),
+        (
+            "embedded PNG header bomb",
+            gen_::svg_embedding("image/png", &gen_::png_header_bomb(100_000, 100_000)),
+        ),
+    ] {
+        assert!(bytes.len() < 1 << 20, "{name}: {} bytes", bytes.len());
+        let t0 = std::time::Instant::now();
+        let (result, peak) = quickly(name, || {
+            counting::peak_during(|| render_svg_at(&bytes, 2048))
+        });
+        let err = result.expect_err(name);
+        eprintln!("{name}: {:?}, peak {} KiB: {err}", t0.elapsed(), peak >> 10);
+        assert_eq!(err.code(), ErrorCode::ImageTooLarge, "{name}: {err}");
+        assert!(peak < 256 << 20, "{name}: peak {peak} bytes");
+    }
+}
+
+#[test]
+fn svg_within_the_bounds_still_renders() {
+    // The neighbours of the refused cases: a short entity, modest nesting and fan-out.
+    let entity = br#"<?xml version="1.0"?>
+<!DOCTYPE svg [<!ENTITY ns "http://www.w3.org/2000/svg"><!ENTITY c "green">]>
+<svg xmlns="&ns;" width="64" height="32"><rect width="64" height="32" fill="&c;"/></svg>"#;
+    for (name, bytes) in [
+        ("entities", entity.to_vec()),
+        ("100 nested groups", gen_::svg_deep_nesting(100)),
+        ("use fan-out 10^4", gen_::svg_use_fanout(4, 10)),
+        ("8 nested layers", gen_::svg_nested_layers(512, 8)),
+        ("morphology radius 3", gen_::svg_morphology(512, 3)),
+        ("200 full-canvas rectangles", gen_::svg_overdraw(512, 200)),
+    ] {
+        let r =
+            quickly(name, || render_svg_at(&bytes, 256)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.facts.format.as_str(), "svg", "{name}");
+        assert!(!r.variants.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn svg_giant_blur_renders_in_bounded_time() {
+    // resvg blurs with box passes whose cost does not grow with the radius; the filter region
+    // is clamped to the canvas' neighbourhood. A 2048 px raster under a 10^6 px blur:
+    let bytes = gen_::svg_blur(2048, 1e6);
+    let t0 = std::time::Instant::now();
+    let (r, peak) = quickly("giant blur", || {
+        counting::peak_during(|| render_svg_at(&bytes, 2048))
+    });
+    let r = r.unwrap();
+    eprintln!(
+        "giant blur at 2048 px: {:?}, peak {} MiB on the rendering thread",
+        t0.elapsed(),
+        peak >> 20
+    );
+    assert_eq!(r.variants[0].width, 2048);
+    // Admission charges at least what the decode and resize stages held.
+    let probe = render::decode::probe(&bytes, &Limits::default()).unwrap();
+    let request = VariantRequest {
+        widths: vec![2048],
+        formats: vec![OutputFormat::Webp],
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .unwrap();
+    let estimate = render::memory::estimate(
+        &probe,
+        bytes.len() as u64,
+        &request,
+        &EncodeSettings::default(),
+        1,
+    );
+    eprintln!("estimate {} MiB", estimate.total_mib());
+    assert!(
+        peak as u64 <= estimate.total(),
+        "peak {peak} over {estimate:?}"
+    );
+}
+
+#[test]
+fn svg_never_reads_files_or_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let red = dir.path().join("red.png");
+    image::RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 0]))
+        .save(&red)
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let http = format!(
+        "http://127.0.0.1:{}/red.png",
+        listener.local_addr().unwrap().port()
+    );
+    let file_url = format!("file://{}", red.display());
+    let path = red.display().to_string();
+    let bytes = gen_::svg_external_images(&[
+        &file_url,
+        &path,
+        &http,
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "red.png",
+    ]);
+    let r = render_svg_at(&bytes, 64).unwrap();
+    let img = image::load_from_memory(&r.variants[0].bytes)
+        .unwrap()
+        .to_rgba8();
+    assert!(
+        img.pixels().all(|p| p[3] == 0),
+        "an external image was drawn"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the renderer connected to {http}"
+    );
+}
+
+#[test]
+fn svg_embedded_images_go_through_the_engines_decoders() {
+    let png = gen_::png_solid(8, 8);
+    let solid = image::load_from_memory(&png).unwrap().to_rgba8();
+    let want = solid.get_pixel(4, 4);
+    let r = render_svg_at(&gen_::svg_embedding("image/png", &png), 64).unwrap();
+    let img = image::load_from_memory(&r.variants[0].bytes)
+        .unwrap()
+        .to_rgba8();
+    let got = img.get_pixel(32, 32);
+    for c in 0..3 {
+        assert!(
+            (i32::from(got[c]) - i32::from(want[c])).abs() <= 8,
+            "embedded PNG drawn as {got:?}, want {want:?}"
+        );
+    }
+    assert!(got[3] > 250);
+    // A nested SVG document is left out (never parsed), a broken image too.
+    for (mime, data) in [
+        (
+            "image/svg+xml",
+            gen_::svg_doc(
+                r#"width="8" height="8""#,
+                r#"<rect width="8" height="8" fill="red"/>"#,
+            ),
+        ),
+        ("image/png", png[..png.len() / 2].to_vec()),
+    ] {
+        let r = render_svg_at(&gen_::svg_embedding(mime, &data), 64).unwrap();
+        let img = image::load_from_memory(&r.variants[0].bytes)
+            .unwrap()
+            .to_rgba8();
+        assert!(img.pixels().all(|p| p[3] == 0), "{mime} was drawn");
     }
 }
 

@@ -28,7 +28,7 @@
 
 use shared::variant::{OutputFormat, VariantRequest};
 
-use super::decode::{Probe, SourceFormat};
+use super::decode::{Probe, SourceFormat, svg};
 use super::{EncodeSettings, plan_jpeg_scale, plan_widths, scaled_height};
 
 /// Bytes per decoded pixel of a three-component JPEG's decode stage (RGB, converted to sRGB in
@@ -49,6 +49,17 @@ pub const RESIZE_SCRATCH: u64 = 4;
 pub const PREMULTIPLIED: u64 = 4;
 /// Bytes per pixel a variant raster takes (RGBA at most).
 pub const VARIANT: u64 = 4;
+/// Bytes per raster pixel of an SVG's decode stage: tiny-skia's canvas (4, demultiplied in
+/// place into the frame) and the isolated layers resvg may hold at once, which the SVG decoder
+/// bounds to [`svg::MAX_LIVE_LAYERS`] canvases (4 each).
+pub const DECODE_SVG: u64 = 4 + 4 * svg::MAX_LIVE_LAYERS;
+/// The floor under an SVG's layers ([`svg::MIN_WORK_PIXELS`] at 4 bytes), for tiny rasters.
+pub const SVG_LAYER_FLOOR: u64 = 4 * svg::MIN_WORK_PIXELS;
+/// Bytes per input byte of the parsed SVG (roxmltree's document, usvg's trees and paths).
+pub const SVG_TREE: u64 = 48;
+/// Bytes per pixel of an image embedded in an SVG: prism's decode and sRGB raster (up to 12),
+/// the PNG handed to resvg and resvg's decoded copy (4 + 4).
+pub const DECODE_SVG_EMBEDDED: u64 = 20;
 /// libwebp's working memory per encoded pixel.
 pub const ENCODE_WEBP: u64 = 12;
 /// rav1e's working memory per encoded pixel (alpha is a second, monochrome encode).
@@ -122,6 +133,10 @@ pub fn estimate(
                 (u64::from(probe.height) * n).div_ceil(8),
             )
         }
+        SourceFormat::Svg => {
+            let (w, h) = svg::raster_size(probe.width, probe.height, max_target);
+            (u64::from(w), u64::from(h))
+        }
         _ => (u64::from(probe.width), u64::from(probe.height)),
     };
     let decode = match probe.format {
@@ -135,6 +150,16 @@ pub fn estimate(
         SourceFormat::Avif | SourceFormat::Heic => {
             probe.decode_pixels().saturating_mul(DECODE_HEIF)
         }
+        // The raster is drawn at the largest variant's size, not the intrinsic size.
+        SourceFormat::Svg => (fw * fh * DECODE_SVG)
+            .max(SVG_LAYER_FLOOR)
+            .saturating_add(input_len.saturating_mul(SVG_TREE))
+            .saturating_add(
+                probe
+                    .decode_pixels()
+                    .saturating_sub(u64::from(probe.width) * u64::from(probe.height))
+                    .saturating_mul(DECODE_SVG_EMBEDDED),
+            ),
         _ => probe.decode_pixels().saturating_mul(DECODE_OTHER),
     };
     let copies = if probe.orientation_to_apply() == 1 {

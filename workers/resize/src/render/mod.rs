@@ -254,6 +254,12 @@ pub fn estimate_cost(
             stored * n * n / 64 / 4
         }
         SourceFormat::Heic | SourceFormat::Avif => stored / 2,
+        // Rasterised at the largest variant's size; drawing costs about what decoding does.
+        SourceFormat::Svg => {
+            let max_target = widths.last().copied().unwrap_or(ow);
+            let (w, h) = decode::svg::raster_size(probe.width, probe.height, max_target);
+            u64::from(w) * u64::from(h) / 2
+        }
         _ => stored / 4,
     };
     encoded + decoded

@@ -38,8 +38,12 @@ pub fn not_images() -> Vec<(&'static str, Vec<u8>)> {
                 .to_vec(),
         ),
         (
-            "vector.webp",
-            br#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="100000" height="100000"><rect width="100%" height="100%"/></svg>"#.to_vec(),
+            "feed.webp",
+            br#"<?xml version="1.0"?><rss version="2.0"><channel><title>x</title></channel></rss>"#.to_vec(),
+        ),
+        (
+            "inline.png",
+            b"<!DOCTYPE html><html><body><svg xmlns=\"http://www.w3.org/2000/svg\"/></body></html>".to_vec(),
         ),
         ("archive.gif", b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec()),
         ("almost.gif", b"GIF8".to_vec()),
@@ -1054,6 +1058,147 @@ pub fn avif_alpha_grid_bomb(tile: &isobmff::Item) -> Vec<u8> {
         &properties,
         &[(*b"auxl", 2, vec![1]), (*b"dimg", 2, tile_ids)],
     )
+}
+
+/// An SVG document: the root element with `attrs`, then `body`.
+pub fn svg_doc(attrs: &str, body: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" {attrs}>{body}</svg>"#
+    )
+    .into_bytes()
+}
+
+/// An SVG whose intrinsic size is 100000 × 100000 (the `vector.webp` case of old).
+pub fn svg_intrinsic_bomb() -> Vec<u8> {
+    svg_doc(
+        r#"width="100000" height="100000""#,
+        r#"<rect width="100%" height="100%"/>"#,
+    )
+}
+
+/// "Billion laughs": ten levels of entities, each naming the one below ten times (10^10 copies
+/// of "lol" from under a kilobyte).
+pub fn svg_billion_laughs() -> Vec<u8> {
+    let mut dtd = String::from("<!ENTITY lol0 \"lol\">\n");
+    for i in 1..10 {
+        let refs: String = (0..10).map(|_| format!("&lol{};", i - 1)).collect();
+        dtd.push_str(&format!("<!ENTITY lol{i} \"{refs}\">\n"));
+    }
+    format!(
+        r#"<?xml version="1.0"?>
+<!DOCTYPE svg [
+{dtd}]>
+<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><text x="0" y="20">&lol9;</text></svg>"#
+    )
+    .into_bytes()
+}
+
+/// `depth` nested `<g>` elements around one rectangle.
+pub fn svg_deep_nesting(depth: usize) -> Vec<u8> {
+    let body = format!(
+        "{}<rect width=\"10\" height=\"10\" fill=\"red\"/>{}",
+        "<g>".repeat(depth),
+        "</g>".repeat(depth)
+    );
+    svg_doc(r#"width="64" height="64""#, &body)
+}
+
+/// `levels` groups, each holding `fan` `<use>` of the one below: `fan^levels` rectangles
+/// once expanded, from a few kilobytes.
+pub fn svg_use_fanout(levels: usize, fan: usize) -> Vec<u8> {
+    let mut defs = String::from(r#"<rect id="l0" width="1" height="1"/>"#);
+    for l in 1..=levels {
+        defs.push_str(&format!("<g id=\"l{l}\">"));
+        for _ in 0..fan {
+            defs.push_str(&format!("<use xlink:href=\"#l{}\"/>", l - 1));
+        }
+        defs.push_str("</g>");
+    }
+    svg_doc(
+        r#"width="64" height="64""#,
+        &format!("<defs>{defs}</defs><use xlink:href=\"#l{levels}\"/>"),
+    )
+}
+
+/// Images by reference: each `href` given fills the whole canvas if it is ever loaded.
+pub fn svg_external_images(hrefs: &[&str]) -> Vec<u8> {
+    let body: String = hrefs
+        .iter()
+        .map(|h| {
+            format!(
+                r#"<image x="0" y="0" width="64" height="64" preserveAspectRatio="none" xlink:href="{h}" href="{h}"/>"#
+            )
+        })
+        .collect();
+    svg_doc(r#"width="64" height="64""#, &body)
+}
+
+/// A rectangle under a Gaussian blur of standard deviation `std_dev`, `side` px square.
+pub fn svg_blur(side: u32, std_dev: f64) -> Vec<u8> {
+    svg_doc(
+        &format!(r#"width="{side}" height="{side}""#),
+        &format!(
+            r#"<filter id="b" x="-50%" y="-50%" width="200%" height="200%"><feGaussianBlur stdDeviation="{std_dev}"/></filter><rect x="25%" y="25%" width="50%" height="50%" fill="blue" filter="url(#b)"/>"#
+        ),
+    )
+}
+
+/// A rectangle dilated by `radius` (a morphology filter visits its whole window per pixel).
+pub fn svg_morphology(side: u32, radius: u32) -> Vec<u8> {
+    svg_doc(
+        &format!(r#"width="{side}" height="{side}""#),
+        &format!(
+            r#"<filter id="m"><feMorphology operator="dilate" radius="{radius}"/></filter><rect x="25%" y="25%" width="50%" height="50%" filter="url(#m)"/>"#
+        ),
+    )
+}
+
+/// `n` nested translucent groups (each an isolated layer alive while the ones inside it are
+/// drawn).
+pub fn svg_nested_layers(side: u32, n: usize) -> Vec<u8> {
+    let body = format!(
+        "{}<rect width=\"100%\" height=\"100%\" fill=\"green\"/>{}",
+        "<g opacity=\"0.99\">".repeat(n),
+        "</g>".repeat(n)
+    );
+    svg_doc(&format!(r#"width="{side}" height="{side}""#), &body)
+}
+
+/// `n` rectangles each covering the whole canvas.
+pub fn svg_overdraw(side: u32, n: usize) -> Vec<u8> {
+    let body = r##"<rect width="100%" height="100%" fill="#123456"/>"##.repeat(n);
+    svg_doc(&format!(r#"width="{side}" height="{side}""#), &body)
+}
+
+/// An SVG embedding `image` (any bytes) as a base64 `data:` URL of type `mime`.
+pub fn svg_embedding(mime: &str, image: &[u8]) -> Vec<u8> {
+    let b64 = base64(image);
+    svg_doc(
+        r#"width="64" height="64""#,
+        &format!(
+            r#"<image width="64" height="64" preserveAspectRatio="none" xlink:href="data:{mime};base64,{b64}"/>"#
+        ),
+    )
+}
+
+/// Standard base64 with padding (kept here so every crate including this file can use it).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(A[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Pack a string of '0' and '1' (other characters are ignored) into bytes, first bit in the

@@ -1,17 +1,20 @@
 //! Format sniffing, header probing (where every limit is enforced) and first-frame decoding.
 //!
-//! Invariants: the format comes from magic bytes only (file names and declared content types
+//! Invariants: the format comes from magic bytes only (for SVG: the document's prolog and root
+//! element name, see `svg::sniff`; file names and declared content types
 //! are never trusted); [`probe`] reads headers only and rejects anything over [`Limits`] before a
 //! pixel buffer exists; [`decode`] returns the samples exactly as stored (any depth, any colour
 //! model) with the embedded ICC profile, leaving colour management to [`super::color`].
 //!
 //! Each container has its own module, its limits beside its decoder: `jpeg`, `png`,
-//! `gif`, `webp`, `tiff`, `heif` (AVIF and HEIC).
+//! `gif`, `webp`, `tiff`, `heif` (AVIF and HEIC), `svg` (rasterised with resvg under its own
+//! bounds).
 
 mod gif;
 mod heif;
 mod jpeg;
 mod png;
+pub mod svg;
 mod tiff;
 mod webp;
 
@@ -40,6 +43,8 @@ pub enum SourceFormat {
     Avif,
     /// HEIC/HEIF (HEIF container, HEVC).
     Heic,
+    /// SVG (rasterised at the size of the largest variant; no external resources).
+    Svg,
 }
 
 impl SourceFormat {
@@ -53,6 +58,7 @@ impl SourceFormat {
             SourceFormat::Tiff => "tiff",
             SourceFormat::Avif => "avif",
             SourceFormat::Heic => "heic",
+            SourceFormat::Svg => "svg",
         }
     }
 
@@ -66,6 +72,7 @@ impl SourceFormat {
             SourceFormat::Tiff => "image/tiff",
             SourceFormat::Avif => "image/avif",
             SourceFormat::Heic => "image/heic",
+            SourceFormat::Svg => "image/svg+xml",
         }
     }
 }
@@ -105,6 +112,9 @@ pub fn sniff(bytes: &[u8]) -> Option<SourceFormat> {
         if heif {
             return Some(SourceFormat::Heic);
         }
+    }
+    if svg::sniff(bytes) {
+        return Some(SourceFormat::Svg);
     }
     None
 }
@@ -207,6 +217,7 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         SourceFormat::Webp => webp::probe(bytes, limits, &mut probe)?,
         SourceFormat::Tiff => tiff::probe(bytes, limits, &mut probe)?,
         SourceFormat::Avif | SourceFormat::Heic => heif::probe(bytes, limits, &mut probe)?,
+        SourceFormat::Svg => svg::probe(bytes, limits, &mut probe)?,
     }
     if probe.width == 0 || probe.height == 0 {
         return Err(RenderError::Undecodable(format!(
@@ -278,6 +289,7 @@ pub fn decode(
         SourceFormat::Webp => webp::decode(bytes),
         SourceFormat::Tiff => tiff::decode(bytes, probe),
         SourceFormat::Avif | SourceFormat::Heic => heif::decode(bytes, &probe.limits),
+        SourceFormat::Svg => svg::decode(bytes, probe, max_target_width),
     }
 }
 
@@ -365,7 +377,16 @@ mod tests {
             sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"),
             Some(SourceFormat::Heic)
         );
-        assert_eq!(sniff(b"<svg xmlns="), None);
+        assert_eq!(
+            sniff(b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>"),
+            Some(SourceFormat::Svg)
+        );
+        assert_eq!(
+            sniff(b"<?xml version=\"1.0\"?>\n<!DOCTYPE svg><svg>"),
+            Some(SourceFormat::Svg)
+        );
+        assert_eq!(sniff(b"<svg xmlns="), Some(SourceFormat::Svg));
+        assert_eq!(sniff(b"<html><body><svg></svg>"), None);
         assert_eq!(sniff(b""), None);
     }
 
