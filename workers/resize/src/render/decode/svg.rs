@@ -173,9 +173,11 @@ fn scan(bytes: &[u8], limits: &Limits) -> Result<Scanned, RenderError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| RenderError::Undecodable(format!("the SVG is not UTF-8: {e}")))?;
     check_entities(text)?;
-    let mut options = roxmltree::ParsingOptions::default();
-    options.allow_dtd = true;
-    options.nodes_limit = MAX_XML_NODES;
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        nodes_limit: MAX_XML_NODES,
+        ..roxmltree::ParsingOptions::default()
+    };
     let doc = roxmltree::Document::parse_with_options(text, options).map_err(|e| match e {
         roxmltree::Error::NodesLimitReached => {
             too_large(format!("the SVG has more than {MAX_XML_NODES} XML nodes"))
