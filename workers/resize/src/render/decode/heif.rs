@@ -15,18 +15,16 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     let samples = count_isobmff_samples(bytes);
     check_frames(samples, limits)?;
     let geometry = heif_geometry::read(bytes)?;
-    let hidden = geometry.as_ref().map_or(&[][..], |g| &g.clap_types[..]);
+    let hidden = geometry.as_ref().map_or(&[][..], |g| &g.hidden[..]);
     let ctx = context(bytes, limits, hidden)?;
     let handle = ctx.primary_image_handle().map_err(heif_error)?;
     // The container's transforms are authoritative; EXIF orientation is never read.
     probe.container_oriented = true;
     if let Some(g) = &geometry {
-        // libheif, handed the file without its `clap` boxes, sizes the primary as its coded
-        // frame with the quarter turns applied: it must have read the same item and the same
-        // transforms as we did.
+        // libheif, handed the file without its transformative properties, sizes the primary
+        // as its coded frame: it must have read the same item and size as we did.
         let (w, h) = g.coded;
-        let libheif = if g.libheif_swaps { (h, w) } else { (w, h) };
-        if handle.item_id() != g.primary || (handle.width(), handle.height()) != libheif {
+        if handle.item_id() != g.primary || (handle.width(), handle.height()) != (w, h) {
             return Err(RenderError::Undecodable(format!(
                 "libheif reads the primary image as item {} of {}x{}, the properties say item {} \
                  of {}x{}",
@@ -34,8 +32,8 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
                 handle.width(),
                 handle.height(),
                 g.primary,
-                libheif.0,
-                libheif.1
+                w,
+                h
             )));
         }
         check_dimensions(w, h, limits)?;
@@ -122,10 +120,12 @@ const MAX_TILES: u64 = 4096;
 const MAX_ITEMS: u32 = 1000;
 
 /// A context reading `bytes` under [`security_limits`]: the limits are set before anything is
-/// parsed. The `clap` boxes whose type fields are at `hidden` are shown to libheif as `free`
-/// boxes: libheif 1.23.1 bounds the decoder's frame by the cropped size instead of the coded
-/// one (strukturag/libheif#1856, fixed upstream after that release), so a strongly cropped
-/// image fails to decode; the engine crops itself ([`heif_geometry`]).
+/// parsed. The transformative properties whose type fields are at `hidden` are shown to
+/// libheif as `free` boxes; the engine applies them itself ([`heif_geometry`]). libheif sizes
+/// items after their transforms and would otherwise fail on valid files: 1.23.1 bounds the
+/// decoder's frame by the cropped size instead of the coded one (strukturag/libheif#1856,
+/// fixed upstream after that release), so a strongly cropped image fails, and a grid whose
+/// tiles carry `irot` (libavif 0.11 writes them) fails its "tiles cover the image" check.
 fn context<'a>(
     bytes: &'a [u8],
     limits: &Limits,
@@ -137,7 +137,7 @@ fn context<'a>(
     if hidden.is_empty() {
         ctx.read_bytes(bytes).map_err(heif_error)?;
     } else {
-        ctx.read_reader(Box::new(ClapHidden {
+        ctx.read_reader(Box::new(TransformsHidden {
             bytes,
             at: 0,
             hidden: hidden.to_vec(),
@@ -148,13 +148,13 @@ fn context<'a>(
 }
 
 /// The input as libheif reads it, with the four bytes at each of `hidden` reading `free`.
-struct ClapHidden<'a> {
+struct TransformsHidden<'a> {
     bytes: &'a [u8],
     at: u64,
     hidden: Vec<usize>,
 }
 
-impl libheif_rs::Reader for ClapHidden<'_> {
+impl libheif_rs::Reader for TransformsHidden<'_> {
     fn position(&mut self) -> u64 {
         self.at
     }
@@ -203,7 +203,7 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
     use libheif_rs::{ColorSpace, RgbChroma};
     let lib = libheif_rs::LibHeif::new();
     let geometry = probe.heif.as_ref();
-    let hidden = geometry.map_or(&[][..], |g| &g.clap_types[..]);
+    let hidden = geometry.map_or(&[][..], |g| &g.hidden[..]);
     let mut ctx = context(bytes, &probe.limits, hidden)?;
     // Grid tiles (an iPhone photo is 48 of them) are decoded on this thread, not on libheif's
     // own pool: several images are always in flight, on the worker and in the bench.

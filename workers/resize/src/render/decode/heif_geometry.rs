@@ -12,17 +12,20 @@
 //! interleaved frame, so it is transformed exactly like the colour; transformative properties
 //! of the alpha item itself are not applied (libavif writes them on the colour item only).
 //!
-//! Derivations: an `iden` item adds its properties after those of its input; the inputs of
-//! every other derived item (`grid` tiles, overlay layers) must carry none (the AVIF
-//! specification forbids them on grid inputs), otherwise the file is refused.
+//! Derivations: an `iden` item adds its properties after those of its input. The inputs of
+//! every other derived item (`grid` tiles, overlay layers) are used as coded: the AVIF
+//! specification forbids transformative properties on grid inputs, yet libavif 0.11 (Debian
+//! 12's `avifenc`) copies the grid's `clap`/`irot`/`imir` onto every tile and libheif's
+//! `heif-enc` has put `irot` on tiles; libavif ignores them, and so does the engine (libheif
+//! would transform each tile on its own and scramble the picture).
 //!
 //! Every count and offset comes from the input and is bounded by the bytes that hold it; the
 //! arithmetic of a clean aperture is exact (i128) and a crop outside the image is refused.
 
 use super::RenderError;
 
-/// Most properties in an `ipco` box, most references followed from one item and most items
-/// visited in a derivation tree (libheif refuses more than 1000 items).
+/// Most properties in an `ipco` box and most `dimg` references read (libheif refuses more
+/// than 1000 items).
 const MAX_ENTRIES: usize = 4096;
 /// Deepest `iden` chain followed.
 const MAX_DEPTH: usize = 16;
@@ -47,12 +50,9 @@ pub struct Geometry {
     pub orientation: u8,
     /// Whether the item has transformative properties at all.
     pub transformed: bool,
-    /// Whether an odd number of quarter turns precede the crop's end: libheif, which is handed
-    /// the file without its `clap` boxes, then reports the coded size with its axes swapped.
-    pub libheif_swaps: bool,
-    /// Offsets of the type field of every `clap` box of the file, so the bytes handed to
-    /// libheif can call them `free` (see `heif::ClapHidden`).
-    pub clap_types: Vec<usize>,
+    /// Offsets of the type field of every `clap`, `irot` and `imir` box of the file, so the
+    /// bytes handed to libheif can call them `free` (see `heif::TransformsHidden`).
+    pub hidden: Vec<usize>,
     /// The primary item's ID.
     pub primary: u32,
 }
@@ -193,8 +193,8 @@ fn find_meta(file: &[u8]) -> Option<Meta<'_>> {
 ///
 /// # Errors
 /// [`RenderError::Undecodable`] for malformed boxes, a property index out of range, an
-/// invalid or out-of-image clean aperture, transformative properties on a grid input, or a
-/// primary without `ispe` that has transformations; [`RenderError::UnsupportedFormat`] for
+/// invalid or out-of-image clean aperture, or a primary without `ispe` that has
+/// transformations; [`RenderError::UnsupportedFormat`] for
 /// the `iscl` scaling property.
 pub fn read(file: &[u8]) -> Result<Option<Geometry>, RenderError> {
     let Some(meta) = find_meta(file) else {
@@ -210,13 +210,13 @@ pub fn read(file: &[u8]) -> Result<Option<Geometry>, RenderError> {
 
     // The property boxes, 1-based in `ipma`.
     let mut properties: Vec<([u8; 4], &[u8])> = Vec::new();
-    let mut clap_types = Vec::new();
+    let mut hidden = Vec::new();
     for (kind, at, payload) in boxes(ipco) {
         if properties.len() == MAX_ENTRIES {
             return Err(bad("too many HEIF item properties"));
         }
-        if &kind == b"clap" {
-            clap_types.push(ipco_at + at + 4);
+        if matches!(&kind, b"clap" | b"irot" | b"imir") {
+            hidden.push(ipco_at + at + 4);
         }
         properties.push((kind, payload));
     }
@@ -255,25 +255,12 @@ pub fn read(file: &[u8]) -> Result<Option<Geometry>, RenderError> {
             item = inputs[0];
             continue;
         }
-        // The inputs of a grid or overlay, and everything they derive from, carry nothing.
-        let mut stack: Vec<u32> = inputs.to_vec();
-        let mut visited = 0;
-        while let Some(input) = stack.pop() {
-            visited += 1;
-            if visited > MAX_ENTRIES {
-                return Err(bad("HEIF derivation tree too large"));
-            }
-            if !transforms(input)?.is_empty() {
-                return Err(bad(
-                    "a HEIF grid or overlay input has transformative properties",
-                ));
-            }
-            stack.extend_from_slice(refs.dimg(input));
-        }
+        // The inputs of a grid or an overlay are decoded as coded: their own properties are
+        // not applied (see the module documentation).
         break;
     }
     let coded = ispe(&meta.ipma, &properties, item_with_ispe(primary, &refs, &kind_of)?)?;
-    fold(coded, &chain, primary, clap_types)
+    fold(coded, &chain, primary, hidden)
 }
 
 /// The item whose `ispe` is the decoded frame's size: the primary, or for an `iden` chain the
@@ -320,7 +307,7 @@ fn fold(
     coded: Option<(u32, u32)>,
     chain: &[Transform],
     primary: u32,
-    clap_types: Vec<usize>,
+    hidden: Vec<usize>,
 ) -> Result<Option<Geometry>, RenderError> {
     let Some(coded) = coded else {
         if chain.is_empty() {
@@ -341,13 +328,9 @@ fn fold(
         height: coded.1,
     };
     let mut o = 1_u8;
-    let mut turns = 0_u32;
     for t in chain {
         match *t {
-            Transform::Rotate(k) => {
-                o = compose(o, rotation(k));
-                turns += u32::from(k & 1);
-            }
+            Transform::Rotate(k) => o = compose(o, rotation(k)),
             Transform::Mirror(axis) => o = compose(o, if axis == 0 { 4 } else { 2 }),
             Transform::Clap(c) => {
                 // The clean aperture is defined on the image as transformed so far.
@@ -368,8 +351,7 @@ fn fold(
         crop,
         orientation: o,
         transformed: !chain.is_empty(),
-        libheif_swaps: turns % 2 == 1,
-        clap_types,
+        hidden,
         primary,
     }))
 }
@@ -717,7 +699,6 @@ mod tests {
         .unwrap();
         assert_eq!((g.crop.width, g.crop.height), (330, 385));
         assert_eq!(g.orientation, 5);
-        assert!(g.libheif_swaps);
     }
 
     #[test]
@@ -809,8 +790,9 @@ mod tests {
         assert_eq!(g.coded, (20, 10));
         assert_eq!(g.crop.width, 10);
         assert_eq!(g.orientation, 8);
-        assert_eq!(g.clap_types.len(), 1);
-        assert_eq!(&file[g.clap_types[0]..g.clap_types[0] + 4], b"clap");
+        assert_eq!(g.hidden.len(), 2);
+        assert_eq!(&file[g.hidden[0]..g.hidden[0] + 4], b"clap");
+        assert_eq!(&file[g.hidden[1]..g.hidden[1] + 4], b"irot");
         for cut in 0..file.len() {
             let _ = read(&file[..cut]);
             let mut flipped = file.clone();
