@@ -16,7 +16,7 @@
 //!    already applied.
 //! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2, or for
 //!    HEIF/AVIF without one through the profile its nclx code points describe (untagged means
-//!    sRGB; CMYK without a profile uses a documented fallback); 16-bit input is reduced to 8
+//!    sRGB; CMYK without a profile goes through a shipped press profile); 16-bit input is reduced to 8
 //!    bits after the conversion. Alpha is kept. A large 8-bit RGB(A) frame with sRGB tone curves
 //!    (Display P3) whose variants add up to at most half its pixels is converted after the
 //!    resize instead, variant by variant ([`color::to_srgb8_or_defer`]).

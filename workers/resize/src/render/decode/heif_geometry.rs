@@ -259,7 +259,11 @@ pub fn read(file: &[u8]) -> Result<Option<Geometry>, RenderError> {
         // not applied (see the module documentation).
         break;
     }
-    let coded = ispe(&meta.ipma, &properties, item_with_ispe(primary, &refs, &kind_of)?)?;
+    let coded = ispe(
+        &meta.ipma,
+        &properties,
+        item_with_ispe(primary, &refs, &kind_of)?,
+    )?;
     fold(coded, &chain, primary, hidden)
 }
 
@@ -508,7 +512,9 @@ fn aperture_span(
     size: u32,
 ) -> Result<(u32, u32), RenderError> {
     if ed == 0 || od == 0 || en == 0 {
-        return Err(bad("the HEIF clean aperture has a zero size or denominator"));
+        return Err(bad(
+            "the HEIF clean aperture has a zero size or denominator",
+        ));
     }
     // Edges at offset + (size - 1)/2 -+ extent/2, over the common denominator 2·ed·od.
     let (en, ed, on, od, size) = (
