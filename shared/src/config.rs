@@ -1,4 +1,4 @@
-//! Layered configuration (STYLE 3.4): compiled defaults → optional `--config` file (TOML) →
+//! Layered configuration: compiled defaults → optional `--config` file (TOML) →
 //! `PRISM__SECTION__KEY` environment variables → CLI overrides. Parsed into typed structs and
 //! validated before any I/O; an invalid config exits non-zero. Nothing outside this module
 //! reads the environment.

@@ -1,4 +1,4 @@
-//! The one queue loop every worker runs (DESIGN §6, STYLE 3.1): long-poll receive → bounded
+//! The one queue loop every worker runs (docs/architecture.md, "The worker runtime"): long-poll receive → bounded
 //! concurrency → handler → visibility heartbeat while it runs → ack, retry with jittered
 //! backoff, or dead-letter → metrics. Workers only write a [`Handler`].
 //!

@@ -1,4 +1,4 @@
-//! The error model of every worker (STYLE 3.3).
+//! The error model of every worker (docs/architecture.md, "The failure model").
 //!
 //! Adapters classify their failures (each port error says whether it is transient); handlers
 //! decide what the consumer loop does with a message through [`Disposition`]. [`ErrorCode`] is a

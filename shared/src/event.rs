@@ -175,7 +175,7 @@ impl S3EventRecord {
     }
 
     /// A stable idempotency key for this object version: bucket, decoded key, and the
-    /// version id or eTag when present. Never a queue message id (DESIGN §4).
+    /// version id or eTag when present. Never a queue message id: a redelivery has a new one.
     ///
     /// # Errors
     /// [`EventError::KeyNotUtf8`] when the key does not decode.

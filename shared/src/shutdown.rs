@@ -1,4 +1,4 @@
-//! Shutdown (STYLE 3.5): SIGTERM or SIGINT cancels one root token; receivers stop at once,
+//! Shutdown: SIGTERM or SIGINT cancels one root token; receivers stop at once,
 //! in-flight work drains within a deadline, and whatever is left reappears on the queue.
 
 use tokio_util::sync::CancellationToken;

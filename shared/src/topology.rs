@@ -1,4 +1,4 @@
-//! The topic → queue wiring of DESIGN §8, shared by every backend and declared idempotently by
+//! The topic → queue wiring (docs/architecture.md, "The flow"), shared by every backend and declared idempotently by
 //! each binary at start (locally) or by the CDK app (on AWS, the same filter policies).
 //!
 //! - resize ← object-created records of the uploads bucket

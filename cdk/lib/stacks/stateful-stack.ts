@@ -40,7 +40,7 @@ export interface StatefulStackProps extends StackProps {
   readonly cdn?: boolean;
 }
 
-/** Per-worker visibility timeouts: each worker's worst case plus margin (see DESIGN §5/§6). */
+/** Per-worker visibility timeouts: each worker's worst case plus margin (docs/architecture.md, "The worker runtime"). */
 export const VISIBILITY_TIMEOUTS = {
   /** Decode + N widths × {webp, avif} of a max-size image on 2 vCPU stays well under 5 min. */
   resize: Duration.seconds(300),

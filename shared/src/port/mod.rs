@@ -1,4 +1,4 @@
-//! The four ports workers and the API depend on (DESIGN §3). Adapters live in
+//! The four ports workers and the API depend on (docs/architecture.md, "Ports and adapters"). Adapters live in
 //! [`crate::adapter`]; every adapter passes the same contract suite in `crate::testing`.
 //!
 //! Each port has its own error enum with `is_transient()`: adapters classify, handlers decide.

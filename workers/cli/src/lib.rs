@@ -2,7 +2,7 @@
 //!
 //! - [`dev`]: the whole stack in one process on the embedded backend (API, resize, metadata,
 //!   archiver),
-//!   with the topic and queue wiring of DESIGN §8.
+//!   with the topic and queue wiring of [`shared::topology`].
 //! - [`dev_aws`]: the same components in AWS mode against an endpoint (moto, LocalStack), after
 //!   provisioning the topology there.
 //! - [`dlq`]: list, show and redrive dead letters on either backend.

@@ -1,5 +1,6 @@
-//! `prism-resize bench`: run the engine over a folder, exactly the job of
-//! `../shared/bench/sharp-baseline.mjs`, and report in that script's terms.
+//! `prism-resize bench`: run the engine over a folder, exactly the job of the sharp baseline
+//! benchmark script (`sharp-baseline.mjs`, kept with the benchmark corpus, outside this
+//! repository), and report in that script's terms.
 //!
 //! The job per file: sniff, orient, sRGB, every requested width smaller than the oriented
 //! source width (else one variant at the source width), WebP q80 method 4 and AVIF q50, first

@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Exit 0 when this worker's /healthz answers 200 (container health checks run this).
     Healthcheck,
-    /// Render every image in a folder like ../shared/bench/sharp-baseline.mjs and print a JSON
+    /// Render every image in a folder like the sharp baseline script and print a JSON
     /// summary with that script's field names.
     Bench {
         /// Folder of input images.

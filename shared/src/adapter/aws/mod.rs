@@ -2,7 +2,8 @@
 //! [`DynamoMetadataStore`], passing the same contract suites as the embedded ones (run against
 //! moto server in the tests).
 //!
-//! Read `reference/aws-semantics.md` before changing anything here. What this module gets right:
+//! AWS's own semantics (SQS visibility and batch-delete partial failures, S3 presigning and
+//! event encoding, DynamoDB conditional writes) are subtle; what this module gets right:
 //! - **Classification** ([`classify`]): throttling codes and 429 → throttled; 5xx, dispatch and
 //!   response failures → unavailable; timeouts → timeout; modelled 4xx → permanent. Adapters
 //!   match modelled error *variants* first (`NoSuchKey`, `ReceiptHandleIsInvalid`,

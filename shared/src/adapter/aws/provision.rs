@@ -1,6 +1,6 @@
 //! Declare the AWS topology idempotently on an endpoint (moto, LocalStack, or an account for a
 //! quick trial): buckets with S3 → SNS notifications, the topic, three queues with DLQs and
-//! raw-delivery, message-body-filtered subscriptions (DESIGN §8, [`crate::topology`]), and the
+//! raw-delivery, message-body-filtered subscriptions ([`crate::topology`]), and the
 //! metadata table with TTL. This is what `prism dev --aws-endpoint` runs; on AWS proper the CDK
 //! app declares the same shape with encryption, retention and alarms on top.
 
@@ -416,7 +416,7 @@ pub async fn ensure_table(c: &Clients, table: &str) -> Result<(), ProvisionError
 /// Which filter-policy features the endpoint implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterDialect {
-    /// Amazon SNS: every policy of DESIGN §8, `$or` included.
+    /// Amazon SNS: every policy of [`crate::topology`], `$or` included.
     Sns,
     /// An emulator without `$or` in message-body policies (moto 5.2.1).
     NoOr,

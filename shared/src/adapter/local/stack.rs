@@ -1,5 +1,5 @@
 //! Everything the embedded backend needs, opened from one data dir and declared idempotently:
-//! the topic with its three raw-delivery subscriptions and filter policies (DESIGN §8), the
+//! the topic with its three raw-delivery subscriptions and filter policies ([`crate::topology`]), the
 //! uploads bucket notifying every created object, the media bucket notifying only manifests and
 //! failure records, the archive bucket, the metadata store and the shared signing secret. Every
 //! binary opens it at start, so each can be started, stopped or killed on its own.
