@@ -15,16 +15,18 @@
 //! their camera OETF, as browsers apply them. PQ and HLG (HDR) frames are tone-mapped by
 //! [`super::hdr`] instead (BT.2100 to display light, the BT.2390 EETF, gamut compression).
 //!
-//! CMYK without a profile has no defined meaning. We use the textbook conversion
-//! `R = 255·(1-C)·(1-K)` (after un-inverting Adobe CMYK): it never fails and keeps hues, though
-//! it is more saturated than a press profile would give. Shipping a press profile (e.g. FOGRA39
-//! or SWOP) would be closer, but those are not freely redistributable.
+//! CMYK without a profile (JPEG, TIFF, Adobe-inverted too) is converted through a press
+//! profile shipped in the engine, as libvips does: `assets/profiles/prism-fogra39.icc`, built
+//! with ArgyllCMS from Fogra's FOGRA39L characterisation data (offset on coated paper, ISO
+//! 12647-2; freely redistributable, see `assets/profiles/README.md`). The manifest's colour
+//! profile then reads [`PRESS_PROFILE_DESCRIPTION`].
 
 use lcms2::{
     CIExyY, CIExyYTRIPLE, ColorSpaceSignature, DisallowCache, Flags, GlobalContext, InfoType,
     Intent, Locale, PixelFormat, Profile, Tag, TagSignature, ToneCurve, Transform,
 };
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 use super::RenderError;
 pub use super::frame::Nclx;
@@ -132,6 +134,18 @@ pub fn to_srgb8_or_defer(
         (None, None) => (None, None, false),
     };
     let profile = profile.filter(|p| profile_matches(p, layout));
+    if let (None, Layout::Cmyk { inverted }) = (&profile, layout) {
+        let sixteen = matches!(samples, Samples::U16(_));
+        let t = press_transform(inverted, sixteen)?;
+        let data = apply(t, layout, &samples, pixels, out_channels);
+        let raster = Raster {
+            width,
+            height,
+            channels: out_channels,
+            data,
+        };
+        return Ok((raster, Some(PRESS_PROFILE_DESCRIPTION.to_owned()), None));
+    }
     let frame_pixels = u64::from(width) * u64::from(height);
     let deferrable = variant_pixels.saturating_mul(2) <= frame_pixels
         && matches!(layout, Layout::Rgb | Layout::Rgba);
@@ -301,6 +315,45 @@ impl Nclx {
     }
 }
 
+/// The press profile assumed for CMYK without an embedded profile.
+const PRESS_PROFILE: &[u8] = include_bytes!("../../assets/profiles/prism-fogra39.icc");
+
+/// What the manifest says of CMYK converted through [`PRESS_PROFILE`].
+pub const PRESS_PROFILE_DESCRIPTION: &str = "no profile; assumed FOGRA39 (prism press profile)";
+
+/// The transform from profile-less CMYK (`inverted` for Adobe's, 8 or 16 bits) to 8-bit sRGB
+/// through [`PRESS_PROFILE`], built once per process: the profile's 4-D table makes building a
+/// transform cost far more than parsing a small profile. NO_CACHE transforms are `Sync`.
+fn press_transform(
+    inverted: bool,
+    sixteen: bool,
+) -> Result<&'static Transform<u8, u8, GlobalContext, DisallowCache>, RenderError> {
+    type Slot = OnceLock<Result<Transform<u8, u8, GlobalContext, DisallowCache>, String>>;
+    static SLOTS: [Slot; 4] = [const { OnceLock::new() }; 4];
+    let slot = &SLOTS[usize::from(inverted) * 2 + usize::from(sixteen)];
+    slot.get_or_init(|| {
+        let profile = Profile::new_icc(PRESS_PROFILE).map_err(|e| e.to_string())?;
+        let in_format = match (inverted, sixteen) {
+            (false, false) => PixelFormat::CMYK_8,
+            (true, false) => PixelFormat::CMYK_8_REV,
+            (false, true) => PixelFormat::CMYK_16,
+            (true, true) => PixelFormat::CMYK_16_REV,
+        };
+        Transform::new_flags_context(
+            GlobalContext::new(),
+            &profile,
+            in_format,
+            &Profile::new_srgb(),
+            PixelFormat::RGB_8,
+            Intent::Perceptual,
+            Flags::NO_CACHE,
+        )
+        .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| RenderError::InvalidColorProfile(format!("the press profile: {e}")))
+}
+
 fn to8(v: u16) -> u8 {
     // Round to nearest: v / 257.
     u8::try_from((u32::from(v) * 255 + 32_767) / 65_535).expect("a u16 scaled to 0..=255")
@@ -359,22 +412,36 @@ fn transform(
     let sixteen = matches!(samples, Samples::U16(_));
     let t = srgb_transform(profile, layout, sixteen, out_channels)?;
     let in_bpp = layout.channels() * if sixteen { 2 } else { 1 };
-    let src: &[u8] = match samples {
+    match samples {
         // 8-bit RGB(A) in, the same layout out: convert in the decode buffer, sparing a
         // zeroed output buffer (lcms reads each pixel before writing it).
         Samples::U8(mut s) if in_bpp == out_channels => {
             s.par_chunks_mut(CHUNK_PIXELS * in_bpp)
                 .for_each(|c| t.transform_in_place(c));
-            return Ok(s);
+            Ok(s)
         }
-        Samples::U8(ref s) => s,
-        Samples::U16(ref s) => bytemuck::cast_slice(s),
+        ref samples => Ok(apply(&t, layout, samples, pixels, out_channels)),
+    }
+}
+
+/// Convert `samples` (in `layout`) to a new 8-bit buffer of `out_channels` with `t`, on every
+/// core.
+fn apply(
+    t: &Transform<u8, u8, GlobalContext, DisallowCache>,
+    layout: Layout,
+    samples: &Samples,
+    pixels: usize,
+    out_channels: usize,
+) -> Vec<u8> {
+    let (src, in_bpp): (&[u8], usize) = match samples {
+        Samples::U8(s) => (s, layout.channels()),
+        Samples::U16(s) => (bytemuck::cast_slice(s), layout.channels() * 2),
     };
     let mut out = vec![0_u8; pixels * out_channels];
     src.par_chunks(CHUNK_PIXELS * in_bpp)
         .zip(out.par_chunks_mut(CHUNK_PIXELS * out_channels))
         .for_each(|(s, d)| t.transform_pixels(s, d));
-    Ok(out)
+    out
 }
 
 /// Whether the red, green and blue tone curves of `profile` decode every code value to within
@@ -479,15 +546,42 @@ mod tests {
     }
 
     #[test]
-    fn adobe_inverted_cmyk_without_profile_falls_back() {
-        // Inverted: 255 = no ink. Pure cyan ink (C=255 → stored 0), no K (stored 255).
-        let (r, _) = to_srgb8(decoded(
-            Layout::Cmyk { inverted: true },
-            Samples::U8(vec![0, 255, 255, 255]),
-            None,
-        ))
-        .unwrap();
-        assert_eq!(r.data, vec![0, 255, 255]);
+    fn cmyk_without_profile_goes_through_the_press_profile() {
+        // Adobe-inverted (255 = no ink) and plain CMYK, 8 and 16 bits: paper white, full cyan
+        // ink, and 100% K, as FOGRA39 prints them.
+        let plain: [[u8; 4]; 3] = [[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255]];
+        let mut seen = Vec::new();
+        for inverted in [false, true] {
+            for sixteen in [false, true] {
+                let px: Vec<u8> = plain
+                    .iter()
+                    .flatten()
+                    .map(|&v| if inverted { 255 - v } else { v })
+                    .collect();
+                let samples = if sixteen {
+                    Samples::U16(px.iter().map(|&v| u16::from(v) * 257).collect())
+                } else {
+                    Samples::U8(px)
+                };
+                let mut d = decoded(Layout::Cmyk { inverted }, samples, None);
+                d.width = 3;
+                let (r, desc) = to_srgb8(d).unwrap();
+                assert_eq!(desc.as_deref(), Some(PRESS_PROFILE_DESCRIPTION));
+                seen.push(r.data);
+            }
+        }
+        assert!(seen.iter().all(|s| s == &seen[0]), "{seen:?}");
+        let p = &seen[0];
+        // Perceptual intent: the paper maps to white.
+        assert!(p[0..3].iter().all(|&v| v >= 250), "{p:?}");
+        // Press cyan is a much duller cyan than the formula's (0, 255, 255): red stays low,
+        // green and blue well under full.
+        assert!(
+            p[3] < 60 && (130..=190).contains(&p[4]) && p[5] > 200,
+            "{p:?}"
+        );
+        // 100% K alone is a dark grey, not the formula's black (0, 0, 0).
+        assert!(p[6..9].iter().all(|&v| (15..=60).contains(&v)), "{p:?}");
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //!    already applied.
 //! 3. [`color`] converts to 8-bit sRGB through the embedded ICC profile with lcms2, or for
 //!    HEIF/AVIF without one through the profile its nclx code points describe (untagged means
-//!    sRGB; CMYK without a profile uses a documented fallback); PQ and HLG (HDR) frames are
-//!    tone-mapped by [`hdr`]; 16-bit input is reduced to 8 bits after the conversion. Alpha is kept. A large 8-bit RGB(A) frame with sRGB tone curves
+//!    sRGB; CMYK without a profile goes through a shipped press profile); PQ and HLG (HDR)
+//!    frames are tone-mapped by [`hdr`]; 16-bit input is reduced to 8 bits after the
+//!    conversion. Alpha is kept. A large 8-bit RGB(A) frame with sRGB tone curves
 //!    (Display P3) whose variants add up to at most half its pixels is converted after the
 //!    resize instead, variant by variant ([`color::to_srgb8_or_defer`]).
 //! 4. [`resize`] makes each target width (Lanczos3, SIMD, alpha premultiplied during the filter)

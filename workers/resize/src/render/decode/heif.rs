@@ -3,20 +3,52 @@
 use libheif_rs::HeifContext;
 
 use super::super::frame::{ContentLight, Nclx};
+use super::heif_geometry;
 use super::{Decoded, Layout, Limits, Probe, RenderError, Samples, check_dimensions, check_frames};
 
-/// Displayed size, frames (items or sequence samples) and the `ispe` size, from libheif.
+/// Displayed size, frames (items or sequence samples) and the `ispe` size, from libheif; the
+/// crop and orientation of the primary image from its transformative properties
+/// ([`heif_geometry`]).
 pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<(), RenderError> {
     // Sequence samples first, from the box headers: too many is `too_many_frames`, before
     // libheif's own sequence limit would call it a security limit.
     let samples = count_isobmff_samples(bytes);
     check_frames(samples, limits)?;
-    let ctx = context(bytes, limits)?;
+    let geometry = heif_geometry::read(bytes)?;
+    let hidden = geometry.as_ref().map_or(&[][..], |g| &g.hidden[..]);
+    let ctx = context(bytes, limits, hidden)?;
     let handle = ctx.primary_image_handle().map_err(heif_error)?;
-    // libheif reports the size after irot/imir/clap, i.e. the displayed size.
-    probe.width = handle.width();
-    probe.height = handle.height();
+    // The container's transforms are authoritative; EXIF orientation is never read.
     probe.container_oriented = true;
+    if let Some(g) = &geometry {
+        // libheif, handed the file without its transformative properties, sizes the primary
+        // as its coded frame: it must have read the same item and size as we did.
+        let (w, h) = g.coded;
+        if handle.item_id() != g.primary || (handle.width(), handle.height()) != (w, h) {
+            return Err(RenderError::Undecodable(format!(
+                "libheif reads the primary image as item {} of {}x{}, the properties say item {} \
+                 of {}x{}",
+                handle.item_id(),
+                handle.width(),
+                handle.height(),
+                g.primary,
+                w,
+                h
+            )));
+        }
+        check_dimensions(w, h, limits)?;
+        probe.width = g.crop.width;
+        probe.height = g.crop.height;
+        probe.container_orientation = g.orientation;
+        // libheif decodes the whole coded frame; the crop is copied out of it.
+        if (g.crop.width, g.crop.height) != g.coded {
+            probe.extra_pixels = u64::from(w) * u64::from(h);
+        }
+    } else {
+        probe.width = handle.width();
+        probe.height = handle.height();
+    }
+    probe.heif = geometry;
     check_dimensions(probe.width, probe.height, limits)?;
     // Frames: the top-level images (a burst or collection), or the samples of an image
     // sequence track (animated AVIF/HEIF), whichever is more.
@@ -88,21 +120,91 @@ const MAX_TILES: u64 = 4096;
 const MAX_ITEMS: u32 = 1000;
 
 /// A context reading `bytes` under [`security_limits`]: the limits are set before anything is
-/// parsed.
-fn context<'a>(bytes: &'a [u8], limits: &Limits) -> Result<HeifContext<'a>, RenderError> {
+/// parsed. The transformative properties whose type fields are at `hidden` are shown to
+/// libheif as `free` boxes; the engine applies them itself ([`heif_geometry`]). libheif sizes
+/// items after their transforms and would otherwise fail on valid files: 1.23.1 bounds the
+/// decoder's frame by the cropped size instead of the coded one (strukturag/libheif#1856,
+/// fixed upstream after that release), so a strongly cropped image fails, and a grid whose
+/// tiles carry `irot` (libavif 0.11 writes them) fails its "tiles cover the image" check.
+fn context<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    hidden: &[usize],
+) -> Result<HeifContext<'a>, RenderError> {
     let mut ctx: HeifContext<'a> = HeifContext::new().map_err(heif_error)?;
     ctx.set_security_limits(&security_limits(limits))
         .map_err(heif_error)?;
-    ctx.read_bytes(bytes).map_err(heif_error)?;
+    if hidden.is_empty() {
+        ctx.read_bytes(bytes).map_err(heif_error)?;
+    } else {
+        ctx.read_reader(Box::new(TransformsHidden {
+            bytes,
+            at: 0,
+            hidden: hidden.to_vec(),
+        }))
+        .map_err(heif_error)?;
+    }
     Ok(ctx)
 }
 
-/// Decode the primary image, with the container's transforms applied, under the same
-/// [`security_limits`] as the probe.
-pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, RenderError> {
+/// The input as libheif reads it, with the four bytes at each of `hidden` reading `free`.
+struct TransformsHidden<'a> {
+    bytes: &'a [u8],
+    at: u64,
+    hidden: Vec<usize>,
+}
+
+impl libheif_rs::Reader for TransformsHidden<'_> {
+    fn position(&mut self) -> u64 {
+        self.at
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = usize::try_from(self.at).unwrap_or(usize::MAX);
+        let src = self.bytes.get(start..).unwrap_or(&[]);
+        let n = buf.len().min(src.len());
+        buf[..n].copy_from_slice(&src[..n]);
+        for &h in &self.hidden {
+            for (i, b) in b"free".iter().enumerate() {
+                if let Some(d) = (h + i)
+                    .checked_sub(start)
+                    .filter(|&d| d < n)
+                    .and_then(|d| buf.get_mut(d))
+                {
+                    *d = *b;
+                }
+            }
+        }
+        self.at += n as u64;
+        if n < buf.len() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(n)
+    }
+
+    fn seek(&mut self, position: u64) -> std::io::Result<u64> {
+        self.at = position.min(self.bytes.len() as u64);
+        Ok(self.at)
+    }
+
+    fn wait_for_file_size(&mut self, target_size: u64) -> libheif_rs::ReaderGrowStatus {
+        if target_size > self.bytes.len() as u64 {
+            libheif_rs::ReaderGrowStatus::SizeBeyondEof
+        } else {
+            libheif_rs::ReaderGrowStatus::SizeReached
+        }
+    }
+}
+
+/// Decode the primary image under the same [`security_limits`] as the probe: the coded frame
+/// without libheif's transforms, cropped to the probe's clean aperture while it is copied out.
+/// The orientation is left to the engine (the probe's `container_orientation`).
+pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError> {
     use libheif_rs::{ColorSpace, RgbChroma};
     let lib = libheif_rs::LibHeif::new();
-    let mut ctx = context(bytes, limits)?;
+    let geometry = probe.heif.as_ref();
+    let hidden = geometry.map_or(&[][..], |g| &g.hidden[..]);
+    let mut ctx = context(bytes, &probe.limits, hidden)?;
     // Grid tiles (an iPhone photo is 48 of them) are decoded on this thread, not on libheif's
     // own pool: several images are always in flight, on the worker and in the bench.
     ctx.set_max_decoding_threads(0);
@@ -155,24 +257,52 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, RenderErr
         (false, true) => RgbChroma::HdrRgbLe,
         (true, true) => RgbChroma::HdrRgbaLe,
     };
-    // Decoding applies irot/imir/clap: the pixels come out as displayed.
+    // The coded frame, alpha included, without irot/imir/clap: one crop and one orientation
+    // below transform colour and alpha alike.
+    let mut options = libheif_rs::DecodingOptions::new()
+        .ok_or_else(|| RenderError::Undecodable("libheif decoding options".into()))?;
+    options.set_ignore_transformations(true);
     let image = lib
-        .decode(&handle, ColorSpace::Rgb(chroma), None)
+        .decode(&handle, ColorSpace::Rgb(chroma), Some(options))
         .map_err(heif_error)?;
     let planes = image.planes();
     let plane = planes
         .interleaved
         .ok_or_else(|| RenderError::Undecodable("libheif returned no interleaved plane".into()))?;
     let channels = if alpha { 4 } else { 3 };
-    let (w, h) = (plane.width as usize, plane.height as usize);
+    let crop = match geometry {
+        Some(g) => {
+            if (plane.width, plane.height) != g.coded {
+                return Err(RenderError::Undecodable(format!(
+                    "libheif decoded {}x{}, the ispe says {}x{}",
+                    plane.width, plane.height, g.coded.0, g.coded.1
+                )));
+            }
+            g.crop
+        }
+        None => heif_geometry::Rect {
+            x: 0,
+            y: 0,
+            width: plane.width,
+            height: plane.height,
+        },
+    };
+    if (crop.width, crop.height) != (probe.width, probe.height) {
+        return Err(RenderError::Undecodable(format!(
+            "libheif decoded {}x{}, the header says {}x{}",
+            crop.width, crop.height, probe.width, probe.height
+        )));
+    }
+    let (w, h) = (crop.width as usize, crop.height as usize);
+    let (x0, y0) = (crop.x as usize, crop.y as usize);
     let samples = if deep {
         // Little-endian samples of `bits_per_pixel` significant bits: scale to full 16 bits.
         let bits = u32::from(plane.bits_per_pixel.clamp(9, 16));
         let max = (1_u32 << bits) - 1;
         let row = w * channels * 2;
         let mut out = Vec::with_capacity(w * h * channels);
-        for y in 0..h {
-            let start = y * plane.stride;
+        for y in y0..y0 + h {
+            let start = y * plane.stride + x0 * channels * 2;
             out.extend(plane.data[start..start + row].chunks_exact(2).map(|b| {
                 let v = u32::from(u16::from_le_bytes([b[0], b[1]])).min(max);
                 u16::try_from((v * 65_535 + max / 2) / max).unwrap_or(u16::MAX)
@@ -182,15 +312,15 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, RenderErr
     } else {
         let row = w * channels;
         let mut out = Vec::with_capacity(row * h);
-        for y in 0..h {
-            let start = y * plane.stride;
+        for y in y0..y0 + h {
+            let start = y * plane.stride + x0 * channels;
             out.extend_from_slice(&plane.data[start..start + row]);
         }
         Samples::U8(out)
     };
     Ok(Decoded {
-        width: plane.width,
-        height: plane.height,
+        width: crop.width,
+        height: crop.height,
         layout: if alpha { Layout::Rgba } else { Layout::Rgb },
         samples,
         icc,

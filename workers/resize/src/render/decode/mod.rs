@@ -12,6 +12,7 @@
 
 mod gif;
 mod heif;
+mod heif_geometry;
 mod jpeg;
 mod png;
 pub mod svg;
@@ -134,12 +135,18 @@ pub struct Probe {
     pub frames: u32,
     /// The EXIF orientation found (1..=8; 1 when absent).
     pub orientation: u8,
-    /// The container already orients the pixels (HEIF `irot`/`imir`): EXIF must not be applied.
+    /// The container's transforms are authoritative (HEIF `clap`/`irot`/`imir`): an EXIF
+    /// orientation inside the file is informative and never applied.
     pub container_oriented: bool,
+    /// With `container_oriented`, the orientation (as an EXIF value, 1..=8) the container's
+    /// `irot`/`imir` amount to, applied to the decoded (already cropped) frame like EXIF.
+    pub container_orientation: u8,
     /// Pixels of a buffer the decoder allocates besides the stored frame (a GIF whose first
     /// frame does not match its logical screen is decoded into a frame-sized buffer first).
     extra_pixels: u64,
     jpeg: Option<jpeg::JpegHeader>,
+    /// A HEIF primary image's crop and orientation, from its item properties.
+    heif: Option<heif_geometry::Geometry>,
     /// The limits the probe checked, for decoders that enforce them while decoding (libheif).
     limits: Limits,
 }
@@ -170,7 +177,7 @@ impl Probe {
     /// The EXIF orientation the engine must still apply to the decoded pixels.
     pub fn orientation_to_apply(&self) -> u8 {
         if self.container_oriented {
-            1
+            self.container_orientation
         } else {
             self.orientation
         }
@@ -206,8 +213,10 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         frames: 1,
         orientation: 1,
         container_oriented: false,
+        container_orientation: 1,
         extra_pixels: 0,
         jpeg: None,
+        heif: None,
         limits: *limits,
     };
     match format {
@@ -288,7 +297,7 @@ pub fn decode(
         SourceFormat::Gif => gif::decode(bytes),
         SourceFormat::Webp => webp::decode(bytes),
         SourceFormat::Tiff => tiff::decode(bytes, probe),
-        SourceFormat::Avif | SourceFormat::Heic => heif::decode(bytes, &probe.limits),
+        SourceFormat::Avif | SourceFormat::Heic => heif::decode(bytes, probe),
         SourceFormat::Svg => svg::decode(bytes, probe, max_target_width),
     }
 }
