@@ -58,7 +58,10 @@ pub use facts::SourceFacts;
 /// [`shared::keys::variant_tag`]), so bump it with any change that can alter a variant's bytes
 /// (decoding, colour, resizing, orientation, an encoder or its library upgraded): re-renders
 /// then write new keys instead of changing bytes that caches keep as immutable.
-pub const ENGINE_VERSION: u32 = 1;
+///
+/// 2: BT.2390 tone mapping of PQ/HLG, profile-less CMYK through the press profile, HEIF
+/// transforms applied by the engine, SVG, bilevel and CIELab TIFF.
+pub const ENGINE_VERSION: u32 = 2;
 
 /// What names the engine in variant tags: [`ENGINE_VERSION`] and every encoder setting (the
 /// settings are configurable per deployment and change the bytes).
