@@ -60,8 +60,8 @@ COPY . .
 RUN cargo build --release --locked -p prism-api -p prism-resize -p prism-archiver -p prism-metadata
 # No GPL encoder in any binary: neither a libx265 dependency nor x265 code linked statically.
 RUN for bin in prism-api prism-resize prism-archiver prism-metadata; do \
-      if ldd "target/release/${bin}" | grep -qi x265 || nm -D --defined-only "target/release/${bin}" 2>/dev/null | grep -qi ' x265_' \
-         || nm --defined-only "target/release/${bin}" 2>/dev/null | grep -qi ' x265_'; then \
+      if ldd "target/release/${bin}" | grep -qi x265 || nm -D "target/release/${bin}" 2>/dev/null | grep -qi ' x265_' \
+         || nm "target/release/${bin}" 2>/dev/null | grep -qi ' x265_'; then \
         echo "${bin} links the x265 encoder" >&2; exit 1; \
       fi; \
     done

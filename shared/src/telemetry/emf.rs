@@ -85,9 +85,12 @@ pub struct EmfSettings {
     pub namespace: String,
 }
 
+/// Dimension name/value pairs, sorted by name.
+type Dimensions = Vec<(String, String)>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct SeriesKey {
-    dims: Vec<(String, String)>,
+    dims: Dimensions,
     name: String,
 }
 
@@ -286,7 +289,7 @@ impl EmfRecorder {
         // Gather the values under the lock, serialise after.
         let (groups, dropped) = {
             let mut reg = self.registry();
-            let mut groups: BTreeMap<Vec<(String, String)>, Vec<(String, Value)>> = BTreeMap::new();
+            let mut groups: BTreeMap<Dimensions, Vec<(String, Value)>> = BTreeMap::new();
             let mut keys: Vec<&SeriesKey> = reg.series.keys().collect();
             keys.sort();
             for k in keys {
@@ -563,4 +566,4 @@ pub fn spawn(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -63,7 +63,7 @@ fn number(v: &Value) -> bool {
 }
 
 /// Every rule of the specification a document can break; panics naming the first one broken.
-fn check_spec(line: &str) -> Value {
+pub(crate) fn check_spec(line: &str) -> Value {
     assert!(!line.contains('\n'), "one document per line");
     let doc: Value = serde_json::from_str(line).expect("a document is one JSON object");
     let root = doc.as_object().expect("the root node is an object");
