@@ -39,7 +39,14 @@ const AWS_COMMON = [
   'PRISM__RESOURCES__TABLE_NAME',
 ];
 /** Operational settings every container gets (JSON logs, drain deadline under the stop timeout). */
-const OPERATIONS = ['PRISM__LOG__FORMAT', 'PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS'];
+const OPERATIONS = [
+  'PRISM__LOG__FORMAT',
+  'PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS',
+  // Application metrics as CloudWatch EMF lines on stdout.
+  'PRISM__METRICS__EMF',
+  'PRISM__METRICS__EMF_NAMESPACE',
+  'PRISM__METRICS__EMF_INTERVAL_SECS',
+];
 /** Queue workers: /metrics + /healthz on the container port, their own queue and its DLQ. */
 const WORKER = ['PRISM__METRICS__LISTEN_ADDR', 'PRISM__RESOURCES__QUEUE_URL', 'PRISM__RESOURCES__DLQ_URL'];
 
@@ -231,14 +238,19 @@ describe('values', () => {
     }
   });
 
-  test('each service runs the image built for its own binary', () => {
+  test('each service runs its own binary of the one image, as the container command (PID 1)', () => {
     const assembly = s.app.synth();
     const manifest = JSON.parse(fs.readFileSync(path.join(assembly.directory, `${s.compute.artifactId}.assets.json`), 'utf8'));
+    const hashes = new Set<string>();
     for (const binary of ALL) {
-      const image = JSON.stringify(container(s, binary).raw.Image);
-      const hash = /:([0-9a-f]{64})"/.exec(image)?.[1];
-      expect({ binary, built: hash && manifest.dockerImages[hash]?.source.dockerBuildArgs.BIN }).toEqual({ binary, built: binary });
+      const c = container(s, binary).raw;
+      const hash = /:([0-9a-f]{64})"/.exec(JSON.stringify(c.Image))?.[1];
+      expect(hash && manifest.dockerImages[hash]?.source.dockerFile).toBe('docker/worker.Dockerfile');
+      hashes.add(hash as string);
+      expect(c.Command).toEqual([`/usr/local/bin/${binary}`]);
+      expect(c.EntryPoint).toBeUndefined();
     }
+    expect(hashes.size).toBe(1);
   });
 });
 

@@ -27,6 +27,9 @@ test('cdk.json defaults', () => {
       archiver: { min: 0, max: 2 },
       metadata: { min: 1, max: 4 },
       workerSpot: true,
+      stage: '',
+      ephemeral: false,
+      cpuArchitecture: 'amd64',
     }),
   );
   expect(c.certificateArn).toBeUndefined();

@@ -81,7 +81,8 @@ test('API 5xx rate over 5% alarms (target and load balancer 5xx over requests)',
 
 test('every operations alarm notifies the alarm topic on ALARM and OK', () => {
   const alarms = Object.entries(s.compute_.findResources('AWS::CloudWatch::Alarm')).filter(([id]) => id.startsWith('Operations'));
-  expect(alarms).toHaveLength(7);
+  // 3 DLQ + 3 oldest-age + API 5xx + 3 worker failure rates + resize render time.
+  expect(alarms).toHaveLength(11);
   for (const [, a] of alarms) {
     expect(JSON.stringify(a.Properties.AlarmActions)).toContain('OperationsAlarmTopic');
     expect(JSON.stringify(a.Properties.OKActions)).toContain('OperationsAlarmTopic');

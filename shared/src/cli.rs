@@ -86,6 +86,8 @@ pub struct Runtime {
     pub ops_addr: Option<SocketAddr>,
     /// Flushes exported spans when the runtime drops.
     pub trace: telemetry::tracing::TraceGuard,
+    /// The EMF writer (`[metrics] emf = true`); it writes a last flush after `shutdown`.
+    pub emf: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Init logs and metrics, log the redacted config, cancel on signals, and serve the ops
@@ -125,12 +127,27 @@ pub async fn start<T: Serialize>(
     } else {
         None
     };
+    let emf = common.metrics.emf.then(|| {
+        tracing::info!(
+            namespace = %common.metrics.emf_namespace,
+            interval_secs = common.metrics.emf_interval_secs,
+            "Writing CloudWatch EMF metrics to stdout."
+        );
+        telemetry::emf::spawn(
+            telemetry::emf::EmfSettings {
+                namespace: common.metrics.emf_namespace.clone(),
+            },
+            std::time::Duration::from_secs(common.metrics.emf_interval_secs),
+            shutdown.clone(),
+        )
+    });
     Ok(Runtime {
         shutdown,
         health,
         metrics,
         ops_addr,
         trace,
+        emf,
     })
 }
 

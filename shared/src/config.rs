@@ -140,6 +140,16 @@ impl Default for LogConfig {
 pub struct MetricsConfig {
     /// Where `/metrics` and `/healthz` are served (port 0 picks a free one).
     pub listen_addr: SocketAddr,
+    /// Also write every metric to stdout in CloudWatch embedded metric format (one JSON line
+    /// per series group and flush), for CloudWatch Logs to turn into CloudWatch metrics. Off
+    /// locally; the CDK task definitions set `PRISM__METRICS__EMF=true`.
+    pub emf: bool,
+    /// CloudWatch namespace of the EMF metrics (1 to 255 characters, not starting with `AWS/`).
+    /// The CDK app sets `prism` for the default stage and `prism/<stage>` for others.
+    pub emf_namespace: String,
+    /// Seconds between two EMF flushes (1..=3600): each flush writes counter increases,
+    /// gauge values and the histogram samples of the interval.
+    pub emf_interval_secs: u64,
 }
 
 impl MetricsConfig {
@@ -150,7 +160,36 @@ impl MetricsConfig {
     pub fn on_port(port: u16) -> Self {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            emf: false,
+            emf_namespace: "prism".into(),
+            emf_interval_secs: 60,
         }
+    }
+
+    /// The EMF settings are usable.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the bad value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ns = &self.emf_namespace;
+        if ns.is_empty()
+            || ns.len() > 255
+            || ns.starts_with("AWS/")
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/#:".contains(&b))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.emf_namespace = {ns:?} must be 1..=255 of A-Z a-z 0-9 . _ - / # : and not start with AWS/"
+            )));
+        }
+        if self.emf_interval_secs == 0 || self.emf_interval_secs > 3600 {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.emf_interval_secs = {} must be 1..=3600",
+                self.emf_interval_secs
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -301,6 +340,7 @@ impl CommonConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.metrics.validate()?;
         if self.shutdown.drain_timeout_secs == 0 || self.shutdown.drain_timeout_secs > 110 {
             return Err(ConfigError::Invalid(format!(
                 "shutdown.drain_timeout_secs = {} must be 1..=110 (below the 120 s ECS stop limit)",

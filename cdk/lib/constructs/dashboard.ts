@@ -7,7 +7,17 @@
  * Alarms, all to one SNS topic (optionally with an email subscription):
  * - each DLQ holds any message: a poison message or a bug; never normal;
  * - each queue's oldest message is older than its threshold: workers are down or far behind;
- * - the API's 5xx share of requests exceeds 5% for 3 of 5 minutes.
+ * - the API's 5xx share of requests exceeds 5% for 3 of 5 minutes;
+ * - each queue worker's failure rate (messages retried or dead-lettered, of all it finished)
+ *   exceeds 5% for 3 of 5 minutes;
+ * - prism-resize's p95 render time (handling time of successful messages) exceeds 60 s for 3 of
+ *   5 minutes.
+ *
+ * The last two, and the "application" row, read the binaries' own metrics, which they write as
+ * CloudWatch embedded metric format (EMF) lines to stdout (`PRISM__METRICS__EMF=true`): same
+ * names as on `/metrics`, dimensions from a closed key set, plus a per-worker roll-up
+ * (dimension set `[worker]`) that the failure rate divides by. Row per worker: throughput by
+ * outcome, handling-time percentiles, errors by code (a SEARCH over the `error_code` dimension).
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -29,6 +39,31 @@ export interface WatchedQueue {
   readonly maxAge: Duration;
 }
 
+/**
+ * Metric names the binaries emit (defined once in the Rust telemetry module; a jest test reads
+ * them from there so a rename cannot leave these behind).
+ */
+export const APP_METRICS = {
+  received: 'prism_messages_received_total',
+  processed: 'prism_messages_processed_total',
+  duration: 'prism_message_processing_duration_seconds',
+  errors: 'prism_errors_total',
+} as const;
+
+/** Outcomes of `prism_messages_processed_total` that count as failures (the rest: success, duplicate, abandoned). */
+export const FAILURE_OUTCOMES = ['retry', 'dead_letter'] as const;
+
+/** A queue worker whose application metrics to chart and alarm on. */
+export interface WatchedWorker {
+  /** The `worker` label value: `resize`, `metadata`, `archiver`. */
+  readonly name: string;
+  /**
+   * Alarm when the p95 handling time of successful messages exceeds this (prism-resize: the render
+   * time). @default - no latency alarm
+   */
+  readonly maxP95?: Duration;
+}
+
 /** A service to chart. */
 export interface WatchedService {
   readonly name: string;
@@ -47,6 +82,14 @@ export interface OperationsDashboardProps {
   readonly alarmEmail?: string;
   /** API 5xx percentage that alarms. @default 5 */
   readonly api5xxPercentThreshold?: number;
+  /** Queue workers' application metrics (EMF). @default - none */
+  readonly workers?: WatchedWorker[];
+  /** CloudWatch namespace of the binaries' EMF metrics. @default 'prism' */
+  readonly metricsNamespace?: string;
+  /** Failure percentage (retried + dead-lettered of all finished) that alarms. @default 5 */
+  readonly failurePercentThreshold?: number;
+  /** Deployment stage, shown in the dashboard title. @default '' */
+  readonly stage?: string;
 }
 
 /** Dashboard, alarms and the alarm topic. */
@@ -163,11 +206,85 @@ export class OperationsDashboard extends Construct {
       new cloudwatch.AlarmWidget({ title: 'API 5xx alarm', alarm: api5xx, width: 6 }),
     ];
 
+    // Application metrics (EMF), per queue worker.
+    const namespace = props.metricsNamespace ?? 'prism';
+    const app = (metricName: string, dimensionsMap: Record<string, string>, statistic: string, label: string): cloudwatch.Metric =>
+      new cloudwatch.Metric({ namespace, metricName, dimensionsMap, statistic, period: minute, label });
+    const appWidgets: cloudwatch.IWidget[] = [];
+    for (const w of props.workers ?? []) {
+      const total = app(APP_METRICS.processed, { worker: w.name }, 'Sum', 'finished');
+      const byOutcome = (outcome: string) => app(APP_METRICS.processed, { outcome, worker: w.name }, 'Sum', outcome);
+      const failed: Record<string, cloudwatch.IMetric> = {};
+      FAILURE_OUTCOMES.forEach((o, i) => {
+        failed[`f${i}`] = byOutcome(o);
+      });
+      const failureRate = new cloudwatch.MathExpression({
+        label: 'failed %',
+        // Absent, not zero, in minutes without failures (EMF writes a series once it exists,
+        // but a restarted task starts without it), hence FILL.
+        expression: `IF(total > 0, 100 * (${Object.keys(failed).map((k) => `FILL(${k}, 0)`).join(' + ')}) / total, 0)`,
+        usingMetrics: { total, ...failed },
+        period: minute,
+      });
+      alarm(`${pascal(w.name)}FailureRate`, {
+        alarmDescription: `prism ${w.name}: more than ${props.failurePercentThreshold ?? 5}% of finished messages were retried or dead-lettered (see the errors-by-code graph).`,
+        metric: failureRate,
+        threshold: props.failurePercentThreshold ?? 5,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 5,
+        datapointsToAlarm: 3,
+        // A worker scaled to zero writes nothing.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      const duration = (stat: string) => app(APP_METRICS.duration, { outcome: 'success', worker: w.name }, stat, `handling ${stat} (s)`);
+      if (w.maxP95) {
+        alarm(`${pascal(w.name)}P95Duration`, {
+          alarmDescription: `prism ${w.name}: p95 handling time of successful messages over ${w.maxP95.toSeconds()} s (render time for resize).`,
+          metric: duration('p95'),
+          threshold: w.maxP95.toSeconds(),
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+          evaluationPeriods: 5,
+          datapointsToAlarm: 3,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        });
+      }
+      const errorsByCode = new cloudwatch.MathExpression({
+        label: '',
+        expression: `SEARCH('{${namespace},error_code,stage,worker} MetricName="${APP_METRICS.errors}" worker="${w.name}"', 'Sum', 60)`,
+        usingMetrics: {},
+        period: minute,
+      });
+      appWidgets.push(
+        new cloudwatch.GraphWidget({
+          title: `${w.name}: messages per minute`,
+          left: [byOutcome('success'), byOutcome('duplicate'), ...FAILURE_OUTCOMES.map(byOutcome)],
+          right: [failureRate],
+          leftYAxis: { min: 0, showUnits: false },
+          rightYAxis: { min: 0, label: '%', showUnits: false },
+          width: 8,
+        }),
+        new cloudwatch.GraphWidget({
+          title: `${w.name}: handling time (s)`,
+          left: [duration('p50'), duration('p95'), duration('p99')],
+          leftYAxis: { min: 0, showUnits: false },
+          width: 8,
+        }),
+        new cloudwatch.GraphWidget({
+          title: `${w.name}: errors by code`,
+          left: [errorsByCode],
+          leftYAxis: { min: 0, showUnits: false },
+          width: 8,
+        }),
+      );
+    }
+
     const region = Stack.of(this).region;
-    this.dashboard.addWidgets(new cloudwatch.TextWidget({ markdown: `# prism (${region})\nQueues, workers, API. Alarms notify the alarm topic.`, width: 24, height: 2 }));
+    const title = props.stage ? `prism ${props.stage} (${region})` : `prism (${region})`;
+    this.dashboard.addWidgets(new cloudwatch.TextWidget({ markdown: `# ${title}\nQueues, workers, API, application metrics (namespace \`${namespace}\`). Alarms notify the alarm topic.`, width: 24, height: 2 }));
     this.dashboard.addWidgets(...queueWidgets);
     this.dashboard.addWidgets(...serviceWidgets);
     this.dashboard.addWidgets(...apiWidgets);
+    if (appWidgets.length > 0) this.dashboard.addWidgets(...appWidgets);
     this.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }));
   }
 }

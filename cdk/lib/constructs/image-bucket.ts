@@ -2,7 +2,8 @@
  * One S3 bucket with the baseline every prism bucket shares: all public access blocked, TLS
  * required (bucket policy deny on `aws:SecureTransport=false`), versioned, SSE-KMS with the
  * customer-managed data key (S3 Bucket Keys on, so KMS is called per bucket-key period rather than
- * per object), bucket-owner-enforced ownership, server access logs, and RETAIN.
+ * per object), bucket-owner-enforced ownership, server access logs, and RETAIN (DESTROY with its objects
+ * auto-deleted for an ephemeral deployment).
  *
  * Per-bucket differences (expiry, storage-class transition, CORS) come in through props.
  */
@@ -38,6 +39,11 @@ export interface ImageBucketProps {
    * configuration at all, so browsers cannot call the bucket cross-origin.
    */
   readonly cors?: s3.CorsRule[];
+  /**
+   * A trial deployment: DESTROY, and the objects (every version) deleted before the bucket.
+   * @default false (RETAIN)
+   */
+  readonly ephemeral?: boolean;
 }
 
 /** An encrypted, private, versioned bucket; see the module doc for the baseline. */
@@ -92,7 +98,8 @@ export class ImageBucket extends Construct {
       serverAccessLogsPrefix: `${id.toLowerCase()}/`,
       lifecycleRules: rules,
       cors: props.cors,
-      removalPolicy: RemovalPolicy.RETAIN,
+      removalPolicy: props.ephemeral ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+      autoDeleteObjects: props.ephemeral ?? false,
     });
   }
 }

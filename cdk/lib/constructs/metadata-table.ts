@@ -3,7 +3,7 @@
  * record), written by the API and the metadata worker. On-demand billing (traffic is bursty and
  * idles at zero), point-in-time recovery, SSE with the customer-managed data key, TTL on `ttl`
  * (epoch seconds; expired items linger up to ~2 days, so readers filter on `ttl > now`),
- * deletion protection and RETAIN.
+ * deletion protection and RETAIN (neither for an ephemeral deployment).
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -16,6 +16,8 @@ export const TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttl: 'ttl' } as c
 export interface MetadataTableProps {
   /** Customer-managed key for table encryption. */
   readonly encryptionKey: kms.IKey;
+  /** A trial deployment: no deletion protection, DESTROY. @default false */
+  readonly ephemeral?: boolean;
 }
 
 /** The batch/file metadata table. */
@@ -33,8 +35,8 @@ export class MetadataTable extends Construct {
       encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
       encryptionKey: props.encryptionKey,
       timeToLiveAttribute: TABLE_KEYS.ttl,
-      deletionProtection: true,
-      removalPolicy: RemovalPolicy.RETAIN,
+      deletionProtection: !props.ephemeral,
+      removalPolicy: props.ephemeral ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     });
   }
 }

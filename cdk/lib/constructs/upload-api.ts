@@ -15,7 +15,7 @@
  * deregisters the task (ALB deregistration delay, 15 s: API calls are short), then sends SIGTERM;
  * axum's graceful shutdown finishes open requests within the drain deadline.
  */
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -58,6 +58,10 @@ export interface UploadApiProps {
   /** ALB access logs go here, under `alb/`. */
   readonly accessLogsBucket: s3.IBucket;
   readonly logRetention: logs.RetentionDays;
+  /** RETAIN (default) or DESTROY (ephemeral deployments) for the log group. */
+  readonly logRemoval?: RemovalPolicy;
+  /** Task architecture; the image must be built for it. @default X86_64 */
+  readonly cpuArchitecture?: ecs.CpuArchitecture;
   readonly drainTimeout: Duration;
   readonly stopTimeout: Duration;
   readonly taskSubnets: ec2.SubnetSelection;
@@ -84,15 +88,16 @@ export class UploadApi extends Construct {
     }
     const vpc = props.cluster.vpc;
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention });
+    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention, removalPolicy: props.logRemoval ?? RemovalPolicy.RETAIN });
     const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu,
       memoryLimitMiB: props.memoryLimitMiB,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: { cpuArchitecture: props.cpuArchitecture ?? ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
     this.taskRole = taskDefinition.taskRole;
     taskDefinition.addContainer('Api', {
       image: props.image,
+      command: ['/usr/local/bin/prism-api'],
       essential: true,
       environment: {
         ...props.environment,

@@ -20,7 +20,7 @@
  *   arrive as environment variables; the task role never reads Secrets Manager. A changed secret
  *   reaches running workers only when their tasks are replaced (`--force-new-deployment`).
  */
-import { ArnFormat, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -85,6 +85,10 @@ export interface WorkerServiceProps {
   /** The worker's drain deadline (`PRISM__SHUTDOWN__DRAIN_TIMEOUT_SECS`). */
   readonly drainTimeout: Duration;
   readonly logRetention: logs.RetentionDays;
+  /** RETAIN (default) or DESTROY (ephemeral deployments) for the log group. */
+  readonly logRemoval?: RemovalPolicy;
+  /** Task architecture; the image must be built for it. @default X86_64 */
+  readonly cpuArchitecture?: ecs.CpuArchitecture;
   readonly subnets: ec2.SubnetSelection;
   /** Needed in public subnets (no NAT) to reach AWS APIs; false behind a NAT. */
   readonly assignPublicIp: boolean;
@@ -109,17 +113,19 @@ export class WorkerService extends Construct {
       throw new Error(`${props.binary}: stopTimeout must exceed the drain deadline by at least 5 s`);
     }
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention });
+    this.logGroup = new logs.LogGroup(this, 'Logs', { retention: props.logRetention, removalPolicy: props.logRemoval ?? RemovalPolicy.RETAIN });
 
     const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu,
       memoryLimitMiB: props.memoryLimitMiB,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: { cpuArchitecture: props.cpuArchitecture ?? ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
     });
     this.taskRole = taskDefinition.taskRole;
 
     taskDefinition.addContainer('Worker', {
       image: props.image,
+      // The image holds every binary; this service's is the container's process (PID 1).
+      command: [`/usr/local/bin/${props.binary}`],
       essential: true,
       environment: {
         ...props.environment,

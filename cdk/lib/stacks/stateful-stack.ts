@@ -8,7 +8,7 @@
  * `manifest.json`/`failure.json` → events topic; prism-api publishes client events to the same
  * topic. The topic fans out to three queues with raw delivery and body-scoped filter policies.
  */
-import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -22,6 +22,7 @@ import { mediaCorsRules, uploadsCorsRules } from '../cors';
 import { MediaCdn } from '../constructs/media-cdn';
 import { MetadataTable } from '../constructs/metadata-table';
 import { QueueWithDlq } from '../constructs/queue-with-dlq';
+import { removalPolicy } from '../removal';
 import { MEDIA_RESULT_SUFFIXES, metadataFilterPolicy, resizeFilterPolicy } from '../event-filters';
 
 export interface StatefulStackProps extends StackProps {
@@ -38,6 +39,12 @@ export interface StatefulStackProps extends StackProps {
   readonly callbackSecretArn?: string;
   /** Put a CloudFront distribution (Origin Access Control) in front of the media bucket. */
   readonly cdn?: boolean;
+  /**
+   * A trial deployment: buckets are emptied and deleted with the stack, the table loses its
+   * deletion protection, and every resource is DESTROY (the app adds an aspect for the last).
+   * @default false (everything here is RETAIN)
+   */
+  readonly ephemeral?: boolean;
 }
 
 /** Per-worker visibility timeouts: each worker's worst case plus margin (docs/architecture.md, "The worker runtime"). */
@@ -88,6 +95,8 @@ export class StatefulStack extends Stack {
   constructor(scope: Construct, id: string, props: StatefulStackProps) {
     super(scope, id, props);
     this.allowedOrigins = [...props.allowedOrigins];
+    const ephemeral = props.ephemeral ?? false;
+    const removal = removalPolicy(ephemeral);
 
     // Two keys, because of a dependency cycle: S3 needs `kms:GenerateDataKey*` on the *topic's*
     // key, scoped to the two bucket ARNs, while the buckets are themselves encrypted with a key.
@@ -95,12 +104,12 @@ export class StatefulStack extends Stack {
     this.dataKey = new kms.Key(this, 'DataKey', {
       description: 'prism: SSE-KMS for the uploads, media and archive buckets and the metadata table',
       enableKeyRotation: true,
-      removalPolicy: RemovalPolicy.RETAIN,
+      removalPolicy: removal,
     });
     this.topicKey = new kms.Key(this, 'TopicKey', {
       description: 'prism: SSE for the events and alarm topics',
       enableKeyRotation: true,
-      removalPolicy: RemovalPolicy.RETAIN,
+      removalPolicy: removal,
     });
 
     this.accessLogsBucket = new s3.Bucket(this, 'AccessLogs', {
@@ -110,7 +119,8 @@ export class StatefulStack extends Stack {
       encryption: s3.BucketEncryption.S3_MANAGED,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       lifecycleRules: [{ id: 'expire-logs', expiration: Duration.days(90) }],
-      removalPolicy: RemovalPolicy.RETAIN,
+      removalPolicy: removal,
+      autoDeleteObjects: ephemeral,
     });
     Validations.of(this.accessLogsBucket).acknowledge({
       id: 'AwsSolutions-S1',
@@ -123,11 +133,13 @@ export class StatefulStack extends Stack {
       // Originals are transient: the resize worker copies `original` to media when a batch asks.
       expireAfter: Duration.days(30),
       cors: uploadsCorsRules(props.allowedOrigins),
+      ephemeral,
     }).bucket;
     this.mediaBucket = new ImageBucket(this, 'Media', {
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
       cors: mediaCorsRules(props.allowedOrigins),
+      ephemeral,
     }).bucket;
     if (props.cdn) {
       this.mediaCdn = new MediaCdn(this, 'MediaCdn', { bucket: this.mediaBucket });
@@ -137,13 +149,14 @@ export class StatefulStack extends Stack {
       accessLogsBucket: this.accessLogsBucket,
       // Raw payloads are read only for `prism replay` (backfills): cheaper storage after 30 days.
       infrequentAccessAfter: Duration.days(30),
+      ephemeral,
     }).bucket;
 
     this.eventsTopic = new sns.Topic(this, 'EventsTopic', {
       masterKey: this.topicKey,
       enforceSSL: true,
     });
-    this.eventsTopic.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    this.eventsTopic.applyRemovalPolicy(removal);
 
     // S3 → KMS-encrypted topic: S3 encrypts the message with the topic's key, so the key policy
     // must admit s3.amazonaws.com. CDK adds an unscoped statement only behind a feature flag;
@@ -226,7 +239,7 @@ export class StatefulStack extends Stack {
     // The archive keeps everything that crossed the topic, for `prism replay`.
     this.subscribe(this.archiveQueue, undefined);
 
-    this.table = new MetadataTable(this, 'Metadata', { encryptionKey: this.dataKey });
+    this.table = new MetadataTable(this, 'Metadata', { encryptionKey: this.dataKey, ephemeral });
 
     if (props.apiTokenSecretArn) {
       this.apiTokenSecret = secretsmanager.Secret.fromSecretCompleteArn(this, 'ApiTokenHashes', props.apiTokenSecretArn);
@@ -243,7 +256,7 @@ export class StatefulStack extends Stack {
           includeSpace: false,
           excludeCharacters: 'ghijklmnopqrstuvwxyz',
         },
-        removalPolicy: RemovalPolicy.RETAIN,
+        removalPolicy: removal,
       });
       Validations.of(secret).acknowledge({
         id: 'AwsSolutions-SMG4',
@@ -269,7 +282,7 @@ export class StatefulStack extends Stack {
           excludePunctuation: true,
           includeSpace: false,
         },
-        removalPolicy: RemovalPolicy.RETAIN,
+        removalPolicy: removal,
       });
       Validations.of(secret).acknowledge({
         id: 'AwsSolutions-SMG4',

@@ -438,6 +438,80 @@ async fn the_core_metric_set_is_emitted() {
     }
 }
 
+/// The metrics path on AWS: the recorder `install` sets up fans every metric out to the EMF
+/// writer too, which (once switched on) turns a worker's real traffic into EMF documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_reach_cloudwatch_emf_through_the_installed_recorder() {
+    let _handle = crate::telemetry::metrics::install();
+    let emf = crate::telemetry::emf::global();
+    emf.enable();
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir, 30, 5).await;
+    q.send("ok").await.unwrap();
+    q.send("ok").await.unwrap();
+    q.send("bad").await.unwrap();
+    let h = TestHandler::new(|b, _| {
+        if b == "bad" {
+            Behaviour::Permanent
+        } else {
+            Behaviour::Ok
+        }
+    });
+    let (token, run) = start(q.clone(), h.clone(), cfg(30), Duration::from_secs(5));
+    eventually(Duration::from_secs(10), "processed", || async {
+        empty(&q).await.then_some(())
+    })
+    .await;
+    token.cancel();
+    run.await.unwrap();
+    let settings = crate::telemetry::emf::EmfSettings {
+        namespace: "prism/test".into(),
+    };
+    let mut out = Vec::new();
+    emf.write(&settings, &mut out).unwrap();
+    let docs: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(crate::telemetry::emf::tests::check_spec)
+        .collect();
+    let value = |name: &str, dims: &[(&str, &str)]| -> serde_json::Value {
+        docs.iter()
+            .find(|d| d.get(name).is_some() && dims.iter().all(|(k, v)| d[*k] == *v))
+            .unwrap_or_else(|| panic!("no {name} {dims:?} in {docs:#?}"))[name]
+            .clone()
+    };
+    use crate::telemetry::metrics as m;
+    assert_eq!(
+        value(
+            m::MESSAGES_PROCESSED,
+            &[("worker", "test"), ("outcome", "success")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            m::MESSAGES_PROCESSED,
+            &[("worker", "test"), ("outcome", "dead_letter")]
+        ),
+        1.0
+    );
+    assert_eq!(value(m::MESSAGES_RECEIVED, &[("worker", "test")]), 3.0);
+    assert_eq!(
+        value(
+            m::ERRORS,
+            &[("worker", "test"), ("error_code", "undecodable_image")]
+        ),
+        1.0
+    );
+    let latency = value(
+        m::MESSAGE_PROCESSING_DURATION,
+        &[("worker", "test"), ("outcome", "success")],
+    );
+    assert_eq!(latency["Count"], 2.0);
+    // build_info's labels are build metadata, not dimensions: never an EMF metric.
+    assert!(docs.iter().all(|d| d.get(m::BUILD_INFO).is_none()));
+}
+
 #[tokio::test]
 async fn the_depth_sampler_exports_the_queue_gauges() {
     let handle = crate::telemetry::metrics::install();

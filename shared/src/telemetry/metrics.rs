@@ -36,7 +36,7 @@ pub const INFLIGHT_MESSAGES: &str = "prism_inflight_messages";
 pub const BLOB_STORE_REQUEST_DURATION: &str = "prism_blob_store_request_duration_seconds";
 /// Queue call latency, by backend, operation and outcome.
 pub const QUEUE_REQUEST_DURATION: &str = "prism_queue_request_duration_seconds";
-/// Variants rendered, by format and width.
+/// Variants rendered, by format (not by width: widths are chosen by clients, an unbounded set).
 pub const IMAGES_RENDERED: &str = "prism_images_rendered_total";
 /// Encoded variant sizes, by format.
 pub const RENDER_OUTPUT_SIZE: &str = "prism_render_output_size_bytes";
@@ -237,8 +237,10 @@ fn builder() -> PrometheusBuilder {
         .expect("bucket lists are non-empty")
 }
 
-/// Install the Prometheus recorder once per process (later calls return the same handle, so
-/// `prism dev` can start every component in one process) and describe every metric.
+/// Install the recorders once per process (later calls return the same handle, so `prism dev`
+/// can start every component in one process) and describe every metric: the Prometheus recorder
+/// behind `/metrics`, fanned out with the CloudWatch EMF recorder ([`super::emf`], which records
+/// nothing until EMF is switched on).
 ///
 /// # Panics
 /// When another recorder was installed first (a programming error).
@@ -248,7 +250,11 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder: PrometheusRecorder = builder().build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).expect("no other metrics recorder is installed");
+            let fanout = metrics_util::layers::FanoutBuilder::default()
+                .add_recorder(recorder)
+                .add_recorder(super::emf::global().clone())
+                .build();
+            metrics::set_global_recorder(fanout).expect("no other metrics recorder is installed");
             describe_all();
             build_info();
             handle
@@ -288,9 +294,9 @@ pub fn inflight(worker: &'static str, n: usize) {
     gauge!(INFLIGHT_MESSAGES, "worker" => worker).set(n as f64);
 }
 
-/// A variant was rendered.
-pub fn image_rendered(format: &'static str, width: u32, bytes: usize) {
-    counter!(IMAGES_RENDERED, "format" => format, "variant" => width.to_string()).increment(1);
+/// A variant was rendered (labelled by format only; see [`IMAGES_RENDERED`]).
+pub fn image_rendered(format: &'static str, bytes: usize) {
+    counter!(IMAGES_RENDERED, "format" => format).increment(1);
     histogram!(RENDER_OUTPUT_SIZE, "format" => format).record(bytes as f64);
 }
 
@@ -393,17 +399,24 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             message_processed("test", "success", Duration::from_millis(30));
-            image_rendered("webp", 320, 5000);
+            image_rendered("webp", 5000);
+            image_rendered("webp", 7000);
             let t = RequestTimer::start(Port::Queue, "local", "receive");
             drop(t);
         });
         let text = handle.render();
         assert!(text.contains("prism_message_processing_duration_seconds_bucket{worker=\"test\",outcome=\"success\",le=\"0.05\"} 1"), "{text}");
         assert!(
-            text.contains("prism_render_output_size_bytes_bucket{format=\"webp\",le=\"16384\"} 1"),
+            text.contains("prism_render_output_size_bytes_bucket{format=\"webp\",le=\"16384\"} 2"),
             "{text}"
         );
         assert!(text.contains("outcome=\"cancelled\""), "{text}");
+        // Two widths, one series: no label carries the client-chosen width.
+        assert!(
+            text.contains("prism_images_rendered_total{format=\"webp\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("variant"), "{text}");
         assert!(
             !text.contains("quantile"),
             "summaries instead of histograms: {text}"

@@ -4,9 +4,11 @@
 //! - [`trace`]: the W3C trace context every file carries through the pipeline.
 //! - [`metrics`]: every metric name, its description, typed helpers, the Prometheus exporter
 //!   with real histogram buckets.
+//! - [`emf`]: the same metrics as CloudWatch embedded metric format lines on stdout (AWS).
 //! - [`serve_ops`] / [`ops_router`]: `/metrics` and `/healthz`; [`healthcheck`]: the
 //!   `healthcheck` subcommand container health checks run.
 
+pub mod emf;
 pub mod metrics;
 pub mod trace;
 pub mod tracing;

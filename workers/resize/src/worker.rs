@@ -729,7 +729,7 @@ impl ResizeHandler {
                 .put(&vkey, Bytes::from(v.bytes), opts)
                 .await
                 .map_err(blob_err)?;
-            shared::telemetry::metrics::image_rendered(v.format.as_str(), v.target_width, n);
+            shared::telemetry::metrics::image_rendered(v.format.as_str(), n);
             variants.push(VariantRecord {
                 width: v.width,
                 height: v.height,
