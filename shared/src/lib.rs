@@ -31,6 +31,7 @@ pub mod event;
 pub mod keys;
 pub mod manifest;
 pub mod port;
+pub mod rerender;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]

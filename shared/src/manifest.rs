@@ -24,6 +24,10 @@ pub struct Manifest {
     /// Facts and variants.
     #[serde(flatten)]
     pub rendered: RenderedFile,
+    /// [`crate::rerender::request_sha256`] of the spec these variants were rendered with
+    /// (absent in manifests written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_sha256: Option<String>,
 }
 
 /// `media/{batch}/{file}/failure.json`.
@@ -96,6 +100,7 @@ mod tests {
             file_id: "f".into(),
             rendered_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             rendered: rendered("b", "f"),
+            request_sha256: None,
         };
         let bytes = serde_json::to_vec(&m).unwrap();
         assert_eq!(parse_manifest(&bytes).unwrap(), m);

@@ -586,6 +586,20 @@ pub trait MetadataStore: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<Transition, MetadataStoreError>;
 
+    /// Replace the recorded variants and facts of a `done` file (a re-render rewrote its
+    /// manifest). Returns `true` when the record changed, `false` when the file is not `done`
+    /// or already records exactly `rendered`; bumps the batch's version when it changed.
+    ///
+    /// # Errors
+    /// [`MetadataStoreError::NotFound`] for an unknown batch or file.
+    async fn replace_rendered(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        rendered: &RenderedFile,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError>;
+
     /// Record that a complete batch's completion was announced. Returns `false` when it was
     /// already recorded (another delivery announced it).
     ///

@@ -104,6 +104,19 @@ impl MetadataStore for CountingMetadataStore {
         self.inner.mark_failed(batch_id, file_id, error, at).await
     }
 
+    async fn replace_rendered(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        rendered: &RenderedFile,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError> {
+        self.hit("replace_rendered");
+        self.inner
+            .replace_rendered(batch_id, file_id, rendered, at)
+            .await
+    }
+
     async fn mark_announced(
         &self,
         batch_id: &str,

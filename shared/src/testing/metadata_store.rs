@@ -80,6 +80,74 @@ pub async fn metadata_store_contract(store: Arc<dyn MetadataStore>) {
     versions_move_with_every_change(&*store).await;
     the_webhook_outbox_leases_and_records_attempts(&*store).await;
     idempotency_keys_are_recorded_with_the_batch(store.clone()).await;
+    a_done_file_can_have_its_variants_replaced(&*store).await;
+}
+
+/// `replace_rendered` changes only a `done` file, reports whether it changed anything, and
+/// moves the batch's version only then.
+async fn a_done_file_can_have_its_variants_replaced(store: &dyn MetadataStore) {
+    let b = new_batch(2);
+    store.create_batch(&b).await.expect("create");
+    let (done, open) = (&b.files[0].file_id, &b.files[1].file_id);
+    let now = OffsetDateTime::now_utc();
+    store
+        .mark_done(&b.batch_id, done, &rendered(&b.batch_id, done), now)
+        .await
+        .expect("done");
+    let mut again = rendered(&b.batch_id, done);
+    again.variants[0].key =
+        crate::keys::variant_key(&b.batch_id, done, 320, "abcdef0123", OutputFormat::Webp);
+    let v0 = store
+        .batch_version(&b.batch_id)
+        .await
+        .expect("version")
+        .expect("exists");
+    assert!(
+        store
+            .replace_rendered(&b.batch_id, done, &again, now)
+            .await
+            .expect("replace"),
+        "a done file's variants are replaced"
+    );
+    assert!(
+        !store
+            .replace_rendered(&b.batch_id, done, &again, now)
+            .await
+            .expect("replace again"),
+        "the same record again changes nothing"
+    );
+    assert!(
+        !store
+            .replace_rendered(&b.batch_id, open, &again, now)
+            .await
+            .expect("not done"),
+        "a file that is not done is left alone"
+    );
+    let v1 = store
+        .batch_version(&b.batch_id)
+        .await
+        .expect("version")
+        .expect("exists");
+    assert_eq!(
+        v1.version,
+        v0.version + 1,
+        "the change moved the version once"
+    );
+    let got = store
+        .get_batch(&b.batch_id)
+        .await
+        .expect("get")
+        .expect("exists");
+    let f = got.files.iter().find(|f| &f.file_id == done).expect("file");
+    assert_eq!(f.rendered.as_ref(), Some(&again));
+    let o = got.files.iter().find(|f| &f.file_id == open).expect("file");
+    assert!(o.rendered.is_none());
+    assert!(matches!(
+        store
+            .replace_rendered(&b.batch_id, "no-such-file", &again, now)
+            .await,
+        Err(MetadataStoreError::NotFound(_))
+    ));
 }
 
 /// A batch created with an idempotency key holds it (per principal) until its grants expire:

@@ -370,6 +370,7 @@ async fn replay_over_a_completed_batch_changes_nothing() {
             file_id: f.file_id.clone(),
             rendered_at: time::OffsetDateTime::now_utc(),
             rendered: shared::testing::metadata_store::rendered(&b.batch_id, &f.file_id),
+            request_sha256: None,
         };
         e.stack
             .media

@@ -8,6 +8,8 @@
 //! - [`dlq`]: list, show and redrive dead letters on either backend.
 //! - [`dashboard`]: the operators' view `prism dev` serves at `/` (queues, workers, recent
 //!   batches), read through the ports.
+//! - [`ops`] and [`rerender`]: the operator commands' ports on either backend, and
+//!   `prism rerender` (re-render files with a new spec through the resize worker).
 //! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
 //! - [`uploader`]: the drag-and-drop page `prism dev` serves at `/upload`.
 
@@ -15,5 +17,7 @@ pub mod dashboard;
 pub mod dev;
 pub mod dev_aws;
 pub mod dlq;
+pub mod ops;
+pub mod rerender;
 pub mod upload;
 pub mod uploader;

@@ -83,7 +83,8 @@ enum Command {
         #[arg(long, value_name = "METHOD", default_value = "post", value_parser = parse_upload_method)]
         upload_method: shared::api::UploadMethodSpec,
     },
-    /// Re-publish archived events received in a time range (backfill without re-upload).
+    /// Re-publish archived events received in a time range (backfill without re-upload), on
+    /// the embedded backend or on AWS.
     Replay {
         /// Start of the range (RFC 3339), inclusive.
         #[arg(long)]
@@ -94,12 +95,57 @@ enum Command {
         /// Archive bucket (default: resources.archive_bucket).
         #[arg(long)]
         bucket: Option<String>,
-        /// Data dir of the local backend.
-        #[arg(long, default_value = "prism-data")]
-        data_dir: PathBuf,
         /// Count what would be published without publishing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Render existing files again with a new variant spec (new variant keys), through the
+    /// resize worker: by batch, by batch creation time, or by file. Idempotent and resumable
+    /// (a checkpoint file); announces each batch's re-render when all its files have ended.
+    Rerender {
+        /// Every file of this batch (repeatable).
+        #[arg(long = "batch", value_name = "BATCH_ID")]
+        batches: Vec<String>,
+        /// This file (repeatable).
+        #[arg(long = "file", value_name = "BATCH_ID/FILE_ID")]
+        files: Vec<String>,
+        /// Files of the batches created at or after this time (RFC 3339; with --to).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Files of the batches created before this time (RFC 3339; with --from).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// How many of the newest batches a time range looks through.
+        #[arg(long, default_value_t = 10_000)]
+        max_batches: usize,
+        /// The new variant widths.
+        #[arg(long, value_delimiter = ',', required = true)]
+        widths: Vec<u32>,
+        /// The new variant formats.
+        #[arg(long, value_delimiter = ',', default_value = "webp,avif")]
+        formats: Vec<String>,
+        /// WebP quality (1-100).
+        #[arg(long, default_value_t = shared::variant::DEFAULT_WEBP_QUALITY)]
+        webp_quality: u8,
+        /// AVIF quality (1-100).
+        #[arg(long, default_value_t = shared::variant::DEFAULT_AVIF_QUALITY)]
+        avif_quality: u8,
+        /// The checkpoint file (default: prism-rerender-{spec hash}.json here).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Files in flight at once.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Longest wait for one file, in seconds; a file past it is left for the next run.
+        #[arg(long, default_value_t = 600)]
+        file_timeout: u64,
+        /// Select and count, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Dead letters of a worker queue: list, show one, or redrive them all.
     Dlq {
@@ -142,6 +188,118 @@ enum Command {
         #[arg(long, default_value = "prism-data")]
         data_dir: PathBuf,
     },
+}
+
+/// Which deployment an operator command works on.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// Data dir of the local backend.
+    #[arg(long, default_value = "prism-data")]
+    data_dir: PathBuf,
+    /// Use AWS (default credential chain) instead of the local backend.
+    #[arg(long)]
+    aws: bool,
+    /// AWS at a custom endpoint (moto, LocalStack); implies --aws.
+    #[arg(long, value_name = "URL")]
+    aws_endpoint: Option<url::Url>,
+    /// AWS region.
+    #[arg(long)]
+    region: Option<String>,
+    /// Uploads bucket on AWS.
+    #[arg(
+        long,
+        env = "PRISM__RESOURCES__UPLOADS_BUCKET",
+        default_value = "uploads"
+    )]
+    uploads_bucket: String,
+    /// Media bucket on AWS.
+    #[arg(long, env = "PRISM__RESOURCES__MEDIA_BUCKET", default_value = "media")]
+    media_bucket: String,
+    /// Archive bucket on AWS.
+    #[arg(
+        long,
+        env = "PRISM__RESOURCES__ARCHIVE_BUCKET",
+        default_value = "archive"
+    )]
+    archive_bucket: String,
+    /// Events topic ARN on AWS (default: the topic named `events`).
+    #[arg(long, env = "PRISM__RESOURCES__TOPIC_ARN")]
+    topic_arn: Option<String>,
+    /// Metadata table on AWS.
+    #[arg(long, env = "PRISM__RESOURCES__TABLE_NAME", default_value = "metadata")]
+    table: String,
+    /// The resize queue's URL on AWS (default: the queue named `resize`, and `resize-dlq`).
+    #[arg(long, value_name = "URL")]
+    resize_queue_url: Option<String>,
+}
+
+impl TargetArgs {
+    /// Open the ports; `resize`: the resize queue is needed.
+    async fn open(&self, resize: bool) -> anyhow::Result<prism::ops::Ops> {
+        if !self.aws && self.aws_endpoint.is_none() {
+            return prism::ops::Ops::local(&self.data_dir).await;
+        }
+        let clients = shared::adapter::aws::Clients::new(&shared::config::AwsConfig {
+            region: self.region.clone(),
+            endpoint_url: self.aws_endpoint.clone(),
+        })
+        .await;
+        let topic_arn = match &self.topic_arn {
+            Some(a) => a.clone(),
+            None => find_topic(&clients, "events").await?,
+        };
+        let resize_queue = if resize {
+            let url = match &self.resize_queue_url {
+                Some(u) => u.clone(),
+                None => prism::ops::queue_url(&clients, shared::topology::RESIZE_QUEUE).await?,
+            };
+            let dlq = prism::ops::queue_url(&clients, "resize-dlq")
+                .await
+                .unwrap_or_else(|_| url.clone());
+            Some((url, dlq))
+        } else {
+            None
+        };
+        let target = prism::ops::AwsTarget {
+            resources: shared::config::Resources {
+                uploads_bucket: self.uploads_bucket.clone(),
+                media_bucket: self.media_bucket.clone(),
+                archive_bucket: self.archive_bucket.clone(),
+                topic_arn,
+                table_name: self.table.clone(),
+                queue_url: None,
+                dlq_url: None,
+            },
+            resize_queue,
+        };
+        Ok(prism::ops::Ops::aws(&clients, &target))
+    }
+}
+
+/// The ARN of the topic named `name` (looking through at most 100 pages of topics).
+async fn find_topic(clients: &shared::adapter::aws::Clients, name: &str) -> anyhow::Result<String> {
+    let mut token = None;
+    for _ in 0..100 {
+        let page = clients
+            .sns
+            .list_topics()
+            .set_next_token(token)
+            .send()
+            .await?;
+        if let Some(arn) = page
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn())
+            .find(|a| a.rsplit(':').next() == Some(name))
+        {
+            return Ok(arn.to_owned());
+        }
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    anyhow::bail!("no SNS topic named {name}: pass --topic-arn")
 }
 
 #[derive(Subcommand)]
@@ -349,24 +507,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             to,
             bucket,
-            data_dir,
             dry_run,
+            mut target,
         } => {
             use time::format_description::well_known::Rfc3339;
             let from = time::OffsetDateTime::parse(&from, &Rfc3339)
                 .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
             let to = time::OffsetDateTime::parse(&to, &Rfc3339)
                 .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-            let mut resources = shared::config::Resources::default();
             if let Some(b) = bucket {
-                resources.archive_bucket = b;
+                anyhow::ensure!(
+                    target.aws || target.aws_endpoint.is_some(),
+                    "--bucket names an archive bucket on AWS (--aws or --aws-endpoint)"
+                );
+                target.archive_bucket = b;
             }
-            let stack =
-                shared::adapter::local::LocalStack::open(&data_dir, &resources, "http://127.0.0.1")
-                    .await?;
+            let ops = target.open(false).await?;
             let counts = prism_archiver::replay::replay(
-                &stack.archive,
-                &*stack.topic,
+                &*ops.archive,
+                &*ops.topic,
                 from,
                 to,
                 dry_run,
@@ -380,6 +539,94 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             println!("{}", serde_json::to_string(&counts)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Rerender {
+            batches,
+            files,
+            from,
+            to,
+            max_batches,
+            widths,
+            formats,
+            webp_quality,
+            avif_quality,
+            state,
+            in_flight,
+            file_timeout,
+            dry_run,
+            target,
+        } => {
+            use time::format_description::well_known::Rfc3339;
+            let created = match (from, to) {
+                (Some(f), Some(t)) => Some((
+                    time::OffsetDateTime::parse(&f, &Rfc3339)
+                        .map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+                    time::OffsetDateTime::parse(&t, &Rfc3339)
+                        .map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+                )),
+                _ => None,
+            };
+            let files = files
+                .iter()
+                .map(|f| {
+                    f.split_once('/')
+                        .map(|(b, f)| (b.to_owned(), f.to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--file {f:?}: expected BATCH_ID/FILE_ID"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            anyhow::ensure!(
+                !batches.is_empty() || !files.is_empty() || created.is_some(),
+                "select files with --batch, --file or --from/--to"
+            );
+            let formats = formats
+                .iter()
+                .map(|f| match f.as_str() {
+                    "webp" => Ok(shared::variant::OutputFormat::Webp),
+                    "avif" => Ok(shared::variant::OutputFormat::Avif),
+                    other => Err(anyhow::anyhow!("{other:?} is not a format (webp, avif)")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let request = shared::variant::VariantRequest {
+                widths,
+                formats,
+                webp_quality,
+                avif_quality,
+                ..shared::variant::VariantRequest::default()
+            }
+            .normalise()?;
+            let state = match state {
+                Some(s) => s,
+                None => prism::rerender::default_state(&request)?,
+            };
+            let ops = target.open(true).await?;
+            let opts = prism::rerender::Options {
+                request,
+                state: state.clone(),
+                in_flight,
+                file_timeout: std::time::Duration::from_secs(file_timeout),
+                poll: std::time::Duration::from_millis(500),
+                dry_run,
+            };
+            let sel = prism::rerender::Selection {
+                batches,
+                files,
+                created,
+                max_batches,
+            };
+            eprintln!("checkpoint {}", state.display());
+            let counts = prism::rerender::run(&ops, &sel, &opts, |c| {
+                eprintln!(
+                    "files {}  rendered {}  already {}  failed {}  sent {}",
+                    c.selected, c.rendered, c.already, c.failed, c.sent
+                );
+            })
+            .await?;
+            println!("{}", serde_json::to_string(&counts)?);
+            Ok(if counts.failed > 0 || counts.pending > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Dlq {
             action,

@@ -208,3 +208,242 @@ async fn a_put_upload_flows_through_moto() {
 async fn dev_archive(moto: &Moto) -> shared::adapter::aws::S3BlobStore {
     shared::adapter::aws::S3BlobStore::new(&moto.clients().await, "archive")
 }
+
+/// `prism rerender` against moto, the resize worker doing the work: a batch that kept its
+/// originals (its uploads deleted, as they expire) is re-rendered with new widths; the first run
+/// is killed once a file has ended and a second run finishes. Every file is rendered once with
+/// the new spec (its manifest is not rewritten again, the counts add up to the batch), the
+/// batch view lists the new variants under new keys, and a third run finds nothing to do. Then
+/// `prism replay` on AWS re-publishes the archived upload events to the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rerender_survives_a_kill_and_replay_republishes_on_moto() {
+    use prism::rerender::{Options, Selection, run};
+    use shared::port::{BlobStore, MetadataStore};
+    use shared::variant::{OutputFormat, VariantRequest};
+
+    let corpus = shared::testing::corpus();
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint: url::Url = moto.endpoint.parse().unwrap();
+    let started = time::OffsetDateTime::now_utc() - Duration::from_secs(5);
+    let dev = prism::dev_aws::start_aws(
+        &endpoint,
+        Some("us-east-1"),
+        dir.path(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let names = [
+        "Landscape_6.jpg",
+        "4.webp",
+        "Channel_digital_image_CMYK_color.jpg",
+    ];
+    let batch = prism::upload::run(&prism::upload::UploadArgs {
+        paths: names.iter().map(|n| corpus.join(n)).collect(),
+        api: dev.url.clone(),
+        token: dev.token.clone(),
+        widths: vec![320],
+        formats: vec!["webp".into()],
+        keep_original: true,
+        wait_secs: 240,
+        progress: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(batch["counts"]["done"], 3, "{batch:#}");
+    let id = batch["batch_id"].as_str().unwrap().to_owned();
+    let before = dev.stack.metadata.get_batch(&id).await.unwrap().unwrap();
+    // The uploads expired: only the kept originals remain to render from.
+    for f in &before.files {
+        dev.stack
+            .uploads
+            .delete(&shared::keys::upload_key(&id, &f.file_id))
+            .await
+            .unwrap();
+    }
+
+    let q = &dev.provisioned.queues[shared::topology::RESIZE_QUEUE];
+    let ops = prism::ops::Ops::aws(
+        &dev.stack.clients,
+        &prism::ops::AwsTarget {
+            resources: dev.provisioned.resources.clone(),
+            resize_queue: Some((q.url.clone(), q.dlq_url.clone())),
+        },
+    );
+    let request = VariantRequest {
+        widths: vec![200, 400],
+        formats: vec![OutputFormat::Webp],
+        ..VariantRequest::default()
+    };
+    let opts = Options {
+        request: request.clone(),
+        state: dir.path().join("rerender.json"),
+        in_flight: 1,
+        file_timeout: Duration::from_secs(180),
+        poll: Duration::from_millis(200),
+        dry_run: false,
+    };
+    let sel = Selection {
+        batches: vec![id.clone()],
+        ..Selection::default()
+    };
+
+    // The first run, killed as soon as one file has ended.
+    let (tx, mut rx) = tokio::sync::watch::channel(prism::rerender::Counts::default());
+    let first = tokio::spawn({
+        let (ops, sel, opts) = (ops.clone(), sel.clone(), opts.clone());
+        async move {
+            run(&ops, &sel, &opts, |c| {
+                let _ = tx.send(*c);
+            })
+            .await
+        }
+    });
+    let at_kill = *rx.wait_for(|c| c.rendered + c.already >= 1).await.unwrap();
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    assert!(
+        at_kill.rendered + at_kill.already < 3,
+        "killed half-way: {at_kill:?}"
+    );
+    let sent_first = rx.borrow().sent;
+
+    let second = run(&ops, &sel, &opts, |_| {}).await.unwrap();
+    assert_eq!(
+        (
+            second.selected,
+            second.rendered,
+            second.already,
+            second.failed
+        ),
+        (3, 3, 0, 0),
+        "{second:?}"
+    );
+    assert_eq!(second.pending, 0);
+    assert_eq!(second.announced, 1, "the batch's re-render is announced");
+    assert_eq!(
+        sent_first + second.sent,
+        3,
+        "one message per file over both runs: {sent_first} + {second:?}"
+    );
+
+    // Let every message drain, then check nothing rendered a file a second time.
+    let resize = shared::adapter::aws::SqsQueue::new(
+        &dev.stack.clients,
+        shared::topology::RESIZE_QUEUE,
+        &q.url,
+        &q.dlq_url,
+    );
+    shared::testing::eventually(Duration::from_secs(60), "resize queue drained", || async {
+        let s = resize.stats().await.unwrap();
+        (s.visible == 0 && s.in_flight == 0).then_some(())
+    })
+    .await;
+    let sha = shared::rerender::request_sha256(&request);
+    let mut rendered_at = Vec::new();
+    for f in &before.files {
+        let m = shared::manifest::parse_manifest(
+            &ops.media
+                .get(&shared::keys::manifest_key(&id, &f.file_id))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m.request_sha256.as_deref(), Some(sha.as_str()));
+        rendered_at.push(m.rendered_at);
+    }
+
+    // The batch view lists the new variants, under keys the old ones never had.
+    let after = shared::testing::eventually(
+        Duration::from_secs(60),
+        "metadata records the re-render",
+        || async {
+            let b = dev.stack.metadata.get_batch(&id).await.unwrap().unwrap();
+            b.files
+                .iter()
+                .all(|f| {
+                    let widths: Vec<u32> = f
+                        .rendered
+                        .as_ref()
+                        .map(|r| r.variants.iter().map(|v| v.width).collect())
+                        .unwrap_or_default();
+                    widths == [200, 400]
+                })
+                .then_some(b)
+        },
+    )
+    .await;
+    for (old, new) in before.files.iter().zip(&after.files) {
+        let (old, new) = (
+            old.rendered.as_ref().unwrap(),
+            new.rendered.as_ref().unwrap(),
+        );
+        assert_eq!(old.source.sha256, new.source.sha256);
+        assert!(new.original_key.is_some(), "the original is still kept");
+        for v in &new.variants {
+            assert!(old.variants.iter().all(|o| o.key != v.key), "{}", v.key);
+            assert!(ops.media.head(&v.key).await.is_ok(), "{}", v.key);
+        }
+        // The old variants stay where caches may still point.
+        for v in &old.variants {
+            assert!(ops.media.head(&v.key).await.is_ok(), "{}", v.key);
+        }
+    }
+
+    // A third run, with a fresh checkpoint, finds every file rendered with the spec.
+    let third = run(
+        &ops,
+        &sel,
+        &Options {
+            state: dir.path().join("again.json"),
+            ..opts.clone()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (third.sent, third.rendered, third.already),
+        (0, 0, 3),
+        "{third:?}"
+    );
+    for (f, at) in before.files.iter().zip(&rendered_at) {
+        let m = shared::manifest::parse_manifest(
+            &ops.media
+                .get(&shared::keys::manifest_key(&id, &f.file_id))
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m.rendered_at, *at, "{}: rendered again", f.file_id);
+    }
+
+    // Replay on AWS: with the workers stopped, the archived events go back to the topic and
+    // the resize queue receives the three upload events again.
+    dev.stop().await;
+    let counts = prism_archiver::replay::replay(
+        &*ops.archive,
+        &*ops.topic,
+        started,
+        time::OffsetDateTime::now_utc() + Duration::from_secs(5),
+        false,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(counts.objects >= 1 && counts.distinct >= 3, "{counts:?}");
+    assert_eq!(counts.published, counts.distinct, "{counts:?}");
+    let got = shared::testing::eventually(Duration::from_secs(30), "uploads replayed", || async {
+        // A receive the stopping worker had outstanding may hold one in flight.
+        let s = resize.stats().await.unwrap();
+        (s.visible + s.in_flight >= 3).then_some(s.visible + s.in_flight)
+    })
+    .await;
+    assert_eq!(
+        got, 3,
+        "exactly the three upload events reach the resize queue"
+    );
+}

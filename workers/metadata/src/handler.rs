@@ -95,6 +95,62 @@ impl Announcer {
     }
 }
 
+impl Announcer {
+    /// Announce that a re-render (`prism rerender`) of `batch_id` with the spec
+    /// `request_sha256` ended for every file it covered: a `batch.rerendered` event on the
+    /// topic and, when the batch has a callback URL, its delivery into the outbox, under one
+    /// `webhook-id` per batch and spec (so a resumed re-render repeats no delivery). `counts` is
+    /// the re-render's own tally. Returns `false` when the batch does not exist.
+    ///
+    /// # Errors
+    /// A classified failure of the store or the topic.
+    pub async fn announce_rerender(
+        &self,
+        batch_id: &str,
+        request_sha256: &str,
+        counts: &Value,
+    ) -> Result<bool, HandlerError> {
+        let Some(batch) = self.metadata.get_batch(batch_id).await.map_err(store_err)? else {
+            return Ok(false);
+        };
+        let now = OffsetDateTime::now_utc();
+        let event = json!({
+            "event_name": "batch.rerendered",
+            "schema_version": 1,
+            "batch_id": batch.batch_id,
+            "principal": batch.principal,
+            "request_sha256": request_sha256,
+            "counts": counts,
+            "completed_at": now.format(&time::format_description::well_known::Rfc3339).ok(),
+        });
+        self.topic
+            .publish(&event.to_string())
+            .await
+            .map_err(topic_err)?;
+        if let Some(url) = &batch.callback_url {
+            self.metadata
+                .enqueue_webhook(&NewWebhook {
+                    id: rerender_msg_id(batch_id, request_sha256),
+                    batch_id: batch_id.to_owned(),
+                    principal: batch.principal.clone(),
+                    url: url.clone(),
+                    body: event.to_string(),
+                    due_at: now,
+                })
+                .await
+                .map_err(store_err)?;
+        }
+        info!(batch_id, request_sha256, "Batch re-render completed.");
+        Ok(true)
+    }
+}
+
+/// The `webhook-id` of a batch's re-render completion: one per batch and spec.
+pub fn rerender_msg_id(batch_id: &str, request_sha256: &str) -> String {
+    let spec: String = request_sha256.chars().take(16).collect();
+    format!("msg_{batch_id}_rerendered_{spec}")
+}
+
 fn store_err(e: MetadataStoreError) -> HandlerError {
     match e {
         MetadataStoreError::NotFound(_) => HandlerError::permanent(ErrorCode::InvalidEvent, e),
@@ -244,14 +300,31 @@ impl MetadataHandler {
                             format!("manifest at {key} names {}/{}", m.batch_id, m.file_id),
                         ));
                     }
-                    (
-                        self.deps
+                    let t = self
+                        .deps
+                        .metadata
+                        .mark_done(batch, file, &m.rendered, at)
+                        .await
+                        .map_err(store_err)?;
+                    // A done file whose manifest was rewritten (`prism rerender`): record the
+                    // new variants. The manifest read is the current one, so a late event of
+                    // an older manifest records the newest too.
+                    if t == Transition::Unchanged
+                        && self
+                            .deps
                             .metadata
-                            .mark_done(batch, file, &m.rendered, at)
+                            .replace_rendered(batch, file, &m.rendered, at)
                             .await
-                            .map_err(store_err)?,
-                        true,
-                    )
+                            .map_err(store_err)?
+                    {
+                        info!(
+                            batch_id = batch,
+                            file_id = file,
+                            "Re-rendered variants recorded."
+                        );
+                        return Ok(Outcome::Success);
+                    }
+                    (t, true)
                 }
                 MediaKind::Failure => {
                     let bytes = self.deps.media.get(&key).await.map_err(blob_err)?;

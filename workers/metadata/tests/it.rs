@@ -94,6 +94,7 @@ impl App {
             file_id: f.clone(),
             rendered_at: OffsetDateTime::now_utc(),
             rendered: rendered(&b.batch_id, f),
+            request_sha256: None,
         };
         let key = keys::manifest_key(&b.batch_id, f);
         self.stack

@@ -38,12 +38,14 @@ use shared::consumer::{Consumer, ConsumerConfig, Handler, Outcome, RunReport};
 use shared::error::{ErrorCode, HandlerError, ResultExt};
 use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys;
+use shared::manifest::parse_manifest;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
 use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
     BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, Queue,
     RenderedFile, SourceFacts, VariantRecord,
 };
+use shared::rerender::{self, RerenderMessage, RerenderRecord, RerenderStatus};
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use shared::variant::{self, META_REQUEST, VariantRequest};
 use time::OffsetDateTime;
@@ -341,6 +343,13 @@ fn blob_err(e: BlobStoreError) -> HandlerError {
         e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
         e => HandlerError::permanent(ErrorCode::Internal, e),
     }
+}
+
+/// What [`ResizeHandler::render_variants`] wrote.
+struct RenderedVariants {
+    facts: render::SourceFacts,
+    variants: Vec<VariantRecord>,
+    content_type: &'static str,
 }
 
 /// A permanent failure of one file, recorded in `failure.json`.
@@ -667,6 +676,71 @@ impl ResizeHandler {
                 Some(sha.clone()),
             ))
         };
+        let rendered = match self
+            .render_variants(batch, file, bytes.clone(), &request)
+            .await?
+        {
+            Ok(r) => r,
+            Err(FileFailure(code, message)) => return failed(code, message),
+        };
+        let (f, variants) = (rendered.facts, rendered.variants);
+        let original_key = if request.keep_original {
+            let okey = keys::original_key(batch, file);
+            let opts = PutOptions {
+                content_type: Some(rendered.content_type.into()),
+                metadata: BTreeMap::new(),
+                // A file is pinned to its first upload, so its original never changes.
+                cache_control: Some(CACHE_IMMUTABLE.into()),
+            };
+            self.deps
+                .media
+                .put(&okey, bytes, opts)
+                .await
+                .map_err(blob_err)?;
+            Some(okey)
+        } else {
+            None
+        };
+        let manifest = Manifest {
+            schema_version: SCHEMA_VERSION,
+            batch_id: batch.to_owned(),
+            file_id: file.to_owned(),
+            rendered_at: OffsetDateTime::now_utc(),
+            rendered: RenderedFile {
+                source: SourceFacts {
+                    format: f.format.as_str().to_owned(),
+                    width: f.width,
+                    height: f.height,
+                    bytes: f.bytes,
+                    sha256: f.sha256,
+                    has_alpha: f.has_alpha,
+                    color_profile: f.color_profile,
+                    orientation: f.orientation,
+                },
+                variants,
+                original_key,
+                placeholder: Some(f.thumbhash),
+                dominant_color: Some(f.dominant_color),
+            },
+            request_sha256: Some(shared::rerender::request_sha256(&request)),
+        };
+        // The manifest goes last: its event tells the metadata writer every variant exists.
+        let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
+        self.put_json(&keys::manifest_key(batch, file), body)
+            .await?;
+        Ok(FileOutcome::Rendered)
+    }
+
+    /// Probe, admit and render `bytes` with `request`, then write every variant under its
+    /// tagged key. The outer error is transient (retry); the inner one the file's permanent
+    /// failure.
+    async fn render_variants(
+        &self,
+        batch: &str,
+        file: &str,
+        bytes: Bytes,
+        request: &VariantRequest,
+    ) -> Result<Result<RenderedVariants, FileFailure>, HandlerError> {
         // The header probe parses metadata (PNG iCCP, TIFF IFDs, HEIF boxes): off the reactor.
         let (header, limits) = (bytes.clone(), self.limits);
         let probed = tokio::task::spawn_blocking(move || render::decode::probe(&header, &limits))
@@ -676,17 +750,17 @@ impl ResizeHandler {
             })?;
         let probe = match probed {
             Ok(p) => p,
-            Err(e) => return failed(e.code(), e.to_string()),
+            Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
         };
         let memory = match admit(
             &self.resize,
             &self.settings,
             &probe,
             bytes.len() as u64,
-            &request,
+            request,
         ) {
             Ok(m) => m,
-            Err(e) => return failed(e.code(), e.to_string()),
+            Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
         };
         let permit = self
             .budget
@@ -696,16 +770,16 @@ impl ResizeHandler {
             &self.resize,
             probe.decode_pixels(),
             probe.oriented_dimensions(),
-            &request,
+            request,
         );
         let span = tracing::info_span!(target: trace::TARGET, "render", format = probe.format.as_str(), width = probe.width, height = probe.height, memory_mib = memory.total_mib());
         let rendered = self
-            .render_bounded(permit, bytes.clone(), &request, deadline)
+            .render_bounded(permit, bytes, request, deadline)
             .instrument(span)
             .await?;
         let rendered = match rendered {
             Ok(r) => r,
-            Err(FileFailure(code, message)) => return failed(code, message),
+            Err(failure) => return Ok(Err(failure)),
         };
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
@@ -738,25 +812,179 @@ impl ResizeHandler {
                 key: vkey,
             });
         }
-        let original_key = if request.keep_original {
-            let okey = keys::original_key(batch, file);
-            let opts = PutOptions {
-                content_type: Some(probe.format.content_type().into()),
-                metadata: BTreeMap::new(),
-                // A file is pinned to its first upload, so its original never changes.
-                cache_control: Some(CACHE_IMMUTABLE.into()),
-            };
-            self.deps
-                .media
-                .put(&okey, bytes, opts)
+        Ok(Ok(RenderedVariants {
+            facts: rendered.facts,
+            variants,
+            content_type: probe.format.content_type(),
+        }))
+    }
+
+    /// Read `key` from `store` when it is at most `limit` bytes; `None` when it does not exist.
+    async fn get_bounded(
+        store: &dyn BlobStore,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<Bytes>, HandlerError> {
+        match store.head(key).await {
+            Ok(h) if h.size > limit => {
+                return Err(HandlerError::permanent(
+                    ErrorCode::InvalidEvent,
+                    format!("{key}: {} bytes exceed {limit}", h.size),
+                ));
+            }
+            Ok(_) => {}
+            Err(BlobStoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(blob_err(e)),
+        }
+        match store.get(key).await {
+            Ok(b) if b.len() as u64 > limit => Err(HandlerError::permanent(
+                ErrorCode::InvalidEvent,
+                format!("{key}: {} bytes exceed {limit}", b.len()),
+            )),
+            Ok(b) => Ok(Some(b)),
+            Err(BlobStoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(blob_err(e)),
+        }
+    }
+
+    /// Whether `manifest` holds variants rendered with `request` by this engine: it names the
+    /// spec's hash and every variant key carries the tag this engine gives that spec.
+    fn rendered_with(&self, manifest: &Manifest, request: &VariantRequest, sha: &str) -> bool {
+        manifest.request_sha256.as_deref() == Some(sha)
+            && !manifest.rendered.variants.is_empty()
+            && manifest.rendered.variants.iter().all(|v| {
+                let name = v.key.rsplit('/').next().unwrap_or_default();
+                keys::parse_variant_name(name).is_some_and(|(width, tag, format)| {
+                    format == v.format
+                        && tag
+                            == keys::variant_tag(
+                                &self.engine,
+                                format,
+                                request.quality(format),
+                                request.fit,
+                                width,
+                            )
+                })
+            })
+    }
+
+    async fn put_rerender_record(
+        &self,
+        m: &RerenderMessage,
+        sha: &str,
+        status: RerenderStatus,
+        error: Option<FileError>,
+    ) -> Result<(), HandlerError> {
+        let record = RerenderRecord {
+            schema_version: rerender::SCHEMA_VERSION,
+            batch_id: m.batch_id.clone(),
+            file_id: m.file_id.clone(),
+            request_sha256: sha.to_owned(),
+            status,
+            error,
+            nonce: m.nonce.clone(),
+            at: OffsetDateTime::now_utc(),
+        };
+        let body = serde_json::to_vec(&record).expect("a re-render record serialises");
+        self.put_json(&rerender::record_key(&m.batch_id, &m.file_id), body)
+            .await
+    }
+
+    /// Re-render one `done` file with the message's spec, from its kept original or its
+    /// upload; a file already rendered with the spec is skipped. The outcome is written to
+    /// `rerender.json` (after the new manifest), a permanent failure included: the file keeps
+    /// its variants then.
+    async fn on_rerender(&self, m: &RerenderMessage) -> Result<Outcome, HandlerError> {
+        const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+        let (batch, file) = (m.batch_id.as_str(), m.file_id.as_str());
+        let sha = rerender::request_sha256(&m.request);
+        let span = tracing::info_span!(target: trace::TARGET, "rerender", batch_id = batch, file_id = file);
+        let fail = |code: ErrorCode, message: String| {
+            shared::telemetry::metrics::error("resize", "rerender", code.as_str());
+            warn!(batch_id = batch, file_id = file, error_code = %code, error = %message, "Re-render failed; the file keeps its variants.");
+            Some(FileError {
+                code: code.as_str().to_owned(),
+                message,
+            })
+        };
+        let manifest = Self::get_bounded(
+            &*self.deps.media,
+            &keys::manifest_key(batch, file),
+            MAX_MANIFEST_BYTES,
+        )
+        .await?
+        .and_then(|b| parse_manifest(&b).ok());
+        let Some(manifest) = manifest else {
+            let e = fail(
+                ErrorCode::SourceMissing,
+                "the file has no readable manifest: only rendered files can be re-rendered".into(),
+            );
+            self.put_rerender_record(m, &sha, RerenderStatus::Failed, e)
+                .await?;
+            return Ok(Outcome::Success);
+        };
+        if self.rendered_with(&manifest, &m.request, &sha) {
+            self.put_rerender_record(m, &sha, RerenderStatus::AlreadyRendered, None)
+                .await?;
+            return Ok(Outcome::Duplicate);
+        }
+        let limit = self.limits.max_input_bytes;
+        let source =
+            match Self::get_bounded(&*self.deps.media, &keys::original_key(batch, file), limit)
                 .await
-                .map_err(blob_err)?;
-            Some(okey)
-        } else {
-            None
+            {
+                Ok(Some(b)) => Some(b),
+                Ok(None) => {
+                    Self::get_bounded(&*self.deps.uploads, &keys::upload_key(batch, file), limit)
+                        .await?
+                }
+                Err(e) if e.code == ErrorCode::InvalidEvent => None,
+                Err(e) => return Err(e),
+            };
+        let Some(bytes) = source else {
+            let e = fail(
+                ErrorCode::SourceMissing,
+                "neither a kept original nor the upload of this file exists (or it is over the input limit)".into(),
+            );
+            self.put_rerender_record(m, &sha, RerenderStatus::Failed, e)
+                .await?;
+            return Ok(Outcome::Success);
+        };
+        let found = {
+            let b = bytes.clone();
+            tokio::task::spawn_blocking(move || render::facts::sha256_hex(&b))
+                .await
+                .map_err(|e| {
+                    HandlerError::transient(ErrorCode::Panic, format!("hash task failed: {e}"))
+                })?
+        };
+        if found != manifest.rendered.source.sha256 {
+            let e = fail(
+                ErrorCode::SourceMissing,
+                format!(
+                    "the source found (sha256 {found}) is not the one the file was rendered from"
+                ),
+            );
+            self.put_rerender_record(m, &sha, RerenderStatus::Failed, e)
+                .await?;
+            return Ok(Outcome::Success);
+        }
+        let started = Instant::now();
+        let rendered = self
+            .render_variants(batch, file, bytes, &m.request)
+            .instrument(span)
+            .await?;
+        let rendered = match rendered {
+            Ok(r) => r,
+            Err(FileFailure(code, message)) => {
+                let e = fail(code, message);
+                self.put_rerender_record(m, &sha, RerenderStatus::Failed, e)
+                    .await?;
+                return Ok(Outcome::Success);
+            }
         };
         let f = rendered.facts;
-        let manifest = Manifest {
+        let next = Manifest {
             schema_version: SCHEMA_VERSION,
             batch_id: batch.to_owned(),
             file_id: file.to_owned(),
@@ -776,17 +1004,26 @@ impl ResizeHandler {
                         content_peak_nits: h.content_peak_nits,
                     }),
                 },
-                variants,
-                original_key,
+                variants: rendered.variants,
+                original_key: manifest.rendered.original_key,
                 placeholder: Some(f.thumbhash),
                 dominant_color: Some(f.dominant_color),
             },
+            request_sha256: Some(sha.clone()),
         };
-        // The manifest goes last: its event tells the metadata writer every variant exists.
-        let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
+        // Variants, then the manifest (whose event updates the metadata), then the record.
+        let body = serde_json::to_vec(&next).expect("a manifest serialises");
         self.put_json(&keys::manifest_key(batch, file), body)
             .await?;
-        Ok(FileOutcome::Rendered)
+        self.put_rerender_record(m, &sha, RerenderStatus::Rendered, None)
+            .await?;
+        info!(
+            batch_id = batch,
+            file_id = file,
+            ms = started.elapsed().as_millis() as u64,
+            "File re-rendered."
+        );
+        Ok(Outcome::Success)
     }
 }
 
@@ -799,6 +1036,14 @@ impl Handler for ResizeHandler {
     async fn handle(&self, message: &Message) -> Result<Outcome, HandlerError> {
         let parsed = parse_body(&message.body).permanent(ErrorCode::InvalidEvent)?;
         match parsed.body {
+            EventBody::Json(v) if RerenderMessage::is_rerender(&v) => {
+                let inner = parsed
+                    .envelope
+                    .as_ref()
+                    .map_or(message.body.as_str(), |e| e.message.as_str());
+                let m = RerenderMessage::parse(inner).permanent(ErrorCode::InvalidEvent)?;
+                self.on_rerender(&m).await
+            }
             EventBody::TestEvent(_) | EventBody::Json(_) => Ok(Outcome::Skipped),
             EventBody::S3(event) => {
                 let mut outcome = Outcome::Skipped;

@@ -1015,6 +1015,60 @@ impl MetadataStore for DynamoMetadataStore {
         .await
     }
 
+    async fn replace_rendered(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        rendered: &RenderedFile,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError> {
+        let r = serde_json::to_string(rendered)
+            .map_err(|e| MetadataStoreError::Other(e.to_string()))?;
+        let file_key = key(batch_pk(batch_id), format!("F#{file_id}"));
+        let file_update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(file_key.clone()))
+            .update_expression("SET rendered = :r, updated_at = :at")
+            .condition_expression(
+                "#st = :done AND (attribute_not_exists(rendered) OR rendered <> :r)",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":done", s(FileStatus::Done.as_str()))
+            .expression_attribute_values(":r", s(r))
+            .expression_attribute_values(":at", n(us(at)))
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("file update: {e}")))?;
+        let batch_update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(batch_pk(batch_id), BATCH_SK.to_owned())))
+            .update_expression("ADD version :one")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(|e| MetadataStoreError::Other(format!("batch update: {e}")))?;
+        let sent = self
+            .ddb
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(file_update).build())
+            .transact_items(TransactWriteItem::builder().update(batch_update).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if is_cancelled(&e) => {
+                // Not done, unchanged, or missing: tell the last apart.
+                if self.get_item(file_key).await?.is_none() {
+                    return Err(MetadataStoreError::NotFound(format!(
+                        "file {batch_id}/{file_id}"
+                    )));
+                }
+                Ok(false)
+            }
+            Err(e) => Err(classified("TransactWriteItems", &e)),
+        }
+    }
+
     async fn mark_announced(
         &self,
         batch_id: &str,

@@ -554,6 +554,50 @@ impl MetadataStore for SqliteMetadataStore {
             .await
     }
 
+    async fn replace_rendered(
+        &self,
+        batch_id: &str,
+        file_id: &str,
+        rendered: &RenderedFile,
+        at: OffsetDateTime,
+    ) -> Result<bool, MetadataStoreError> {
+        let r = serde_json::to_string(rendered)
+            .map_err(|e| MetadataStoreError::Other(e.to_string()))?;
+        let (b, f) = (batch_id.to_owned(), file_id.to_owned());
+        let outcome = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let n = tx.execute(
+                    "UPDATE files SET rendered = ?3, updated_at = ?4
+                     WHERE batch_id = ?1 AND file_id = ?2 AND status = 'done'
+                     AND rendered IS NOT ?3",
+                    params![b, f, r, ns(at)],
+                )?;
+                if n == 1 {
+                    tx.execute(
+                        "INSERT INTO batch_versions (batch_id, version) VALUES (?1, 1)
+                         ON CONFLICT (batch_id) DO UPDATE SET version = version + 1",
+                        params![b],
+                    )?;
+                    tx.commit()?;
+                    return Ok(Some(true));
+                }
+                let exists = tx
+                    .query_row(
+                        "SELECT 1 FROM files WHERE batch_id = ?1 AND file_id = ?2",
+                        params![b, f],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                Ok(exists.then_some(false))
+            })
+            .await
+            .map_err(err)?;
+        outcome.ok_or_else(|| MetadataStoreError::NotFound(format!("file {batch_id}/{file_id}")))
+    }
+
     async fn mark_announced(
         &self,
         batch_id: &str,
