@@ -352,6 +352,24 @@ struct RenderedVariants {
     content_type: &'static str,
 }
 
+/// The manifest's record of the source, from the engine's facts.
+fn source_record(f: &render::SourceFacts) -> SourceFacts {
+    SourceFacts {
+        format: f.format.as_str().to_owned(),
+        width: f.width,
+        height: f.height,
+        bytes: f.bytes,
+        sha256: f.sha256.clone(),
+        has_alpha: f.has_alpha,
+        color_profile: f.color_profile.clone(),
+        orientation: f.orientation,
+        hdr: f.hdr.as_ref().map(|h| HdrFacts {
+            transfer: h.transfer.as_str().to_owned(),
+            content_peak_nits: h.content_peak_nits,
+        }),
+    }
+}
+
 /// A permanent failure of one file, recorded in `failure.json`.
 struct FileFailure(ErrorCode, String);
 
@@ -707,16 +725,7 @@ impl ResizeHandler {
             file_id: file.to_owned(),
             rendered_at: OffsetDateTime::now_utc(),
             rendered: RenderedFile {
-                source: SourceFacts {
-                    format: f.format.as_str().to_owned(),
-                    width: f.width,
-                    height: f.height,
-                    bytes: f.bytes,
-                    sha256: f.sha256,
-                    has_alpha: f.has_alpha,
-                    color_profile: f.color_profile,
-                    orientation: f.orientation,
-                },
+                source: source_record(&f),
                 variants,
                 original_key,
                 placeholder: Some(f.thumbhash),
@@ -990,20 +999,7 @@ impl ResizeHandler {
             file_id: file.to_owned(),
             rendered_at: OffsetDateTime::now_utc(),
             rendered: RenderedFile {
-                source: SourceFacts {
-                    format: f.format.as_str().to_owned(),
-                    width: f.width,
-                    height: f.height,
-                    bytes: f.bytes,
-                    sha256: f.sha256,
-                    has_alpha: f.has_alpha,
-                    color_profile: f.color_profile,
-                    orientation: f.orientation,
-                    hdr: f.hdr.map(|h| HdrFacts {
-                        transfer: h.transfer.as_str().to_owned(),
-                        content_peak_nits: h.content_peak_nits,
-                    }),
-                },
+                source: source_record(&f),
                 variants: rendered.variants,
                 original_key: manifest.rendered.original_key,
                 placeholder: Some(f.thumbhash),
