@@ -196,6 +196,32 @@ impl libheif_rs::Reader for TransformsHidden<'_> {
     }
 }
 
+/// Limited ("video") range of `bits`-bit luma: black at 16 and white at 235, scaled to the
+/// depth (ITU-T H.273 / BT.601).
+#[derive(Clone, Copy)]
+struct LimitedRange {
+    black: u32,
+    span: u32,
+    max: u32,
+}
+
+impl LimitedRange {
+    fn new(bits: u32) -> Self {
+        let scale = 1_u32 << (bits - 8);
+        Self {
+            black: 16 * scale,
+            span: 219 * scale,
+            max: (1_u32 << bits) - 1,
+        }
+    }
+
+    /// A limited-range sample to full range, rounded and clamped.
+    fn expand(self, v: u32) -> u32 {
+        let v = v.saturating_sub(self.black);
+        ((v * self.max + self.span / 2) / self.span).min(self.max)
+    }
+}
+
 /// Decode the primary image under the same [`security_limits`] as the probe: the coded frame
 /// without libheif's transforms, cropped to the probe's clean aperture while it is copied out.
 /// The orientation is left to the engine (the probe's `container_orientation`).
@@ -251,6 +277,15 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
     });
     // More than 8 bits (10-bit AVIF, HDR) are kept at 16 bits through the colour transform.
     let deep = handle.luma_bits_per_pixel() > 8;
+    // libheif's monochrome-to-RGB conversion copies the luma samples as they are, limited
+    // ("video") range included, where its YCbCr conversion expands the range: a limited-range
+    // monochrome image is expanded below while its samples are copied out, or its blacks would
+    // be lifted to code 16 and its whites dimmed to 235.
+    let expand_limited_range = nclx.as_ref().is_some_and(|n| !n.full_range)
+        && matches!(
+            handle.preferred_decoding_colorspace(),
+            Ok(ColorSpace::Monochrome)
+        );
     let chroma = match (alpha, deep) {
         (false, false) => RgbChroma::Rgb,
         (true, false) => RgbChroma::Rgba,
@@ -299,14 +334,23 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
         // Little-endian samples of `bits_per_pixel` significant bits: scale to full 16 bits.
         let bits = u32::from(plane.bits_per_pixel.clamp(9, 16));
         let max = (1_u32 << bits) - 1;
+        let range = LimitedRange::new(bits);
         let row = w * channels * 2;
         let mut out = Vec::with_capacity(w * h * channels);
         for y in y0..y0 + h {
             let start = y * plane.stride + x0 * channels * 2;
-            out.extend(plane.data[start..start + row].chunks_exact(2).map(|b| {
-                let v = u32::from(u16::from_le_bytes([b[0], b[1]])).min(max);
-                u16::try_from((v * 65_535 + max / 2) / max).unwrap_or(u16::MAX)
-            }));
+            out.extend(
+                plane.data[start..start + row]
+                    .chunks_exact(2)
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let mut v = u32::from(u16::from_le_bytes([b[0], b[1]])).min(max);
+                        if expand_limited_range && !(alpha && i % 4 == 3) {
+                            v = range.expand(v);
+                        }
+                        u16::try_from((v * 65_535 + max / 2) / max).unwrap_or(u16::MAX)
+                    }),
+            );
         }
         Samples::U16(out)
     } else {
@@ -315,6 +359,14 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
         for y in y0..y0 + h {
             let start = y * plane.stride + x0 * channels;
             out.extend_from_slice(&plane.data[start..start + row]);
+        }
+        if expand_limited_range {
+            let range = LimitedRange::new(8);
+            for (i, v) in out.iter_mut().enumerate() {
+                if !(alpha && i % 4 == 3) {
+                    *v = u8::try_from(range.expand(u32::from(*v))).unwrap_or(u8::MAX);
+                }
+            }
         }
         Samples::U8(out)
     };
@@ -464,6 +516,20 @@ fn count_isobmff_samples(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limited_range_luma_expands_to_full_range() {
+        let r8 = LimitedRange::new(8);
+        assert_eq!(
+            [0, 16, 126, 235, 255].map(|v| r8.expand(v)),
+            [0, 0, 128, 255, 255]
+        );
+        let r10 = LimitedRange::new(10);
+        assert_eq!(
+            [0, 64, 502, 940, 1023].map(|v| r10.expand(v)),
+            [0, 0, 512, 1023, 1023]
+        );
+    }
 
     #[test]
     #[allow(unsafe_code)]
