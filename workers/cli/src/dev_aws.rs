@@ -1,5 +1,6 @@
-//! `prism dev --aws-endpoint URL [--region R]`: provision the AWS topology on an endpoint (moto,
-//! LocalStack) idempotently, then run every component in AWS mode against it.
+//! `prism dev --aws-endpoint URL [--region R] [--stack NAME]`: provision the AWS topology on an
+//! endpoint (moto, LocalStack) idempotently, or find a deployed one by its stack outputs, then
+//! run every component in AWS mode against it.
 //!
 //! Provisioned ([`shared::adapter::aws::provision`]): the uploads, media and archive buckets;
 //! S3 → SNS notifications (uploads: every created object; media: `manifest.json` and
@@ -35,6 +36,33 @@ pub async fn start_aws(
     listen: SocketAddr,
     config_file: Option<&Path>,
     shutdown: CancellationToken,
+) -> anyhow::Result<AwsDevStack> {
+    start_aws_on(
+        endpoint,
+        region,
+        data_dir,
+        listen,
+        config_file,
+        shutdown,
+        None,
+    )
+    .await
+}
+
+/// [`start_aws`], or with `stack` the components run against that deployment as its stacks'
+/// outputs name it ([`crate::stack::discover`]) and nothing is provisioned.
+///
+/// # Errors
+/// Invalid config, an unreachable endpoint, a provisioning step that fails, or a stack that
+/// cannot be found.
+pub async fn start_aws_on(
+    endpoint: &url::Url,
+    region: Option<&str>,
+    data_dir: &Path,
+    listen: SocketAddr,
+    config_file: Option<&Path>,
+    shutdown: CancellationToken,
+    stack: Option<&str>,
 ) -> anyhow::Result<AwsDevStack> {
     let listen = concrete(listen)?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
@@ -75,16 +103,26 @@ pub async fn start_aws(
         endpoint_url: Some(endpoint.clone()),
     };
     let clients = Clients::new(&aws).await;
-    // Emulators (moto 5.2.1) lack `$or` in body filter policies; see FilterDialect.
-    let provisioned = provision::provision(
-        &clients,
-        &resize_pre.common.resources,
-        &settings,
-        provision::FilterDialect::NoOr,
-    )
-    .await
-    .with_context(|| format!("provisioning on {endpoint}"))?;
-    tracing::info!(%endpoint, topic = %provisioned.resources.topic_arn, "Provisioned the AWS topology.");
+    let provisioned = match stack {
+        Some(name) => {
+            let d = crate::stack::discover(&clients, name).await?;
+            tracing::info!(%endpoint, stack = %d.stateful_stack, "Running against a deployed stack.");
+            d.provisioned(&clients).await?
+        }
+        None => {
+            // Emulators (moto 5.2.1) lack `$or` in body filter policies; see FilterDialect.
+            let p = provision::provision(
+                &clients,
+                &resize_pre.common.resources,
+                &settings,
+                provision::FilterDialect::NoOr,
+            )
+            .await
+            .with_context(|| format!("provisioning on {endpoint}"))?;
+            tracing::info!(%endpoint, topic = %p.resources.topic_arn, "Provisioned the AWS topology.");
+            p
+        }
+    };
 
     let r = &provisioned.resources;
     let common = |queue: Option<&str>| {

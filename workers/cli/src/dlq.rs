@@ -1,6 +1,6 @@
 //! `prism dlq list|show|redrive QUEUE`: inspect and redrive a worker queue's dead letters, on
-//! the embedded backend (a data dir) or on AWS (queues looked up by name; `--aws-endpoint` for
-//! moto/LocalStack). Redrive is `StartMessageMoveTask` on SQS and a re-enqueue locally.
+//! the embedded backend (a data dir) or on AWS (queues from a deployment's stack outputs with
+//! `--stack`, else looked up by name; `--aws-endpoint` for moto/LocalStack). Redrive is `StartMessageMoveTask` on SQS and a re-enqueue locally.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +19,10 @@ pub enum Backend<'a> {
         endpoint: Option<url::Url>,
         /// Region.
         region: Option<String>,
+        /// The deployment whose CloudFormation outputs name the queues; without it the queues
+        /// are looked up by name (`resize`, `resize-dlq`, as `prism dev --aws-endpoint` makes
+        /// them).
+        stack: Option<String>,
     },
 }
 
@@ -43,12 +47,23 @@ pub async fn open(backend: Backend<'_>, name: &str) -> anyhow::Result<Arc<dyn Qu
             .await?;
             Ok(Arc::new(q))
         }
-        Backend::Aws { endpoint, region } => {
+        Backend::Aws {
+            endpoint,
+            region,
+            stack,
+        } => {
             let clients = shared::adapter::aws::Clients::new(&shared::config::AwsConfig {
                 region,
                 endpoint_url: endpoint,
             })
             .await;
+            if let Some(stack) = stack {
+                let d = crate::stack::discover(&clients, &stack).await?;
+                let q = d.queue(name)?;
+                return Ok(Arc::new(shared::adapter::aws::SqsQueue::new(
+                    &clients, name, &q.url, &q.dlq_url,
+                )));
+            }
             let url = |n: String| {
                 let c = clients.sqs.clone();
                 async move {

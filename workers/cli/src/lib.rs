@@ -10,6 +10,7 @@
 //!   batches), read through the ports.
 //! - [`ops`] and [`rerender`]: the operator commands' ports on either backend, and
 //!   `prism rerender` (re-render files with a new spec through the resize worker).
+//! - [`stack`]: `--stack NAME`, a deployment's resources from its CloudFormation outputs.
 //! - [`upload`]: create a batch, upload files through the presigned instructions, wait, report.
 //! - [`uploader`]: the drag-and-drop page `prism dev` serves at `/upload`.
 
@@ -19,5 +20,6 @@ pub mod dev_aws;
 pub mod dlq;
 pub mod ops;
 pub mod rerender;
+pub mod stack;
 pub mod upload;
 pub mod uploader;

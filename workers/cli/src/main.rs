@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 /// prism: image ingest.
@@ -37,6 +38,10 @@ enum Command {
         /// AWS region with --aws-endpoint.
         #[arg(long, value_name = "REGION", requires = "aws_endpoint")]
         region: Option<String>,
+        /// With --aws-endpoint: provision nothing, run against the deployment these
+        /// CloudFormation stack outputs name (`Prism-dev`, or either stack's full name).
+        #[arg(long, value_name = "NAME", requires = "aws_endpoint")]
+        stack: Option<String>,
         /// Let pages on this origin (e.g. http://localhost:5173) call the API and upload
         /// through it (CORS); repeatable. Embedded backend only.
         #[arg(
@@ -164,6 +169,10 @@ enum Command {
         /// AWS region.
         #[arg(long, global = true)]
         region: Option<String>,
+        /// The deployment whose CloudFormation outputs name the queues (`Prism`, `Prism-dev`,
+        /// or either stack's full name); implies --aws.
+        #[arg(long, value_name = "NAME", env = "PRISM_STACK", global = true)]
+        stack: Option<String>,
         /// Print JSON.
         #[arg(long, global = true)]
         json: bool,
@@ -187,6 +196,16 @@ enum Command {
         /// Data dir whose dev-token to use when no token is given.
         #[arg(long, default_value = "prism-data")]
         data_dir: PathBuf,
+        /// Take the API URL from this deployment's compute stack (its `ApiUrl` output) instead
+        /// of --api; the token must then be given (--token or PRISM_TOKEN).
+        #[arg(long, value_name = "NAME", conflicts_with = "api")]
+        stack: Option<String>,
+        /// AWS at a custom endpoint (moto, LocalStack), for --stack.
+        #[arg(long, value_name = "URL", requires = "stack")]
+        aws_endpoint: Option<url::Url>,
+        /// AWS region, for --stack.
+        #[arg(long, requires = "stack")]
+        region: Option<String>,
     },
 }
 
@@ -205,6 +224,10 @@ struct TargetArgs {
     /// AWS region.
     #[arg(long)]
     region: Option<String>,
+    /// The deployment whose CloudFormation outputs name every resource (`Prism`, `Prism-dev`,
+    /// or either stack's full name); implies --aws and replaces the resource flags below.
+    #[arg(long, value_name = "NAME", env = "PRISM_STACK")]
+    stack: Option<String>,
     /// Uploads bucket on AWS.
     #[arg(
         long,
@@ -236,14 +259,19 @@ struct TargetArgs {
 impl TargetArgs {
     /// Open the ports; `resize`: the resize queue is needed.
     async fn open(&self, resize: bool) -> anyhow::Result<prism::ops::Ops> {
-        if !self.aws && self.aws_endpoint.is_none() {
+        if !self.on_aws() {
             return prism::ops::Ops::local(&self.data_dir).await;
         }
-        let clients = shared::adapter::aws::Clients::new(&shared::config::AwsConfig {
-            region: self.region.clone(),
-            endpoint_url: self.aws_endpoint.clone(),
-        })
-        .await;
+        let clients = aws_clients(self.aws_endpoint.clone(), self.region.clone()).await;
+        if let Some(name) = &self.stack {
+            let d = prism::stack::discover(&clients, name).await?;
+            let q = d.queue(shared::topology::RESIZE_QUEUE)?;
+            let target = prism::ops::AwsTarget {
+                resources: d.resources.clone(),
+                resize_queue: resize.then(|| (q.url.clone(), q.dlq_url.clone())),
+            };
+            return Ok(prism::ops::Ops::aws(&clients, &target));
+        }
         let topic_arn = match &self.topic_arn {
             Some(a) => a.clone(),
             None => find_topic(&clients, "events").await?,
@@ -274,6 +302,23 @@ impl TargetArgs {
         };
         Ok(prism::ops::Ops::aws(&clients, &target))
     }
+}
+
+impl TargetArgs {
+    fn on_aws(&self) -> bool {
+        self.aws || self.aws_endpoint.is_some() || self.stack.is_some()
+    }
+}
+
+async fn aws_clients(
+    endpoint_url: Option<url::Url>,
+    region: Option<String>,
+) -> shared::adapter::aws::Clients {
+    shared::adapter::aws::Clients::new(&shared::config::AwsConfig {
+        region,
+        endpoint_url,
+    })
+    .await
 }
 
 /// The ARN of the topic named `name` (looking through at most 100 pages of topics).
@@ -398,6 +443,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             aws_endpoint,
             region,
+            stack,
             cors_origins,
             public_media,
         } => {
@@ -411,13 +457,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let shutdown = shared::shutdown::on_signal();
             if let Some(endpoint) = aws_endpoint {
-                let dev = prism::dev_aws::start_aws(
+                let dev = prism::dev_aws::start_aws_on(
                     &endpoint,
                     region.as_deref(),
                     &data_dir,
                     listen,
                     config.as_deref(),
                     shutdown,
+                    stack.as_deref(),
                 )
                 .await?;
                 println!("prism dev is running in AWS mode against {endpoint}");
@@ -515,14 +562,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
             let to = time::OffsetDateTime::parse(&to, &Rfc3339)
                 .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-            if let Some(b) = bucket {
+            if let Some(b) = &bucket {
                 anyhow::ensure!(
-                    target.aws || target.aws_endpoint.is_some(),
-                    "--bucket names an archive bucket on AWS (--aws or --aws-endpoint)"
+                    target.on_aws(),
+                    "--bucket names an archive bucket on AWS (--aws, --aws-endpoint or --stack)"
                 );
-                target.archive_bucket = b;
+                target.archive_bucket = b.clone();
             }
-            let ops = target.open(false).await?;
+            let mut ops = target.open(false).await?;
+            if let (Some(b), Some(_)) = (bucket, &target.stack) {
+                // An archive bucket named beside --stack (another deployment's, say) wins.
+                let clients = aws_clients(target.aws_endpoint.clone(), target.region.clone()).await;
+                ops.archive =
+                    std::sync::Arc::new(shared::adapter::aws::S3BlobStore::new(&clients, &b));
+            }
             let counts = prism_archiver::replay::replay(
                 &*ops.archive,
                 &*ops.topic,
@@ -634,12 +687,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             aws,
             aws_endpoint,
             region,
+            stack,
             json,
         } => {
-            let backend = if aws || aws_endpoint.is_some() {
+            let backend = if aws || aws_endpoint.is_some() || stack.is_some() {
                 prism::dlq::Backend::Aws {
                     endpoint: aws_endpoint,
                     region,
+                    stack,
                 }
             } else {
                 prism::dlq::Backend::Local(&data_dir)
@@ -696,7 +751,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             api,
             token: t,
             data_dir,
+            stack,
+            aws_endpoint,
+            region,
         } => {
+            let api = match &stack {
+                Some(name) => {
+                    anyhow::ensure!(
+                        t.is_some(),
+                        "--stack needs the API token: --token or PRISM_TOKEN"
+                    );
+                    let clients = aws_clients(aws_endpoint, region).await;
+                    let d = prism::stack::discover(&clients, name).await?;
+                    d.api_url.with_context(|| {
+                        format!(
+                            "{} has no compute stack with an ApiUrl output",
+                            d.stateful_stack
+                        )
+                    })?
+                }
+                None => api,
+            };
             let t = token(t, &data_dir)?;
             let view = shared::api::Client::new(&api, &t)?
                 .get_batch(&batch_id, None)

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use shared::port::Queue;
 use shared::testing::moto::Moto;
+
+#[path = "support/cfn_moto.rs"]
+mod cfn_moto;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -209,14 +212,35 @@ async fn dev_archive(moto: &Moto) -> shared::adapter::aws::S3BlobStore {
     shared::adapter::aws::S3BlobStore::new(&moto.clients().await, "archive")
 }
 
-/// `prism rerender` against moto, the resize worker doing the work: a batch that kept its
-/// originals (its uploads deleted, as they expire) is re-rendered with new widths; the first run
-/// is killed once a file has ended and a second run finishes. Every file is rendered once with
-/// the new spec (its manifest is not rewritten again, the counts add up to the batch), the
-/// batch view lists the new variants under new keys, and a third run finds nothing to do. Then
-/// `prism replay` on AWS re-publishes the archived upload events to the topic.
+/// The prism binary, run against moto.
+fn prism_cli(endpoint: &url::Url, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args(args)
+        .args(["--aws-endpoint", endpoint.as_str(), "--region", "us-east-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prism {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Operating a deployed stack on moto. The CDK app's stateful template (a `dev` stage) is
+/// deployed onto moto with CloudFormation-generated names (`support/cfn_moto.rs`), and every
+/// component and command finds the resources through the stacks' outputs (`--stack Prism-dev`),
+/// as on AWS.
+///
+/// `prism rerender`, the resize worker doing the work: a batch that kept its originals (its
+/// uploads deleted, as they expire) is re-rendered with new widths; the first run is killed
+/// once a file has ended and a second run finishes. Every file is rendered once with the new
+/// spec (its manifest is not rewritten again, the counts add up to the batch), the batch view
+/// lists the new variants under new keys, and a third run finds nothing to do. `prism batch`
+/// and `prism dlq list` work through `--stack`; then `prism replay --stack` re-publishes the
+/// archived upload events to the topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rerender_survives_a_kill_and_replay_republishes_on_moto() {
+async fn rerender_survives_a_kill_and_replay_republishes_on_a_deployed_stack_on_moto() {
     use prism::rerender::{Options, Selection, run};
     use shared::port::{BlobStore, MetadataStore};
     use shared::variant::{OutputFormat, VariantRequest};
@@ -226,16 +250,38 @@ async fn rerender_survives_a_kill_and_replay_republishes_on_moto() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint: url::Url = moto.endpoint.parse().unwrap();
     let started = time::OffsetDateTime::now_utc() - Duration::from_secs(5);
-    let dev = prism::dev_aws::start_aws(
+    let clients = moto.clients().await;
+    cfn_moto::deploy(
+        &clients,
+        "Prism-dev-Stateful",
+        &cfn_moto::stateful_template(),
+    )
+    .await
+    .unwrap();
+    let deployed = prism::stack::discover(&clients, "Prism-dev").await.unwrap();
+    assert_eq!(deployed.stateful_stack, "Prism-dev-Stateful");
+    assert!(
+        deployed
+            .resources
+            .uploads_bucket
+            .starts_with("prism-dev-stateful-uploadsbucket"),
+        "generated names, none of prism dev's: {deployed:?}"
+    );
+    let dev = prism::dev_aws::start_aws_on(
         &endpoint,
         Some("us-east-1"),
         dir.path(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
         None,
         CancellationToken::new(),
+        Some("Prism-dev"),
     )
     .await
     .unwrap();
+    assert_eq!(
+        dev.provisioned.resources.table_name,
+        deployed.resources.table_name
+    );
     let names = [
         "Landscape_6.jpg",
         "4.webp",
@@ -265,11 +311,12 @@ async fn rerender_survives_a_kill_and_replay_republishes_on_moto() {
             .unwrap();
     }
 
-    let q = &dev.provisioned.queues[shared::topology::RESIZE_QUEUE];
+    // What `--stack Prism-dev` opens for the operator commands.
+    let q = deployed.queue(shared::topology::RESIZE_QUEUE).unwrap();
     let ops = prism::ops::Ops::aws(
         &dev.stack.clients,
         &prism::ops::AwsTarget {
-            resources: dev.provisioned.resources.clone(),
+            resources: deployed.resources.clone(),
             resize_queue: Some((q.url.clone(), q.dlq_url.clone())),
         },
     );
@@ -421,21 +468,54 @@ async fn rerender_survives_a_kill_and_replay_republishes_on_moto() {
         assert_eq!(m.rendered_at, *at, "{}: rendered again", f.file_id);
     }
 
-    // Replay on AWS: with the workers stopped, the archived events go back to the topic and
-    // the resize queue receives the three upload events again.
-    dev.stop().await;
-    let counts = prism_archiver::replay::replay(
-        &*ops.archive,
-        &*ops.topic,
-        started,
-        time::OffsetDateTime::now_utc() + Duration::from_secs(5),
-        false,
-        |_| {},
+    // The commands through --stack: the batch (API URL from the compute stack's output;
+    // moto cannot run the compute stack, so its output names the running API), the DLQ.
+    cfn_moto::register(
+        &clients,
+        "Prism-dev-Compute",
+        &[("ApiUrl".to_owned(), dev.url.clone())].into(),
     )
     .await
     .unwrap();
-    assert!(counts.objects >= 1 && counts.distinct >= 3, "{counts:?}");
-    assert_eq!(counts.published, counts.distinct, "{counts:?}");
+    let table = prism_cli(
+        &endpoint,
+        &["batch", &id, "--stack", "Prism-dev", "--token", &dev.token],
+    );
+    for n in names {
+        assert!(table.contains(n), "{n} in {table}");
+    }
+    let letters: serde_json::Value = serde_json::from_str(&prism_cli(
+        &endpoint,
+        &["dlq", "list", "resize", "--stack", "Prism-dev", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(letters, serde_json::json!([]));
+
+    // Replay on AWS: with the workers stopped, the archived events go back to the topic and
+    // the resize queue receives the three upload events again.
+    dev.stop().await;
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let counts: serde_json::Value = serde_json::from_str(&prism_cli(
+        &endpoint,
+        &[
+            "replay",
+            "--from",
+            &rfc(started),
+            "--to",
+            &rfc(time::OffsetDateTime::now_utc() + Duration::from_secs(5)),
+            "--stack",
+            "Prism-dev",
+        ],
+    ))
+    .unwrap();
+    assert!(
+        counts["objects"].as_u64() >= Some(1) && counts["distinct"].as_u64() >= Some(3),
+        "{counts}"
+    );
+    assert_eq!(counts["published"], counts["distinct"], "{counts}");
     let got = shared::testing::eventually(Duration::from_secs(30), "uploads replayed", || async {
         // A receive the stopping worker had outstanding may hold one in flight.
         let s = resize.stats().await.unwrap();
