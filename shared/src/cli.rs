@@ -90,6 +90,22 @@ pub struct Runtime {
     pub emf: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl Runtime {
+    /// Let the EMF writer make its last flush (the interval's samples since the previous one),
+    /// at most 5 s, then drop the runtime (which flushes exported spans). Call it after the
+    /// worker's loop returns: a task still pending when `main` returns is dropped unrun.
+    pub async fn finish(self) {
+        self.shutdown.cancel();
+        if let Some(emf) = self.emf
+            && tokio::time::timeout(std::time::Duration::from_secs(5), emf)
+                .await
+                .is_err()
+        {
+            tracing::warn!("EMF: the last flush did not finish within 5 s.");
+        }
+    }
+}
+
 /// Init logs and metrics, log the redacted config, cancel on signals, and serve the ops
 /// endpoints on `common.metrics.listen_addr` when `serve_ops`.
 ///

@@ -57,8 +57,15 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         ),
         Backend::Aws => Deps::aws(&shared::adapter::aws::AwsStack::open(&cfg.common).await),
     };
-    prism_api::run(cfg, deps, rt.metrics, rt.health, rt.shutdown, |addr| {
-        println!("prism-api listening on http://{addr}")
-    })
-    .await
+    let served = prism_api::run(
+        cfg,
+        deps,
+        rt.metrics.clone(),
+        rt.health.clone(),
+        rt.shutdown.clone(),
+        |addr| println!("prism-api listening on http://{addr}"),
+    )
+    .await;
+    rt.finish().await;
+    served
 }

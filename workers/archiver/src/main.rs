@@ -42,6 +42,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             prism_archiver::aws_deps(&cfg, &stack, busy)?
         }
     };
-    Archiver::new(&cfg, deps).run(rt.shutdown).await;
+    Archiver::new(&cfg, deps).run(rt.shutdown.clone()).await;
+    rt.finish().await;
     Ok(())
 }

@@ -123,3 +123,64 @@ fn all_four_binaries_start_side_by_side_with_their_defaults() {
         "the error names the address and the flag: {stderr}"
     );
 }
+
+/// The metrics path on AWS, from a real binary: with `[metrics] emf = true` a worker writes
+/// CloudWatch EMF documents (namespace `prism`) to stdout, which the awslogs driver ships to
+/// CloudWatch Logs. The interval here is an hour, so the only flush is the last one, written
+/// after SIGTERM (`Runtime::finish` waits for it).
+#[test]
+fn a_stopping_worker_writes_its_last_emf_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let stdout = dir.path().join("stdout");
+    let child = Command::new(binary("prism-archiver"))
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("PRISM__METRICS__EMF", "true")
+        .env("PRISM__METRICS__EMF_INTERVAL_SECS", "3600")
+        .env("PRISM__METRICS__LISTEN_ADDR", addr.to_string())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut procs = Procs(vec![("prism-archiver".into(), child, stdout.clone())]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !healthz(addr) {
+        assert!(Instant::now() < deadline, "no /healthz within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = procs.0[0].1.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = procs.0[0].1.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    let out = std::fs::read_to_string(&stdout).unwrap();
+    let docs: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|d: &serde_json::Value| d.get("_aws").is_some())
+        .collect();
+    assert!(!docs.is_empty(), "no EMF document on stdout:\n{out}");
+    assert!(
+        docs.iter()
+            .any(|d| d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "prism"),
+        "{docs:?}"
+    );
+}

@@ -42,7 +42,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             prism_metadata::aws_deps(&cfg, &stack, busy)?
         }
     };
-    let report = prism_metadata::run(&cfg, deps, rt.shutdown).await;
+    let report = prism_metadata::run(&cfg, deps, rt.shutdown.clone()).await;
     tracing::info!(abandoned = report.abandoned, "Stopped.");
+    rt.finish().await;
     Ok(())
 }

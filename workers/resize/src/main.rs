@@ -204,7 +204,8 @@ async fn run_worker(cfg: prism_resize::worker::Config) -> anyhow::Result<()> {
             prism_resize::worker::aws_deps(&cfg, &stack, busy)?
         }
     };
-    let report = prism_resize::worker::run(&cfg, deps, rt.shutdown).await;
+    let report = prism_resize::worker::run(&cfg, deps, rt.shutdown.clone()).await;
     tracing::info!(abandoned = report.abandoned, "Stopped.");
+    rt.finish().await;
     Ok(())
 }
