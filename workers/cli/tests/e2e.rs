@@ -287,3 +287,113 @@ async fn put_uploads_from_a_page_origin_flow_through_the_local_pipeline() {
     assert_eq!(stored.len(), 3);
     dev.stop().await;
 }
+
+/// `prism rerender` on the embedded backend, run as the operator runs it (the binary, against
+/// the data dir the running `prism dev` serves): every file of a batch is rendered once with the
+/// new spec, under new keys, and a second run finds nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rerender_on_the_local_backend_renders_each_file_once_with_the_new_spec() {
+    use shared::port::MetadataStore;
+    let corpus = shared::testing::corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let shutdown = CancellationToken::new();
+    let dev = prism::dev::start(
+        &data,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        None,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let names = ["Landscape_6.jpg", "4.webp"];
+    let batch = prism::upload::run(&prism::upload::UploadArgs {
+        paths: names.iter().map(|n| corpus.join(n)).collect(),
+        api: dev.url.clone(),
+        token: dev.token.clone(),
+        widths: vec![320],
+        formats: vec!["webp".into()],
+        keep_original: false,
+        wait_secs: 120,
+        progress: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(batch["counts"]["done"], 2, "{batch:#}");
+    let id = batch["batch_id"].as_str().unwrap().to_owned();
+    let before = dev.stack.metadata.get_batch(&id).await.unwrap().unwrap();
+
+    let run = |state: &str| {
+        let (id, data, state) = (id.clone(), data.clone(), dir.path().join(state));
+        tokio::task::spawn_blocking(move || rerender_cli(&id, &data, &state))
+    };
+    let first = run("first.json");
+    let first = first.await.unwrap();
+    assert_eq!(
+        (&first["selected"], &first["rendered"], &first["failed"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(2),
+            &serde_json::json!(0)
+        ),
+        "{first}"
+    );
+    let after = shared::testing::eventually(
+        std::time::Duration::from_secs(60),
+        "metadata records the re-render",
+        || async {
+            let b = dev.stack.metadata.get_batch(&id).await.unwrap().unwrap();
+            b.files
+                .iter()
+                .all(|f| {
+                    f.rendered
+                        .as_ref()
+                        .is_some_and(|r| r.variants.iter().map(|v| v.width).eq([200, 400]))
+                })
+                .then_some(b)
+        },
+    )
+    .await;
+    for (old, new) in before.files.iter().zip(&after.files) {
+        let (old, new) = (
+            old.rendered.as_ref().unwrap(),
+            new.rendered.as_ref().unwrap(),
+        );
+        for v in &new.variants {
+            assert!(old.variants.iter().all(|o| o.key != v.key), "{}", v.key);
+        }
+    }
+    let second = run("second.json").await.unwrap();
+    assert_eq!(
+        (&second["sent"], &second["already"]),
+        (&serde_json::json!(0), &serde_json::json!(2)),
+        "{second}"
+    );
+    shutdown.cancel();
+}
+
+/// `prism rerender --batch ID --widths 200,400 --formats webp` on a data dir; its totals.
+fn rerender_cli(id: &str, data: &std::path::Path, state: &std::path::Path) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+        .args([
+            "rerender",
+            "--batch",
+            id,
+            "--widths",
+            "200,400",
+            "--formats",
+            "webp",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--state")
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
