@@ -94,6 +94,7 @@ fn request(files: usize) -> CreateBatchRequest {
                 name: format!("photo {i}.jpg"),
                 content_type: "image/jpeg".into(),
                 size: 1000,
+                focal_point: None,
             })
             .collect(),
         variants: VariantSpec::new(vec![640, 320], vec![OutputFormat::Webp, OutputFormat::Avif]),
@@ -227,6 +228,7 @@ async fn real_answers_match_the_document() {
         rendered.variants.push(shared::port::VariantRecord {
             width: w,
             height: w * 3 / 4,
+            fit: shared::variant::Fit::Inside,
             format: f,
             bytes: 100,
             key: shared::keys::variant_key(&id, &files[0], w, "0123456789", f),
