@@ -198,13 +198,19 @@ fn auto_focus_keeps_an_off_centre_subject() {
     let auto = size(100, 100, Fit::Cover, Focus::Auto);
     let centre = size(100, 100, Fit::Contain, Focus::Center);
     let plain = size(50, 50, Fit::Cover, Focus::Center);
-    let r = render_sizes(&bytes, &[], &[auto, centre, plain], None);
-    // The 200x200 window scaled by a half: the whole subject is 40x40 = 1600 pixels.
+    // The whole image at the auto crop's scale (a half), encoded alike, is the reference.
+    let r = render_sizes(&bytes, &[200], &[auto, centre, plain], None);
+    let whole = r.variants.iter().find(|v| v.size.is_none()).unwrap();
+    let all = subject_pixels(&decode(&whole.bytes));
+    assert!(all > 1000, "{all}");
     let got = subject_pixels(&decode(&only(&r, &auto).bytes));
-    assert!(got >= 1500, "auto crop keeps {got} of 1600 subject pixels");
-    // The centre crop (x 100..300) cuts it: a quarter of it at 1/4 scale is 100 pixels.
+    assert!(
+        got * 100 >= all * 97,
+        "auto crop keeps {got} of {all} subject pixels"
+    );
+    // The centre crop (x 100..300) cuts it: a quarter of it, at a quarter scale.
     let cut = subject_pixels(&decode(&only(&r, &plain).bytes));
-    assert!(cut < 200, "centre crop keeps {cut}");
+    assert!(cut * 8 < all, "centre crop keeps {cut} of {all} at half the scale");
     assert!(r.timings.attention_ms > 0.0);
     // Only a cover auto size pays for the map.
     let r = render_sizes(&bytes, &[], &[plain], None);

@@ -197,24 +197,35 @@ impl AttentionMap {
         };
         let mid = (n - len) as f64 / 2.0;
         let centred = sums[mid.floor() as usize].max(sums[mid.ceil() as usize]);
-        let mut best: Option<(f64, usize)> = None;
-        for (start, &sum) in sums.iter().enumerate() {
-            if sum <= centred + 1e-6 * centred.abs().max(1.0) {
-                continue;
-            }
-            let better = match best {
-                None => true,
-                Some((b, at)) => {
-                    sum > b + 1e-9 || ((sum - b).abs() <= 1e-9 && (start as f64 - mid).abs() < (at as f64 - mid).abs())
-                }
-            };
-            if better {
-                best = Some((sum, start));
-            }
-        }
-        let Some((_, best_at)) = best else {
+        let top = sums.iter().copied().fold(f64::MIN, f64::max);
+        if top <= centred + 1e-6 * centred.abs().max(1.0) {
             return (0.5, 0.5);
+        }
+        // Of the windows within 1% of the best, the one whose centre is nearest the centre of
+        // mass of the best window's scores: the subject ends up centred, not on an edge.
+        let first_best = sums.iter().position(|&v| v == top).unwrap_or(0);
+        let mass: f64 = line[first_best..first_best + len].iter().sum();
+        let centroid = if mass > 0.0 {
+            line[first_best..first_best + len]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (first_best + i) as f64 * v)
+                .sum::<f64>()
+                / mass
+                + 0.5
+        } else {
+            first_best as f64 + len as f64 / 2.0
         };
+        let best_at = sums
+            .iter()
+            .enumerate()
+            .filter(|&(_, &v)| v >= top - 0.01 * top.abs())
+            .map(|(start, _)| start)
+            .min_by(|&a, &b| {
+                let d = |s: usize| (s as f64 + len as f64 / 2.0 - centroid).abs();
+                d(a).total_cmp(&d(b))
+            })
+            .unwrap_or(first_best);
         let c = (best_at as f64 + len as f64 / 2.0) / n as f64;
         if horizontal { (c, 0.5) } else { (0.5, c) }
     }

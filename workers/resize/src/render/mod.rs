@@ -49,7 +49,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use shared::error::ErrorCode;
-use shared::variant::{Fit, OutputFormat, SizeSpec, VariantRequest};
+use shared::variant::{Fit, Focus, OutputFormat, SizeSpec, VariantRequest};
 
 pub use decode::SourceFormat;
 pub use encode::EncodeSettings;
@@ -389,13 +389,18 @@ pub fn render(
         // `sizes` first, each from the frame: crop (cover) and resize in one pass in the
         // stored frame, apply any deferred colour transform, orient, pad (contain).
         if ns > 0 {
-            let ta = Instant::now();
-            let attention = if request.sizes.iter().any(|s| s.focus == shared::variant::Focus::Auto && s.fit == Fit::Cover) {
-                Some(fit::AttentionMap::of(&raster)?)
+            let wants_attention = request
+                .sizes
+                .iter()
+                .any(|s| s.fit == Fit::Cover && s.focus == Focus::Auto);
+            let attention = if wants_attention {
+                let ta = Instant::now();
+                let map = fit::AttentionMap::of(&raster)?;
+                attention_ms = ms(ta);
+                Some(map)
             } else {
                 None
             };
-            attention_ms = ms(ta);
             for (k, size) in request.sizes.iter().enumerate() {
                 let centre = fit::focus_centre(
                     size,
