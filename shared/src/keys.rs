@@ -396,10 +396,40 @@ mod tests {
             size_variant_tag("e", OutputFormat::Avif, 80, &size, p),
             size_variant_tag("e", OutputFormat::Webp, 81, &size, p),
             size_variant_tag("e", OutputFormat::Webp, 80, &size, None),
-            size_variant_tag("e", OutputFormat::Webp, 80, &size, Some(FocalPoint { x: 0.25, y: 0.6 })),
-            size_variant_tag("e", OutputFormat::Webp, 80, &SizeSpec { width: 255, ..size }, p),
-            size_variant_tag("e", OutputFormat::Webp, 80, &SizeSpec { height: 127, ..size }, p),
-            size_variant_tag("e", OutputFormat::Webp, 80, &SizeSpec { focus: Focus::Auto, ..size }, p),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &size,
+                Some(FocalPoint { x: 0.25, y: 0.6 }),
+            ),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &SizeSpec { width: 255, ..size },
+                p,
+            ),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &SizeSpec {
+                    height: 127,
+                    ..size
+                },
+                p,
+            ),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &SizeSpec {
+                    focus: Focus::Auto,
+                    ..size
+                },
+                p,
+            ),
             c.clone(),
             variant_tag("e", OutputFormat::Webp, 80, Fit::Inside, 256),
         ];
@@ -412,7 +442,10 @@ mod tests {
             ..contain
         };
         assert_ne!(size_variant_tag("e", OutputFormat::Webp, 80, &red, None), c);
-        assert_eq!(size_variant_tag("e", OutputFormat::Webp, 80, &contain, p), c);
+        assert_eq!(
+            size_variant_tag("e", OutputFormat::Webp, 80, &contain, p),
+            c
+        );
     }
 
     #[test]

@@ -213,7 +213,9 @@ impl<'de> Deserialize<'de> for Background {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         if s.len() > 9 {
-            return Err(serde::de::Error::custom("background is #rrggbb or #rrggbbaa"));
+            return Err(serde::de::Error::custom(
+                "background is #rrggbb or #rrggbbaa",
+            ));
         }
         Background::parse(&s)
             .ok_or_else(|| serde::de::Error::custom("background is #rrggbb or #rrggbbaa"))
@@ -248,12 +250,7 @@ impl FocalPoint {
 
     /// The canonical `x,y` with four decimals stored under [`META_FOCAL_POINT`].
     pub fn to_metadata(&self) -> String {
-        format!(
-            "{:.prec$},{:.prec$}",
-            self.x,
-            self.y,
-            prec = FOCAL_DECIMALS
-        )
+        format!("{:.prec$},{:.prec$}", self.x, self.y, prec = FOCAL_DECIMALS)
     }
 
     /// Parse (and round to four decimals) the value stored under [`META_FOCAL_POINT`].
@@ -287,7 +284,17 @@ impl FocalPoint {
 
 /// One exact-size (or bounded-box) variant of a batch request.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(deny_unknown_fields)]
 pub struct SizeSpec {
@@ -612,7 +619,12 @@ mod tests {
             ..Default::default()
         };
         let s = cover.to_metadata();
-        assert!(s.contains(r#""sizes":[{"width":256,"height":256,"fit":"cover","focus":"focal_point"}]"#), "{s}");
+        assert!(
+            s.contains(
+                r#""sizes":[{"width":256,"height":256,"fit":"cover","focus":"focal_point"}]"#
+            ),
+            "{s}"
+        );
         assert_eq!(VariantRequest::from_metadata(&s).unwrap(), cover);
     }
 
@@ -644,7 +656,10 @@ mod tests {
             Err(VariantRequestError::SizeRange(9000))
         );
         assert_eq!(
-            with(vec![size(256, 256, Fit::Cover)], (1..=8).map(|i| i * 100).collect()),
+            with(
+                vec![size(256, 256, Fit::Cover)],
+                (1..=8).map(|i| i * 100).collect()
+            ),
             Err(VariantRequestError::VariantCount(9))
         );
         assert_eq!(
@@ -660,7 +675,13 @@ mod tests {
             ),
             Err(VariantRequestError::DuplicateSize("256x256-cover".into()))
         );
-        assert!(with(vec![size(256, 256, Fit::Cover), size(256, 256, Fit::Contain)], vec![]).is_ok());
+        assert!(
+            with(
+                vec![size(256, 256, Fit::Cover), size(256, 256, Fit::Contain)],
+                vec![]
+            )
+            .is_ok()
+        );
         assert_eq!(
             with(
                 vec![SizeSpec {
@@ -690,7 +711,10 @@ mod tests {
             fit: Fit::Cover,
             ..Default::default()
         };
-        assert_eq!(cover_widths.normalise(), Err(VariantRequestError::WidthsFit));
+        assert_eq!(
+            cover_widths.normalise(),
+            Err(VariantRequestError::WidthsFit)
+        );
         assert!(VariantRequest::from_metadata(r#"{"formats":["webp"]}"#).is_err());
         assert!(
             VariantRequest::from_metadata(
@@ -702,9 +726,22 @@ mod tests {
 
     #[test]
     fn backgrounds_and_focal_points_parse_strictly() {
-        assert_eq!(Background::parse("#FF0080"), Some(Background([255, 0, 128, 255])));
-        assert_eq!(Background::parse("#ff008000"), Some(Background([255, 0, 128, 0])));
-        for bad in ["ff0080", "#ff008", "#ff00800", "#gg0080", "#ff0080000", "#+f0080"] {
+        assert_eq!(
+            Background::parse("#FF0080"),
+            Some(Background([255, 0, 128, 255]))
+        );
+        assert_eq!(
+            Background::parse("#ff008000"),
+            Some(Background([255, 0, 128, 0]))
+        );
+        for bad in [
+            "ff0080",
+            "#ff008",
+            "#ff00800",
+            "#gg0080",
+            "#ff0080000",
+            "#+f0080",
+        ] {
             assert_eq!(Background::parse(bad), None, "{bad}");
         }
         assert_eq!(Background([255, 0, 128, 255]).as_string(), "#ff0080");
@@ -712,10 +749,21 @@ mod tests {
         assert_eq!(p, FocalPoint { x: 0.25, y: 1.0 });
         assert_eq!(p.to_metadata(), "0.2500,1.0000");
         assert_eq!(
-            FocalPoint::from_metadata("0.123456,0").unwrap().to_metadata(),
+            FocalPoint::from_metadata("0.123456,0")
+                .unwrap()
+                .to_metadata(),
             "0.1235,0.0000"
         );
-        for bad in ["", "0.5", "0.5,", "1.5,0", "-0.1,0", "nan,0", "0.5,0.5,0.5", "1e-1,0"] {
+        for bad in [
+            "",
+            "0.5",
+            "0.5,",
+            "1.5,0",
+            "-0.1,0",
+            "nan,0",
+            "0.5,0.5,0.5",
+            "1e-1,0",
+        ] {
             assert_eq!(FocalPoint::from_metadata(bad), None, "{bad}");
         }
     }

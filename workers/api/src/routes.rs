@@ -370,8 +370,7 @@ async fn create_batch_traced(
                     "this Idempotency-Key was used for a different request",
                 ));
             }
-            return replay_created(&s, &batch.principal, &batch_id, method, &focal_points)
-                .await;
+            return replay_created(&s, &batch.principal, &batch_id, method, &focal_points).await;
         }
         Err(e) => return Err(store_err(e)),
     }
@@ -420,20 +419,19 @@ async fn replay_created(
             content_type: f.content_type.clone(),
             size: f.size,
         };
-        uploads
-            .push(
-                presign_file(
-                    s,
-                    &b.batch_id,
-                    &file,
-                    &request_metadata,
-                    focal_point,
-                    &tp,
-                    method,
-                    left,
-                )
-                .await?,
-            );
+        uploads.push(
+            presign_file(
+                s,
+                &b.batch_id,
+                &file,
+                &request_metadata,
+                focal_point,
+                &tp,
+                method,
+                left,
+            )
+            .await?,
+        );
     }
     tracing::info!(batch_id = %b.batch_id, uploads = uploads.len(), "Batch create retried under its idempotency key.");
     Ok(Created(CreatedBatch {

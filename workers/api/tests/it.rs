@@ -1260,9 +1260,15 @@ async fn sizes_and_focal_points_are_checked_then_signed_per_file() {
     let fields = |i: usize| created["uploads"][i]["fields"].as_object().unwrap().clone();
     assert_eq!(fields(0)["x-amz-meta-prism-focal-point"], "0.2500,0.7500");
     assert!(!fields(1).contains_key("x-amz-meta-prism-focal-point"));
-    let request = fields(0)["x-amz-meta-prism-request"].as_str().unwrap().to_owned();
+    let request = fields(0)["x-amz-meta-prism-request"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let parsed = shared::variant::VariantRequest::from_metadata(&request).unwrap();
     assert_eq!(parsed.sizes.len(), 2);
     assert_eq!(parsed.focal_point, None);
-    assert!(request.contains(r##""background":"#ff00ff80""##), "{request}");
+    assert!(
+        request.contains(r##""background":"#ff00ff80""##),
+        "{request}"
+    );
 }

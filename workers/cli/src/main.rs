@@ -502,8 +502,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: !json,
             };
             let sized = prism::upload::SizeArgs { sizes, focal_point };
-            let batch =
-                serde_json::to_value(prism::upload::run_sized(&args, upload_method, &sized).await?)?;
+            let batch = serde_json::to_value(
+                prism::upload::run_sized(&args, upload_method, &sized).await?,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&batch)?);
             } else {

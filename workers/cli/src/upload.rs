@@ -54,7 +54,10 @@ pub struct SizeArgs {
 pub fn parse_size(s: &str) -> Result<SizeSpec, String> {
     let bad = || format!("{s:?} is not WxH[:inside|cover|contain[:focus or #colour]]");
     let mut parts = s.split(':');
-    let (w, h) = parts.next().and_then(|d| d.split_once('x')).ok_or_else(bad)?;
+    let (w, h) = parts
+        .next()
+        .and_then(|d| d.split_once('x'))
+        .ok_or_else(bad)?;
     let mut size = SizeSpec {
         width: w.parse().map_err(|_| bad())?,
         height: h.parse().map_err(|_| bad())?,
@@ -63,12 +66,15 @@ pub fn parse_size(s: &str) -> Result<SizeSpec, String> {
         background: None,
     };
     if let Some(fit) = parts.next() {
-        size.fit = Fit::parse(fit).ok_or_else(|| format!("{fit:?} is not a fit (inside, cover, contain)"))?;
+        size.fit = Fit::parse(fit)
+            .ok_or_else(|| format!("{fit:?} is not a fit (inside, cover, contain)"))?;
     }
     if let Some(third) = parts.next() {
         if third.starts_with('#') {
-            size.background =
-                Some(Background::parse(third).ok_or_else(|| format!("{third:?} is not #rrggbb or #rrggbbaa"))?);
+            size.background = Some(
+                Background::parse(third)
+                    .ok_or_else(|| format!("{third:?} is not #rrggbb or #rrggbbaa"))?,
+            );
         } else {
             size.focus = Focus::parse(third)
                 .ok_or_else(|| format!("{third:?} is not a focus (center, auto, focal_point)"))?;

@@ -4,7 +4,7 @@
 //! off-centre subject. Properties of the decoded output, not golden bytes.
 
 use prism_resize::render::{self, EncodeSettings, Limits, Rendered};
-use shared::variant::{Background, FocalPoint, Fit, Focus, OutputFormat, SizeSpec, VariantRequest};
+use shared::variant::{Background, Fit, FocalPoint, Focus, OutputFormat, SizeSpec, VariantRequest};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
@@ -138,13 +138,30 @@ fn focal_point_crops_contain_the_point_in_every_orientation() {
         assert_near(patch(&img, 1, 4), RED, &format!("{name} left third"));
         assert_near(patch(&img, 16, 4), GREEN, &format!("{name} middle"));
         assert_near(patch(&img, 26, 4), GREEN, &format!("{name} right"));
-        assert_near(patch(&img, 16, 24), [255, 255, 255, 255], &format!("{name} bottom"));
+        assert_near(
+            patch(&img, 16, 24),
+            [255, 255, 255, 255],
+            &format!("{name} bottom"),
+        );
         // The other corner: (0.1, 0.5) keeps the red/blue side.
-        let left = render_sizes(&fixture(&name), &[], &[s], Some(FocalPoint { x: 0.1, y: 0.5 }));
+        let left = render_sizes(
+            &fixture(&name),
+            &[],
+            &[s],
+            Some(FocalPoint { x: 0.1, y: 0.5 }),
+        );
         let img = decode(&only(&left, &s).bytes);
         assert_near(patch(&img, 14, 4), RED, &format!("{name} left crop"));
-        assert_near(patch(&img, 14, 24), BLUE, &format!("{name} left crop bottom"));
-        assert_near(patch(&img, 27, 4), GREEN, &format!("{name} left crop right edge"));
+        assert_near(
+            patch(&img, 14, 24),
+            BLUE,
+            &format!("{name} left crop bottom"),
+        );
+        assert_near(
+            patch(&img, 27, 4),
+            GREEN,
+            &format!("{name} left crop right edge"),
+        );
     }
     // Without a focal point the focus is the centre.
     let none = render_sizes(&fixture("orient-6.jpg"), &[], &[s], None);
@@ -210,7 +227,10 @@ fn auto_focus_keeps_an_off_centre_subject() {
     );
     // The centre crop (x 100..300) cuts it: a quarter of it, at a quarter scale.
     let cut = subject_pixels(&decode(&only(&r, &plain).bytes));
-    assert!(cut * 8 < all, "centre crop keeps {cut} of {all} at half the scale");
+    assert!(
+        cut * 8 < all,
+        "centre crop keeps {cut} of {all} at half the scale"
+    );
     assert!(r.timings.attention_ms > 0.0);
     // Only a cover auto size pays for the map.
     let r = render_sizes(&bytes, &[], &[plain], None);
@@ -230,7 +250,10 @@ fn contain_pads_with_the_colour_or_transparency() {
     let img = decode(&only(&r, &clear).bytes);
     assert_eq!(img.dimensions(), (100, 100));
     for (x, y) in [(0, 0), (96, 4), (48, 96)] {
-        assert!(patch(&img, x, y)[3] < 5.0, "pad at ({x}, {y}) is not transparent");
+        assert!(
+            patch(&img, x, y)[3] < 5.0,
+            "pad at ({x}, {y}) is not transparent"
+        );
     }
     assert_near(patch(&img, 20, 24), RED, "image top-left");
     assert_near(patch(&img, 20, 70), BLUE, "image bottom-left");

@@ -16,7 +16,7 @@
 //!   on its longer side; each `auto` size then searches it in one dimension (the window spans
 //!   the frame's full height or full width).
 
-use shared::variant::{Background, FocalPoint, Fit, Focus, SizeSpec};
+use shared::variant::{Background, Fit, FocalPoint, Focus, SizeSpec};
 
 use super::RenderError;
 use super::resize::{self, Raster};
@@ -288,7 +288,8 @@ pub fn pad(scaled: &Raster, width: u32, height: u32, background: Background) -> 
     let y0 = ((height - scaled.height.min(height)) / 2) as usize;
     let (w, sc) = (width as usize, scaled.channels);
     for y in 0..(scaled.height.min(height) as usize) {
-        let row = &scaled.data[y * scaled.width as usize * sc..(y + 1) * scaled.width as usize * sc];
+        let row =
+            &scaled.data[y * scaled.width as usize * sc..(y + 1) * scaled.width as usize * sc];
         let dst = &mut data[((y0 + y) * w + x0) * c..((y0 + y) * w + x0 + row.len() / sc) * c];
         if sc == c {
             dst.copy_from_slice(row);
@@ -323,24 +324,57 @@ mod tests {
 
     #[test]
     fn sizes_scale_as_their_fit_says() {
-        assert_eq!(scaled_size(&size(200, 200, Fit::Inside), 1000, 500), (200, 100));
-        assert_eq!(scaled_size(&size(200, 200, Fit::Inside), 100, 50), (100, 50));
-        assert_eq!(scaled_size(&size(200, 200, Fit::Contain), 100, 50), (200, 100));
-        assert_eq!(scaled_size(&size(200, 200, Fit::Cover), 100, 50), (200, 200));
-        assert_eq!(output_size(&size(200, 200, Fit::Contain), 1000, 500), (200, 200));
-        assert_eq!(output_size(&size(200, 200, Fit::Inside), 1000, 500), (200, 100));
+        assert_eq!(
+            scaled_size(&size(200, 200, Fit::Inside), 1000, 500),
+            (200, 100)
+        );
+        assert_eq!(
+            scaled_size(&size(200, 200, Fit::Inside), 100, 50),
+            (100, 50)
+        );
+        assert_eq!(
+            scaled_size(&size(200, 200, Fit::Contain), 100, 50),
+            (200, 100)
+        );
+        assert_eq!(
+            scaled_size(&size(200, 200, Fit::Cover), 100, 50),
+            (200, 200)
+        );
+        assert_eq!(
+            output_size(&size(200, 200, Fit::Contain), 1000, 500),
+            (200, 200)
+        );
+        assert_eq!(
+            output_size(&size(200, 200, Fit::Inside), 1000, 500),
+            (200, 100)
+        );
         // Cover 200×200 of 1000×500: the height is scaled to 200, the width to 400.
-        assert_eq!(equivalent_width(&size(200, 200, Fit::Cover), 1000, 500), 400);
+        assert_eq!(
+            equivalent_width(&size(200, 200, Fit::Cover), 1000, 500),
+            400
+        );
         // A 1×10000 strip contained in 16×16 keeps at least a pixel.
         assert_eq!(scaled_size(&size(16, 16, Fit::Contain), 1, 10_000), (1, 16));
     }
 
     #[test]
     fn windows_have_the_aspect_and_stay_inside() {
-        assert_eq!(cover_window(1000, 500, (1, 1), (0.5, 0.5)), [250.0, 0.0, 500.0, 500.0]);
-        assert_eq!(cover_window(1000, 500, (1, 1), (0.0, 0.5)), [0.0, 0.0, 500.0, 500.0]);
-        assert_eq!(cover_window(1000, 500, (1, 1), (0.9, 0.5)), [500.0, 0.0, 500.0, 500.0]);
-        assert_eq!(cover_window(500, 1000, (2, 1), (0.5, 0.1)), [0.0, 0.0, 500.0, 250.0]);
+        assert_eq!(
+            cover_window(1000, 500, (1, 1), (0.5, 0.5)),
+            [250.0, 0.0, 500.0, 500.0]
+        );
+        assert_eq!(
+            cover_window(1000, 500, (1, 1), (0.0, 0.5)),
+            [0.0, 0.0, 500.0, 500.0]
+        );
+        assert_eq!(
+            cover_window(1000, 500, (1, 1), (0.9, 0.5)),
+            [500.0, 0.0, 500.0, 500.0]
+        );
+        assert_eq!(
+            cover_window(500, 1000, (2, 1), (0.5, 0.1)),
+            [0.0, 0.0, 500.0, 250.0]
+        );
     }
 
     #[test]
@@ -397,6 +431,8 @@ mod tests {
             data,
         };
         let map = AttentionMap::of(&frame).unwrap();
+        // Computed on a copy bounded to ATTENTION_SIDE, whatever the frame.
+        assert_eq!((map.width, map.height), (256, 85));
         let (cx, cy) = map.best_centre((1, 1));
         let [l, _, cw, _] = cover_window(w, h, (1, 1), (cx, cy));
         assert!(l <= 200.0 && l + cw >= 260.0, "window {l}..{}", l + cw);
@@ -406,7 +442,10 @@ mod tests {
             channels: 3,
             data: [90_u8, 90, 90].repeat((w * h) as usize),
         };
-        assert_eq!(AttentionMap::of(&flat).unwrap().best_centre((1, 1)), (0.5, 0.5));
+        assert_eq!(
+            AttentionMap::of(&flat).unwrap().best_centre((1, 1)),
+            (0.5, 0.5)
+        );
     }
 
     #[test]

@@ -402,12 +402,8 @@ pub fn render(
                 None
             };
             for (k, size) in request.sizes.iter().enumerate() {
-                let centre = fit::focus_centre(
-                    size,
-                    orientation,
-                    request.focal_point,
-                    attention.as_ref(),
-                );
+                let centre =
+                    fit::focus_centre(size, orientation, request.focal_point, attention.as_ref());
                 let mut made = fit::make(&raster, size, (src_w, src_h), orientation, centre)?;
                 if let Some(d) = &deferred {
                     d.apply(&mut made);
