@@ -14,6 +14,7 @@ export const UPLOAD_METADATA_HEADERS = [
   'x-amz-meta-prism-file-id',
   'x-amz-meta-prism-file-name',
   'x-amz-meta-prism-traceparent',
+  'x-amz-meta-prism-focal-point',
 ];
 
 /** Request headers a browser sends to the uploads bucket: exactly those of the instructions. */

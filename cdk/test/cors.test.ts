@@ -85,7 +85,7 @@ test('the metadata headers are x-amz-meta- plus every META_* key of the Rust sid
   expect(UPLOAD_ALLOWED_HEADERS).toEqual(['content-type', ...UPLOAD_METADATA_HEADERS]);
   // And the API's upload policy names the same ones (workers/api/src/cors.rs).
   const apiCors = fs.readFileSync(path.join(REPO_ROOT, 'workers/api/src/cors.rs'), 'utf8');
-  for (const m of ['META_REQUEST', 'META_BATCH_ID', 'META_FILE_ID', 'META_FILE_NAME', 'META_TRACEPARENT']) {
+  for (const m of ['META_REQUEST', 'META_BATCH_ID', 'META_FILE_ID', 'META_FILE_NAME', 'META_TRACEPARENT', 'META_FOCAL_POINT']) {
     expect(apiCors).toContain(m);
   }
 });

@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
 pub use crate::port::{
     BatchCounts, BatchStatus, FileError, FileStatus, SourceFacts, UploadMethod, WebhookStatus,
 };
-pub use crate::variant::{Fit, OutputFormat};
+pub use crate::variant::{Fit, FocalPoint, OutputFormat, SizeSpec};
 
 /// Fewest and most variant widths per batch.
 pub const WIDTHS: (usize, usize) = (1, crate::variant::MAX_WIDTHS);
@@ -42,10 +42,10 @@ fn widths_schema() -> ArrayBuilder {
                 .minimum(Some(crate::variant::MIN_WIDTH))
                 .maximum(Some(crate::variant::MAX_WIDTH)),
         )
-        .min_items(Some(WIDTHS.0))
+        .min_items(Some(0))
         .max_items(Some(WIDTHS.1))
         .description(Some(
-            "Widths in pixels, each 16-8192 (duplicates ignored); a variant is never wider than its source",
+            "Widths in pixels, each 16-8192 (duplicates ignored); a variant is never wider than its source. At least one unless `sizes` has one",
         ))
 }
 
@@ -117,23 +117,38 @@ pub struct FileSpec {
     #[serde(deserialize_with = "whole::one")]
     #[schema(minimum = 1)]
     pub size: u64,
+    /// Where a `cover` size with `focus: focal_point` centres its crop: `{x, y}`, each 0..1,
+    /// relative to the upright image (after EXIF orientation), from its top-left corner.
+    /// Without one such sizes centre on the middle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focal_point: Option<FocalPoint>,
 }
 
 /// `variants` of a batch request: what to render for every file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantSpec {
-    /// 1-8 widths, each 16-8192.
-    #[serde(deserialize_with = "whole::many")]
+    /// 1-8 widths, each 16-8192 (may be empty, or left out, when `sizes` is not; `widths`
+    /// and `sizes` together are at most 8).
+    #[serde(default, deserialize_with = "whole::many")]
     #[schema(schema_with = widths_schema)]
     pub widths: Vec<u32>,
+    /// Variants of a given width × height: `inside` (fit within the box, never upscaled),
+    /// `cover` (exactly the size, cropped around `focus`) or `contain` (exactly the size, the
+    /// image fitted inside and padded with `background`). `cover` and `contain` upscale a
+    /// smaller source to the exact size. At most 8 together with `widths`; no two with the same
+    /// width, height and fit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 8)]
+    pub sizes: Vec<SizeSpec>,
     /// Non-empty subset of webp, avif.
     #[schema(schema_with = formats_schema)]
     pub formats: Vec<OutputFormat>,
     /// Keep the original in the media bucket (`original_url` in the batch view).
     #[serde(default)]
     pub keep_original: bool,
-    /// Fit mode (only `inside`: scale to the width, keep the aspect ratio, never upscale).
+    /// Fit mode of `widths` (only `inside`: scale to the width, keep the aspect ratio, never
+    /// upscale; other fits are asked for in `sizes`).
     #[serde(default)]
     pub fit: Fit,
     /// WebP quality (default 80).
@@ -162,6 +177,7 @@ impl VariantSpec {
             formats,
             keep_original: false,
             fit: Fit::Inside,
+            sizes: Vec::new(),
             webp_quality: None,
             avif_quality: None,
         }
@@ -250,6 +266,10 @@ pub struct VariantView {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// How it fits what was asked: `inside` (every `widths` variant, and `inside` sizes),
+    /// `cover` or `contain` (exactly the size's width × height).
+    #[serde(default)]
+    pub fit: Fit,
     /// Format.
     pub format: OutputFormat,
     /// Its media type, e.g. `image/webp` (the `type` of a `<source>`).
@@ -278,7 +298,7 @@ pub struct FileView {
     pub source: Option<SourceFacts>,
     /// Every variant (`done` only), by format then width.
     pub variants: Vec<VariantView>,
-    /// One `srcset` value per format present, widths ascending:
+    /// One `srcset` value per format present, widths ascending (`inside` variants only):
     /// `{"webp": "URL 320w, URL 640w"}`.
     #[serde(default)]
     pub srcset: BTreeMap<OutputFormat, String>,
@@ -516,10 +536,12 @@ pub fn content_type(format: OutputFormat) -> &'static str {
     }
 }
 
-/// One `srcset` value per format present in `variants`, widths ascending.
+/// One `srcset` value per format present in `variants`, widths ascending; `cover` and
+/// `contain` variants are left out (another aspect ratio).
 pub fn srcset(variants: &[VariantView]) -> BTreeMap<OutputFormat, String> {
     let mut by_format: BTreeMap<OutputFormat, Vec<&VariantView>> = BTreeMap::new();
-    for v in variants {
+    // Cropped and padded sizes have another aspect ratio: not candidates of the same image.
+    for v in variants.iter().filter(|v| v.fit == Fit::Inside) {
         by_format.entry(v.format).or_default().push(v);
     }
     by_format
@@ -797,14 +819,20 @@ mod tests {
         let v = |width, format| VariantView {
             width,
             height: width / 2,
+            fit: Fit::Inside,
             format,
             content_type: content_type(format).to_owned(),
             bytes: 1,
             url: format!("u/{width}.{}", format.as_str()),
         };
+        let cover = VariantView {
+            fit: Fit::Cover,
+            ..v(256, OutputFormat::Webp)
+        };
         let s = srcset(&[
             v(640, OutputFormat::Webp),
             v(320, OutputFormat::Avif),
+            cover,
             v(320, OutputFormat::Webp),
         ]);
         assert_eq!(s[&OutputFormat::Webp], "u/320.webp 320w, u/640.webp 640w");

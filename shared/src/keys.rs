@@ -6,12 +6,14 @@
 //!   settings, format, quality, fit, width). A re-render that can produce other bytes writes
 //!   other keys, so a variant key's bytes never change and caches may keep them for good; the
 //!   same upload with the same request always renders to the same keys.
+//! - `sizes` variants: `media/{batch_id}/{file_id}/{width}x{height}-{fit}.{tag}.{format}`, the
+//!   [`size_variant_tag`] naming also the height, fit, focus, pad colour and focal point.
 //! - then `media/{batch_id}/{file_id}/manifest.json` last, or `failure.json`
 //! - `media/{batch_id}/{file_id}/original` when the batch keeps originals.
 
 use sha2::{Digest as _, Sha256};
 
-use crate::variant::{Fit, OutputFormat};
+use crate::variant::{Fit, FocalPoint, Focus, OutputFormat, SizeSpec};
 
 /// Prefix of upload keys.
 pub const UPLOADS_PREFIX: &str = "uploads/";
@@ -91,10 +93,90 @@ pub fn variant_key(
     )
 }
 
-/// Split a variant key's last segment, `{width}w.{tag}.{format}`, into its parts; `None` for
-/// anything else (a manifest, an original, a key of the untagged scheme).
-pub fn parse_variant_name(name: &str) -> Option<(u32, &str, OutputFormat)> {
-    let (width, rest) = name.split_once("w.")?;
+/// The tag of a `sizes` variant key: like [`variant_tag`] (same prefix of inputs), then a
+/// distinct marker and everything of the size that determines its bytes: width, height, fit,
+/// focus, the pad colour of `contain`, and the file's focal point when the focus is
+/// `focal_point` (four decimals, as the metadata carries it; `-` without one).
+pub fn size_variant_tag(
+    engine: &str,
+    format: OutputFormat,
+    quality: u8,
+    size: &SizeSpec,
+    focal_point: Option<FocalPoint>,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"prism-variant-tag-v1\0");
+    h.update((engine.len() as u64).to_le_bytes());
+    h.update(engine.as_bytes());
+    h.update(format.as_str().as_bytes());
+    h.update([0, quality, 0]);
+    h.update(b"size\0");
+    h.update(size.width.to_le_bytes());
+    h.update(size.height.to_le_bytes());
+    h.update(size.fit.as_str().as_bytes());
+    h.update([0]);
+    h.update(size.focus.as_str().as_bytes());
+    h.update([0]);
+    if size.fit == Fit::Contain {
+        h.update(size.pad().0);
+    }
+    if size.focus == Focus::FocalPoint {
+        let p = focal_point.map_or_else(|| "-".to_owned(), |p| p.to_metadata());
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
+    tag.truncate(VARIANT_TAG_LEN);
+    tag
+}
+
+/// `media/{batch_id}/{file_id}/{width}x{height}-{fit}.{tag}.{format}`, `tag` from
+/// [`size_variant_tag`].
+pub fn size_variant_key(
+    batch_id: &str,
+    file_id: &str,
+    size: &SizeSpec,
+    tag: &str,
+    format: OutputFormat,
+) -> String {
+    format!(
+        "{}{}.{tag}.{}",
+        media_dir(batch_id, file_id),
+        size.label(),
+        format.as_str()
+    )
+}
+
+/// What a variant key's name says was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariantLabel {
+    /// `{width}w`: a `widths` variant.
+    Width(u32),
+    /// `{width}x{height}-{fit}`: a `sizes` variant.
+    Size {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+        /// Fit.
+        fit: Fit,
+    },
+}
+
+impl VariantLabel {
+    /// The requested width.
+    pub fn width(self) -> u32 {
+        match self {
+            VariantLabel::Width(w) | VariantLabel::Size { width: w, .. } => w,
+        }
+    }
+}
+
+/// Split a variant key's last segment, `{width}w.{tag}.{format}` or
+/// `{width}x{height}-{fit}.{tag}.{format}`, into its parts; `None` for anything else (a
+/// manifest, an original, a key of the untagged scheme).
+pub fn parse_variant_label(name: &str) -> Option<(VariantLabel, &str, OutputFormat)> {
+    let (label, rest) = name.split_once('.')?;
     let (tag, format) = rest.split_once('.')?;
     let format = match format {
         "webp" => OutputFormat::Webp,
@@ -105,12 +187,32 @@ pub fn parse_variant_name(name: &str) -> Option<(u32, &str, OutputFormat)> {
         && tag
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    let valid_width =
-        !width.is_empty() && width.len() <= 5 && width.bytes().all(|b| b.is_ascii_digit());
-    if !valid_tag || !valid_width {
+    if !valid_tag {
         return None;
     }
-    Some((width.parse().ok()?, tag, format))
+    let number = |s: &str| -> Option<u32> {
+        let ok = !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit());
+        if ok { s.parse().ok() } else { None }
+    };
+    let label = if let Some(width) = label.strip_suffix('w') {
+        VariantLabel::Width(number(width)?)
+    } else {
+        let (dims, fit) = label.split_once('-')?;
+        let (width, height) = dims.split_once('x')?;
+        VariantLabel::Size {
+            width: number(width)?,
+            height: number(height)?,
+            fit: Fit::parse(fit)?,
+        }
+    };
+    Some((label, tag, format))
+}
+
+/// Split a variant key's last segment into (requested width, tag, format); `None` for anything
+/// that is not a variant (see [`parse_variant_label`], which also says the height and fit).
+pub fn parse_variant_name(name: &str) -> Option<(u32, &str, OutputFormat)> {
+    let (label, tag, format) = parse_variant_label(name)?;
+    Some((label.width(), tag, format))
 }
 
 /// `media/{batch_id}/{file_id}/manifest.json`.
@@ -135,7 +237,7 @@ pub enum MediaKind {
     Manifest,
     /// `failure.json`.
     Failure,
-    /// A variant (`{width}w.{tag}.{format}`).
+    /// A variant (`{width}w.{tag}.{format}` or `{width}x{height}-{fit}.{tag}.{format}`).
     Variant,
     /// The original, or anything else.
     Other,
@@ -224,6 +326,126 @@ mod tests {
         ] {
             assert_eq!(parse_variant_name(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn size_keys_round_trip_and_old_keys_still_parse() {
+        let size = SizeSpec {
+            width: 256,
+            height: 128,
+            fit: Fit::Cover,
+            focus: Focus::Auto,
+            background: None,
+        };
+        let tag = size_variant_tag("e", OutputFormat::Webp, 80, &size, None);
+        let key = size_variant_key("b", "f", &size, &tag, OutputFormat::Webp);
+        assert_eq!(key, format!("media/b/f/256x128-cover.{tag}.webp"));
+        assert_eq!(parse_media_key(&key), Some(("b", "f", MediaKind::Variant)));
+        let name = key.rsplit('/').next().unwrap();
+        assert_eq!(
+            parse_variant_label(name),
+            Some((
+                VariantLabel::Size {
+                    width: 256,
+                    height: 128,
+                    fit: Fit::Cover
+                },
+                tag.as_str(),
+                OutputFormat::Webp
+            ))
+        );
+        assert_eq!(
+            parse_variant_name(name),
+            Some((256, tag.as_str(), OutputFormat::Webp))
+        );
+        assert_eq!(
+            parse_variant_label("320w.0123456789.webp"),
+            Some((VariantLabel::Width(320), "0123456789", OutputFormat::Webp))
+        );
+        for bad in [
+            "256x128-fill.0123456789.webp",
+            "256x-cover.0123456789.webp",
+            "x128-cover.0123456789.webp",
+            "256x128.0123456789.webp",
+            "256x128-cover.012345678.webp",
+            "999999x1-cover.0123456789.webp",
+        ] {
+            assert_eq!(parse_variant_label(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn size_tags_name_everything_that_determines_the_bytes() {
+        let size = SizeSpec {
+            width: 256,
+            height: 128,
+            fit: Fit::Cover,
+            focus: Focus::FocalPoint,
+            background: None,
+        };
+        let p = Some(FocalPoint { x: 0.25, y: 0.5 });
+        let base = size_variant_tag("e", OutputFormat::Webp, 80, &size, p);
+        let contain = SizeSpec {
+            fit: Fit::Contain,
+            focus: Focus::Center,
+            ..size
+        };
+        let c = size_variant_tag("e", OutputFormat::Webp, 80, &contain, None);
+        let others = [
+            size_variant_tag("f", OutputFormat::Webp, 80, &size, p),
+            size_variant_tag("e", OutputFormat::Avif, 80, &size, p),
+            size_variant_tag("e", OutputFormat::Webp, 81, &size, p),
+            size_variant_tag("e", OutputFormat::Webp, 80, &size, None),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &size,
+                Some(FocalPoint { x: 0.25, y: 0.6 }),
+            ),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &SizeSpec { width: 255, ..size },
+                p,
+            ),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &SizeSpec {
+                    height: 127,
+                    ..size
+                },
+                p,
+            ),
+            size_variant_tag(
+                "e",
+                OutputFormat::Webp,
+                80,
+                &SizeSpec {
+                    focus: Focus::Auto,
+                    ..size
+                },
+                p,
+            ),
+            c.clone(),
+            variant_tag("e", OutputFormat::Webp, 80, Fit::Inside, 256),
+        ];
+        for (i, t) in others.iter().enumerate() {
+            assert_ne!(*t, base, "input {i} does not change the tag");
+        }
+        // The pad colour names contain's bytes; the focal point does not (it only moves crops).
+        let red = SizeSpec {
+            background: Some(crate::variant::Background([255, 0, 0, 255])),
+            ..contain
+        };
+        assert_ne!(size_variant_tag("e", OutputFormat::Webp, 80, &red, None), c);
+        assert_eq!(
+            size_variant_tag("e", OutputFormat::Webp, 80, &contain, p),
+            c
+        );
     }
 
     #[test]

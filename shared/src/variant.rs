@@ -16,6 +16,8 @@ pub const META_FILE_ID: &str = "prism-file-id";
 pub const META_FILE_NAME: &str = "prism-file-name";
 /// User-metadata key holding the W3C `traceparent` of the batch.
 pub const META_TRACEPARENT: &str = "prism-traceparent";
+/// User-metadata key holding the file's focal point, `x,y` (see [`FocalPoint::to_metadata`]).
+pub const META_FOCAL_POINT: &str = "prism-focal-point";
 
 /// Smallest width a batch may ask for.
 pub const MIN_WIDTH: u32 = 16;
@@ -23,6 +25,8 @@ pub const MIN_WIDTH: u32 = 16;
 pub const MAX_WIDTH: u32 = 8192;
 /// Most widths one batch may ask for.
 pub const MAX_WIDTHS: usize = 8;
+/// Most variants (`widths` and `sizes` together) one batch may ask for.
+pub const MAX_VARIANTS: usize = 8;
 
 /// An output format.
 #[derive(
@@ -69,7 +73,16 @@ impl Fit {
     pub fn as_str(self) -> &'static str {
         match self {
             Fit::Inside => "inside",
+            Fit::Cover => "cover",
+            Fit::Contain => "contain",
         }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Fit::Inside, Fit::Cover, Fit::Contain]
+            .into_iter()
+            .find(|f| f.as_str() == s)
     }
 }
 
@@ -79,13 +92,256 @@ impl std::fmt::Display for OutputFormat {
     }
 }
 
-/// How a variant fits its requested width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+/// How a variant fits its requested width (and height, for a size).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
-    /// Scale to the width keeping the aspect ratio; never upscale.
+    /// Scale to fit within the width (and height) keeping the aspect ratio; never upscale.
     #[default]
     Inside,
+    /// Scale to cover exactly width × height, then crop what overflows (around `focus`).
+    Cover,
+    /// Scale to fit within width × height, then pad to exactly width × height with
+    /// `background`.
+    Contain,
+}
+
+impl Fit {
+    fn is_inside(&self) -> bool {
+        *self == Fit::Inside
+    }
+}
+
+/// Where a `cover` crop is centred.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Focus {
+    /// The centre of the image.
+    #[default]
+    Center,
+    /// The most interesting window (edges, skin tones, saturation), found once per file.
+    Auto,
+    /// The file's `focal_point` (given per file at batch creation); the centre without one.
+    FocalPoint,
+}
+
+impl Focus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Focus::Center => "center",
+            Focus::Auto => "auto",
+            Focus::FocalPoint => "focal_point",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Focus::Center, Focus::Auto, Focus::FocalPoint]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+    }
+
+    fn is_center(&self) -> bool {
+        *self == Focus::Center
+    }
+}
+
+/// A `contain` pad colour, sRGB with unassociated alpha: `#rrggbb` (opaque) or `#rrggbbaa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Background(pub [u8; 4]);
+
+impl Background {
+    /// Fully transparent (the default pad).
+    pub const TRANSPARENT: Background = Background([0, 0, 0, 0]);
+
+    /// Parse `#rrggbb` or `#rrggbbaa` (hex digits in either case).
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix('#')?;
+        if !(hex.len() == 6 || hex.len() == 8) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+        let a = if hex.len() == 8 { byte(6)? } else { 255 };
+        Some(Background([byte(0)?, byte(2)?, byte(4)?, a]))
+    }
+
+    /// `#rrggbb` when opaque, else `#rrggbbaa` (lowercase).
+    pub fn as_string(&self) -> String {
+        let [r, g, b, a] = self.0;
+        if a == 255 {
+            format!("#{r:02x}{g:02x}{b:02x}")
+        } else {
+            format!("#{r:02x}{g:02x}{b:02x}{a:02x}")
+        }
+    }
+}
+
+impl Serialize for Background {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Background {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if s.len() > 9 {
+            return Err(serde::de::Error::custom(
+                "background is #rrggbb or #rrggbbaa",
+            ));
+        }
+        Background::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom("background is #rrggbb or #rrggbbaa"))
+    }
+}
+
+/// A point of the upright image, relative: `x` from the left, `y` from the top, each 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FocalPoint {
+    /// 0 (left edge) to 1 (right edge).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub x: f64,
+    /// 0 (top edge) to 1 (bottom edge).
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub y: f64,
+}
+
+// Valid focal points are finite (JSON has no NaN, and `check` refuses one anyway).
+impl Eq for FocalPoint {}
+
+/// Decimals a focal point keeps in metadata (and in variant tags).
+const FOCAL_DECIMALS: usize = 4;
+
+impl FocalPoint {
+    /// Whether both coordinates are finite and within 0..=1.
+    pub fn is_valid(&self) -> bool {
+        [self.x, self.y]
+            .iter()
+            .all(|v| v.is_finite() && (0.0..=1.0).contains(v))
+    }
+
+    /// The canonical `x,y` with four decimals stored under [`META_FOCAL_POINT`].
+    pub fn to_metadata(&self) -> String {
+        format!("{:.prec$},{:.prec$}", self.x, self.y, prec = FOCAL_DECIMALS)
+    }
+
+    /// Parse (and round to four decimals) the value stored under [`META_FOCAL_POINT`].
+    pub fn from_metadata(value: &str) -> Option<Self> {
+        if value.len() > 32 {
+            return None;
+        }
+        let (x, y) = value.split_once(',')?;
+        let num = |s: &str| -> Option<f64> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return None;
+            }
+            s.parse().ok()
+        };
+        let p = FocalPoint {
+            x: num(x)?,
+            y: num(y)?,
+        };
+        if !p.is_valid() {
+            return None;
+        }
+        // Round through the canonical text, so a tag hashes what the metadata says.
+        let canon = p.to_metadata();
+        let (x, y) = canon.split_once(',')?;
+        Some(FocalPoint {
+            x: x.parse().ok()?,
+            y: y.parse().ok()?,
+        })
+    }
+}
+
+/// One exact-size (or bounded-box) variant of a batch request.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct SizeSpec {
+    /// Width in pixels, 16-8192.
+    #[schema(minimum = 16, maximum = 8192)]
+    pub width: u32,
+    /// Height in pixels, 16-8192 (for `inside`, the height of the box the variant fits in).
+    #[schema(minimum = 16, maximum = 8192)]
+    pub height: u32,
+    /// `inside` (default), `cover` or `contain`.
+    #[serde(default, skip_serializing_if = "Fit::is_inside")]
+    pub fit: Fit,
+    /// Where a `cover` crop is centred: `center` (default), `auto` or `focal_point`. Only
+    /// `cover` crops, so any other fit takes only `center`.
+    #[serde(default, skip_serializing_if = "Focus::is_center")]
+    pub focus: Focus,
+    /// `contain` only: the pad colour, `#rrggbb` or `#rrggbbaa` (default: transparent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^#([0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})$", example = "#ffffff")]
+    pub background: Option<Background>,
+}
+
+impl SizeSpec {
+    /// The key label, `{width}x{height}-{fit}`.
+    pub fn label(&self) -> String {
+        format!("{}x{}-{}", self.width, self.height, self.fit.as_str())
+    }
+
+    /// The pad colour of a `contain` variant.
+    pub fn pad(&self) -> Background {
+        self.background.unwrap_or(Background::TRANSPARENT)
+    }
+
+    fn check(&self) -> Result<(), VariantRequestError> {
+        for v in [self.width, self.height] {
+            if !(MIN_WIDTH..=MAX_WIDTH).contains(&v) {
+                return Err(VariantRequestError::SizeRange(v));
+            }
+        }
+        if self.fit != Fit::Cover && self.focus != Focus::Center {
+            return Err(VariantRequestError::FocusWithoutCover);
+        }
+        if self.fit != Fit::Contain && self.background.is_some() {
+            return Err(VariantRequestError::BackgroundWithoutContain);
+        }
+        Ok(())
+    }
 }
 
 /// Default lossy WebP quality.
@@ -97,13 +353,23 @@ pub const DEFAULT_AVIF_QUALITY: u8 = 50;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariantRequest {
-    /// Target widths in pixels, ascending and distinct after [`VariantRequest::normalise`].
+    /// Target widths in pixels, ascending and distinct after [`VariantRequest::normalise`]
+    /// (may be empty when `sizes` is not).
+    #[serde(default)]
     pub widths: Vec<u32>,
     /// Output formats, distinct.
     pub formats: Vec<OutputFormat>,
-    /// Fit mode.
+    /// Fit mode of `widths` (only `inside`).
     #[serde(default)]
     pub fit: Fit,
+    /// Exact-size or bounded-box variants, beside `widths`; sorted after
+    /// [`VariantRequest::normalise`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sizes: Vec<SizeSpec>,
+    /// The file's focal point. Never part of the batch's [`META_REQUEST`] value: the API signs
+    /// it per file under [`META_FOCAL_POINT`] and the worker sets it from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focal_point: Option<FocalPoint>,
     /// WebP quality 1-100.
     #[serde(default = "default_webp_quality")]
     pub webp_quality: u8,
@@ -128,6 +394,8 @@ impl Default for VariantRequest {
             widths: vec![320, 640, 1280, 2048],
             formats: vec![OutputFormat::Webp, OutputFormat::Avif],
             fit: Fit::Inside,
+            sizes: Vec::new(),
+            focal_point: None,
             webp_quality: DEFAULT_WEBP_QUALITY,
             avif_quality: DEFAULT_AVIF_QUALITY,
             keep_original: false,
@@ -150,6 +418,27 @@ pub enum VariantRequestError {
     /// Quality outside 1..=100.
     #[error("quality {0} is outside 1..=100")]
     Quality(u8),
+    /// `widths` and `sizes` together outside 1..=8.
+    #[error("between 1 and {MAX_VARIANTS} widths and sizes together are required, got {0}")]
+    VariantCount(usize),
+    /// A size's width or height outside 16..=8192.
+    #[error("size dimension {0} is outside {MIN_WIDTH}..={MAX_WIDTH}")]
+    SizeRange(u32),
+    /// A focus other than `center` on a size that does not crop.
+    #[error("focus applies only to fit cover")]
+    FocusWithoutCover,
+    /// A background on a size that does not pad.
+    #[error("background applies only to fit contain")]
+    BackgroundWithoutContain,
+    /// Two sizes with the same width, height and fit.
+    #[error("size {0} is asked for twice")]
+    DuplicateSize(String),
+    /// `fit` of `widths` other than `inside` (use `sizes`).
+    #[error("widths are always fit inside; ask for cover or contain in sizes")]
+    WidthsFit,
+    /// A focal point outside 0..=1.
+    #[error("focal point coordinates must be within 0..=1")]
+    FocalPoint,
     /// The metadata value is not a valid request.
     #[error("variant request metadata is not valid JSON: {0}")]
     Malformed(String),
@@ -165,8 +454,30 @@ impl VariantRequest {
         self.widths.dedup();
         self.formats.sort_unstable();
         self.formats.dedup();
-        if self.widths.is_empty() || self.widths.len() > MAX_WIDTHS {
-            return Err(VariantRequestError::WidthCount(self.widths.len()));
+        if self.sizes.is_empty() {
+            if self.widths.is_empty() || self.widths.len() > MAX_WIDTHS {
+                return Err(VariantRequestError::WidthCount(self.widths.len()));
+            }
+        } else {
+            let n = self.widths.len() + self.sizes.len();
+            if n > MAX_VARIANTS {
+                return Err(VariantRequestError::VariantCount(n));
+            }
+            for size in &self.sizes {
+                size.check()?;
+            }
+            self.sizes.sort_unstable();
+            if let Some(w) = self.sizes.windows(2).find(|w| {
+                (w[0].width, w[0].height, w[0].fit) == (w[1].width, w[1].height, w[1].fit)
+            }) {
+                return Err(VariantRequestError::DuplicateSize(w[0].label()));
+            }
+        }
+        if self.fit != Fit::Inside {
+            return Err(VariantRequestError::WidthsFit);
+        }
+        if self.focal_point.is_some_and(|p| !p.is_valid()) {
+            return Err(VariantRequestError::FocalPoint);
         }
         if let Some(&w) = self
             .widths
@@ -263,5 +574,197 @@ mod tests {
         );
         let ok = VariantRequest::from_metadata(r#"{"widths":[320],"formats":["webp"]}"#).unwrap();
         assert_eq!(ok.webp_quality, 80);
+    }
+
+    fn size(width: u32, height: u32, fit: Fit) -> SizeSpec {
+        SizeSpec {
+            width,
+            height,
+            fit,
+            focus: Focus::Center,
+            background: None,
+        }
+    }
+
+    #[test]
+    fn sizes_at_the_most_fit_the_metadata_limit_and_round_trip() {
+        let sizes: Vec<SizeSpec> = (0..MAX_VARIANTS as u32)
+            .map(|i| SizeSpec {
+                width: MAX_WIDTH - i,
+                height: MAX_WIDTH - i,
+                fit: Fit::Contain,
+                focus: Focus::Center,
+                background: Some(Background([0xff, 0xee, 0xdd, 0x80])),
+            })
+            .collect();
+        let r = VariantRequest {
+            widths: vec![],
+            sizes,
+            keep_original: true,
+            focal_point: Some(FocalPoint { x: 0.3333, y: 1.0 }),
+            ..Default::default()
+        }
+        .normalise()
+        .unwrap();
+        let s = r.to_metadata();
+        // Every other signed metadata value (ids, name, traceparent) fits in the remainder.
+        assert!(s.len() <= 1024, "{} bytes: {s}", s.len());
+        assert_eq!(VariantRequest::from_metadata(&s).unwrap(), r);
+        let cover = VariantRequest {
+            widths: vec![320],
+            sizes: vec![SizeSpec {
+                focus: Focus::FocalPoint,
+                ..size(256, 256, Fit::Cover)
+            }],
+            ..Default::default()
+        };
+        let s = cover.to_metadata();
+        assert!(
+            s.contains(
+                r#""sizes":[{"width":256,"height":256,"fit":"cover","focus":"focal_point"}]"#
+            ),
+            "{s}"
+        );
+        assert_eq!(VariantRequest::from_metadata(&s).unwrap(), cover);
+    }
+
+    #[test]
+    fn old_metadata_has_no_sizes_and_serialises_as_before() {
+        let old = r#"{"widths":[320,640],"formats":["webp"],"fit":"inside","webp_quality":80,"avif_quality":50,"keep_original":false}"#;
+        let r = VariantRequest::from_metadata(old).unwrap();
+        assert!(r.sizes.is_empty() && r.focal_point.is_none());
+        assert_eq!(r.to_metadata(), old);
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        let with = |sizes: Vec<SizeSpec>, widths: Vec<u32>| {
+            VariantRequest {
+                widths,
+                sizes,
+                ..Default::default()
+            }
+            .normalise()
+        };
+        assert!(with(vec![size(256, 256, Fit::Cover)], vec![]).is_ok());
+        assert_eq!(
+            with(vec![size(256, 8, Fit::Cover)], vec![]),
+            Err(VariantRequestError::SizeRange(8))
+        );
+        assert_eq!(
+            with(vec![size(9000, 256, Fit::Contain)], vec![]),
+            Err(VariantRequestError::SizeRange(9000))
+        );
+        assert_eq!(
+            with(
+                vec![size(256, 256, Fit::Cover)],
+                (1..=8).map(|i| i * 100).collect()
+            ),
+            Err(VariantRequestError::VariantCount(9))
+        );
+        assert_eq!(
+            with(
+                vec![
+                    size(256, 256, Fit::Cover),
+                    SizeSpec {
+                        focus: Focus::Auto,
+                        ..size(256, 256, Fit::Cover)
+                    }
+                ],
+                vec![]
+            ),
+            Err(VariantRequestError::DuplicateSize("256x256-cover".into()))
+        );
+        assert!(
+            with(
+                vec![size(256, 256, Fit::Cover), size(256, 256, Fit::Contain)],
+                vec![]
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            with(
+                vec![SizeSpec {
+                    focus: Focus::Auto,
+                    ..size(256, 256, Fit::Contain)
+                }],
+                vec![]
+            ),
+            Err(VariantRequestError::FocusWithoutCover)
+        );
+        assert_eq!(
+            with(
+                vec![SizeSpec {
+                    background: Some(Background::TRANSPARENT),
+                    ..size(256, 256, Fit::Cover)
+                }],
+                vec![]
+            ),
+            Err(VariantRequestError::BackgroundWithoutContain)
+        );
+        let bad_point = VariantRequest {
+            focal_point: Some(FocalPoint { x: 1.5, y: 0.0 }),
+            ..Default::default()
+        };
+        assert_eq!(bad_point.normalise(), Err(VariantRequestError::FocalPoint));
+        let cover_widths = VariantRequest {
+            fit: Fit::Cover,
+            ..Default::default()
+        };
+        assert_eq!(
+            cover_widths.normalise(),
+            Err(VariantRequestError::WidthsFit)
+        );
+        assert!(VariantRequest::from_metadata(r#"{"formats":["webp"]}"#).is_err());
+        assert!(
+            VariantRequest::from_metadata(
+                r#"{"formats":["webp"],"sizes":[{"width":64,"height":64,"fit":"fill"}]}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn backgrounds_and_focal_points_parse_strictly() {
+        assert_eq!(
+            Background::parse("#FF0080"),
+            Some(Background([255, 0, 128, 255]))
+        );
+        assert_eq!(
+            Background::parse("#ff008000"),
+            Some(Background([255, 0, 128, 0]))
+        );
+        for bad in [
+            "ff0080",
+            "#ff008",
+            "#ff00800",
+            "#gg0080",
+            "#ff0080000",
+            "#+f0080",
+        ] {
+            assert_eq!(Background::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Background([255, 0, 128, 255]).as_string(), "#ff0080");
+        let p = FocalPoint::from_metadata("0.25,1").unwrap();
+        assert_eq!(p, FocalPoint { x: 0.25, y: 1.0 });
+        assert_eq!(p.to_metadata(), "0.2500,1.0000");
+        assert_eq!(
+            FocalPoint::from_metadata("0.123456,0")
+                .unwrap()
+                .to_metadata(),
+            "0.1235,0.0000"
+        );
+        for bad in [
+            "",
+            "0.5",
+            "0.5,",
+            "1.5,0",
+            "-0.1,0",
+            "nan,0",
+            "0.5,0.5,0.5",
+            "1e-1,0",
+        ] {
+            assert_eq!(FocalPoint::from_metadata(bad), None, "{bad}");
+        }
     }
 }

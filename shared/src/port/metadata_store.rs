@@ -240,6 +240,10 @@ pub struct VariantRecord {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// How it fits what was asked (`inside` for `widths`; a size's own fit). Records written
+    /// before sizes existed read as `inside`.
+    #[serde(default)]
+    pub fit: crate::variant::Fit,
     /// Format.
     pub format: OutputFormat,
     /// Encoded size.

@@ -53,6 +53,7 @@ pub fn rendered(batch_id: &str, file_id: &str) -> RenderedFile {
         variants: vec![VariantRecord {
             width: 320,
             height: 240,
+            fit: crate::variant::Fit::Inside,
             format: OutputFormat::Webp,
             bytes: 100,
             key: crate::keys::variant_key(batch_id, file_id, 320, "0123456789", OutputFormat::Webp),

@@ -25,7 +25,7 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use shared::variant::{
-    META_BATCH_ID, META_FILE_ID, META_FILE_NAME, META_REQUEST, META_TRACEPARENT,
+    META_BATCH_ID, META_FILE_ID, META_FILE_NAME, META_FOCAL_POINT, META_REQUEST, META_TRACEPARENT,
 };
 use tower::{Layer as _, ServiceExt as _};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -42,6 +42,7 @@ pub fn upload_metadata_headers() -> Vec<String> {
         META_FILE_ID,
         META_FILE_NAME,
         META_TRACEPARENT,
+        META_FOCAL_POINT,
     ]
     .iter()
     .map(|m| format!("x-amz-meta-{m}"))

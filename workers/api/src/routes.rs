@@ -190,11 +190,12 @@ async fn presign_file(
     batch_id: &str,
     file: &NewFile,
     request_metadata: &str,
+    focal_point: Option<variant::FocalPoint>,
     traceparent: &str,
     method: UploadMethod,
     expires_in: Duration,
 ) -> Result<UploadInstructions, ApiError> {
-    let metadata = BTreeMap::from([
+    let mut metadata = BTreeMap::from([
         (
             variant::META_REQUEST.to_owned(),
             request_metadata.to_owned(),
@@ -208,6 +209,9 @@ async fn presign_file(
         ),
         (variant::META_TRACEPARENT.to_owned(), traceparent.to_owned()),
     ]);
+    if let Some(p) = focal_point {
+        metadata.insert(variant::META_FOCAL_POINT.to_owned(), p.to_metadata());
+    }
     let policy = UploadPolicy {
         key: shared::keys::upload_key(batch_id, &file.file_id),
         content_type: file.content_type.clone(),
@@ -263,11 +267,19 @@ async fn create_batch_traced(
                 f.name, limits.max_upload_bytes
             )));
         }
+        if f.focal_point.is_some_and(|p| !p.is_valid()) {
+            return Err(ApiError::invalid(format!(
+                "focal_point of {:?} must have x and y within 0..=1",
+                f.name
+            )));
+        }
     }
     let request = VariantRequest {
         widths: req.variants.widths.clone(),
         formats: req.variants.formats.clone(),
         fit: req.variants.fit,
+        sizes: req.variants.sizes.clone(),
+        focal_point: None,
         webp_quality: req
             .variants
             .webp_quality
@@ -324,14 +336,16 @@ async fn create_batch_traced(
     };
     let request_metadata = request.to_metadata();
     let tp = batch.traceparent.clone().unwrap_or_default();
+    let focal_points: Vec<_> = req.files.iter().map(|f| f.focal_point).collect();
     let mut uploads = Vec::with_capacity(batch.files.len());
-    for f in &batch.files {
+    for (f, &focal_point) in batch.files.iter().zip(&focal_points) {
         uploads.push(
             presign_file(
                 &s,
                 &batch.batch_id,
                 f,
                 &request_metadata,
+                focal_point,
                 &tp,
                 method,
                 Duration::from_secs(limits.upload_expiry_secs),
@@ -356,7 +370,7 @@ async fn create_batch_traced(
                     "this Idempotency-Key was used for a different request",
                 ));
             }
-            return replay_created(&s, &batch.principal, &batch_id, method).await;
+            return replay_created(&s, &batch.principal, &batch_id, method, &focal_points).await;
         }
         Err(e) => return Err(store_err(e)),
     }
@@ -372,12 +386,15 @@ async fn create_batch_traced(
 }
 
 /// The answer to a retried create: the batch its key created, with fresh upload instructions
-/// (granted until the batch's own expiry) for the files still awaiting upload.
+/// (granted until the batch's own expiry) for the files still awaiting upload. The files'
+/// focal points are not stored: they are the retry's own, in file order (the key's request
+/// hash covers them).
 async fn replay_created(
     s: &AppState,
     principal: &str,
     batch_id: &str,
     method: UploadMethod,
+    focal_points: &[Option<variant::FocalPoint>],
 ) -> Result<Created, ApiError> {
     let b = s
         .metadata
@@ -392,17 +409,29 @@ async fn replay_created(
     let request_metadata = b.request.to_metadata();
     let tp = b.traceparent.clone().unwrap_or_default();
     let mut uploads = Vec::new();
-    for f in b.files.iter().filter(|f| {
+    for (i, f) in b.files.iter().enumerate().filter(|(_, f)| {
         f.status == FileStatus::AwaitingUpload && b.expires_at > OffsetDateTime::now_utc()
     }) {
+        let focal_point = focal_points.get(i).copied().flatten();
         let file = NewFile {
             file_id: f.file_id.clone(),
             name: f.name.clone(),
             content_type: f.content_type.clone(),
             size: f.size,
         };
-        uploads
-            .push(presign_file(s, &b.batch_id, &file, &request_metadata, &tp, method, left).await?);
+        uploads.push(
+            presign_file(
+                s,
+                &b.batch_id,
+                &file,
+                &request_metadata,
+                focal_point,
+                &tp,
+                method,
+                left,
+            )
+            .await?,
+        );
     }
     tracing::info!(batch_id = %b.batch_id, uploads = uploads.len(), "Batch create retried under its idempotency key.");
     Ok(Created(CreatedBatch {
@@ -508,6 +537,7 @@ impl AppState {
                     variants.push(VariantView {
                         width: v.width,
                         height: v.height,
+                        fit: v.fit,
                         format: v.format,
                         content_type: shared::api::content_type(v.format).to_owned(),
                         bytes: v.bytes,

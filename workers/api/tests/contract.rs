@@ -94,6 +94,7 @@ fn request(files: usize) -> CreateBatchRequest {
                 name: format!("photo {i}.jpg"),
                 content_type: "image/jpeg".into(),
                 size: 1000,
+                focal_point: None,
             })
             .collect(),
         variants: VariantSpec::new(vec![640, 320], vec![OutputFormat::Webp, OutputFormat::Avif]),
@@ -129,6 +130,21 @@ async fn the_document_is_generated_and_carries_the_rules() {
         .unwrap();
     assert_eq!(wait["schema"]["maximum"], 60);
     let widths = &s["VariantSpec"]["properties"]["widths"];
+    // Sizes: their bounds, fits, focuses and the focal point's range.
+    let size = &s["SizeSpec"]["properties"];
+    assert_eq!(size["width"]["minimum"], 16, "{:#}", s["SizeSpec"]);
+    assert_eq!(size["height"]["maximum"], 8192);
+    assert_eq!(s["VariantSpec"]["properties"]["sizes"]["maxItems"], 8);
+    assert_eq!(s["Fit"]["enum"], json!(["inside", "cover", "contain"]));
+    assert_eq!(s["Focus"]["enum"], json!(["center", "auto", "focal_point"]));
+    assert_eq!(s["FocalPoint"]["properties"]["x"]["maximum"], 1.0);
+    assert!(
+        s["VariantView"]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("fit"))
+            || s["VariantView"]["properties"]["fit"].is_object()
+    );
     assert_eq!(widths["maxItems"], 8);
     assert_eq!(widths["items"]["minimum"], 16);
     assert_eq!(widths["items"]["maximum"], 8192);
@@ -227,6 +243,7 @@ async fn real_answers_match_the_document() {
         rendered.variants.push(shared::port::VariantRecord {
             width: w,
             height: w * 3 / 4,
+            fit: shared::variant::Fit::Inside,
             format: f,
             bytes: 100,
             key: shared::keys::variant_key(&id, &files[0], w, "0123456789", f),

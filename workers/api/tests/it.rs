@@ -1210,3 +1210,65 @@ async fn past_the_concurrency_limit_requests_get_503_and_ops_endpoints_still_ans
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn sizes_and_focal_points_are_checked_then_signed_per_file() {
+    let app = spawn_app().await;
+    let f = |focal: Value| json!({"name": "a.jpg", "content_type": "image/jpeg", "size": 5, "focal_point": focal});
+    let with = |sizes: Value| json!({"files": [file("a.jpg", 5)], "variants": {"sizes": sizes, "formats": ["webp"]}});
+    let cover = json!({"width": 256, "height": 256, "fit": "cover"});
+    let bad = [
+        with(json!([{"width": 256, "height": 256, "fit": "fill"}])),
+        with(json!([{"width": 256, "height": 8, "fit": "cover"}])),
+        with(json!([{"width": 9000, "height": 256}])),
+        with(json!([{"width": 256}])),
+        with(json!([cover, cover])),
+        with(json!([{"width": 256, "height": 256, "fit": "contain", "focus": "auto"}])),
+        with(json!([{"width": 256, "height": 256, "fit": "cover", "background": "#ffffff"}])),
+        with(json!([{"width": 256, "height": 256, "fit": "contain", "background": "white"}])),
+        with(json!([{"width": 256, "height": 256, "fit": "cover", "focus": "faces"}])),
+        with(json!([{"width": 256, "height": 256, "extra": 1}])),
+        with(json!([])),
+        json!({"files": [file("a.jpg", 5)], "variants": {"widths": [100, 200, 300, 400, 500, 600, 700], "sizes": [cover, {"width": 64, "height": 64}], "formats": ["webp"]}}),
+        json!({"files": [file("a.jpg", 5)], "variants": {"widths": [320], "fit": "cover", "formats": ["webp"]}}),
+        json!({"files": [f(json!({"x": 1.5, "y": 0.5}))], "variants": {"widths": [320], "formats": ["webp"]}}),
+        json!({"files": [f(json!({"x": -0.1, "y": 0.5}))], "variants": {"widths": [320], "formats": ["webp"]}}),
+        json!({"files": [f(json!({"x": 0.5}))], "variants": {"widths": [320], "formats": ["webp"]}}),
+        json!({"files": [f(json!({"x": 0.5, "y": 0.5, "z": 0}))], "variants": {"widths": [320], "formats": ["webp"]}}),
+    ];
+    for case in bad {
+        let r = app.post("/v1/batches", &case).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{case}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{case}");
+    }
+    // Eight together is the most; the focal point is signed for its own file only.
+    let ok = json!({
+        "files": [f(json!({"x": 0.25, "y": 0.75})), file("b.jpg", 5)],
+        "variants": {
+            "widths": [100, 200, 300, 400, 500, 600],
+            "sizes": [
+                {"width": 256, "height": 256, "fit": "cover", "focus": "focal_point"},
+                {"width": 8192, "height": 8192, "fit": "contain", "background": "#ff00ff80"},
+            ],
+            "formats": ["webp", "avif"],
+        },
+    });
+    let r = app.post("/v1/batches", &ok).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let fields = |i: usize| created["uploads"][i]["fields"].as_object().unwrap().clone();
+    assert_eq!(fields(0)["x-amz-meta-prism-focal-point"], "0.2500,0.7500");
+    assert!(!fields(1).contains_key("x-amz-meta-prism-focal-point"));
+    let request = fields(0)["x-amz-meta-prism-request"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parsed = shared::variant::VariantRequest::from_metadata(&request).unwrap();
+    assert_eq!(parsed.sizes.len(), 2);
+    assert_eq!(parsed.focal_point, None);
+    assert!(
+        request.contains(r##""background":"#ff00ff80""##),
+        "{request}"
+    );
+}

@@ -78,6 +78,15 @@ enum Command {
         /// Keep the original in the media bucket.
         #[arg(long)]
         keep_original: bool,
+        /// A variant of a given size, beside the widths (repeatable):
+        /// `WxH[:inside|cover|contain[:FOCUS|#COLOUR]]`, e.g. `256x256:cover:auto`,
+        /// `400x300:contain:#ffffff`. FOCUS (cover): center, auto or focal_point.
+        #[arg(long = "size", value_name = "SIZE", value_parser = prism::upload::parse_size)]
+        sizes: Vec<shared::variant::SizeSpec>,
+        /// Every file's focal point, `X,Y` (each 0..1 of the upright image), for sizes with
+        /// focus focal_point.
+        #[arg(long, value_name = "X,Y", value_parser = prism::upload::parse_focal_point)]
+        focal_point: Option<shared::variant::FocalPoint>,
         /// Longest wait for completion, in seconds (0: do not wait).
         #[arg(long, default_value_t = 300)]
         wait: u64,
@@ -523,6 +532,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             widths,
             formats,
             keep_original,
+            sizes,
+            focal_point,
             wait,
             json,
             upload_method,
@@ -537,7 +548,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 wait_secs: wait,
                 progress: !json,
             };
-            let batch = prism::upload::run_as(&args, upload_method).await?;
+            let sized = prism::upload::SizeArgs { sizes, focal_point };
+            let batch = serde_json::to_value(
+                prism::upload::run_sized(&args, upload_method, &sized).await?,
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&batch)?);
             } else {

@@ -10,9 +10,10 @@ use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
 use serde_json::Value;
 use shared::api::{
-    BatchView, Client, CreateBatchRequest, FileSpec, OutputFormat, UploadInstructions,
-    UploadMethodSpec, VariantSpec,
+    BatchView, Client, CreateBatchRequest, FileSpec, FocalPoint, OutputFormat, SizeSpec,
+    UploadInstructions, UploadMethodSpec, VariantSpec,
 };
+use shared::variant::{Background, Fit, Focus};
 
 /// What to upload and where.
 #[derive(Debug, Clone)]
@@ -33,6 +34,64 @@ pub struct UploadArgs {
     pub wait_secs: u64,
     /// Show a progress bar.
     pub progress: bool,
+}
+
+/// `--size` and `--focal-point`: the batch's `sizes` and the focal point given to every file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SizeArgs {
+    /// Sizes, beside the widths.
+    pub sizes: Vec<SizeSpec>,
+    /// Every file's focal point.
+    pub focal_point: Option<FocalPoint>,
+}
+
+/// Parse `--size`: `WxH[:FIT[:FOCUS|BACKGROUND]]`, e.g. `256x256:cover:auto`,
+/// `400x300:contain:#ffffff`, `800x600` (fit `inside`). The third part is the focus of `cover`
+/// (`center`, `auto`, `focal_point`) or the pad colour of `contain`; the API checks the rest.
+///
+/// # Errors
+/// A value of another shape, or an unknown fit, focus or colour.
+pub fn parse_size(s: &str) -> Result<SizeSpec, String> {
+    let bad = || format!("{s:?} is not WxH[:inside|cover|contain[:focus or #colour]]");
+    let mut parts = s.split(':');
+    let (w, h) = parts
+        .next()
+        .and_then(|d| d.split_once('x'))
+        .ok_or_else(bad)?;
+    let mut size = SizeSpec {
+        width: w.parse().map_err(|_| bad())?,
+        height: h.parse().map_err(|_| bad())?,
+        fit: Fit::Inside,
+        focus: Focus::Center,
+        background: None,
+    };
+    if let Some(fit) = parts.next() {
+        size.fit = Fit::parse(fit)
+            .ok_or_else(|| format!("{fit:?} is not a fit (inside, cover, contain)"))?;
+    }
+    if let Some(third) = parts.next() {
+        if third.starts_with('#') {
+            size.background = Some(
+                Background::parse(third)
+                    .ok_or_else(|| format!("{third:?} is not #rrggbb or #rrggbbaa"))?,
+            );
+        } else {
+            size.focus = Focus::parse(third)
+                .ok_or_else(|| format!("{third:?} is not a focus (center, auto, focal_point)"))?;
+        }
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(size)
+}
+
+/// Parse `--focal-point`: `X,Y`, each 0..=1 (relative to the upright image).
+///
+/// # Errors
+/// Not two numbers within 0..=1.
+pub fn parse_focal_point(s: &str) -> Result<FocalPoint, String> {
+    FocalPoint::from_metadata(s).ok_or_else(|| format!("{s:?} is not X,Y with each within 0..=1"))
 }
 
 /// The declared content type, from the extension (a hint: the worker sniffs the bytes).
@@ -99,6 +158,18 @@ pub async fn run_typed(
     args: &UploadArgs,
     upload_method: UploadMethodSpec,
 ) -> anyhow::Result<BatchView> {
+    run_sized(args, upload_method, &SizeArgs::default()).await
+}
+
+/// [`run_typed`] with `sizes` beside the widths and a focal point for every file.
+///
+/// # Errors
+/// An unreadable file, an API refusal or an unreachable API.
+pub async fn run_sized(
+    args: &UploadArgs,
+    upload_method: UploadMethodSpec,
+    sizes: &SizeArgs,
+) -> anyhow::Result<BatchView> {
     let client = Client::new(&args.api, &args.token)?;
     let mut files = Vec::new();
     for p in &args.paths {
@@ -111,6 +182,7 @@ pub async fn run_typed(
             name,
             content_type: content_type(p).to_owned(),
             size: meta.len(),
+            focal_point: sizes.focal_point,
         });
     }
     let formats = args
@@ -124,6 +196,7 @@ pub async fn run_typed(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut variants = VariantSpec::new(args.widths.clone(), formats);
     variants.keep_original = args.keep_original;
+    variants.sizes.clone_from(&sizes.sizes);
     let req = CreateBatchRequest {
         files,
         variants,

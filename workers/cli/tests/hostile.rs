@@ -282,6 +282,7 @@ async fn hostile_batch_fails_each_file_cleanly_within_the_memory_budget() {
         name: name.to_owned(),
         content_type: content_type.to_owned(),
         size,
+        focal_point: None,
     };
 
     // Refused at the door: a zero-byte file and a name with a control character.

@@ -37,6 +37,7 @@ async fn run_batch(
                 name: name.clone(),
                 content_type: "image/png".into(),
                 size: bytes.len() as u64,
+                focal_point: None,
             })
             .collect(),
         variants: shared::api::VariantSpec::new(

@@ -42,6 +42,7 @@ async fn batch(api: &str, token: &str, traceparent: Option<String>, files: &[Pat
                 name: p.file_name().unwrap().to_string_lossy().into_owned(),
                 content_type: prism::upload::content_type(p).to_owned(),
                 size: std::fs::metadata(p).unwrap().len(),
+                focal_point: None,
             })
             .collect(),
         variants: VariantSpec::new(vec![320, 640], vec![OutputFormat::Webp]),

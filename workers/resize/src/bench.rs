@@ -212,6 +212,63 @@ pub struct Summary {
     pub render_processes_peak_rss_kb: u64,
     /// How the peak RSS figures were measured.
     pub peak_rss_method: &'static str,
+    /// The cost of an `auto` focus, measured apart from the run above (not in its wall time).
+    pub auto_focus: AutoFocusCost,
+}
+
+/// What the attention map of an `auto` focus costs per image: measured after the run, one
+/// image at a time, on each rendered input decoded as a `256x256` `cover` size would decode it
+/// (JPEG at a reduced DCT scale), timing only [`render::fit::AttentionMap::of`] (the decode is
+/// not counted).
+#[derive(Debug, Clone, Serialize)]
+pub struct AutoFocusCost {
+    /// Images measured.
+    pub images: usize,
+    /// Mean milliseconds per image.
+    pub attention_ms_mean: f64,
+    /// Median milliseconds per image.
+    pub attention_ms_p50: f64,
+    /// Largest milliseconds of one image.
+    pub attention_ms_max: f64,
+}
+
+/// Measure [`AutoFocusCost`] over `files` (the inputs that rendered).
+fn auto_focus_cost(files: &[PathBuf], options: &BenchOptions) -> AutoFocusCost {
+    let size = shared::variant::SizeSpec {
+        width: 256,
+        height: 256,
+        fit: shared::variant::Fit::Cover,
+        focus: shared::variant::Focus::Auto,
+        background: None,
+    };
+    let request = VariantRequest {
+        widths: vec![],
+        sizes: vec![size],
+        formats: vec![OutputFormat::Webp],
+        ..VariantRequest::default()
+    };
+    let mut ms: Vec<f64> = files
+        .iter()
+        .filter_map(|path| {
+            let bytes = std::fs::read(path).ok()?;
+            let probe = render::decode::probe(&bytes, &options.limits).ok()?;
+            let (ow, oh) = probe.oriented_dimensions();
+            let target = render::max_target_width(&request, ow, oh);
+            let decoded = render::decode::decode(&bytes, &probe, target, &options.settings).ok()?;
+            let (raster, _, _) = render::color::to_srgb8_or_defer(decoded, u64::MAX).ok()?;
+            let t = Instant::now();
+            render::fit::AttentionMap::of(&raster).ok()?;
+            Some(t.elapsed().as_secs_f64() * 1000.0)
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    AutoFocusCost {
+        images: ms.len(),
+        attention_ms_mean: round3(ms.iter().sum::<f64>() / ms.len().max(1) as f64),
+        attention_ms_p50: round3(ms.get(ms.len() / 2).copied().unwrap_or(0.0)),
+        attention_ms_max: round3(ms.last().copied().unwrap_or(0.0)),
+    }
 }
 
 /// What [`Summary::peak_rss_method`] says.
@@ -467,6 +524,15 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
             .join("+"),
     };
     let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let rendered: Vec<PathBuf> = ok.iter().map(|r| options.corpus.join(&r.file)).collect();
+    let auto_focus = auto_focus_cost(&rendered, options);
+    eprintln!(
+        "auto focus (attention map, apart from the run): {} images, mean {:.3} ms, p50 {:.3} ms, max {:.3} ms per image",
+        auto_focus.images,
+        auto_focus.attention_ms_mean,
+        auto_focus.attention_ms_p50,
+        auto_focus.attention_ms_max
+    );
     let summary = Summary {
         tool: "prism",
         mode,
@@ -509,6 +575,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         render_processes: memory.child_hwm_kb.len(),
         render_processes_peak_rss_kb: children_hwm_kb,
         peak_rss_method: PEAK_RSS_METHOD,
+        auto_focus,
     };
     let doc = serde_json::json!({ "summary": &summary, "images": &results });
     std::fs::write(

@@ -108,6 +108,8 @@ enum ResponseHeader {
 #[derive(Debug, Serialize, Deserialize)]
 struct WireVariant {
     target_width: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<shared::variant::SizeSpec>,
     width: u32,
     height: u32,
     format: OutputFormat,
@@ -118,6 +120,8 @@ struct WireTimings {
     decode_ms: f64,
     resize_ms: f64,
     encode_ms: f64,
+    #[serde(default)]
+    attention_ms: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -403,12 +407,14 @@ fn write_response_sync(
                 decode_ms: r.timings.decode_ms,
                 resize_ms: r.timings.resize_ms,
                 encode_ms: r.timings.encode_ms,
+                attention_ms: r.timings.attention_ms,
             },
             variants: r
                 .variants
                 .iter()
                 .map(|v| WireVariant {
                     target_width: v.target_width,
+                    size: v.size,
                     width: v.width,
                     height: v.height,
                     format: v.format,
@@ -871,6 +877,7 @@ async fn exchange(
                 r.read_exact(&mut bytes).await?;
                 out.push(Variant {
                     target_width: v.target_width,
+                    size: v.size,
                     width: v.width,
                     height: v.height,
                     format: v.format,
@@ -884,6 +891,7 @@ async fn exchange(
                     decode_ms: timings.decode_ms,
                     resize_ms: timings.resize_ms,
                     encode_ms: timings.encode_ms,
+                    attention_ms: timings.attention_ms,
                 },
             }))
         }

@@ -47,7 +47,7 @@ use shared::port::{
 };
 use shared::rerender::{self, RerenderMessage, RerenderRecord, RerenderStatus};
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
-use shared::variant::{self, META_REQUEST, VariantRequest};
+use shared::variant::{self, FocalPoint, META_FOCAL_POINT, META_REQUEST, VariantRequest};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
@@ -121,9 +121,9 @@ pub fn render_deadline(
             variant::OutputFormat::Avif => 4,
         })
         .sum();
-    let output: u64 = render::plan_widths(&request.widths, w)
+    let output: u64 = render::planned_outputs(request, w, h)
         .iter()
-        .map(|&vw| u64::from(vw) * u64::from(render::scaled_height(w, h, vw)))
+        .map(|&(vw, vh)| u64::from(vw) * u64::from(vh))
         .sum();
     let megapixels = (decode_pixels as f64 + (output * per_format) as f64) / 1e6;
     let secs = cfg.render_timeout_floor_secs as f64
@@ -649,7 +649,22 @@ impl ResizeHandler {
             .get(META_REQUEST)
             .map(|m| VariantRequest::from_metadata(m))
         {
-            Some(Ok(r)) => r,
+            Some(Ok(mut r)) => {
+                // The file's focal point travels under its own key (the request is the batch's).
+                match head.metadata.get(META_FOCAL_POINT) {
+                    None => {}
+                    Some(p) => match FocalPoint::from_metadata(p) {
+                        Some(p) => r.focal_point = Some(p),
+                        None => {
+                            return Ok(FileOutcome::from(FileFailure(
+                                ErrorCode::InvalidRequest,
+                                "the upload's focal point is not x,y within 0..=1".into(),
+                            )));
+                        }
+                    },
+                }
+                r
+            }
             Some(Err(e)) => {
                 return Ok(FileOutcome::from(FileFailure(
                     ErrorCode::InvalidRequest,
@@ -792,14 +807,28 @@ impl ResizeHandler {
         };
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
-            let tag = keys::variant_tag(
-                &self.engine,
-                v.format,
-                request.quality(v.format),
-                request.fit,
-                v.target_width,
-            );
-            let vkey = keys::variant_key(batch, file, v.target_width, &tag, v.format);
+            let vkey = match &v.size {
+                None => {
+                    let tag = keys::variant_tag(
+                        &self.engine,
+                        v.format,
+                        request.quality(v.format),
+                        request.fit,
+                        v.target_width,
+                    );
+                    keys::variant_key(batch, file, v.target_width, &tag, v.format)
+                }
+                Some(size) => {
+                    let tag = keys::size_variant_tag(
+                        &self.engine,
+                        v.format,
+                        request.quality(v.format),
+                        size,
+                        request.focal_point,
+                    );
+                    keys::size_variant_key(batch, file, size, &tag, v.format)
+                }
+            };
             let n = v.bytes.len();
             let opts = PutOptions {
                 content_type: Some(v.format.content_type().into()),
@@ -816,6 +845,7 @@ impl ResizeHandler {
             variants.push(VariantRecord {
                 width: v.width,
                 height: v.height,
+                fit: v.size.map_or(variant::Fit::Inside, |s| s.fit),
                 format: v.format,
                 bytes: n as u64,
                 key: vkey,
@@ -863,16 +893,32 @@ impl ResizeHandler {
             && !manifest.rendered.variants.is_empty()
             && manifest.rendered.variants.iter().all(|v| {
                 let name = v.key.rsplit('/').next().unwrap_or_default();
-                keys::parse_variant_name(name).is_some_and(|(width, tag, format)| {
+                keys::parse_variant_label(name).is_some_and(|(label, tag, format)| {
                     format == v.format
-                        && tag
-                            == keys::variant_tag(
-                                &self.engine,
-                                format,
-                                request.quality(format),
-                                request.fit,
-                                width,
-                            )
+                        && match label {
+                            keys::VariantLabel::Width(width) => {
+                                tag == keys::variant_tag(
+                                    &self.engine,
+                                    format,
+                                    request.quality(format),
+                                    request.fit,
+                                    width,
+                                )
+                            }
+                            keys::VariantLabel::Size { width, height, fit } => {
+                                request.sizes.iter().any(|s| {
+                                    (s.width, s.height, s.fit) == (width, height, fit)
+                                        && tag
+                                            == keys::size_variant_tag(
+                                                &self.engine,
+                                                format,
+                                                request.quality(format),
+                                                s,
+                                                request.focal_point,
+                                            )
+                                })
+                            }
+                        }
                 })
             })
     }

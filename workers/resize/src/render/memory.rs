@@ -26,10 +26,13 @@
 //! Whole renders against the estimate are checked by `tests/memory.rs` (the estimate must
 //! bound each measured peak, by at most 4x).
 
-use shared::variant::{OutputFormat, VariantRequest};
+use shared::variant::{Fit, Focus, OutputFormat, VariantRequest};
 
 use super::decode::{Probe, SourceFormat, svg};
-use super::{EncodeSettings, plan_jpeg_scale, plan_widths, scaled_height};
+use super::{
+    EncodeSettings, fit, max_target_width, plan_jpeg_scale, planned_outputs, planned_widths,
+    scaled_height,
+};
 
 /// Bytes per decoded pixel of a three-component JPEG's decode stage (RGB, converted to sRGB in
 /// place). Gray and CMYK frames are converted into a new raster: their components plus
@@ -64,6 +67,10 @@ pub const DECODE_SVG_EMBEDDED: u64 = 20;
 pub const ENCODE_WEBP: u64 = 12;
 /// rav1e's working memory per encoded pixel (alpha is a second, monochrome encode).
 pub const ENCODE_AVIF: u64 = 44;
+/// The attention map of an `auto` focus: its RGBA copy of at most
+/// [`fit::ATTENTION_SIDE`]² pixels and two `f32` maps of the same size (12 bytes a pixel); its
+/// box resize's intermediate image is counted with the other resizes'.
+pub const ATTENTION: u64 = 12 * (fit::ATTENTION_SIDE as u64) * (fit::ATTENTION_SIDE as u64);
 /// What a render costs whatever the image: codec tables, lcms transforms, thread stacks.
 pub const FIXED: u64 = 32 << 20;
 
@@ -104,9 +111,9 @@ impl MemoryEstimate {
 /// The pixels of every variant `request` makes of `probe`'s image, summed.
 pub fn output_pixels(probe: &Probe, request: &VariantRequest) -> u64 {
     let (w, h) = probe.oriented_dimensions();
-    plan_widths(&request.widths, w)
+    planned_outputs(request, w, h)
         .iter()
-        .map(|&vw| u64::from(vw) * u64::from(scaled_height(w, h, vw)))
+        .map(|&(vw, vh)| u64::from(vw) * u64::from(vh))
         .sum::<u64>()
         .saturating_mul(request.formats.len() as u64)
 }
@@ -121,8 +128,8 @@ pub fn estimate(
     threads: usize,
 ) -> MemoryEstimate {
     let (ow, oh) = probe.oriented_dimensions();
-    let widths = plan_widths(&request.widths, ow);
-    let max_target = widths.last().copied().unwrap_or(ow);
+    let widths = planned_widths(request, ow);
+    let max_target = max_target_width(request, ow, oh);
     // The decoded frame, in the stored orientation (libjpeg-turbo decodes a JPEG at a reduced
     // DCT scale when the variants allow it).
     let (fw, fh) = match probe.format {
@@ -167,23 +174,49 @@ pub fn estimate(
     } else {
         2
     };
+    // Every raster made: the `widths` (one facts-only width for a request of `sizes` only),
+    // then each `sizes` entry at its output size (a `contain` pad is one more copy).
     let sizes: Vec<(u64, u64)> = widths
         .iter()
         .map(|&w| (u64::from(w), u64::from(scaled_height(ow, oh, w))))
+        .chain(request.sizes.iter().map(|s| {
+            let (w, h) = fit::output_size(s, ow, oh);
+            (u64::from(w), u64::from(h))
+        }))
         .collect();
+    let pads = request
+        .sizes
+        .iter()
+        .filter(|s| s.fit == Fit::Contain)
+        .map(|s| u64::from(s.width) * u64::from(s.height) * VARIANT)
+        .sum::<u64>();
+    let attention = if request
+        .sizes
+        .iter()
+        .any(|s| s.fit == Fit::Cover && s.focus == Focus::Auto)
+    {
+        ATTENTION
+    } else {
+        0
+    };
     let variants = sizes
         .iter()
         .map(|(w, h)| w * h * VARIANT * copies)
-        .sum::<u64>();
+        .sum::<u64>()
+        + pads
+        + attention;
     // Every width may be made from the full frame: the intermediate image is the destination
     // width × the frame's height (or the other way round, whichever pass runs first).
     let swap = probe.orientation_to_apply() >= 5;
+    let side = u64::from(fit::ATTENTION_SIDE);
+    let attention_resize = (attention > 0).then(|| (side * fh).max(fw * side));
     let intermediate = sizes
         .iter()
         .map(|&(w, h)| {
             let (tw, th) = if swap { (h, w) } else { (w, h) };
             (tw * fh).max(fw * th)
         })
+        .chain(attention_resize)
         .max()
         .unwrap_or(0);
     let premultiplied = if probe.format == SourceFormat::Jpeg {
@@ -192,7 +225,11 @@ pub fn estimate(
         fw * fh * PREMULTIPLIED
     };
     let resize_scratch = intermediate * RESIZE_SCRATCH + premultiplied;
-    let mut encodes: Vec<u64> = sizes
+    let outputs: Vec<(u64, u64)> = planned_outputs(request, ow, oh)
+        .into_iter()
+        .map(|(w, h)| (u64::from(w), u64::from(h)))
+        .collect();
+    let mut encodes: Vec<u64> = outputs
         .iter()
         .flat_map(|(w, h)| {
             request.formats.iter().map(move |f| {

@@ -36,6 +36,7 @@ pub mod color;
 pub mod decode;
 pub mod encode;
 pub mod facts;
+pub mod fit;
 pub mod frame;
 pub mod hdr;
 pub mod memory;
@@ -48,7 +49,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use shared::error::ErrorCode;
-use shared::variant::{OutputFormat, VariantRequest};
+use shared::variant::{Fit, Focus, OutputFormat, SizeSpec, VariantRequest};
 
 pub use decode::SourceFormat;
 pub use encode::EncodeSettings;
@@ -149,6 +150,8 @@ pub struct Variant {
     /// The width that was asked for (the key's `{width}w`); equals the source width when the
     /// source is narrower than every requested width.
     pub target_width: u32,
+    /// The `sizes` entry this variant was made for (`None`: a `widths` variant).
+    pub size: Option<SizeSpec>,
     /// Actual pixel width.
     pub width: u32,
     /// Actual pixel height.
@@ -168,6 +171,9 @@ pub struct Timings {
     pub resize_ms: f64,
     /// Wall time from the end of the resizes until the last encode finished, in milliseconds.
     pub encode_ms: f64,
+    /// Computing the attention map of an `auto` focus (part of `resize_ms`; 0 without one), in
+    /// milliseconds.
+    pub attention_ms: f64,
 }
 
 /// The result of [`render`].
@@ -196,6 +202,49 @@ pub fn plan_widths(requested: &[u32], source_width: u32) -> Vec<u32> {
         widths.push(source_width.max(1));
     }
     widths
+}
+
+/// Width of the raster made only for the manifest facts when a request asks for `sizes` and no
+/// `widths` (never encoded).
+pub const FACTS_WIDTH: u32 = 320;
+
+/// The `widths` rasters [`render`] makes for an oriented source width: [`plan_widths`] of the
+/// request's widths, or, for a request of `sizes` only, one facts-only width
+/// ([`FACTS_WIDTH`], not encoded).
+pub fn planned_widths(request: &VariantRequest, source_width: u32) -> Vec<u32> {
+    if request.widths.is_empty() {
+        plan_widths(&[FACTS_WIDTH], source_width)
+    } else {
+        plan_widths(&request.widths, source_width)
+    }
+}
+
+/// The upright size of every encoded output of `request` for an `ow` × `oh` (oriented)
+/// source, `widths` then `sizes` (once each, whatever the formats).
+pub fn planned_outputs(request: &VariantRequest, ow: u32, oh: u32) -> Vec<(u32, u32)> {
+    let widths = if request.widths.is_empty() {
+        Vec::new()
+    } else {
+        plan_widths(&request.widths, ow)
+    };
+    widths
+        .into_iter()
+        .map(|w| (w, scaled_height(ow, oh, w)))
+        .chain(request.sizes.iter().map(|s| fit::output_size(s, ow, oh)))
+        .collect()
+}
+
+/// The widest the whole upright image must be for any variant of `request` (a `widths` entry's
+/// width, a `sizes` entry's [`fit::equivalent_width`]): what a reducing decoder must deliver.
+pub fn max_target_width(request: &VariantRequest, ow: u32, oh: u32) -> u32 {
+    let widths = planned_widths(request, ow);
+    request
+        .sizes
+        .iter()
+        .map(|s| fit::equivalent_width(s, ow, oh))
+        .chain(widths.last().copied())
+        .max()
+        .unwrap_or(ow)
 }
 
 /// Height for `width` keeping the aspect ratio of `src_w` × `src_h`, rounded, at least 1.
@@ -237,7 +286,6 @@ pub fn estimate_cost(
     settings: &EncodeSettings,
 ) -> u64 {
     let (ow, oh) = probe.oriented_dimensions();
-    let widths = plan_widths(&request.widths, ow);
     let per_pixel: u64 = request
         .formats
         .iter()
@@ -246,21 +294,21 @@ pub fn estimate_cost(
             OutputFormat::Avif => 8,
         })
         .sum();
-    let encoded: u64 = widths
+    let encoded: u64 = planned_outputs(request, ow, oh)
         .iter()
-        .map(|&w| u64::from(w) * u64::from(scaled_height(ow, oh, w)) * per_pixel)
+        .map(|&(w, h)| u64::from(w) * u64::from(h) * per_pixel)
         .sum();
     let stored = probe.decode_pixels();
     let decoded = match probe.format {
         SourceFormat::Jpeg => {
-            let max_target = widths.last().copied().unwrap_or(ow);
+            let max_target = max_target_width(request, ow, oh);
             let n = u64::from(plan_jpeg_scale(ow, max_target, settings.jpeg_min_residual));
             stored * n * n / 64 / 4
         }
         SourceFormat::Heic | SourceFormat::Avif => stored / 2,
         // Rasterised at the largest variant's size; drawing costs about what decoding does.
         SourceFormat::Svg => {
-            let max_target = widths.last().copied().unwrap_or(ow);
+            let max_target = max_target_width(request, ow, oh);
             let (w, h) = decode::svg::raster_size(probe.width, probe.height, max_target);
             u64::from(w) * u64::from(h) / 2
         }
@@ -291,15 +339,26 @@ pub fn render(
     let t0 = Instant::now();
     let probe = decode::probe(bytes, limits)?;
     check_output(&probe, request, limits)?;
-    let (oriented_w, _) = probe.oriented_dimensions();
-    let widths = plan_widths(&request.widths, oriented_w);
-    let max_target = widths.last().copied().unwrap_or(oriented_w);
+    let (oriented_w, oriented_h) = probe.oriented_dimensions();
+    let widths = planned_widths(request, oriented_w);
+    // A request of `sizes` only still makes one `widths` raster, for the facts; it is not
+    // encoded.
+    let encode_widths = !request.widths.is_empty();
+    let max_target = if request.sizes.is_empty() {
+        widths.last().copied().unwrap_or(oriented_w)
+    } else {
+        max_target_width(request, oriented_w, oriented_h)
+    };
     let decoded = decode::decode(bytes, &probe, max_target, settings)?;
     let hdr = decoded.nclx.and_then(hdr::HdrSource::of);
     let (src_w, src_h) = probe.oriented_dimensions();
     let variant_pixels = widths
         .iter()
         .map(|&w| u64::from(w) * u64::from(scaled_height(src_w, src_h, w)))
+        .chain(request.sizes.iter().map(|s| {
+            let (w, h) = fit::scaled_size(s, src_w, src_h);
+            u64::from(w) * u64::from(h)
+        }))
         .sum();
     // A large tagged frame may come back unconverted, with its colour transform deferred to
     // the variants made from it (see `color::to_srgb8_or_defer`).
@@ -316,12 +375,57 @@ pub fn render(
     let t1 = Instant::now();
     let swap = orientation >= 5;
     let nf = request.formats.len();
-    let slots: Vec<EncodeSlot> = (0..widths.len() * nf).map(|_| Mutex::new(None)).collect();
+    let ns = request.sizes.len();
+    let slots: Vec<EncodeSlot> = (0..(widths.len() + ns) * nf)
+        .map(|_| Mutex::new(None))
+        .collect();
     let mut upright: Vec<Option<Arc<resize::Raster>>> = vec![None; widths.len()];
+    let mut size_upright: Vec<Option<Arc<resize::Raster>>> = vec![None; ns];
     let mut resize_ms = 0.0;
+    let mut attention_ms = 0.0;
     let facts = rayon::in_place_scope(|scope| -> Result<SourceFacts, RenderError> {
         let raster = raster;
         let slots = &slots;
+        // `sizes` first, each from the frame: crop (cover) and resize in one pass in the
+        // stored frame, apply any deferred colour transform, orient, pad (contain).
+        if ns > 0 {
+            let wants_attention = request
+                .sizes
+                .iter()
+                .any(|s| s.fit == Fit::Cover && s.focus == Focus::Auto);
+            let attention = if wants_attention {
+                let ta = Instant::now();
+                let map = fit::AttentionMap::of(&raster)?;
+                attention_ms = ms(ta);
+                Some(map)
+            } else {
+                None
+            };
+            for (k, size) in request.sizes.iter().enumerate() {
+                let centre =
+                    fit::focus_centre(size, orientation, request.focal_point, attention.as_ref());
+                let mut made = fit::make(&raster, size, (src_w, src_h), orientation, centre)?;
+                if let Some(d) = &deferred {
+                    d.apply(&mut made);
+                }
+                let up = orient::apply(made, orientation);
+                let up = if size.fit == Fit::Contain {
+                    fit::pad(&up, size.width, size.height, size.pad())
+                } else {
+                    up
+                };
+                let up = Arc::new(up);
+                for (fi, &format) in request.formats.iter().enumerate() {
+                    let up = Arc::clone(&up);
+                    let slot = &slots[(widths.len() + k) * nf + fi];
+                    scope.spawn(move |_| {
+                        let out = encode::encode(&up, format, request, settings);
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
+                    });
+                }
+                size_upright[k] = Some(up);
+            }
+        }
         let mut stored: Vec<Arc<resize::Raster>> = Vec::with_capacity(widths.len());
         for (k, &w) in widths.iter().enumerate().rev() {
             let h = scaled_height(src_w, src_h, w);
@@ -347,6 +451,9 @@ pub fn render(
                 Arc::new(orient::transform(&resized, orientation))
             };
             for (fi, &format) in request.formats.iter().enumerate() {
+                if !encode_widths {
+                    break;
+                }
                 let up = Arc::clone(&up);
                 let slot = &slots[k * nf + fi];
                 scope.spawn(move |_| {
@@ -381,15 +488,25 @@ pub fn render(
     let mut variants = Vec::with_capacity(slots.len());
     for (j, slot) in slots.into_iter().enumerate() {
         let (k, format) = (j / nf, request.formats[j % nf]);
-        let r = upright[k]
-            .as_deref()
-            .expect("every width was resized before the scope ended");
+        if k < widths.len() && !encode_widths {
+            continue;
+        }
+        let (r, target_width, size) = if k < widths.len() {
+            let r = upright[k].as_deref();
+            (r, widths[k], None)
+        } else {
+            let size = request.sizes[k - widths.len()];
+            let r = size_upright[k - widths.len()].as_deref();
+            (r, size.width, Some(size))
+        };
+        let r = r.expect("every variant was made before the scope ended");
         let bytes = slot
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .unwrap_or_else(|| Err(RenderError::Encode("encode job did not run".into())))?;
         variants.push(Variant {
-            target_width: widths[k],
+            target_width,
+            size,
             width: r.width,
             height: r.height,
             format,
@@ -404,6 +521,7 @@ pub fn render(
             decode_ms,
             resize_ms,
             encode_ms,
+            attention_ms,
         },
     })
 }

@@ -89,6 +89,75 @@ pub fn resize(src: &Raster, width: u32, height: u32) -> Result<Raster, RenderErr
     })
 }
 
+/// Crop the window `crop` = (left, top, width, height) of `src` (in its pixels, fractional
+/// edges allowed) and resize it to exactly `width` × `height` with Lanczos3, in one pass (alpha
+/// premultiplied during the filter, as [`resize`]). The window is clamped to the raster.
+///
+/// # Errors
+/// [`RenderError::Encode`] if the resizer rejects the buffers (a bug, as for [`resize`]).
+pub fn resize_crop(
+    src: &Raster,
+    crop: (f64, f64, f64, f64),
+    width: u32,
+    height: u32,
+) -> Result<Raster, RenderError> {
+    let width = width.max(1);
+    let height = height.max(1);
+    let (sw, sh) = (f64::from(src.width), f64::from(src.height));
+    let left = crop.0.clamp(0.0, sw - 1.0);
+    let top = crop.1.clamp(0.0, sh - 1.0);
+    let cw = crop.2.clamp(1.0, sw - left);
+    let ch = crop.3.clamp(1.0, sh - top);
+    let fail = |e: &dyn std::fmt::Display| RenderError::Encode(format!("resize: {e}"));
+    let view =
+        ImageRef::new(src.width, src.height, &src.data, src.pixel_type()).map_err(|e| fail(&e))?;
+    let mut dst = Image::new(width, height, src.pixel_type());
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+        .crop(left, top, cw, ch)
+        .use_alpha(src.channels == 4);
+    Resizer::new()
+        .resize(&view, &mut dst, &options)
+        .map_err(|e| fail(&e))?;
+    Ok(Raster {
+        width,
+        height,
+        channels: src.channels,
+        data: dst.into_vec(),
+    })
+}
+
+/// A cheap box-filtered copy of `src` at most `max_side` pixels on its longer side (for
+/// analysis, never for output).
+///
+/// # Errors
+/// As [`resize`].
+pub fn thumbnail(src: &Raster, max_side: u32) -> Result<Raster, RenderError> {
+    let long = src.width.max(src.height).max(1);
+    if long <= max_side {
+        return Ok(src.clone());
+    }
+    let scale = f64::from(max_side) / f64::from(long);
+    let w = ((f64::from(src.width) * scale).round() as u32).max(1);
+    let h = ((f64::from(src.height) * scale).round() as u32).max(1);
+    let fail = |e: &dyn std::fmt::Display| RenderError::Encode(format!("resize: {e}"));
+    let view =
+        ImageRef::new(src.width, src.height, &src.data, src.pixel_type()).map_err(|e| fail(&e))?;
+    let mut dst = Image::new(w, h, src.pixel_type());
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Box))
+        .use_alpha(src.channels == 4);
+    Resizer::new()
+        .resize(&view, &mut dst, &options)
+        .map_err(|e| fail(&e))?;
+    Ok(Raster {
+        width: w,
+        height: h,
+        channels: src.channels,
+        data: dst.into_vec(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
