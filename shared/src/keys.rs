@@ -11,7 +11,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::variant::{Fit, OutputFormat};
+use crate::variant::{Fit, Lossless, OutputFormat};
 
 /// Prefix of upload keys.
 pub const UPLOADS_PREFIX: &str = "uploads/";
@@ -53,13 +53,17 @@ pub const VARIANT_TAG_LEN: usize = 10;
 
 /// The tag of a variant key: the first [`VARIANT_TAG_LEN`] hex digits of a SHA-256 over what,
 /// besides the source, determines the variant's bytes: `engine` (the resize worker's engine
-/// version and encoder settings), the format, its quality, the fit and the requested width.
+/// version and encoder settings), the format, its quality, the fit, the requested width, and
+/// the lossless setting as it applies to the format ([`crate::variant::VariantRequest::lossless_for`]).
+/// [`Lossless::Off`] adds nothing to the hash, so every tag made before the setting existed is
+/// unchanged.
 pub fn variant_tag(
     engine: &str,
     format: OutputFormat,
     quality: u8,
     fit: Fit,
     width: u32,
+    lossless: Lossless,
 ) -> String {
     let mut h = Sha256::new();
     // Length-prefixed, so no two inputs share an encoding.
@@ -71,12 +75,17 @@ pub fn variant_tag(
     h.update(fit.as_str().as_bytes());
     h.update([0]);
     h.update(width.to_le_bytes());
+    if !lossless.is_off() {
+        h.update(b"\0lossless\0");
+        h.update(lossless.as_str().as_bytes());
+    }
     let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
     tag.truncate(VARIANT_TAG_LEN);
     tag
 }
 
-/// `media/{batch_id}/{file_id}/{width}w.{tag}.{format}`, `tag` from [`variant_tag`].
+/// `media/{batch_id}/{file_id}/{width}w.{tag}.{ext}`, `tag` from [`variant_tag`], `ext` the
+/// format's [`OutputFormat::extension`] (`jpg` for JPEG).
 pub fn variant_key(
     batch_id: &str,
     file_id: &str,
@@ -87,7 +96,7 @@ pub fn variant_key(
     format!(
         "{}{width}w.{tag}.{}",
         media_dir(batch_id, file_id),
-        format.as_str()
+        format.extension()
     )
 }
 
@@ -96,11 +105,7 @@ pub fn variant_key(
 pub fn parse_variant_name(name: &str) -> Option<(u32, &str, OutputFormat)> {
     let (width, rest) = name.split_once("w.")?;
     let (tag, format) = rest.split_once('.')?;
-    let format = match format {
-        "webp" => OutputFormat::Webp,
-        "avif" => OutputFormat::Avif,
-        _ => return None,
-    };
+    let format = OutputFormat::from_extension(format)?;
     let valid_tag = tag.len() == VARIANT_TAG_LEN
         && tag
             .bytes()
@@ -175,36 +180,43 @@ mod tests {
 
     #[test]
     fn variant_tags_name_everything_that_determines_the_bytes() {
-        let base = variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320);
+        let base = variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off);
         assert_eq!(base.len(), VARIANT_TAG_LEN);
         // Deterministic: the same render writes the same key (idempotent overwrite).
         assert_eq!(
             base,
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320)
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off)
         );
         // Pinned: changing the scheme changes every key, which must be deliberate.
         assert_eq!(base, "16de6b5151");
         let others = [
-            variant_tag("2:{}", OutputFormat::Webp, 80, Fit::Inside, 320),
+            variant_tag("2:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off),
             variant_tag(
                 "1:{\"avif_speed\":7}",
                 OutputFormat::Webp,
                 80,
                 Fit::Inside,
                 320,
+                Lossless::Off,
             ),
-            variant_tag("1:{}", OutputFormat::Avif, 80, Fit::Inside, 320),
-            variant_tag("1:{}", OutputFormat::Webp, 81, Fit::Inside, 320),
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 640),
+            variant_tag("1:{}", OutputFormat::Avif, 80, Fit::Inside, 320, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Webp, 81, Fit::Inside, 320, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 640, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::On),
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Auto),
+            variant_tag("1:{}", OutputFormat::Jpeg, 80, Fit::Inside, 320, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Png, 0, Fit::Inside, 320, Lossless::Off),
         ];
         for (i, t) in others.iter().enumerate() {
             assert_ne!(*t, base, "input {i} does not change the tag");
         }
+        let distinct: std::collections::BTreeSet<_> = others.iter().collect();
+        assert_eq!(distinct.len(), others.len(), "two inputs share a tag");
     }
 
     #[test]
     fn variant_keys_round_trip() {
-        let tag = variant_tag("e", OutputFormat::Avif, 50, Fit::Inside, 320);
+        let tag = variant_tag("e", OutputFormat::Avif, 50, Fit::Inside, 320, Lossless::Off);
         let key = variant_key("b", "f", 320, &tag, OutputFormat::Avif);
         assert_eq!(key, format!("media/b/f/320w.{tag}.avif"));
         assert_eq!(parse_media_key(&key), Some(("b", "f", MediaKind::Variant)));
@@ -216,6 +228,8 @@ mod tests {
         for bad in [
             "320w.avif",
             "320w.0123456789.gif",
+            "320w.0123456789.jpeg",
+            "320w.0123456789.JPG",
             "320w.0123456789a.webp",
             "320w.012345678G.webp",
             "w.0123456789.webp",
@@ -223,6 +237,18 @@ mod tests {
             "-1w.0123456789.webp",
         ] {
             assert_eq!(parse_variant_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn jpeg_and_png_keys_round_trip() {
+        for (format, ext) in [(OutputFormat::Jpeg, "jpg"), (OutputFormat::Png, "png")] {
+            let tag = variant_tag("e", format, 80, Fit::Inside, 640, Lossless::Off);
+            let key = variant_key("b", "f", 640, &tag, format);
+            assert_eq!(key, format!("media/b/f/640w.{tag}.{ext}"));
+            assert_eq!(parse_media_key(&key), Some(("b", "f", MediaKind::Variant)));
+            let name = key.rsplit('/').next().unwrap();
+            assert_eq!(parse_variant_name(name), Some((640, tag.as_str(), format)));
         }
     }
 

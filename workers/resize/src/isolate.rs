@@ -111,6 +111,8 @@ struct WireVariant {
     width: u32,
     height: u32,
     format: OutputFormat,
+    #[serde(default)]
+    lossless: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -412,6 +414,7 @@ fn write_response_sync(
                     width: v.width,
                     height: v.height,
                     format: v.format,
+                    lossless: v.lossless,
                 })
                 .collect(),
         },
@@ -874,6 +877,7 @@ async fn exchange(
                     width: v.width,
                     height: v.height,
                     format: v.format,
+                    lossless: v.lossless,
                     bytes,
                 });
             }

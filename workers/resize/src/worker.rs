@@ -117,7 +117,8 @@ pub fn render_deadline(
         .formats
         .iter()
         .map(|f| match f {
-            variant::OutputFormat::Webp => 1,
+            variant::OutputFormat::Webp if !request.lossless.is_off() => 4,
+            variant::OutputFormat::Webp | variant::OutputFormat::Jpeg | variant::OutputFormat::Png => 1,
             variant::OutputFormat::Avif => 4,
         })
         .sum();
@@ -798,6 +799,7 @@ impl ResizeHandler {
                 request.quality(v.format),
                 request.fit,
                 v.target_width,
+                request.lossless_for(v.format),
             );
             let vkey = keys::variant_key(batch, file, v.target_width, &tag, v.format);
             let n = v.bytes.len();
@@ -819,6 +821,7 @@ impl ResizeHandler {
                 format: v.format,
                 bytes: n as u64,
                 key: vkey,
+                lossless: v.lossless,
             });
         }
         Ok(Ok(RenderedVariants {
@@ -872,6 +875,7 @@ impl ResizeHandler {
                                 request.quality(format),
                                 request.fit,
                                 width,
+                                request.lossless_for(format),
                             )
                 })
             })
