@@ -140,14 +140,22 @@ pub const AUTO_LOSSLESS_GRID: usize = 16_384;
 /// pixel with its left neighbour, plus a colour count over an evenly spread sample, bounded by
 /// [`AUTO_LOSSLESS_GRID`]; about a millisecond per megapixel.
 pub fn looks_synthetic(raster: &Raster) -> bool {
+    let (repeats, colours) = synthetic_stats(raster);
+    repeats >= AUTO_LOSSLESS_MIN_REPEATS && colours <= AUTO_LOSSLESS_MAX_COLOURS
+}
+
+/// What [`looks_synthetic`] decides on: the share of pixels equal to their left neighbour, in
+/// 1/1000, and the distinct colours on the sampling grid (counting stops past
+/// [`AUTO_LOSSLESS_MAX_COLOURS`], and is skipped, reported as `usize::MAX`, when the repeats
+/// already rule lossless out).
+pub fn synthetic_stats(raster: &Raster) -> (u32, usize) {
     let c = raster.channels;
     let (w, h) = (raster.width as usize, raster.height as usize);
-    if w == 0 || h == 0 || raster.data.len() != w * h * c {
-        return false;
+    if w == 0 || h == 0 || c == 0 || raster.data.len() != w * h * c {
+        return (0, usize::MAX);
     }
-    let row = w * c;
     let mut repeats: u64 = 0;
-    for line in raster.data.chunks_exact(row) {
+    for line in raster.data.chunks_exact(w * c) {
         repeats += line
             .chunks_exact(c)
             .zip(line.chunks_exact(c).skip(1))
@@ -155,20 +163,21 @@ pub fn looks_synthetic(raster: &Raster) -> bool {
             .count() as u64;
     }
     let comparisons = (h * (w - 1)).max(1) as u64;
-    if repeats * 1000 < comparisons * u64::from(AUTO_LOSSLESS_MIN_REPEATS) {
-        return false;
+    let permille = u32::try_from(repeats * 1000 / comparisons).unwrap_or(1000);
+    if permille < AUTO_LOSSLESS_MIN_REPEATS {
+        return (permille, usize::MAX);
     }
     let step = (w * h).div_ceil(AUTO_LOSSLESS_GRID).max(1);
     let mut colours = std::collections::HashSet::with_capacity(AUTO_LOSSLESS_MAX_COLOURS + 1);
     for px in raster.data.chunks_exact(c).step_by(step) {
         let mut key = [0_u8; 4];
-        key[..c].copy_from_slice(px);
+        key[..c.min(4)].copy_from_slice(&px[..c.min(4)]);
         colours.insert(u32::from_le_bytes(key));
         if colours.len() > AUTO_LOSSLESS_MAX_COLOURS {
-            return false;
+            break;
         }
     }
-    true
+    (permille, colours.len())
 }
 
 fn webp(raster: &Raster, quality: u8, settings: &EncodeSettings) -> Result<Vec<u8>, RenderError> {
