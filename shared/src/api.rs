@@ -17,7 +17,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
 pub use crate::port::{
     BatchCounts, BatchStatus, FileError, FileStatus, SourceFacts, UploadMethod, WebhookStatus,
 };
-pub use crate::variant::{Fit, FocalPoint, OutputFormat, SizeSpec};
+pub use crate::variant::{Fit, FocalPoint, Lossless, OutputFormat, SizeSpec};
 
 /// Fewest and most variant widths per batch.
 pub const WIDTHS: (usize, usize) = (1, crate::variant::MAX_WIDTHS);
@@ -55,7 +55,26 @@ fn formats_schema() -> ArrayBuilder {
             utoipa::openapi::Ref::from_schema_name("OutputFormat"),
         ))
         .min_items(Some(1))
-        .description(Some("Non-empty subset of webp, avif (duplicates ignored)"))
+        .description(Some(
+            "Non-empty subset of webp, avif, jpeg, png (duplicates ignored)",
+        ))
+}
+
+fn lossless_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["auto"])),
+        )
+        .description(Some(
+            "WebP variants lossless: false (lossy, the default), true, or \"auto\" (per variant: \
+             lossless for screenshots and line art, lossy for photos). PNG is always lossless; \
+             JPEG and AVIF ignore it",
+        ))
+        .build()
+        .into()
 }
 
 /// Whole numbers as JSON Schema counts them: `2` and `2.0` alike (an `integer` is any number
@@ -167,6 +186,18 @@ pub struct VariantSpec {
     )]
     #[schema(minimum = 1, maximum = 100)]
     pub avif_quality: Option<u8>,
+    /// JPEG quality (default 80).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::optional"
+    )]
+    #[schema(minimum = 1, maximum = 100)]
+    pub jpeg_quality: Option<u8>,
+    /// Lossless WebP: `false` (default), `true` or `"auto"`.
+    #[serde(default, skip_serializing_if = "Lossless::is_off")]
+    #[schema(schema_with = lossless_schema)]
+    pub lossless: Lossless,
 }
 
 impl VariantSpec {
@@ -180,6 +211,8 @@ impl VariantSpec {
             sizes: Vec::new(),
             webp_quality: None,
             avif_quality: None,
+            jpeg_quality: None,
+            lossless: Lossless::Off,
         }
     }
 }
@@ -279,6 +312,10 @@ pub struct VariantView {
     pub bytes: u64,
     /// Where to download it.
     pub url: String,
+    /// Whether its pixels are exactly the resized image's: PNG, and WebP made lossless (by
+    /// `"lossless": true`, or chosen by `"auto"` for this variant).
+    #[serde(default)]
+    pub lossless: bool,
 }
 
 /// One file of a batch.
@@ -533,6 +570,8 @@ pub fn content_type(format: OutputFormat) -> &'static str {
     match format {
         OutputFormat::Webp => "image/webp",
         OutputFormat::Avif => "image/avif",
+        OutputFormat::Jpeg => "image/jpeg",
+        OutputFormat::Png => "image/png",
     }
 }
 
@@ -824,6 +863,7 @@ mod tests {
             content_type: content_type(format).to_owned(),
             bytes: 1,
             url: format!("u/{width}.{}", format.as_str()),
+            lossless: false,
         };
         let cover = VariantView {
             fit: Fit::Cover,

@@ -13,7 +13,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::variant::{Fit, FocalPoint, Focus, OutputFormat, SizeSpec};
+use crate::variant::{Fit, FocalPoint, Focus, Lossless, OutputFormat, SizeSpec};
 
 /// Prefix of upload keys.
 pub const UPLOADS_PREFIX: &str = "uploads/";
@@ -55,13 +55,17 @@ pub const VARIANT_TAG_LEN: usize = 10;
 
 /// The tag of a variant key: the first [`VARIANT_TAG_LEN`] hex digits of a SHA-256 over what,
 /// besides the source, determines the variant's bytes: `engine` (the resize worker's engine
-/// version and encoder settings), the format, its quality, the fit and the requested width.
+/// version and encoder settings), the format, its quality, the fit, the requested width, and
+/// the lossless setting as it applies to the format ([`crate::variant::VariantRequest::lossless_for`]).
+/// [`Lossless::Off`] adds nothing to the hash, so every tag made before the setting existed is
+/// unchanged.
 pub fn variant_tag(
     engine: &str,
     format: OutputFormat,
     quality: u8,
     fit: Fit,
     width: u32,
+    lossless: Lossless,
 ) -> String {
     let mut h = Sha256::new();
     // Length-prefixed, so no two inputs share an encoding.
@@ -73,12 +77,17 @@ pub fn variant_tag(
     h.update(fit.as_str().as_bytes());
     h.update([0]);
     h.update(width.to_le_bytes());
+    if !lossless.is_off() {
+        h.update(b"\0lossless\0");
+        h.update(lossless.as_str().as_bytes());
+    }
     let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
     tag.truncate(VARIANT_TAG_LEN);
     tag
 }
 
-/// `media/{batch_id}/{file_id}/{width}w.{tag}.{format}`, `tag` from [`variant_tag`].
+/// `media/{batch_id}/{file_id}/{width}w.{tag}.{ext}`, `tag` from [`variant_tag`], `ext` the
+/// format's [`OutputFormat::extension`] (`jpg` for JPEG).
 pub fn variant_key(
     batch_id: &str,
     file_id: &str,
@@ -89,20 +98,22 @@ pub fn variant_key(
     format!(
         "{}{width}w.{tag}.{}",
         media_dir(batch_id, file_id),
-        format.as_str()
+        format.extension()
     )
 }
 
 /// The tag of a `sizes` variant key: like [`variant_tag`] (same prefix of inputs), then a
 /// distinct marker and everything of the size that determines its bytes: width, height, fit,
-/// focus, the pad colour of `contain`, and the file's focal point when the focus is
-/// `focal_point` (four decimals, as the metadata carries it; `-` without one).
+/// focus, the pad colour of `contain`, the file's focal point when the focus is
+/// `focal_point` (four decimals, as the metadata carries it; `-` without one), and the lossless
+/// setting as it applies to the format.
 pub fn size_variant_tag(
     engine: &str,
     format: OutputFormat,
     quality: u8,
     size: &SizeSpec,
     focal_point: Option<FocalPoint>,
+    lossless: Lossless,
 ) -> String {
     let mut h = Sha256::new();
     h.update(b"prism-variant-tag-v1\0");
@@ -125,6 +136,10 @@ pub fn size_variant_tag(
         h.update(p.as_bytes());
         h.update([0]);
     }
+    if !lossless.is_off() {
+        h.update(b"\0lossless\0");
+        h.update(lossless.as_str().as_bytes());
+    }
     let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
     tag.truncate(VARIANT_TAG_LEN);
     tag
@@ -143,7 +158,7 @@ pub fn size_variant_key(
         "{}{}.{tag}.{}",
         media_dir(batch_id, file_id),
         size.label(),
-        format.as_str()
+        format.extension()
     )
 }
 
@@ -178,11 +193,7 @@ impl VariantLabel {
 pub fn parse_variant_label(name: &str) -> Option<(VariantLabel, &str, OutputFormat)> {
     let (label, rest) = name.split_once('.')?;
     let (tag, format) = rest.split_once('.')?;
-    let format = match format {
-        "webp" => OutputFormat::Webp,
-        "avif" => OutputFormat::Avif,
-        _ => return None,
-    };
+    let format = OutputFormat::from_extension(format)?;
     let valid_tag = tag.len() == VARIANT_TAG_LEN
         && tag
             .bytes()
@@ -277,36 +288,43 @@ mod tests {
 
     #[test]
     fn variant_tags_name_everything_that_determines_the_bytes() {
-        let base = variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320);
+        let base = variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off);
         assert_eq!(base.len(), VARIANT_TAG_LEN);
         // Deterministic: the same render writes the same key (idempotent overwrite).
         assert_eq!(
             base,
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320)
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off)
         );
         // Pinned: changing the scheme changes every key, which must be deliberate.
         assert_eq!(base, "16de6b5151");
         let others = [
-            variant_tag("2:{}", OutputFormat::Webp, 80, Fit::Inside, 320),
+            variant_tag("2:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off),
             variant_tag(
                 "1:{\"avif_speed\":7}",
                 OutputFormat::Webp,
                 80,
                 Fit::Inside,
                 320,
+                Lossless::Off,
             ),
-            variant_tag("1:{}", OutputFormat::Avif, 80, Fit::Inside, 320),
-            variant_tag("1:{}", OutputFormat::Webp, 81, Fit::Inside, 320),
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 640),
+            variant_tag("1:{}", OutputFormat::Avif, 80, Fit::Inside, 320, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Webp, 81, Fit::Inside, 320, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 640, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::On),
+            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Auto),
+            variant_tag("1:{}", OutputFormat::Jpeg, 80, Fit::Inside, 320, Lossless::Off),
+            variant_tag("1:{}", OutputFormat::Png, 0, Fit::Inside, 320, Lossless::Off),
         ];
         for (i, t) in others.iter().enumerate() {
             assert_ne!(*t, base, "input {i} does not change the tag");
         }
+        let distinct: std::collections::BTreeSet<_> = others.iter().collect();
+        assert_eq!(distinct.len(), others.len(), "two inputs share a tag");
     }
 
     #[test]
     fn variant_keys_round_trip() {
-        let tag = variant_tag("e", OutputFormat::Avif, 50, Fit::Inside, 320);
+        let tag = variant_tag("e", OutputFormat::Avif, 50, Fit::Inside, 320, Lossless::Off);
         let key = variant_key("b", "f", 320, &tag, OutputFormat::Avif);
         assert_eq!(key, format!("media/b/f/320w.{tag}.avif"));
         assert_eq!(parse_media_key(&key), Some(("b", "f", MediaKind::Variant)));
@@ -318,6 +336,8 @@ mod tests {
         for bad in [
             "320w.avif",
             "320w.0123456789.gif",
+            "320w.0123456789.jpeg",
+            "320w.0123456789.JPG",
             "320w.0123456789a.webp",
             "320w.012345678G.webp",
             "w.0123456789.webp",
@@ -337,7 +357,7 @@ mod tests {
             focus: Focus::Auto,
             background: None,
         };
-        let tag = size_variant_tag("e", OutputFormat::Webp, 80, &size, None);
+        let tag = size_variant_tag("e", OutputFormat::Webp, 80, &size, None, Lossless::Off);
         let key = size_variant_key("b", "f", &size, &tag, OutputFormat::Webp);
         assert_eq!(key, format!("media/b/f/256x128-cover.{tag}.webp"));
         assert_eq!(parse_media_key(&key), Some(("b", "f", MediaKind::Variant)));
@@ -375,6 +395,18 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_and_png_keys_round_trip() {
+        for (format, ext) in [(OutputFormat::Jpeg, "jpg"), (OutputFormat::Png, "png")] {
+            let tag = variant_tag("e", format, 80, Fit::Inside, 640, Lossless::Off);
+            let key = variant_key("b", "f", 640, &tag, format);
+            assert_eq!(key, format!("media/b/f/640w.{tag}.{ext}"));
+            assert_eq!(parse_media_key(&key), Some(("b", "f", MediaKind::Variant)));
+            let name = key.rsplit('/').next().unwrap();
+            assert_eq!(parse_variant_name(name), Some((640, tag.as_str(), format)));
+        }
+    }
+
+    #[test]
     fn size_tags_name_everything_that_determines_the_bytes() {
         let size = SizeSpec {
             width: 256,
@@ -384,24 +416,25 @@ mod tests {
             background: None,
         };
         let p = Some(FocalPoint { x: 0.25, y: 0.5 });
-        let base = size_variant_tag("e", OutputFormat::Webp, 80, &size, p);
+        let base = size_variant_tag("e", OutputFormat::Webp, 80, &size, p, Lossless::Off);
         let contain = SizeSpec {
             fit: Fit::Contain,
             focus: Focus::Center,
             ..size
         };
-        let c = size_variant_tag("e", OutputFormat::Webp, 80, &contain, None);
+        let c = size_variant_tag("e", OutputFormat::Webp, 80, &contain, None, Lossless::Off);
         let others = [
-            size_variant_tag("f", OutputFormat::Webp, 80, &size, p),
-            size_variant_tag("e", OutputFormat::Avif, 80, &size, p),
-            size_variant_tag("e", OutputFormat::Webp, 81, &size, p),
-            size_variant_tag("e", OutputFormat::Webp, 80, &size, None),
+            size_variant_tag("f", OutputFormat::Webp, 80, &size, p, Lossless::Off),
+            size_variant_tag("e", OutputFormat::Avif, 80, &size, p, Lossless::Off),
+            size_variant_tag("e", OutputFormat::Webp, 81, &size, p, Lossless::Off),
+            size_variant_tag("e", OutputFormat::Webp, 80, &size, None, Lossless::Off),
             size_variant_tag(
                 "e",
                 OutputFormat::Webp,
                 80,
                 &size,
                 Some(FocalPoint { x: 0.25, y: 0.6 }),
+                Lossless::Off,
             ),
             size_variant_tag(
                 "e",
@@ -409,6 +442,7 @@ mod tests {
                 80,
                 &SizeSpec { width: 255, ..size },
                 p,
+                Lossless::Off,
             ),
             size_variant_tag(
                 "e",
@@ -419,6 +453,7 @@ mod tests {
                     ..size
                 },
                 p,
+                Lossless::Off,
             ),
             size_variant_tag(
                 "e",
@@ -429,9 +464,11 @@ mod tests {
                     ..size
                 },
                 p,
+                Lossless::Off,
             ),
+            size_variant_tag("e", OutputFormat::Webp, 80, &size, p, Lossless::On),
             c.clone(),
-            variant_tag("e", OutputFormat::Webp, 80, Fit::Inside, 256),
+            variant_tag("e", OutputFormat::Webp, 80, Fit::Inside, 256, Lossless::Off),
         ];
         for (i, t) in others.iter().enumerate() {
             assert_ne!(*t, base, "input {i} does not change the tag");
@@ -441,9 +478,9 @@ mod tests {
             background: Some(crate::variant::Background([255, 0, 0, 255])),
             ..contain
         };
-        assert_ne!(size_variant_tag("e", OutputFormat::Webp, 80, &red, None), c);
+        assert_ne!(size_variant_tag("e", OutputFormat::Webp, 80, &red, None, Lossless::Off), c);
         assert_eq!(
-            size_variant_tag("e", OutputFormat::Webp, 80, &contain, p),
+            size_variant_tag("e", OutputFormat::Webp, 80, &contain, p, Lossless::Off),
             c
         );
     }

@@ -48,15 +48,43 @@ pub enum OutputFormat {
     Webp,
     /// AVIF (AV1 still image).
     Avif,
+    /// Baseline-compatible progressive JPEG with optimised Huffman tables (libjpeg-turbo),
+    /// 4:2:0, no alpha (composited onto white). Files end in `.jpg`.
+    Jpeg,
+    /// Lossless PNG, 8-bit RGB, or RGBA when the image has transparency.
+    Png,
 }
 
 impl OutputFormat {
-    /// File extension and wire name.
+    /// Wire name (and the extension, but for JPEG: see [`OutputFormat::extension`]).
     pub fn as_str(self) -> &'static str {
         match self {
             OutputFormat::Webp => "webp",
             OutputFormat::Avif => "avif",
+            OutputFormat::Jpeg => "jpeg",
+            OutputFormat::Png => "png",
         }
+    }
+
+    /// The file extension of a variant key: the wire name, but `jpg` for JPEG (the extension
+    /// most tools and CDNs expect).
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpg",
+            f => f.as_str(),
+        }
+    }
+
+    /// The format whose [`OutputFormat::extension`] is `ext`.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        [
+            OutputFormat::Webp,
+            OutputFormat::Avif,
+            OutputFormat::Jpeg,
+            OutputFormat::Png,
+        ]
+        .into_iter()
+        .find(|f| f.extension() == ext)
     }
 
     /// The MIME type of the encoded bytes.
@@ -64,6 +92,8 @@ impl OutputFormat {
         match self {
             OutputFormat::Webp => "image/webp",
             OutputFormat::Avif => "image/avif",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Png => "image/png",
         }
     }
 }
@@ -348,6 +378,88 @@ impl SizeSpec {
 pub const DEFAULT_WEBP_QUALITY: u8 = 80;
 /// Default AVIF quality.
 pub const DEFAULT_AVIF_QUALITY: u8 = 50;
+/// Default JPEG quality (libjpeg scale).
+pub const DEFAULT_JPEG_QUALITY: u8 = 80;
+
+/// Whether WebP variants are lossless: `false` (lossy, the default), `true`, or `"auto"`
+/// (per variant, lossless when the resized image looks like a screenshot or line art and the
+/// lossless file is not larger than the lossy one would be worth; see the resize worker's
+/// README). Only WebP reads it: PNG is always lossless, JPEG and AVIF always lossy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Lossless {
+    /// Lossy WebP (`false`).
+    #[default]
+    Off,
+    /// Lossless WebP (`true`).
+    On,
+    /// Chosen per variant (`"auto"`).
+    Auto,
+}
+
+impl Lossless {
+    /// `true` for [`Lossless::Off`], the default (to skip it when serialising).
+    pub fn is_off(&self) -> bool {
+        *self == Lossless::Off
+    }
+
+    /// Wire form as text: `false`, `true` or `auto`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lossless::Off => "false",
+            Lossless::On => "true",
+            Lossless::Auto => "auto",
+        }
+    }
+
+    /// Parse `false`, `true` or `auto` (the CLI's spelling of the wire values).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "false" => Some(Lossless::Off),
+            "true" => Some(Lossless::On),
+            "auto" => Some(Lossless::Auto),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Lossless {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Lossless {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Lossless::Off => s.serialize_bool(false),
+            Lossless::On => s.serialize_bool(true),
+            Lossless::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Lossless {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Lossless;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("false, true or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Lossless, E> {
+                Ok(if v { Lossless::On } else { Lossless::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Lossless, E> {
+                if v == "auto" {
+                    Ok(Lossless::Auto)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// What a batch asks the resize worker to produce for each of its files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,6 +491,22 @@ pub struct VariantRequest {
     /// Copy the upload unchanged to `media/{batch}/{file}/original`.
     #[serde(default)]
     pub keep_original: bool,
+    /// JPEG quality 1-100 (serialised only when not the default, to keep the metadata small).
+    #[serde(
+        default = "default_jpeg_quality",
+        skip_serializing_if = "is_default_jpeg_quality"
+    )]
+    pub jpeg_quality: u8,
+    /// Lossless WebP (serialised only when not `false`).
+    #[serde(default, skip_serializing_if = "Lossless::is_off")]
+    pub lossless: Lossless,
+}
+
+fn default_jpeg_quality() -> u8 {
+    DEFAULT_JPEG_QUALITY
+}
+fn is_default_jpeg_quality(q: &u8) -> bool {
+    *q == DEFAULT_JPEG_QUALITY
 }
 
 fn default_webp_quality() -> u8 {
@@ -399,6 +527,8 @@ impl Default for VariantRequest {
             webp_quality: DEFAULT_WEBP_QUALITY,
             avif_quality: DEFAULT_AVIF_QUALITY,
             keep_original: false,
+            jpeg_quality: DEFAULT_JPEG_QUALITY,
+            lossless: Lossless::Off,
         }
     }
 }
@@ -413,7 +543,7 @@ pub enum VariantRequestError {
     #[error("width {0} is outside {MIN_WIDTH}..={MAX_WIDTH}")]
     WidthRange(u32),
     /// No formats.
-    #[error("at least one format (webp, avif) is required")]
+    #[error("at least one format (webp, avif, jpeg, png) is required")]
     NoFormats,
     /// Quality outside 1..=100.
     #[error("quality {0} is outside 1..=100")]
@@ -489,7 +619,7 @@ impl VariantRequest {
         if self.formats.is_empty() {
             return Err(VariantRequestError::NoFormats);
         }
-        for q in [self.webp_quality, self.avif_quality] {
+        for q in [self.webp_quality, self.avif_quality, self.jpeg_quality] {
             if !(1..=100).contains(&q) {
                 return Err(VariantRequestError::Quality(q));
             }
@@ -497,11 +627,22 @@ impl VariantRequest {
         Ok(self)
     }
 
-    /// The quality asked for `format`.
+    /// The quality asked for `format` (PNG has none: 0).
     pub fn quality(&self, format: OutputFormat) -> u8 {
         match format {
             OutputFormat::Webp => self.webp_quality,
             OutputFormat::Avif => self.avif_quality,
+            OutputFormat::Jpeg => self.jpeg_quality,
+            OutputFormat::Png => 0,
+        }
+    }
+
+    /// The lossless setting as it applies to `format`: the request's for WebP,
+    /// [`Lossless::Off`] for every other format (which the setting does not change).
+    pub fn lossless_for(&self, format: OutputFormat) -> Lossless {
+        match format {
+            OutputFormat::Webp => self.lossless,
+            _ => Lossless::Off,
         }
     }
 
@@ -574,6 +715,63 @@ mod tests {
         );
         let ok = VariantRequest::from_metadata(r#"{"widths":[320],"formats":["webp"]}"#).unwrap();
         assert_eq!(ok.webp_quality, 80);
+        // Metadata written before JPEG, PNG and lossless existed reads as today's request.
+        assert_eq!(ok.jpeg_quality, DEFAULT_JPEG_QUALITY);
+        assert_eq!(ok.lossless, Lossless::Off);
+    }
+
+    #[test]
+    fn new_formats_and_lossless_round_trip_and_default_fields_stay_out() {
+        let r = VariantRequest {
+            formats: vec![OutputFormat::Webp, OutputFormat::Jpeg, OutputFormat::Png],
+            jpeg_quality: 70,
+            lossless: Lossless::Auto,
+            ..Default::default()
+        }
+        .normalise()
+        .unwrap();
+        let s = r.to_metadata();
+        assert!(s.contains(r#""jpeg_quality":70"#), "{s}");
+        assert!(s.contains(r#""lossless":"auto""#), "{s}");
+        assert!(s.contains(r#"["webp","jpeg","png"]"#), "{s}");
+        assert_eq!(VariantRequest::from_metadata(&s).unwrap(), r);
+        let on = VariantRequest {
+            lossless: Lossless::On,
+            ..Default::default()
+        };
+        assert!(on.to_metadata().contains(r#""lossless":true"#));
+        assert_eq!(VariantRequest::from_metadata(&on.to_metadata()).unwrap(), on);
+        let plain = VariantRequest::default().to_metadata();
+        assert!(
+            !plain.contains("jpeg_quality") && !plain.contains("lossless"),
+            "{plain}"
+        );
+        for bad in [
+            r#"{"widths":[320],"formats":["jpeg"],"jpeg_quality":0}"#,
+            r#"{"widths":[320],"formats":["jpeg"],"jpeg_quality":101}"#,
+            r#"{"widths":[320],"formats":["webp"],"lossless":"yes"}"#,
+            r#"{"widths":[320],"formats":["webp"],"lossless":1}"#,
+            r#"{"widths":[320],"formats":["jpg"]}"#,
+        ] {
+            assert!(VariantRequest::from_metadata(bad).is_err(), "{bad}");
+        }
+        assert_eq!(r.quality(OutputFormat::Jpeg), 70);
+        assert_eq!(r.lossless_for(OutputFormat::Webp), Lossless::Auto);
+        assert_eq!(r.lossless_for(OutputFormat::Png), Lossless::Off);
+    }
+
+    #[test]
+    fn extensions_and_content_types() {
+        for (f, ext, ct) in [
+            (OutputFormat::Webp, "webp", "image/webp"),
+            (OutputFormat::Avif, "avif", "image/avif"),
+            (OutputFormat::Jpeg, "jpg", "image/jpeg"),
+            (OutputFormat::Png, "png", "image/png"),
+        ] {
+            assert_eq!((f.extension(), f.content_type()), (ext, ct));
+            assert_eq!(OutputFormat::from_extension(ext), Some(f));
+        }
+        assert_eq!(OutputFormat::from_extension("jpeg"), None);
     }
 
     fn size(width: u32, height: u32, fit: Fit) -> SizeSpec {

@@ -250,6 +250,10 @@ pub struct VariantRecord {
     pub bytes: u64,
     /// Media-bucket key.
     pub key: String,
+    /// Whether the pixels are stored exactly (PNG, lossless WebP; `"lossless": "auto"` decides
+    /// per variant). Absent in records written before lossless output existed: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossless: bool,
 }
 
 /// What the manifest says about a done file.

@@ -289,6 +289,11 @@ async fn create_batch_traced(
             .avif_quality
             .unwrap_or(variant::DEFAULT_AVIF_QUALITY),
         keep_original: req.variants.keep_original,
+        jpeg_quality: req
+            .variants
+            .jpeg_quality
+            .unwrap_or(variant::DEFAULT_JPEG_QUALITY),
+        lossless: req.variants.lossless,
     }
     .normalise()
     .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -542,6 +547,7 @@ impl AppState {
                         content_type: shared::api::content_type(v.format).to_owned(),
                         bytes: v.bytes,
                         url: self.media_url(&v.key, expiry).await?,
+                        lossless: v.lossless,
                     });
                 }
             }

@@ -226,6 +226,59 @@ async fn invalid_batches_get_400_with_a_code() {
 }
 
 #[tokio::test]
+async fn jpeg_png_and_lossless_options_are_validated_and_signed() {
+    let app = spawn_app().await;
+    let variants = |extra: Value| {
+        let mut v = json!({"widths": [320], "formats": ["webp", "jpeg", "png"]});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        json!({"files": [file("a.jpg", 5)], "variants": v})
+    };
+    for extra in [
+        json!({"jpeg_quality": 0}),
+        json!({"jpeg_quality": 101}),
+        json!({"jpeg_quality": 1.5}),
+        json!({"jpeg_quality": "80"}),
+        json!({"lossless": "yes"}),
+        json!({"lossless": 1}),
+        json!({"lossless": null}),
+        json!({"formats": ["jpg"]}),
+        json!({"png_quality": 80}),
+    ] {
+        let case = variants(extra);
+        let r = app.post("/v1/batches", &case).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{case}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{case}");
+    }
+    for (extra, signed) in [
+        (
+            json!({"jpeg_quality": 70, "lossless": "auto"}),
+            vec![r#""jpeg_quality":70"#, r#""lossless":"auto""#],
+        ),
+        (json!({"lossless": true}), vec![r#""lossless":true"#]),
+        (json!({"lossless": false, "jpeg_quality": 80}), vec![]),
+    ] {
+        let case = variants(extra);
+        let r = app.post("/v1/batches", &case).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{case}");
+        let created: Value = r.json().await.unwrap();
+        let meta = created["uploads"][0]["fields"]["x-amz-meta-prism-request"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created:#}"));
+        assert!(meta.contains(r#""formats":["webp","jpeg","png"]"#), "{meta}");
+        for s in &signed {
+            assert!(meta.contains(s), "{meta} lacks {s}");
+        }
+        if signed.is_empty() {
+            // Defaults stay out of the 2 KiB of signed metadata.
+            assert!(!meta.contains("lossless") && !meta.contains("jpeg_quality"), "{meta}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_faithful_upload_is_stored_and_starts_the_pipeline() {
     let app = spawn_app().await;
     let created = app.create(json!([file("my photo+1 %é.jpg", 4)])).await;

@@ -72,7 +72,7 @@ enum Command {
         /// Variant widths.
         #[arg(long, value_delimiter = ',', default_value = "320,640,1280,2048")]
         widths: Vec<u32>,
-        /// Variant formats.
+        /// Variant formats: webp, avif, jpeg, png.
         #[arg(long, value_delimiter = ',', default_value = "webp,avif")]
         formats: Vec<String>,
         /// Keep the original in the media bucket.
@@ -87,6 +87,12 @@ enum Command {
         /// focus focal_point.
         #[arg(long, value_name = "X,Y", value_parser = prism::upload::parse_focal_point)]
         focal_point: Option<shared::variant::FocalPoint>,
+        /// JPEG quality (1-100; default: the API's, 80).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+        jpeg_quality: Option<u8>,
+        /// Lossless WebP: false, true or auto (lossless for screenshots and line art only).
+        #[arg(long, value_name = "false|true|auto", default_value = "false", value_parser = parse_lossless)]
+        lossless: shared::variant::Lossless,
         /// Longest wait for completion, in seconds (0: do not wait).
         #[arg(long, default_value_t = 300)]
         wait: u64,
@@ -146,6 +152,12 @@ enum Command {
         /// AVIF quality (1-100).
         #[arg(long, default_value_t = shared::variant::DEFAULT_AVIF_QUALITY)]
         avif_quality: u8,
+        /// JPEG quality (1-100).
+        #[arg(long, default_value_t = shared::variant::DEFAULT_JPEG_QUALITY)]
+        jpeg_quality: u8,
+        /// Lossless WebP: false, true or auto.
+        #[arg(long, value_name = "false|true|auto", default_value = "false", value_parser = parse_lossless)]
+        lossless: shared::variant::Lossless,
         /// The checkpoint file (default: prism-rerender-{spec hash}.json here).
         #[arg(long)]
         state: Option<PathBuf>,
@@ -416,6 +428,11 @@ fn parse_upload_method(s: &str) -> Result<shared::api::UploadMethodSpec, String>
     }
 }
 
+fn parse_lossless(s: &str) -> Result<shared::variant::Lossless, String> {
+    shared::variant::Lossless::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a lossless setting (false, true or auto)"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `prism dev` runs the resize worker in this process and its renders in children of this
@@ -534,6 +551,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_original,
             sizes,
             focal_point,
+            jpeg_quality,
+            lossless,
             wait,
             json,
             upload_method,
@@ -545,6 +564,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 widths,
                 formats,
                 keep_original,
+                jpeg_quality,
+                lossless,
                 wait_secs: wait,
                 progress: !json,
             };
@@ -617,6 +638,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             formats,
             webp_quality,
             avif_quality,
+            jpeg_quality,
+            lossless,
             state,
             in_flight,
             file_timeout,
@@ -650,7 +673,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|f| match f.as_str() {
                     "webp" => Ok(shared::variant::OutputFormat::Webp),
                     "avif" => Ok(shared::variant::OutputFormat::Avif),
-                    other => Err(anyhow::anyhow!("{other:?} is not a format (webp, avif)")),
+                    "jpeg" => Ok(shared::variant::OutputFormat::Jpeg),
+                    "png" => Ok(shared::variant::OutputFormat::Png),
+                    other => Err(anyhow::anyhow!(
+                        "{other:?} is not a format (webp, avif, jpeg, png)"
+                    )),
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let request = shared::variant::VariantRequest {
@@ -658,6 +685,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 formats,
                 webp_quality,
                 avif_quality,
+                jpeg_quality,
+                lossless,
                 ..shared::variant::VariantRequest::default()
             }
             .normalise()?;

@@ -30,6 +30,10 @@ pub struct UploadArgs {
     pub formats: Vec<String>,
     /// Keep the original.
     pub keep_original: bool,
+    /// JPEG quality (`None`: the API's default).
+    pub jpeg_quality: Option<u8>,
+    /// Lossless WebP: off, on or auto.
+    pub lossless: shared::variant::Lossless,
     /// Longest time to wait for completion (0: do not wait).
     pub wait_secs: u64,
     /// Show a progress bar.
@@ -131,6 +135,29 @@ pub async fn upload_one(
     Ok(())
 }
 
+/// The batch request's `variants` for `args`.
+///
+/// # Errors
+/// A format that is not webp, avif, jpeg or png.
+pub fn variant_spec(args: &UploadArgs) -> anyhow::Result<VariantSpec> {
+    let formats = args
+        .formats
+        .iter()
+        .map(|f| match f.as_str() {
+            "webp" => Ok(OutputFormat::Webp),
+            "avif" => Ok(OutputFormat::Avif),
+            "jpeg" => Ok(OutputFormat::Jpeg),
+            "png" => Ok(OutputFormat::Png),
+            other => bail!("unknown format {other:?} (webp, avif, jpeg or png)"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut variants = VariantSpec::new(args.widths.clone(), formats);
+    variants.keep_original = args.keep_original;
+    variants.jpeg_quality = args.jpeg_quality;
+    variants.lossless = args.lossless;
+    Ok(variants)
+}
+
 /// Run an upload with presigned POST forms; returns the final batch view as JSON (see
 /// [`run_typed`]).
 ///
@@ -185,17 +212,7 @@ pub async fn run_sized(
             focal_point: sizes.focal_point,
         });
     }
-    let formats = args
-        .formats
-        .iter()
-        .map(|f| match f.as_str() {
-            "webp" => Ok(OutputFormat::Webp),
-            "avif" => Ok(OutputFormat::Avif),
-            other => bail!("unknown format {other:?} (webp or avif)"),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut variants = VariantSpec::new(args.widths.clone(), formats);
-    variants.keep_original = args.keep_original;
+    let mut variants = variant_spec(args)?;
     variants.sizes.clone_from(&sizes.sizes);
     let req = CreateBatchRequest {
         files,

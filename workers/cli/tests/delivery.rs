@@ -35,6 +35,8 @@ async fn variant_urls_are_stable_public_and_immutable() {
         widths: vec![16, 32],
         formats: vec!["webp".into(), "avif".into()],
         keep_original: true,
+        jpeg_quality: None,
+        lossless: shared::variant::Lossless::Off,
         wait_secs: 120,
         progress: false,
     };

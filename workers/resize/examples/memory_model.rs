@@ -2,7 +2,7 @@
 //! compares whole renders with the admission model (`prism_resize::render::memory`).
 //!
 //! ```sh
-//! cargo run --release -p prism-resize --example memory_model
+//! cargo run --release -p prism-resize --example memory_model [STAGE...]
 //! ```
 //!
 //! Every measurement runs in its own child process (this executable re-run with `--case`):
@@ -19,7 +19,7 @@ mod memory_probe;
 use memory_probe::{jpeg, peak_growth, photo, png_rgba, request};
 
 use prism_resize::render::{self, EncodeSettings, Limits, decode, memory, resize::Raster};
-use shared::variant::OutputFormat;
+use shared::variant::{Lossless, OutputFormat};
 
 fn raster(width: u32, height: u32, channels: usize) -> Raster {
     Raster {
@@ -81,6 +81,23 @@ fn run_case(case: &str, w: u32, h: u32) -> (u64, u64) {
                 std::hint::black_box(&out);
             });
         }
+        "jpeg-enc" | "png-enc" | "webp-lossless" => {
+            // `photo` is the worst case for each: no flat areas, every pixel different.
+            let raster = raster(w, h, 3);
+            let (format, lossless) = match case {
+                "jpeg-enc" => (OutputFormat::Jpeg, Lossless::Off),
+                "png-enc" => (OutputFormat::Png, Lossless::Off),
+                _ => (OutputFormat::Webp, Lossless::On),
+            };
+            let req = shared::variant::VariantRequest {
+                lossless,
+                ..request(&[w], &[format])
+            };
+            measure(&mut || {
+                let out = render::encode::encode(&raster, format, &req, &settings).expect("encode");
+                std::hint::black_box(&out);
+            });
+        }
         "render" => {
             // The whole engine on a JPEG asked for large widths in WebP+AVIF: the model must
             // bound it from above.
@@ -128,13 +145,21 @@ fn main() {
         ("webp", &[(2000, 1500), (4000, 3000)]),
         ("avif", &[(1000, 750), (2000, 1500)]),
         ("avif-alpha", &[(1000, 750), (2000, 1500)]),
+        ("jpeg-enc", &[(2000, 1500), (4000, 3000)]),
+        ("png-enc", &[(2000, 1500), (4000, 3000)]),
+        ("webp-lossless", &[(1000, 750), (2000, 1500)]),
         ("render", &[(2000, 1500), (4000, 3000)]),
     ];
+    // Stage names given on the command line run only those stages.
+    let only: Vec<&String> = args.iter().skip(1).collect();
     println!(
         "{:<14} {:>11} {:>12} {:>10} {:>14}",
         "stage", "size", "peak MiB", "B/pixel", "model MiB"
     );
     for (case, sizes) in cases {
+        if !only.is_empty() && !only.iter().any(|o| o == case) {
+            continue;
+        }
         for &(w, h) in *sizes {
             let out = Command::new(&me)
                 .args(["--case", case, &w.to_string(), &h.to_string()])

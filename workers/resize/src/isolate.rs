@@ -113,6 +113,8 @@ struct WireVariant {
     width: u32,
     height: u32,
     format: OutputFormat,
+    #[serde(default)]
+    lossless: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -418,6 +420,7 @@ fn write_response_sync(
                     width: v.width,
                     height: v.height,
                     format: v.format,
+                    lossless: v.lossless,
                 })
                 .collect(),
         },
@@ -881,6 +884,7 @@ async fn exchange(
                     width: v.width,
                     height: v.height,
                     format: v.format,
+                    lossless: v.lossless,
                     bytes,
                 });
             }

@@ -117,7 +117,8 @@ pub fn render_deadline(
         .formats
         .iter()
         .map(|f| match f {
-            variant::OutputFormat::Webp => 1,
+            variant::OutputFormat::Webp if !request.lossless.is_off() => 4,
+            variant::OutputFormat::Webp | variant::OutputFormat::Jpeg | variant::OutputFormat::Png => 1,
             variant::OutputFormat::Avif => 4,
         })
         .sum();
@@ -815,6 +816,7 @@ impl ResizeHandler {
                         request.quality(v.format),
                         request.fit,
                         v.target_width,
+                        request.lossless_for(v.format),
                     );
                     keys::variant_key(batch, file, v.target_width, &tag, v.format)
                 }
@@ -825,6 +827,7 @@ impl ResizeHandler {
                         request.quality(v.format),
                         size,
                         request.focal_point,
+                        request.lossless_for(v.format),
                     );
                     keys::size_variant_key(batch, file, size, &tag, v.format)
                 }
@@ -849,6 +852,7 @@ impl ResizeHandler {
                 format: v.format,
                 bytes: n as u64,
                 key: vkey,
+                lossless: v.lossless,
             });
         }
         Ok(Ok(RenderedVariants {
@@ -903,6 +907,7 @@ impl ResizeHandler {
                                     request.quality(format),
                                     request.fit,
                                     width,
+                                    request.lossless_for(format),
                                 )
                             }
                             keys::VariantLabel::Size { width, height, fit } => {
@@ -915,6 +920,7 @@ impl ResizeHandler {
                                                 request.quality(format),
                                                 s,
                                                 request.focal_point,
+                                                request.lossless_for(format),
                                             )
                                 })
                             }

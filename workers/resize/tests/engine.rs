@@ -289,6 +289,7 @@ fn never_upscales_and_keeps_the_aspect_ratio() {
         match v.format {
             OutputFormat::Webp => assert_eq!(&v.bytes[8..12], b"WEBP"),
             OutputFormat::Avif => assert_eq!(&v.bytes[4..12], b"ftypavif"),
+            other => panic!("{other} was not asked for"),
         }
         assert!(v.bytes.len() < 4096, "a 32 px variant is small");
     }

@@ -275,6 +275,7 @@ fn degenerate_shapes_render_without_upscaling() {
                 match v.format {
                     OutputFormat::Webp => assert_eq!(&v.bytes[8..12], b"WEBP"),
                     OutputFormat::Avif => assert_eq!(&v.bytes[4..12], b"ftypavif"),
+                    other => panic!("{other} was not asked for"),
                 }
             }
         }

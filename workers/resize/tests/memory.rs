@@ -10,7 +10,7 @@ use std::process::Command;
 
 use prism_resize::render::{self, EncodeSettings, Limits, decode, memory};
 use shared::error::ErrorCode;
-use shared::variant::{OutputFormat, VariantRequest};
+use shared::variant::{Lossless, OutputFormat, VariantRequest};
 
 #[path = "support/memory_probe.rs"]
 mod memory_probe;
@@ -22,6 +22,10 @@ const CASE_ENV: &str = "PRISM_MEMORY_CASE";
 /// The renders measured: (name, input, request).
 fn cases() -> Vec<(&'static str, Vec<u8>, VariantRequest)> {
     let both = [OutputFormat::Webp, OutputFormat::Avif];
+    let (jpeg_png, webp) = (
+        &[OutputFormat::Jpeg, OutputFormat::Png][..],
+        &[OutputFormat::Webp][..],
+    );
     vec![
         (
             "jpeg 3 MP, four large widths, WebP+AVIF",
@@ -42,6 +46,22 @@ fn cases() -> Vec<(&'static str, Vec<u8>, VariantRequest)> {
             "jpeg 12 MP, one width, WebP only",
             jpeg(4000, 3000),
             request(&[3500], &[OutputFormat::Webp]),
+        ),
+        (
+            "16-bit RGBA png 2 MP with transparency, two widths, JPEG+PNG+lossless WebP",
+            png_rgba(1600, 1200, true),
+            VariantRequest {
+                lossless: Lossless::On,
+                ..request(&[1400, 700], &[jpeg_png, webp].concat())
+            },
+        ),
+        (
+            "jpeg 6 MP, two large widths, JPEG+PNG+lossless WebP",
+            jpeg(3000, 2000),
+            VariantRequest {
+                lossless: Lossless::On,
+                ..request(&[2800, 1400], &[jpeg_png, webp].concat())
+            },
         ),
     ]
 }

@@ -101,6 +101,7 @@ fn variant_key(batch: &str, file: &str) -> String {
         shared::variant::DEFAULT_WEBP_QUALITY,
         shared::variant::Fit::Inside,
         24,
+        shared::variant::Lossless::Off,
     );
     keys::variant_key(batch, file, 24, &tag, OutputFormat::Webp)
 }

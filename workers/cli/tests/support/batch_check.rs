@@ -38,14 +38,14 @@ pub fn exact_listing<'a>(
     by_name
 }
 
-/// Decode a variant (WebP with the image crate, AVIF with the engine) and return its size.
+/// Decode a variant (WebP with the image crate, the others with the engine) and return its size.
 pub fn decode_variant(bytes: &[u8], format: shared::variant::OutputFormat) -> (u32, u32) {
     match format {
         shared::variant::OutputFormat::Webp => {
             let img = image::load_from_memory_with_format(bytes, image::ImageFormat::WebP).unwrap();
             (img.width(), img.height())
         }
-        shared::variant::OutputFormat::Avif => {
+        _ => {
             let limits = prism_resize::render::Limits::default();
             let p = prism_resize::render::decode::probe(bytes, &limits).unwrap();
             let d = prism_resize::render::decode::decode(

@@ -1,12 +1,16 @@
-//! Encoders: lossy WebP through libwebp and AVIF through ravif (rav1e).
+//! Encoders: WebP (lossy or lossless) through libwebp, AVIF through ravif (rav1e), JPEG
+//! through libjpeg-turbo and PNG through the `png` crate.
 //!
 //! Invariants: output carries no metadata (no EXIF, no ICC: the pixels are sRGB, which is what
 //! an untagged image means); an RGBA raster whose alpha is all 255 is encoded without alpha;
 //! each call is single-image and thread-safe, so the caller runs them in parallel.
+//!
+//! The JPEG, PNG and lossless-WebP settings are fixed here (not in [`EncodeSettings`], whose
+//! serialised form names the engine in every variant tag): changing one is an engine change.
 
 use ravif::{BitDepth, Img, RGB8, RGBA8};
 use serde::{Deserialize, Serialize};
-use shared::variant::{OutputFormat, VariantRequest};
+use shared::variant::{Lossless, OutputFormat, VariantRequest};
 
 use super::RenderError;
 use super::resize::Raster;
@@ -55,6 +59,15 @@ impl Default for EncodeSettings {
     }
 }
 
+/// One encoded variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The file.
+    pub bytes: Vec<u8>,
+    /// Whether the pixels are stored exactly (PNG, lossless WebP).
+    pub lossless: bool,
+}
+
 /// Encode one raster.
 ///
 /// # Errors
@@ -65,6 +78,20 @@ pub fn encode(
     request: &VariantRequest,
     settings: &EncodeSettings,
 ) -> Result<Vec<u8>, RenderError> {
+    encode_variant(raster, format, request, settings).map(|e| e.bytes)
+}
+
+/// Encode one raster, saying whether the result is lossless (`"lossless": "auto"` decides
+/// per raster, see [`looks_synthetic`]).
+///
+/// # Errors
+/// [`RenderError::Encode`] when the encoder fails (out of memory, invalid configuration).
+pub fn encode_variant(
+    raster: &Raster,
+    format: OutputFormat,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+) -> Result<Encoded, RenderError> {
     let opaque;
     let raster = if raster.channels == 4 && !raster.has_transparency() {
         opaque = raster.without_alpha();
@@ -72,10 +99,85 @@ pub fn encode(
     } else {
         raster
     };
+    let lossy = |bytes| Encoded {
+        bytes,
+        lossless: false,
+    };
+    let exact = |bytes| Encoded {
+        bytes,
+        lossless: true,
+    };
     match format {
-        OutputFormat::Webp => webp(raster, request.webp_quality, settings),
-        OutputFormat::Avif => avif(raster, request.avif_quality, settings),
+        OutputFormat::Webp => match request.lossless_for(format) {
+            Lossless::Off => webp(raster, request.webp_quality, settings).map(lossy),
+            Lossless::On => webp_lossless(raster, settings).map(exact),
+            Lossless::Auto if looks_synthetic(raster) => {
+                webp_lossless(raster, settings).map(exact)
+            }
+            Lossless::Auto => webp(raster, request.webp_quality, settings).map(lossy),
+        },
+        OutputFormat::Avif => avif(raster, request.avif_quality, settings).map(lossy),
+        OutputFormat::Jpeg => jpeg(raster, request.jpeg_quality).map(lossy),
+        OutputFormat::Png => png(raster).map(exact),
     }
+}
+
+/// The share of pixels (in 1/1000) that must equal their left neighbour exactly for
+/// `"lossless": "auto"` to choose lossless WebP. Measured (see the README): screenshots, charts
+/// and line art resized to the default widths repeat most pixels (flat fills survive Lanczos3),
+/// photos almost none.
+pub const AUTO_LOSSLESS_MIN_REPEATS: u32 = 500;
+/// ... and at most this many distinct colours may appear on a sampling grid of
+/// [`AUTO_LOSSLESS_GRID`] pixels: a photo with a flat backdrop repeats pixels too, but its
+/// subject brings thousands of colours.
+pub const AUTO_LOSSLESS_MAX_COLOURS: usize = 1024;
+/// Pixels sampled (at most, evenly) for the colour count of [`looks_synthetic`].
+pub const AUTO_LOSSLESS_GRID: usize = 16_384;
+
+/// The `"lossless": "auto"` decision for one resized variant: `true` when it looks like a
+/// screenshot, chart or line art, whose lossless WebP is smaller than, or about as large as,
+/// its lossy WebP at quality 80 (and free of ringing around edges). One pass comparing each
+/// pixel with its left neighbour, plus a colour count over an evenly spread sample, bounded by
+/// [`AUTO_LOSSLESS_GRID`]; about a millisecond per megapixel.
+pub fn looks_synthetic(raster: &Raster) -> bool {
+    let (repeats, colours) = synthetic_stats(raster);
+    repeats >= AUTO_LOSSLESS_MIN_REPEATS && colours <= AUTO_LOSSLESS_MAX_COLOURS
+}
+
+/// What [`looks_synthetic`] decides on: the share of pixels equal to their left neighbour, in
+/// 1/1000, and the distinct colours on the sampling grid (counting stops past
+/// [`AUTO_LOSSLESS_MAX_COLOURS`], and is skipped, reported as `usize::MAX`, when the repeats
+/// already rule lossless out).
+pub fn synthetic_stats(raster: &Raster) -> (u32, usize) {
+    let c = raster.channels;
+    let (w, h) = (raster.width as usize, raster.height as usize);
+    if w == 0 || h == 0 || c == 0 || raster.data.len() != w * h * c {
+        return (0, usize::MAX);
+    }
+    let mut repeats: u64 = 0;
+    for line in raster.data.chunks_exact(w * c) {
+        repeats += line
+            .chunks_exact(c)
+            .zip(line.chunks_exact(c).skip(1))
+            .filter(|(a, b)| a == b)
+            .count() as u64;
+    }
+    let comparisons = (h * (w - 1)).max(1) as u64;
+    let permille = u32::try_from(repeats * 1000 / comparisons).unwrap_or(1000);
+    if permille < AUTO_LOSSLESS_MIN_REPEATS {
+        return (permille, usize::MAX);
+    }
+    let step = (w * h).div_ceil(AUTO_LOSSLESS_GRID).max(1);
+    let mut colours = std::collections::HashSet::with_capacity(AUTO_LOSSLESS_MAX_COLOURS + 1);
+    for px in raster.data.chunks_exact(c).step_by(step) {
+        let mut key = [0_u8; 4];
+        key[..c.min(4)].copy_from_slice(&px[..c.min(4)]);
+        colours.insert(u32::from_le_bytes(key));
+        if colours.len() > AUTO_LOSSLESS_MAX_COLOURS {
+            break;
+        }
+    }
+    (permille, colours.len())
 }
 
 fn webp(raster: &Raster, quality: u8, settings: &EncodeSettings) -> Result<Vec<u8>, RenderError> {
@@ -87,6 +189,107 @@ fn webp(raster: &Raster, quality: u8, settings: &EncodeSettings) -> Result<Vec<u
             thread_level: settings.webp_thread_level,
         },
     )
+}
+
+fn webp_lossless(raster: &Raster, settings: &EncodeSettings) -> Result<Vec<u8>, RenderError> {
+    super::webp::encode_lossless(
+        raster,
+        super::webp::LosslessOptions {
+            method: settings.webp_method,
+            effort: WEBP_LOSSLESS_EFFORT,
+            thread_level: settings.webp_thread_level,
+        },
+    )
+}
+
+/// libwebp's lossless `quality` (an effort: how hard it searches, not a loss): libwebp's own
+/// default, which is also what `cwebp -lossless` uses.
+pub const WEBP_LOSSLESS_EFFORT: u8 = 75;
+
+/// Where JPEG output composites transparency: white, what an e-mail client or a social
+/// preview shows behind an image.
+pub const JPEG_BACKGROUND: [u8; 3] = [255, 255, 255];
+
+/// Progressive JPEG with optimised Huffman tables, 4:2:0, through libjpeg-turbo. libjpeg-turbo
+/// writes a JFIF header and nothing else (no EXIF, no ICC). Alpha is composited onto
+/// [`JPEG_BACKGROUND`].
+fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, RenderError> {
+    let fail = |e: turbojpeg::Error| RenderError::Encode(format!("libjpeg-turbo: {e}"));
+    let flat;
+    let raster = if raster.channels == 4 {
+        flat = composite(raster, JPEG_BACKGROUND);
+        &flat
+    } else {
+        raster
+    };
+    if raster.channels != 3 || raster.data.len() != raster.pixels() * 3 {
+        return Err(RenderError::Encode(
+            "libjpeg-turbo: only RGB rasters are encoded".into(),
+        ));
+    }
+    let mut c = turbojpeg::Compressor::new().map_err(fail)?;
+    c.set_quality(i32::from(quality.clamp(1, 100)))
+        .map_err(fail)?;
+    c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(fail)?;
+    c.set_optimize(true).map_err(fail)?;
+    c.set_progressive(true).map_err(fail)?;
+    let image = turbojpeg::Image {
+        pixels: raster.data.as_slice(),
+        width: raster.width as usize,
+        pitch: raster.width as usize * 3,
+        height: raster.height as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    let out = c.compress_to_owned(image).map_err(fail)?;
+    Ok(out.to_vec())
+}
+
+/// `raster` (RGBA, straight alpha) over an opaque `background`, rounded.
+fn composite(raster: &Raster, background: [u8; 3]) -> Raster {
+    let mut data = Vec::with_capacity(raster.pixels() * 3);
+    for px in raster.data.chunks_exact(4) {
+        let a = u32::from(px[3]);
+        for (c, bg) in px[..3].iter().zip(background) {
+            let v = (u32::from(*c) * a + u32::from(bg) * (255 - a) + 127) / 255;
+            data.push(v as u8);
+        }
+    }
+    Raster {
+        width: raster.width,
+        height: raster.height,
+        channels: 3,
+        data,
+    }
+}
+
+/// zlib level 6 with adaptive filtering (the `png` crate's balanced setting): on screenshots it
+/// is within a few per cent of level 9 at a fraction of its time; the fastest setting
+/// (`fdeflate`) writes files about a third larger.
+const PNG_COMPRESSION: image::codecs::png::CompressionType =
+    image::codecs::png::CompressionType::Default;
+
+/// 8-bit RGB, or RGBA when the raster has transparency; no ancillary chunks.
+fn png(raster: &Raster) -> Result<Vec<u8>, RenderError> {
+    use image::ImageEncoder as _;
+    let color = match raster.channels {
+        3 => image::ExtendedColorType::Rgb8,
+        4 => image::ExtendedColorType::Rgba8,
+        _ => return Err(RenderError::Encode("png: only RGB(A) rasters are encoded".into())),
+    };
+    if raster.data.len() != raster.pixels() * raster.channels {
+        return Err(RenderError::Encode(
+            "png: raster size does not match its dimensions".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(raster.pixels() / 2 + 1024);
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        PNG_COMPRESSION,
+        image::codecs::png::FilterType::Adaptive,
+    )
+    .write_image(&raster.data, raster.width, raster.height, color)
+    .map_err(|e| RenderError::Encode(format!("png: {e}")))?;
+    Ok(out)
 }
 
 fn avif(raster: &Raster, quality: u8, settings: &EncodeSettings) -> Result<Vec<u8>, RenderError> {

@@ -71,8 +71,29 @@ pub const ENCODE_AVIF: u64 = 44;
 /// [`fit::ATTENTION_SIDE`]² pixels and two `f32` maps of the same size (12 bytes a pixel); its
 /// box resize's intermediate image is counted with the other resizes'.
 pub const ATTENTION: u64 = 12 * (fit::ATTENTION_SIDE as u64) * (fit::ATTENTION_SIDE as u64);
+/// libjpeg-turbo's working memory per encoded pixel (progressive: every DCT coefficient is
+/// kept until the scans are written), the RGB copy of an RGBA raster composited for it, and
+/// the output.
+pub const ENCODE_JPEG: u64 = 12;
+/// The PNG encoder's working memory per encoded pixel: the output (up to the raw pixels) and
+/// the filtered rows.
+pub const ENCODE_PNG: u64 = 8;
+/// libwebp's lossless working memory per encoded pixel (ARGB copies, transforms, hash chains
+/// and backward references); `"lossless": "auto"` is charged this too.
+pub const ENCODE_WEBP_LOSSLESS: u64 = 48;
 /// What a render costs whatever the image: codec tables, lcms transforms, thread stacks.
 pub const FIXED: u64 = 32 << 20;
+
+/// The working memory per pixel of encoding `format` for `request`.
+pub fn encoder_per_pixel(format: OutputFormat, request: &VariantRequest) -> u64 {
+    match format {
+        OutputFormat::Webp if !request.lossless.is_off() => ENCODE_WEBP_LOSSLESS,
+        OutputFormat::Webp => ENCODE_WEBP,
+        OutputFormat::Avif => ENCODE_AVIF,
+        OutputFormat::Jpeg => ENCODE_JPEG,
+        OutputFormat::Png => ENCODE_PNG,
+    }
+}
 
 /// A render's peak memory, by stage, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -232,13 +253,10 @@ pub fn estimate(
     let mut encodes: Vec<u64> = outputs
         .iter()
         .flat_map(|(w, h)| {
-            request.formats.iter().map(move |f| {
-                w * h
-                    * match f {
-                        OutputFormat::Webp => ENCODE_WEBP,
-                        OutputFormat::Avif => ENCODE_AVIF,
-                    }
-            })
+            request
+                .formats
+                .iter()
+                .map(move |&f| w * h * encoder_per_pixel(f, request))
         })
         .collect();
     encodes.sort_unstable_by(|a, b| b.cmp(a));

@@ -27,9 +27,10 @@
 //!    as soon as the last width needing it is made, to keep the peak resident set small.
 //! 5. [`orient`] applies the EXIF orientation (all eight) to each resized variant, so the
 //!    encoders see upright pixels and no output carries the tag.
-//! 6. [`encode`] writes lossy WebP (libwebp, [`webp`]) and AVIF (rav1e through ravif) on the
-//!    rayon pool, each variant's encodes starting as soon as it is resized; no metadata is
-//!    written into any output.
+//! 6. [`encode`] writes WebP (libwebp, [`webp`]; lossy, lossless, or chosen per variant),
+//!    AVIF (rav1e through ravif), JPEG (libjpeg-turbo) and PNG on the rayon pool, each
+//!    variant's encodes starting as soon as it is resized; no metadata is written into any
+//!    output.
 //! 7. [`facts`] computes the manifest facts (hash, placeholder, dominant colour).
 
 pub mod color;
@@ -158,6 +159,8 @@ pub struct Variant {
     pub height: u32,
     /// Encoding.
     pub format: OutputFormat,
+    /// Whether the pixels are stored exactly (PNG, lossless WebP).
+    pub lossless: bool,
     /// The encoded file.
     pub bytes: Vec<u8>,
 }
@@ -289,10 +292,7 @@ pub fn estimate_cost(
     let per_pixel: u64 = request
         .formats
         .iter()
-        .map(|f| match f {
-            OutputFormat::Webp => 1,
-            OutputFormat::Avif => 8,
-        })
+        .map(|&f| format_cost(f, request))
         .sum();
     let encoded: u64 = planned_outputs(request, ow, oh)
         .iter()
@@ -315,6 +315,17 @@ pub fn estimate_cost(
         _ => stored / 4,
     };
     encoded + decoded
+}
+
+/// The CPU weight of one pixel encoded as `format`, in lossy-WebP pixels (measured on the
+/// corpus: AVIF 8; progressive JPEG with optimised Huffman tables and PNG about 1 each;
+/// lossless WebP at method 4 about 4, and `auto` is charged as lossless).
+pub fn format_cost(format: OutputFormat, request: &VariantRequest) -> u64 {
+    match format {
+        OutputFormat::Webp if !request.lossless.is_off() => 4,
+        OutputFormat::Webp | OutputFormat::Jpeg | OutputFormat::Png => 1,
+        OutputFormat::Avif => 8,
+    }
 }
 
 /// The eighths libjpeg-turbo may decode at, smallest first: 1/8, 1/4, 1/2 and 1. These have
@@ -419,7 +430,7 @@ pub fn render(
                     let up = Arc::clone(&up);
                     let slot = &slots[(widths.len() + k) * nf + fi];
                     scope.spawn(move |_| {
-                        let out = encode::encode(&up, format, request, settings);
+                        let out = encode::encode_variant(&up, format, request, settings);
                         *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
                     });
                 }
@@ -457,7 +468,7 @@ pub fn render(
                 let up = Arc::clone(&up);
                 let slot = &slots[k * nf + fi];
                 scope.spawn(move |_| {
-                    let out = encode::encode(&up, format, request, settings);
+                    let out = encode::encode_variant(&up, format, request, settings);
                     *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
                 });
             }
@@ -500,7 +511,7 @@ pub fn render(
             (r, size.width, Some(size))
         };
         let r = r.expect("every variant was made before the scope ended");
-        let bytes = slot
+        let encoded = slot
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .unwrap_or_else(|| Err(RenderError::Encode("encode job did not run".into())))?;
@@ -510,7 +521,8 @@ pub fn render(
             width: r.width,
             height: r.height,
             format,
-            bytes,
+            lossless: encoded.lossless,
+            bytes: encoded.bytes,
         });
     }
 
@@ -546,7 +558,7 @@ pub fn check_output(
 }
 
 /// Where one encode job leaves its output (`None` until it has run).
-type EncodeSlot = Mutex<Option<Result<Vec<u8>, RenderError>>>;
+type EncodeSlot = Mutex<Option<Result<encode::Encoded, RenderError>>>;
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0

@@ -49,6 +49,41 @@ pub fn encoder_version() -> String {
 /// [`RenderError::Encode`] when libwebp rejects the configuration or the picture (too large:
 /// libwebp's limit is 16383 px a side) or runs out of memory.
 pub fn encode(raster: &Raster, options: WebpOptions) -> Result<Vec<u8>, RenderError> {
+    encode_with(raster, Mode::Lossy(options))
+}
+
+/// Lossless WebP settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LosslessOptions {
+    /// libwebp `method` 0..=6.
+    pub method: u8,
+    /// libwebp `quality` 0..=100, which for lossless is an effort (bigger: smaller and slower),
+    /// never a loss.
+    pub effort: u8,
+    /// libwebp `thread_level`, as for lossy.
+    pub thread_level: u8,
+}
+
+/// Encode `raster` (RGB or RGBA, 8-bit) as lossless WebP: decoding it gives back every pixel,
+/// the colour of fully transparent ones included (`exact`).
+///
+/// # Errors
+/// [`RenderError::Encode`] when libwebp refuses the picture or runs out of memory.
+pub fn encode_lossless(raster: &Raster, options: LosslessOptions) -> Result<Vec<u8>, RenderError> {
+    encode_with(raster, Mode::Lossless(options))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Lossy(WebpOptions),
+    Lossless(LosslessOptions),
+}
+
+fn encode_with(raster: &Raster, mode: Mode) -> Result<Vec<u8>, RenderError> {
+    let (quality, method, thread_level, lossless) = match mode {
+        Mode::Lossy(o) => (o.quality, o.method, o.thread_level, false),
+        Mode::Lossless(o) => (o.effort, o.method, o.thread_level, true),
+    };
     let fail = |what: &str| RenderError::Encode(format!("libwebp: {what}"));
     let width = c_int::try_from(raster.width).map_err(|_| fail("width out of range"))?;
     let height = c_int::try_from(raster.height).map_err(|_| fail("height out of range"))?;
@@ -69,7 +104,7 @@ pub fn encode(raster: &Raster, options: WebpOptions) -> Result<Vec<u8>, RenderEr
         sys::WebPConfigInitInternal(
             config.as_mut_ptr(),
             sys::WebPPreset::WEBP_PRESET_DEFAULT,
-            f32::from(options.quality.min(100)),
+            f32::from(quality.min(100)),
             sys::WEBP_ENCODER_ABI_VERSION as c_int,
         )
     };
@@ -78,9 +113,14 @@ pub fn encode(raster: &Raster, options: WebpOptions) -> Result<Vec<u8>, RenderEr
     }
     // SAFETY: initialised by the successful call above.
     let mut config = unsafe { config.assume_init() };
-    config.method = c_int::from(options.method.min(6));
+    config.method = c_int::from(method.min(6));
     config.alpha_quality = 100;
-    config.thread_level = c_int::from(options.thread_level.min(1));
+    config.thread_level = c_int::from(thread_level.min(1));
+    if lossless {
+        config.lossless = 1;
+        // Keep the RGB under fully transparent pixels: the output is the raster, exactly.
+        config.exact = 1;
+    }
     // SAFETY: `config` is a valid, initialised WebPConfig.
     if unsafe { sys::WebPValidateConfig(&config) } == 0 {
         return Err(fail("invalid configuration"));
@@ -92,8 +132,9 @@ pub fn encode(raster: &Raster, options: WebpOptions) -> Result<Vec<u8>, RenderEr
         let pic = &mut picture.0;
         pic.width = width;
         pic.height = height;
-        // Lossy without sharp YUV: import straight to YUV(A) 4:2:0, as libvips does.
-        pic.use_argb = 0;
+        // Lossy without sharp YUV: import straight to YUV(A) 4:2:0, as libvips does. Lossless
+        // works on ARGB: import straight to it.
+        pic.use_argb = c_int::from(lossless);
         pic.writer = Some(write_to_vec);
         pic.custom_ptr = std::ptr::from_mut(&mut out).cast();
     }
