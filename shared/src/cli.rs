@@ -219,7 +219,7 @@ pub async fn open_aws_stack(
     shutdown: &CancellationToken,
 ) -> (
     crate::adapter::aws::AwsStack,
-    Option<crate::adapter::aws::task_protection::BusySignal>,
+    Option<crate::busy::BusySignal>,
 ) {
     let stack = crate::adapter::aws::AwsStack::open(common).await;
     let busy = config::ecs_agent_uri().map(|uri| {

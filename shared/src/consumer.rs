@@ -163,7 +163,7 @@ pub struct Consumer {
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     cfg: ConsumerConfig,
-    busy: Option<crate::adapter::aws::task_protection::BusySignal>,
+    busy: Option<crate::busy::BusySignal>,
 }
 
 impl Consumer {
@@ -185,10 +185,7 @@ impl Consumer {
 
     /// Report the in-flight count to `busy` (ECS task scale-in protection while non-zero).
     #[must_use]
-    pub fn with_busy_signal(
-        mut self,
-        busy: Option<crate::adapter::aws::task_protection::BusySignal>,
-    ) -> Self {
+    pub fn with_busy_signal(mut self, busy: Option<crate::busy::BusySignal>) -> Self {
         self.busy = busy;
         self
     }

@@ -39,7 +39,7 @@ pub struct Deps {
     /// The archive bucket.
     pub store: Arc<dyn BlobStore>,
     /// Told how many messages are buffered (ECS task scale-in protection while non-zero).
-    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    pub busy: Option<shared::busy::BusySignal>,
 }
 
 /// Build the local-backend adapters.
@@ -72,7 +72,7 @@ pub async fn local_deps(
 pub fn aws_deps(
     cfg: &Config,
     stack: &shared::adapter::aws::AwsStack,
-    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    busy: Option<shared::busy::BusySignal>,
 ) -> anyhow::Result<Deps> {
     Ok(Deps {
         queue: Arc::new(stack.worker_queue(shared::topology::ARCHIVE_QUEUE, &cfg.common)?),

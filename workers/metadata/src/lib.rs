@@ -51,7 +51,7 @@ pub struct Deps {
     /// Master key the principals' callback signing keys derive from.
     pub callback_secret: Vec<u8>,
     /// Told the in-flight count (ECS task scale-in protection while non-zero).
-    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    pub busy: Option<shared::busy::BusySignal>,
 }
 
 /// Build the local-backend adapters from `stack`.
@@ -102,7 +102,7 @@ pub async fn local_deps(
 pub fn aws_deps(
     cfg: &Config,
     stack: &shared::adapter::aws::AwsStack,
-    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    busy: Option<shared::busy::BusySignal>,
 ) -> anyhow::Result<Deps> {
     let callback_secret = cfg
         .callback

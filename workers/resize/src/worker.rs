@@ -266,7 +266,7 @@ pub struct Deps {
     /// Media bucket (write).
     pub media: Arc<dyn BlobStore>,
     /// Told the in-flight count (ECS task scale-in protection while non-zero).
-    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    pub busy: Option<shared::busy::BusySignal>,
 }
 
 /// Build the local-backend adapters.
@@ -300,7 +300,7 @@ pub async fn local_deps(
 pub fn aws_deps(
     cfg: &Config,
     stack: &shared::adapter::aws::AwsStack,
-    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    busy: Option<shared::busy::BusySignal>,
 ) -> anyhow::Result<Deps> {
     Ok(Deps {
         queue: Arc::new(stack.worker_queue(shared::topology::RESIZE_QUEUE, &cfg.common)?),
