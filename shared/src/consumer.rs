@@ -233,7 +233,7 @@ impl Consumer {
                 }
                 Err(e) => {
                     receive_failures += 1;
-                    let code = queue_error_code(&e);
+                    let code = e.code();
                     metrics::error(this.worker, "receiving", code.as_str());
                     let pause = Duration::from_millis(200 * u64::from(receive_failures.min(25)));
                     warn!(worker = this.worker, error = %e, retry_in_ms = pause.as_millis() as u64, "Receive failed; retrying.");
@@ -343,7 +343,7 @@ impl Consumer {
                         return;
                     }
                     Err(e) => {
-                        metrics::error(worker, "processing", queue_error_code(&e).as_str());
+                        metrics::error(worker, "processing", e.code().as_str());
                         warn!(error = %e, "Heartbeat failed; will try again.");
                     }
                 }
@@ -361,7 +361,7 @@ impl Consumer {
                 warn!("Ack found the receipt stale; the message was redelivered.");
             }
             Err(e) => {
-                metrics::error(self.worker, "sending", queue_error_code(&e).as_str());
+                metrics::error(self.worker, "sending", e.code().as_str());
                 warn!(error = %e, "Ack failed; the message will be redelivered and handled idempotently.");
             }
         }
@@ -391,7 +391,7 @@ impl Consumer {
                         "dead_letter"
                     }
                     Err(err) => {
-                        metrics::error(self.worker, "sending", queue_error_code(&err).as_str());
+                        metrics::error(self.worker, "sending", err.code().as_str());
                         warn!(error = %err, "Dead-lettering failed; the message will be retried.");
                         "retry"
                     }
@@ -429,16 +429,6 @@ pub fn spawn_depth_sampler(
             }
         }
     })
-}
-
-/// The closed-set code of a queue failure.
-pub fn queue_error_code(e: &QueueError) -> ErrorCode {
-    match e {
-        QueueError::Throttled(_) => ErrorCode::Throttled,
-        QueueError::Timeout(_) => ErrorCode::Timeout,
-        QueueError::Unavailable(_) => ErrorCode::StoreUnavailable,
-        _ => ErrorCode::Internal,
-    }
 }
 
 #[cfg(test)]

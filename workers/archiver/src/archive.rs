@@ -240,11 +240,7 @@ impl Archiver {
                     }
                 }
                 Err(e) => {
-                    metrics::error(
-                        "archiver",
-                        "receiving",
-                        shared::consumer::queue_error_code(&e).as_str(),
-                    );
+                    metrics::error("archiver", "receiving", e.code().as_str());
                     warn!(error = %e, "Receive failed; retrying.");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -290,7 +286,7 @@ impl Archiver {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
                 Err(e) => {
-                    metrics::error("archiver", "sending", "store_unavailable");
+                    metrics::error("archiver", "sending", e.code().as_str());
                     warn!(error = %e, messages = taken.lines.len(), "Archive write failed; the messages will be redelivered.");
                     return 0;
                 }

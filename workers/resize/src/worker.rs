@@ -336,15 +336,6 @@ pub struct ResizeHandler {
     pool: Option<Arc<isolate::Pool>>,
 }
 
-fn blob_err(e: BlobStoreError) -> HandlerError {
-    match e {
-        BlobStoreError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
-        BlobStoreError::Timeout(_) => HandlerError::transient(ErrorCode::Timeout, e),
-        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
-        e => HandlerError::permanent(ErrorCode::Internal, e),
-    }
-}
-
 /// What [`ResizeHandler::render_variants`] wrote.
 struct RenderedVariants {
     facts: render::SourceFacts,
@@ -520,7 +511,7 @@ impl ResizeHandler {
         let head = match self.deps.uploads.head(&key).await {
             Ok(h) => Some(h),
             Err(BlobStoreError::NotFound(_)) => None,
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         };
         if let Some(tp) = head.as_ref().and_then(|h| {
             h.metadata
@@ -595,14 +586,14 @@ impl ResizeHandler {
                     .map(|m| m.rendered.source.sha256));
             }
             Err(BlobStoreError::NotFound(_)) => {}
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         }
         match self.deps.media.get(&keys::failure_key(batch, file)).await {
             Ok(body) => Ok(serde_json::from_slice::<FailureRecord>(&body)
                 .ok()
                 .and_then(|f| f.source_sha256)),
             Err(BlobStoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(blob_err(e)),
+            Err(e) => Err(HandlerError::from(e)),
         }
     }
 
@@ -617,7 +608,7 @@ impl ResizeHandler {
             .media
             .put(key, Bytes::from(body), opts)
             .await
-            .map_err(blob_err)
+            .map_err(HandlerError::from)
     }
 
     /// Render one upload. The outer error is transient (retry); the inner one is the file's
@@ -671,7 +662,7 @@ impl ResizeHandler {
                     format!("the upload {key} no longer exists"),
                 )));
             }
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         };
         // One upload grant stores one object: the first one processed wins. A later object at
         // the same key (a replayed presigned POST; S3 cannot refuse it) is left alone.
@@ -714,7 +705,7 @@ impl ResizeHandler {
                 .media
                 .put(&okey, bytes, opts)
                 .await
-                .map_err(blob_err)?;
+                .map_err(HandlerError::from)?;
             Some(okey)
         } else {
             None
@@ -811,7 +802,7 @@ impl ResizeHandler {
                 .media
                 .put(&vkey, Bytes::from(v.bytes), opts)
                 .await
-                .map_err(blob_err)?;
+                .map_err(HandlerError::from)?;
             shared::telemetry::metrics::image_rendered(v.format.as_str(), n);
             variants.push(VariantRecord {
                 width: v.width,
@@ -843,7 +834,7 @@ impl ResizeHandler {
             }
             Ok(_) => {}
             Err(BlobStoreError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         }
         match store.get(key).await {
             Ok(b) if b.len() as u64 > limit => Err(HandlerError::permanent(
@@ -852,7 +843,7 @@ impl ResizeHandler {
             )),
             Ok(b) => Ok(Some(b)),
             Err(BlobStoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(blob_err(e)),
+            Err(e) => Err(HandlerError::from(e)),
         }
     }
 
