@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prism_archiver::archive::{RAW_PREFIX, decode};
+use prism_archiver::handler::{RAW_PREFIX, decode};
 use prism_archiver::{Archiver, Config};
 use shared::adapter::local::{LocalStack, SqliteQueue};
 use shared::config::Resources;
@@ -52,7 +52,7 @@ impl Env {
         let t = token.clone();
         (token, tokio::spawn(async move { a.run(t).await }))
     }
-    async fn objects(&self) -> Vec<(String, Vec<prism_archiver::archive::Line>)> {
+    async fn objects(&self) -> Vec<(String, Vec<prism_archiver::handler::Line>)> {
         let mut out = Vec::new();
         for o in self.stack.archive.list(RAW_PREFIX).await.unwrap() {
             let bytes = self.stack.archive.get(&o.key).await.unwrap();
@@ -251,7 +251,7 @@ async fn a_crash_after_the_flush_duplicates_lines_that_replay_publishes_once() {
     let now = time::OffsetDateTime::now_utc();
     let lines: Vec<_> = received
         .iter()
-        .map(|m| prism_archiver::archive::Line {
+        .map(|m| prism_archiver::handler::Line {
             received_at: now
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap(),
@@ -259,12 +259,12 @@ async fn a_crash_after_the_flush_duplicates_lines_that_replay_publishes_once() {
             body: m.body.clone(),
         })
         .collect();
-    let key = prism_archiver::archive::object_key(now);
+    let key = prism_archiver::handler::object_key(now);
     e.stack
         .archive
         .put(
             &key,
-            Bytes::from(prism_archiver::archive::encode(&lines)),
+            Bytes::from(prism_archiver::handler::encode(&lines)),
             PutOptions::default(),
         )
         .await

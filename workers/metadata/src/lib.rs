@@ -203,3 +203,33 @@ pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunRe
     let _ = sweep.await;
     report
 }
+
+/// The metadata writer, for [`shared::cli::run_worker`].
+pub struct MetadataWorker;
+
+impl shared::cli::Worker for MetadataWorker {
+    const NAME: &'static str = "prism-metadata";
+    type Config = Config;
+    type Deps = Deps;
+
+    fn common(cfg: &Config) -> &shared::config::CommonConfig {
+        &cfg.common
+    }
+    async fn local_deps(
+        cfg: &Config,
+        stack: &shared::adapter::local::LocalStack,
+    ) -> anyhow::Result<Deps> {
+        local_deps(cfg, stack).await
+    }
+    fn aws_deps(
+        cfg: &Config,
+        stack: &shared::adapter::aws::AwsStack,
+        busy: Option<shared::busy::BusySignal>,
+    ) -> anyhow::Result<Deps> {
+        aws_deps(cfg, stack, busy)
+    }
+    async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) {
+        let report = run(cfg, deps, shutdown).await;
+        tracing::info!(abandoned = report.abandoned, "Stopped.");
+    }
+}
