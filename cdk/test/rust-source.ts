@@ -23,15 +23,21 @@ export interface BinarySource {
   readonly configFile: string;
 }
 
-export const BINARIES: Record<string, BinarySource> = {
-  'prism-api': { crate: 'workers/api', configFile: 'workers/api/src/config.rs' },
-  'prism-resize': { crate: 'workers/resize', configFile: 'workers/resize/src/worker.rs' },
-  'prism-archiver': { crate: 'workers/archiver', configFile: 'workers/archiver/src/config.rs' },
-  'prism-metadata': { crate: 'workers/metadata', configFile: 'workers/metadata/src/config.rs' },
+/** The deployed binaries and their crates. */
+const CRATES: Record<string, string> = {
+  'prism-api': 'workers/api',
+  'prism-resize': 'workers/resize',
+  'prism-archiver': 'workers/archiver',
+  'prism-metadata': 'workers/metadata',
 };
 
+/** Every crate has one shape: its `Config` lives in `src/config.rs`. */
+export const BINARIES: Record<string, BinarySource> = Object.fromEntries(
+  Object.entries(CRATES).map(([binary, crate]) => [binary, { crate, configFile: `${crate}/src/config.rs` }]),
+);
+
 /** Files defining the shared config sections (`CommonConfig`, `ConsumerConfig`, …). */
-const SHARED_CONFIG_FILES = ['shared/src/config.rs', 'shared/src/consumer.rs', 'shared/src/telemetry/trace.rs'];
+const SHARED_CONFIG_FILES = ['shared/src/config.rs', 'shared/src/consumer.rs'];
 
 const read = (rel: string): string => fs.readFileSync(path.join(REPO_ROOT, rel), 'utf8');
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
@@ -235,7 +236,7 @@ pub async fn open_aws_stack(
     shutdown: &CancellationToken,
 ) -> (
     crate::adapter::aws::AwsStack,
-    Option<crate::adapter::aws::task_protection::BusySignal>,
+    Option<crate::busy::BusySignal>,
 ) {
     let stack = crate::adapter::aws::AwsStack::open(common).await;
     let busy = config::ecs_agent_uri().map(|uri| {
@@ -253,4 +254,77 @@ pub async fn healthcheck_exit(addr: SocketAddr) -> std::process::ExitCode {
         eprintln!("unhealthy: no 200 from http://{addr}/healthz");
         std::process::ExitCode::FAILURE
     }
+}
+
+/// What a queue worker crate hands [`run_worker`]: its config, how to build its adapters on
+/// either backend, and its loop. The crate's `lib.rs` implements it; its `main.rs` only parses
+/// flags and calls [`run_worker`].
+pub trait Worker {
+    /// The binary's name (logs, the `Starting.` line, error messages).
+    const NAME: &'static str;
+    /// The binary's config (its `[common]` part is what start-up reads).
+    type Config: Default + Serialize + DeserializeOwned + Validate;
+    /// The adapters the worker runs on.
+    type Deps;
+
+    /// The shared part of the config.
+    fn common(cfg: &Self::Config) -> &CommonConfig;
+
+    /// The adapters on the embedded backend.
+    fn local_deps(
+        cfg: &Self::Config,
+        stack: &crate::adapter::local::LocalStack,
+    ) -> impl std::future::Future<Output = anyhow::Result<Self::Deps>>;
+
+    /// The adapters on AWS; `busy` is told the in-flight count (task scale-in protection).
+    ///
+    /// # Errors
+    /// When an adapter cannot be built from the config.
+    fn aws_deps(
+        cfg: &Self::Config,
+        stack: &crate::adapter::aws::AwsStack,
+        busy: Option<crate::busy::BusySignal>,
+    ) -> anyhow::Result<Self::Deps>;
+
+    /// Run until `shutdown`, then drain.
+    fn run(
+        cfg: &Self::Config,
+        deps: Self::Deps,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = ()>;
+}
+
+/// The one entry of every queue worker binary: load and validate the config (exit 2 when it is
+/// invalid), answer `healthcheck` when asked, else start telemetry and the `/metrics` +
+/// `/healthz` server, open the configured backend, build the worker's adapters, run it until
+/// SIGTERM/SIGINT, and map the result to the exit code (1, the error chain printed, when
+/// start-up fails).
+pub fn run_worker<W: Worker>(args: &CommonArgs, command: Option<WorkerCommand>) -> ExitCode {
+    let cfg: W::Config = match load_config(W::NAME, args, &[]) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return exit_code(W::NAME, Err(e)),
+    };
+    if let Some(WorkerCommand::Healthcheck) = command {
+        return runtime.block_on(healthcheck_exit(W::common(&cfg).metrics.listen_addr));
+    }
+    exit_code(W::NAME, runtime.block_on(start_worker::<W>(&cfg)))
+}
+
+async fn start_worker<W: Worker>(cfg: &W::Config) -> anyhow::Result<()> {
+    let common = W::common(cfg);
+    let rt = start(W::NAME, cfg, common, true).await?;
+    let deps = match common.backend {
+        config::Backend::Local => W::local_deps(cfg, &open_local_stack(common).await?).await?,
+        config::Backend::Aws => {
+            let (stack, busy) = open_aws_stack(common, &rt.shutdown).await;
+            W::aws_deps(cfg, &stack, busy)?
+        }
+    };
+    W::run(cfg, deps, rt.shutdown.clone()).await;
+    rt.finish().await;
+    Ok(())
 }

@@ -13,8 +13,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::telemetry::trace::TraceConfig;
-
 /// The standard OpenTelemetry exporter variables, for span export when `[trace]
 /// otlp_endpoint` is unset: the traces URL from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is) or
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/traces`); `None` when neither is set or
@@ -29,6 +27,26 @@ pub fn otel_traces_url_from_env() -> Option<String> {
         env("OTEL_EXPORTER_OTLP_ENDPOINT")
             .map(|u| format!("{}/v1/traces", u.trim().trim_end_matches('/')))
     })
+}
+
+/// `[trace]`: where spans are exported.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceConfig {
+    /// OTLP/HTTP base URL (e.g. `http://localhost:4318`; `/v1/traces` is appended). Unset: the
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variables decide; none set means no export.
+    pub otlp_endpoint: Option<url::Url>,
+}
+
+impl TraceConfig {
+    /// The traces URL to export to, or `None` when export is off: the configured endpoint, else
+    /// the `OTEL_EXPORTER_OTLP_*` variables ([`otel_traces_url_from_env`]).
+    pub fn traces_url(&self) -> Option<String> {
+        match &self.otlp_endpoint {
+            Some(u) => Some(format!("{}/v1/traces", u.as_str().trim_end_matches('/'))),
+            None => otel_traces_url_from_env(),
+        }
+    }
 }
 
 /// The ECS agent endpoint Fargate injects (`ECS_AGENT_URI`), for task scale-in protection;
@@ -557,5 +575,16 @@ mod tests {
             "{shown}"
         );
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn traces_url_from_config_appends_the_signal_path() {
+        let c = TraceConfig {
+            otlp_endpoint: Some("http://collector:4318/".parse().unwrap()),
+        };
+        assert_eq!(
+            c.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
     }
 }

@@ -163,7 +163,7 @@ pub struct Consumer {
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     cfg: ConsumerConfig,
-    busy: Option<crate::adapter::aws::task_protection::BusySignal>,
+    busy: Option<crate::busy::BusySignal>,
 }
 
 impl Consumer {
@@ -185,10 +185,7 @@ impl Consumer {
 
     /// Report the in-flight count to `busy` (ECS task scale-in protection while non-zero).
     #[must_use]
-    pub fn with_busy_signal(
-        mut self,
-        busy: Option<crate::adapter::aws::task_protection::BusySignal>,
-    ) -> Self {
+    pub fn with_busy_signal(mut self, busy: Option<crate::busy::BusySignal>) -> Self {
         self.busy = busy;
         self
     }
@@ -236,7 +233,7 @@ impl Consumer {
                 }
                 Err(e) => {
                     receive_failures += 1;
-                    let code = queue_error_code(&e);
+                    let code = e.code();
                     metrics::error(this.worker, "receiving", code.as_str());
                     let pause = Duration::from_millis(200 * u64::from(receive_failures.min(25)));
                     warn!(worker = this.worker, error = %e, retry_in_ms = pause.as_millis() as u64, "Receive failed; retrying.");
@@ -346,7 +343,7 @@ impl Consumer {
                         return;
                     }
                     Err(e) => {
-                        metrics::error(worker, "processing", queue_error_code(&e).as_str());
+                        metrics::error(worker, "processing", e.code().as_str());
                         warn!(error = %e, "Heartbeat failed; will try again.");
                     }
                 }
@@ -364,7 +361,7 @@ impl Consumer {
                 warn!("Ack found the receipt stale; the message was redelivered.");
             }
             Err(e) => {
-                metrics::error(self.worker, "sending", queue_error_code(&e).as_str());
+                metrics::error(self.worker, "sending", e.code().as_str());
                 warn!(error = %e, "Ack failed; the message will be redelivered and handled idempotently.");
             }
         }
@@ -394,7 +391,7 @@ impl Consumer {
                         "dead_letter"
                     }
                     Err(err) => {
-                        metrics::error(self.worker, "sending", queue_error_code(&err).as_str());
+                        metrics::error(self.worker, "sending", err.code().as_str());
                         warn!(error = %err, "Dead-lettering failed; the message will be retried.");
                         "retry"
                     }
@@ -432,16 +429,6 @@ pub fn spawn_depth_sampler(
             }
         }
     })
-}
-
-/// The closed-set code of a queue failure.
-pub fn queue_error_code(e: &QueueError) -> ErrorCode {
-    match e {
-        QueueError::Throttled(_) => ErrorCode::Throttled,
-        QueueError::Timeout(_) => ErrorCode::Timeout,
-        QueueError::Unavailable(_) => ErrorCode::StoreUnavailable,
-        _ => ErrorCode::Internal,
-    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,29 @@ impl HandlerError {
     }
 }
 
+/// A port's failure: its closed-set code and whether a later attempt may succeed. Each port
+/// error (`BlobStoreError`, `MetadataStoreError`, `QueueError`, `TopicError`) implements it
+/// beside its variants, so the mapping to a code is written once, where the variants are.
+pub trait PortError: std::error::Error + Send + Sync + 'static {
+    /// The closed-set code this failure is counted and reported under.
+    fn code(&self) -> ErrorCode;
+    /// Whether a later attempt may succeed (retry) or every attempt would fail (dead-letter).
+    fn is_transient(&self) -> bool;
+}
+
+impl HandlerError {
+    /// The one conversion of a port failure: its own code, retried when transient and
+    /// dead-lettered when permanent.
+    pub fn from_port(e: impl PortError) -> Self {
+        let code = e.code();
+        if e.is_transient() {
+            Self::transient(code, e)
+        } else {
+            Self::permanent(code, e)
+        }
+    }
+}
+
 /// Decide the disposition where the knowledge is (pict-rs' `.retry()` / `.abort()`).
 pub trait ResultExt<T> {
     /// Map an error to a transient [`HandlerError`] with `code`.

@@ -11,6 +11,7 @@
 //! - [`port`]: the four ports (`BlobStore`, `Queue`, `Topic`, `MetadataStore`) and their errors.
 //! - [`adapter`]: port implementations; `adapter::local` is the embedded backend.
 //! - [`callback`]: completion callbacks: SSRF-safe URL checks and HMAC signatures.
+//! - [`busy`]: the in-flight count the consumer reports (scale-in protection watches it).
 //! - [`consumer`]: the queue loop: receive, bounded concurrency, heartbeat, ack/retry/dead-letter.
 //! - [`admission`]: admission by budget (the resize worker's pixel budget).
 //! - [`cli`]: the flags and start-up every binary shares.
@@ -22,6 +23,7 @@
 pub mod adapter;
 pub mod admission;
 pub mod api;
+pub mod busy;
 pub mod callback;
 pub mod cli;
 pub mod config;

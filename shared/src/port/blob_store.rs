@@ -1,5 +1,6 @@
 //! `BlobStore`: object storage (S3, or files under a data dir).
 
+use crate::error::{ErrorCode, HandlerError, PortError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -43,6 +44,33 @@ impl BlobStoreError {
             self,
             Self::Throttled(_) | Self::Unavailable(_) | Self::Timeout(_)
         )
+    }
+
+    /// The closed-set code: a missing object is the source a message names; throttling and
+    /// timeouts are told apart from outages; anything else is `internal`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::SourceMissing,
+            Self::Throttled(_) => ErrorCode::Throttled,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Unavailable(_) => ErrorCode::StoreUnavailable,
+            Self::InvalidKey { .. } | Self::Other(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl PortError for BlobStoreError {
+    fn code(&self) -> ErrorCode {
+        BlobStoreError::code(self)
+    }
+    fn is_transient(&self) -> bool {
+        BlobStoreError::is_transient(self)
+    }
+}
+
+impl From<BlobStoreError> for HandlerError {
+    fn from(e: BlobStoreError) -> Self {
+        HandlerError::from_port(e)
     }
 }
 
@@ -188,4 +216,90 @@ pub trait BlobStore: Send + Sync + 'static {
         key: &str,
         expires_in: Duration,
     ) -> Result<String, BlobStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Disposition;
+
+    /// Every variant; the match has no wildcard, so a new variant must be listed here.
+    fn every_variant() -> Vec<BlobStoreError> {
+        let all = vec![
+            BlobStoreError::NotFound("k".into()),
+            BlobStoreError::InvalidKey {
+                key: "k".into(),
+                reason: "r",
+            },
+            BlobStoreError::Throttled("x".into()),
+            BlobStoreError::Unavailable("x".into()),
+            BlobStoreError::Timeout("x".into()),
+            BlobStoreError::Other("x".into()),
+        ];
+        for e in &all {
+            match e {
+                BlobStoreError::NotFound(_)
+                | BlobStoreError::InvalidKey { .. }
+                | BlobStoreError::Throttled(_)
+                | BlobStoreError::Unavailable(_)
+                | BlobStoreError::Timeout(_)
+                | BlobStoreError::Other(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_variant_maps_to_a_closed_set_code() {
+        for e in every_variant() {
+            let what = format!("{e:?}");
+            let code = e.code();
+            assert!(ErrorCode::ALL.contains(&code), "{what} -> {code:?}");
+            let transient = e.is_transient();
+            let h = HandlerError::from(e);
+            assert_eq!(h.code, code, "{what}");
+            let want = if transient {
+                Disposition::Retry
+            } else {
+                Disposition::DeadLetter
+            };
+            assert_eq!(h.disposition, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn blob_errors_keep_their_transient_codes() {
+        let cases = [
+            (
+                BlobStoreError::NotFound("x".into()),
+                Disposition::DeadLetter,
+                ErrorCode::SourceMissing,
+            ),
+            (
+                BlobStoreError::Throttled("x".into()),
+                Disposition::Retry,
+                ErrorCode::Throttled,
+            ),
+            (
+                BlobStoreError::Timeout("x".into()),
+                Disposition::Retry,
+                ErrorCode::Timeout,
+            ),
+            (
+                BlobStoreError::Unavailable("x".into()),
+                Disposition::Retry,
+                ErrorCode::StoreUnavailable,
+            ),
+            (
+                BlobStoreError::Other("x".into()),
+                Disposition::DeadLetter,
+                ErrorCode::Internal,
+            ),
+        ];
+        for (e, disposition, code) in cases {
+            let what = format!("{e:?}");
+            let h = HandlerError::from(e);
+            assert_eq!((h.disposition, h.code), (disposition, code), "{what}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! [`Transition::Unchanged`], never an error, so at-least-once delivery keeps counts exact. The
 //! transition that makes the last file terminal completes the batch, exactly once.
 
+use crate::error::{ErrorCode, HandlerError, PortError};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -63,6 +64,37 @@ impl MetadataStoreError {
             self,
             Self::Throttled(_) | Self::Unavailable(_) | Self::Timeout(_)
         )
+    }
+
+    /// The closed-set code: a missing batch or file means the event naming it is not one we
+    /// can apply; throttling and timeouts are told apart from outages; anything else is
+    /// `internal`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound(_) => ErrorCode::InvalidEvent,
+            Self::Throttled(_) => ErrorCode::Throttled,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Unavailable(_) => ErrorCode::StoreUnavailable,
+            Self::AlreadyExists(_)
+            | Self::QuotaExceeded { .. }
+            | Self::IdempotencyKeyTaken { .. }
+            | Self::Other(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl PortError for MetadataStoreError {
+    fn code(&self) -> ErrorCode {
+        MetadataStoreError::code(self)
+    }
+    fn is_transient(&self) -> bool {
+        MetadataStoreError::is_transient(self)
+    }
+}
+
+impl From<MetadataStoreError> for HandlerError {
+    fn from(e: MetadataStoreError) -> Self {
+        HandlerError::from_port(e)
     }
 }
 
@@ -700,4 +732,97 @@ pub trait MetadataStore: Send + Sync + 'static {
         event_id: &str,
         at: OffsetDateTime,
     ) -> Result<bool, MetadataStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Disposition;
+
+    /// Every variant; the match has no wildcard, so a new variant must be listed here.
+    fn every_variant() -> Vec<MetadataStoreError> {
+        let all = vec![
+            MetadataStoreError::AlreadyExists("b".into()),
+            MetadataStoreError::NotFound("b".into()),
+            MetadataStoreError::Throttled("x".into()),
+            MetadataStoreError::Unavailable("x".into()),
+            MetadataStoreError::Timeout("x".into()),
+            MetadataStoreError::QuotaExceeded {
+                pending: 2,
+                quota: 1,
+            },
+            MetadataStoreError::IdempotencyKeyTaken {
+                batch_id: "b".into(),
+                request_sha256: "h".into(),
+            },
+            MetadataStoreError::Other("x".into()),
+        ];
+        for e in &all {
+            match e {
+                MetadataStoreError::AlreadyExists(_)
+                | MetadataStoreError::NotFound(_)
+                | MetadataStoreError::Throttled(_)
+                | MetadataStoreError::Unavailable(_)
+                | MetadataStoreError::Timeout(_)
+                | MetadataStoreError::QuotaExceeded { .. }
+                | MetadataStoreError::IdempotencyKeyTaken { .. }
+                | MetadataStoreError::Other(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_variant_maps_to_a_closed_set_code() {
+        for e in every_variant() {
+            let what = format!("{e:?}");
+            let code = e.code();
+            assert!(ErrorCode::ALL.contains(&code), "{what} -> {code:?}");
+            let transient = e.is_transient();
+            let h = HandlerError::from(e);
+            assert_eq!(h.code, code, "{what}");
+            let want = if transient {
+                Disposition::Retry
+            } else {
+                Disposition::DeadLetter
+            };
+            assert_eq!(h.disposition, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn store_errors_keep_their_transient_codes() {
+        let cases = [
+            (
+                MetadataStoreError::Throttled("x".into()),
+                Disposition::Retry,
+                ErrorCode::Throttled,
+            ),
+            (
+                MetadataStoreError::Timeout("x".into()),
+                Disposition::Retry,
+                ErrorCode::Timeout,
+            ),
+            (
+                MetadataStoreError::Unavailable("x".into()),
+                Disposition::Retry,
+                ErrorCode::StoreUnavailable,
+            ),
+            (
+                MetadataStoreError::NotFound("x".into()),
+                Disposition::DeadLetter,
+                ErrorCode::InvalidEvent,
+            ),
+            (
+                MetadataStoreError::Other("x".into()),
+                Disposition::DeadLetter,
+                ErrorCode::Internal,
+            ),
+        ];
+        for (e, disposition, code) in cases {
+            let what = format!("{e:?}");
+            let h = HandlerError::from(e);
+            assert_eq!((h.disposition, h.code), (disposition, code), "{what}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! deadline, then reappears with a higher receive count; it is deleted only with its *latest*
 //! receipt; after `max_receive_count` receives the redrive policy moves it to the DLQ.
 
+use crate::error::{ErrorCode, HandlerError, PortError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +45,34 @@ impl QueueError {
             self,
             Self::Throttled(_) | Self::Unavailable(_) | Self::Timeout(_)
         )
+    }
+
+    /// The closed-set code: throttling and timeouts are told apart from outages; anything
+    /// else is `internal`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Throttled(_) => ErrorCode::Throttled,
+            Self::Timeout(_) => ErrorCode::Timeout,
+            Self::Unavailable(_) => ErrorCode::StoreUnavailable,
+            Self::StaleReceipt | Self::Invalid(_) | Self::NotFound(_) | Self::Other(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
+}
+
+impl PortError for QueueError {
+    fn code(&self) -> ErrorCode {
+        QueueError::code(self)
+    }
+    fn is_transient(&self) -> bool {
+        QueueError::is_transient(self)
+    }
+}
+
+impl From<QueueError> for HandlerError {
+    fn from(e: QueueError) -> Self {
+        HandlerError::from_port(e)
     }
 }
 
@@ -193,4 +222,70 @@ pub trait Queue: Send + Sync + 'static {
     /// # Errors
     /// A classified failure.
     async fn redrive(&self) -> Result<u64, QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Disposition;
+
+    /// Every variant; the match has no wildcard, so a new variant must be listed here.
+    fn every_variant() -> Vec<QueueError> {
+        let all = vec![
+            QueueError::StaleReceipt,
+            QueueError::Invalid("x".into()),
+            QueueError::NotFound("q".into()),
+            QueueError::Throttled("x".into()),
+            QueueError::Unavailable("x".into()),
+            QueueError::Timeout("x".into()),
+            QueueError::Other("x".into()),
+        ];
+        for e in &all {
+            match e {
+                QueueError::StaleReceipt
+                | QueueError::Invalid(_)
+                | QueueError::NotFound(_)
+                | QueueError::Throttled(_)
+                | QueueError::Unavailable(_)
+                | QueueError::Timeout(_)
+                | QueueError::Other(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_variant_maps_to_a_closed_set_code() {
+        for e in every_variant() {
+            let what = format!("{e:?}");
+            let code = e.code();
+            assert!(ErrorCode::ALL.contains(&code), "{what} -> {code:?}");
+            let transient = e.is_transient();
+            let h = HandlerError::from(e);
+            assert_eq!(h.code, code, "{what}");
+            let want = if transient {
+                Disposition::Retry
+            } else {
+                Disposition::DeadLetter
+            };
+            assert_eq!(h.disposition, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn queue_errors_keep_their_transient_codes() {
+        let cases = [
+            (QueueError::Throttled("x".into()), ErrorCode::Throttled),
+            (QueueError::Timeout("x".into()), ErrorCode::Timeout),
+            (
+                QueueError::Unavailable("x".into()),
+                ErrorCode::StoreUnavailable,
+            ),
+            (QueueError::StaleReceipt, ErrorCode::Internal),
+            (QueueError::Other("x".into()), ErrorCode::Internal),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.code(), code, "{e:?}");
+        }
+    }
 }

@@ -202,26 +202,6 @@ pub fn record_span(
     opentelemetry::trace::Span::end_with_timestamp(&mut span, end);
 }
 
-/// `[trace]`: where spans are exported.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TraceConfig {
-    /// OTLP/HTTP base URL (e.g. `http://localhost:4318`; `/v1/traces` is appended). Unset: the
-    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variables decide; none set means no export.
-    pub otlp_endpoint: Option<url::Url>,
-}
-
-impl TraceConfig {
-    /// The traces URL to export to, or `None` when export is off: the configured endpoint, else
-    /// the `OTEL_EXPORTER_OTLP_*` variables ([`crate::config::otel_traces_url_from_env`]).
-    pub fn traces_url(&self) -> Option<String> {
-        match &self.otlp_endpoint {
-            Some(u) => Some(format!("{}/v1/traces", u.as_str().trim_end_matches('/'))),
-            None => crate::config::otel_traces_url_from_env(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,16 +244,5 @@ mod tests {
         let b = TraceParent::random();
         assert_ne!(a.trace_id, b.trace_id);
         assert_eq!(TraceParent::parse(&a.to_string()), Some(a));
-    }
-
-    #[test]
-    fn traces_url_from_config_appends_the_signal_path() {
-        let c = TraceConfig {
-            otlp_endpoint: Some("http://collector:4318/".parse().unwrap()),
-        };
-        assert_eq!(
-            c.traces_url().as_deref(),
-            Some("http://collector:4318/v1/traces")
-        );
     }
 }

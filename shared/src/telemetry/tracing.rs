@@ -9,8 +9,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use super::trace::{self, TraceConfig};
-use crate::config::{LogConfig, LogFormat};
+use super::trace;
+use crate::config::{LogConfig, LogFormat, TraceConfig};
 
 /// Flushes and stops the span exporter when dropped (keep it alive for the life of the process).
 #[derive(Default)]

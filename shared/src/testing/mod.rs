@@ -7,6 +7,7 @@
 
 pub mod blob_store;
 pub mod counting;
+pub mod failing;
 pub mod fault_proxy;
 pub mod metadata_store;
 pub mod moto;

@@ -15,7 +15,7 @@ use shared::port::{BlobStore, Topic};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::archive::{RAW_PREFIX, decode};
+use crate::handler::{RAW_PREFIX, decode};
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prism_archiver::archive::{RAW_PREFIX, decode};
+use prism_archiver::handler::{RAW_PREFIX, decode};
 use prism_archiver::{Archiver, Config};
 use shared::adapter::local::{LocalStack, SqliteQueue};
 use shared::config::Resources;
@@ -52,7 +52,7 @@ impl Env {
         let t = token.clone();
         (token, tokio::spawn(async move { a.run(t).await }))
     }
-    async fn objects(&self) -> Vec<(String, Vec<prism_archiver::archive::Line>)> {
+    async fn objects(&self) -> Vec<(String, Vec<prism_archiver::handler::Line>)> {
         let mut out = Vec::new();
         for o in self.stack.archive.list(RAW_PREFIX).await.unwrap() {
             let bytes = self.stack.archive.get(&o.key).await.unwrap();
@@ -251,7 +251,7 @@ async fn a_crash_after_the_flush_duplicates_lines_that_replay_publishes_once() {
     let now = time::OffsetDateTime::now_utc();
     let lines: Vec<_> = received
         .iter()
-        .map(|m| prism_archiver::archive::Line {
+        .map(|m| prism_archiver::handler::Line {
             received_at: now
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap(),
@@ -259,12 +259,12 @@ async fn a_crash_after_the_flush_duplicates_lines_that_replay_publishes_once() {
             body: m.body.clone(),
         })
         .collect();
-    let key = prism_archiver::archive::object_key(now);
+    let key = prism_archiver::handler::object_key(now);
     e.stack
         .archive
         .put(
             &key,
-            Bytes::from(prism_archiver::archive::encode(&lines)),
+            Bytes::from(prism_archiver::handler::encode(&lines)),
             PutOptions::default(),
         )
         .await
@@ -461,4 +461,59 @@ async fn replay_over_a_completed_batch_changes_nothing() {
     mtoken.cancel();
     arun.await.unwrap();
     mrun.await.unwrap();
+}
+
+/// A failed archive write is counted under the store error's own code (a permanent refusal is
+/// `internal`, not `store_unavailable`), and nothing is acked, so the lines are archived later.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_write_is_counted_under_its_own_code() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let e = env(1).await;
+    let store = shared::testing::failing::FailingPuts::new(Arc::new(e.stack.archive.clone()));
+    store.fail_next(1, |k| {
+        shared::port::BlobStoreError::Other(format!("denied: {k}"))
+    });
+    let deps = prism_archiver::Deps {
+        queue: Arc::new(e.queue.clone()),
+        store: Arc::new(store.clone()),
+        busy: None,
+    };
+    let token = CancellationToken::new();
+    let a = Archiver::new(&cfg(1, 1 << 20, 3600), deps);
+    let t = token.clone();
+    let run = tokio::spawn(async move { a.run(t).await });
+    e.publish(1, "refused").await;
+    // The refused line reappears after its visibility timeout and is archived then.
+    eventually(
+        Duration::from_secs(30),
+        "the line archived after the failure",
+        || async {
+            let o = e.objects().await;
+            (o.len() == 1).then_some(())
+        },
+    )
+    .await;
+    token.cancel();
+    run.await.unwrap();
+    assert_eq!(store.failed(), 1);
+    let errors: Vec<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == "prism_errors_total")
+        .map(|(k, ..)| {
+            k.key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec!["worker=archiver,stage=sending,error_code=internal".to_owned()],
+        "{errors:?}"
+    );
 }

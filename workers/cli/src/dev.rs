@@ -68,7 +68,7 @@ pub(crate) fn concrete(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
 /// Every component's config and adapters, on either backend.
 pub(crate) struct Components {
     pub api: (prism_api::Config, prism_api::Deps),
-    pub resize: (prism_resize::worker::Config, prism_resize::worker::Deps),
+    pub resize: (prism_resize::Config, prism_resize::Deps),
     pub metadata: (prism_metadata::Config, prism_metadata::Deps),
     pub archiver: (prism_archiver::Config, prism_archiver::Deps),
 }
@@ -113,7 +113,7 @@ pub(crate) async fn spawn(
     let ((resize_cfg, resize_deps), s) = (c.resize, shutdown.clone());
     dashboard.watch_queue(resize_deps.queue.clone());
     tasks.push(tokio::spawn(async move {
-        prism_resize::worker::run(&resize_cfg, resize_deps, s).await;
+        prism_resize::run(&resize_cfg, resize_deps, s).await;
     }));
     let ((meta_cfg, meta_deps), s) = (c.metadata, shutdown.clone());
     dashboard.watch_queue(meta_deps.queue.clone());
@@ -187,7 +187,7 @@ pub async fn start_with(
             ("http.listen_addr", listen.to_string()),
         ],
     )?;
-    let resize_cfg: prism_resize::worker::Config = load(config_file, &common)?;
+    let resize_cfg: prism_resize::Config = load(config_file, &common)?;
     let mut meta_cfg: prism_metadata::Config = load(config_file, &common)?;
     let archive_cfg: prism_archiver::Config = load(config_file, &common)?;
     // Local mode: completion callbacks may go to a receiver on this machine.
@@ -215,7 +215,7 @@ pub async fn start_with(
         api: (api_cfg, prism_api::Deps::local(&stack)),
         resize: (
             resize_cfg.clone(),
-            prism_resize::worker::local_deps(&resize_cfg, &stack).await?,
+            prism_resize::local_deps(&resize_cfg, &stack).await?,
         ),
         metadata: (
             meta_cfg.clone(),

@@ -74,7 +74,7 @@ pub async fn start_aws_on(
     // Read the queue settings each worker wants before provisioning, with the local backend
     // (whose validation needs no ARN yet).
     let local = [("data_dir", dir.clone()), ("backend", "local".to_owned())];
-    let resize_pre: prism_resize::worker::Config = load(config_file, &local)?;
+    let resize_pre: prism_resize::Config = load(config_file, &local)?;
     let meta_pre: prism_metadata::Config = load(config_file, &local)?;
     let archive_pre: prism_archiver::Config = load(config_file, &local)?;
     let settings = |name: &'static str| {
@@ -160,7 +160,7 @@ pub async fn start_aws_on(
         .clone()
         .unwrap_or_else(|| format!("http://{listen}"));
     api_cfg.http.public_base_url = Some(url.clone());
-    let resize_cfg: prism_resize::worker::Config =
+    let resize_cfg: prism_resize::Config =
         load(config_file, &common(Some(topology::RESIZE_QUEUE)))?;
     let mut meta_cfg: prism_metadata::Config =
         load(config_file, &common(Some(topology::METADATA_QUEUE)))?;
@@ -180,7 +180,7 @@ pub async fn start_aws_on(
         api: (api_cfg, prism_api::Deps::aws(&stack)),
         resize: (
             resize_cfg.clone(),
-            prism_resize::worker::aws_deps(&resize_cfg, &stack, None)?,
+            prism_resize::aws_deps(&resize_cfg, &stack, None)?,
         ),
         metadata: (
             meta_cfg.clone(),

@@ -478,7 +478,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // flushes what is buffered when `prism dev` stops.
             let _trace = shared::telemetry::tracing::init_with(
                 &log,
-                &shared::telemetry::trace::TraceConfig::default(),
+                &shared::config::TraceConfig::default(),
                 "prism-dev",
             );
             let shutdown = shared::shutdown::on_signal();

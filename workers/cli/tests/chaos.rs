@@ -83,11 +83,11 @@ async fn run_component(component: &str, data: &str) -> anyhow::Result<()> {
             prism_api::run(cfg, deps, rt.metrics, rt.health, rt.shutdown, |_| {}).await?;
         }
         "resize" => {
-            let cfg: prism_resize::worker::Config = shared::config::load(None, &base)?;
+            let cfg: prism_resize::Config = shared::config::load(None, &base)?;
             let rt = shared::cli::start("prism-resize", &cfg, &cfg.common, false).await?;
             let stack = shared::cli::open_local_stack(&cfg.common).await?;
-            let deps = prism_resize::worker::local_deps(&cfg, &stack).await?;
-            prism_resize::worker::run(&cfg, deps, rt.shutdown).await;
+            let deps = prism_resize::local_deps(&cfg, &stack).await?;
+            prism_resize::run(&cfg, deps, rt.shutdown).await;
         }
         "metadata" => {
             let cfg: prism_metadata::Config = shared::config::load(None, &base)?;

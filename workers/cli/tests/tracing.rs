@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::telemetry::trace::TraceConfig;
+use shared::config::TraceConfig;
 use shared::testing::otlp::{CollectedSpan, Collector};
 use tokio_util::sync::CancellationToken;
 

@@ -10,8 +10,7 @@ use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys::{MediaKind, parse_media_key, parse_upload_key};
 use shared::manifest::{parse_failure, parse_manifest};
 use shared::port::{
-    BatchRecord, BatchStatus, BlobStoreError, Message, MetadataStore, MetadataStoreError,
-    NewWebhook, Topic, TopicError, Transition,
+    BatchRecord, BatchStatus, Message, MetadataStore, NewWebhook, Topic, Transition,
 };
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use time::OffsetDateTime;
@@ -53,17 +52,14 @@ impl Announcer {
     /// # Errors
     /// A classified failure of the store or the topic (the caller retries).
     pub async fn announce(&self, batch_id: &str) -> Result<(), HandlerError> {
-        let Some(batch) = self.metadata.get_batch(batch_id).await.map_err(store_err)? else {
+        let Some(batch) = self.metadata.get_batch(batch_id).await? else {
             return Ok(());
         };
         if batch.status != BatchStatus::Complete || batch.announced_at.is_some() {
             return Ok(());
         }
         let event = completion_event(&batch);
-        self.topic
-            .publish(&event.to_string())
-            .await
-            .map_err(topic_err)?;
+        self.topic.publish(&event.to_string()).await?;
         if let Some(url) = &batch.callback_url {
             self.metadata
                 .enqueue_webhook(&NewWebhook {
@@ -74,14 +70,12 @@ impl Announcer {
                     body: event.to_string(),
                     due_at: OffsetDateTime::now_utc(),
                 })
-                .await
-                .map_err(store_err)?;
+                .await?;
         }
         if self
             .metadata
             .mark_announced(batch_id, OffsetDateTime::now_utc())
-            .await
-            .map_err(store_err)?
+            .await?
         {
             info!(
                 batch_id,
@@ -110,7 +104,7 @@ impl Announcer {
         request_sha256: &str,
         counts: &Value,
     ) -> Result<bool, HandlerError> {
-        let Some(batch) = self.metadata.get_batch(batch_id).await.map_err(store_err)? else {
+        let Some(batch) = self.metadata.get_batch(batch_id).await? else {
             return Ok(false);
         };
         let now = OffsetDateTime::now_utc();
@@ -123,10 +117,7 @@ impl Announcer {
             "counts": counts,
             "completed_at": now.format(&time::format_description::well_known::Rfc3339).ok(),
         });
-        self.topic
-            .publish(&event.to_string())
-            .await
-            .map_err(topic_err)?;
+        self.topic.publish(&event.to_string()).await?;
         if let Some(url) = &batch.callback_url {
             self.metadata
                 .enqueue_webhook(&NewWebhook {
@@ -137,8 +128,7 @@ impl Announcer {
                     body: event.to_string(),
                     due_at: now,
                 })
-                .await
-                .map_err(store_err)?;
+                .await?;
         }
         info!(batch_id, request_sha256, "Batch re-render completed.");
         Ok(true)
@@ -149,37 +139,6 @@ impl Announcer {
 pub fn rerender_msg_id(batch_id: &str, request_sha256: &str) -> String {
     let spec: String = request_sha256.chars().take(16).collect();
     format!("msg_{batch_id}_rerendered_{spec}")
-}
-
-fn store_err(e: MetadataStoreError) -> HandlerError {
-    match e {
-        MetadataStoreError::NotFound(_) => HandlerError::permanent(ErrorCode::InvalidEvent, e),
-        // Keep throttling and timeouts apart from outages in `prism_errors_total{error_code}`,
-        // as the blob-store mapping does (DynamoDB throttling was counted as
-        // `store_unavailable` until the AWS fault-injection test showed it).
-        MetadataStoreError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
-        MetadataStoreError::Timeout(_) => HandlerError::transient(ErrorCode::Timeout, e),
-        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
-        e => HandlerError::permanent(ErrorCode::Internal, e),
-    }
-}
-
-fn blob_err(e: BlobStoreError) -> HandlerError {
-    match e {
-        BlobStoreError::NotFound(_) => HandlerError::permanent(ErrorCode::SourceMissing, e),
-        BlobStoreError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
-        BlobStoreError::Timeout(_) => HandlerError::transient(ErrorCode::Timeout, e),
-        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
-        e => HandlerError::permanent(ErrorCode::Internal, e),
-    }
-}
-
-fn topic_err(e: TopicError) -> HandlerError {
-    match e {
-        TopicError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
-        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
-        e => HandlerError::permanent(ErrorCode::Internal, e),
-    }
 }
 
 impl MetadataHandler {
@@ -278,12 +237,7 @@ impl MetadataHandler {
                 warn!(key = %key, "Upload key outside the uploads/{{batch}}/{{file}} layout; skipped.");
                 return Ok(Outcome::Skipped);
             };
-            let t = self
-                .deps
-                .metadata
-                .mark_received(batch, file, at)
-                .await
-                .map_err(store_err)?;
+            let t = self.deps.metadata.mark_received(batch, file, at).await?;
             return self.after(batch, t, false).await;
         }
         if bucket == self.deps.media.bucket() {
@@ -292,7 +246,7 @@ impl MetadataHandler {
             };
             let (t, terminal) = match kind {
                 MediaKind::Manifest => {
-                    let bytes = self.deps.media.get(&key).await.map_err(blob_err)?;
+                    let bytes = self.deps.media.get(&key).await?;
                     let m = parse_manifest(&bytes).permanent(ErrorCode::InvalidEvent)?;
                     if m.batch_id != batch || m.file_id != file {
                         return Err(HandlerError::permanent(
@@ -304,8 +258,7 @@ impl MetadataHandler {
                         .deps
                         .metadata
                         .mark_done(batch, file, &m.rendered, at)
-                        .await
-                        .map_err(store_err)?;
+                        .await?;
                     // A done file whose manifest was rewritten (`prism rerender`): record the
                     // new variants. The manifest read is the current one, so a late event of
                     // an older manifest records the newest too.
@@ -314,8 +267,7 @@ impl MetadataHandler {
                             .deps
                             .metadata
                             .replace_rendered(batch, file, &m.rendered, at)
-                            .await
-                            .map_err(store_err)?
+                            .await?
                     {
                         info!(
                             batch_id = batch,
@@ -327,14 +279,13 @@ impl MetadataHandler {
                     (t, true)
                 }
                 MediaKind::Failure => {
-                    let bytes = self.deps.media.get(&key).await.map_err(blob_err)?;
+                    let bytes = self.deps.media.get(&key).await?;
                     let f = parse_failure(&bytes).permanent(ErrorCode::InvalidEvent)?;
                     (
                         self.deps
                             .metadata
                             .mark_failed(batch, file, &f.error, at)
-                            .await
-                            .map_err(store_err)?,
+                            .await?,
                         true,
                     )
                 }
@@ -386,12 +337,7 @@ impl MetadataHandler {
         // Only the owner's requests count: the API stamped the event with its principal (and
         // refused other principals already; this holds for any other publisher too).
         let principal = v.get("principal").and_then(Value::as_str);
-        let owner = self
-            .deps
-            .metadata
-            .image_owner(image_id)
-            .await
-            .map_err(store_err)?;
+        let owner = self.deps.metadata.image_owner(image_id).await?;
         if principal.is_none() || owner.as_deref() != principal {
             warn!(
                 image_id,
@@ -414,8 +360,7 @@ impl MetadataHandler {
             .deps
             .metadata
             .record_image_request(image_id, &event_id, at)
-            .await
-            .map_err(store_err)?;
+            .await?;
         Ok(if counted {
             Outcome::Success
         } else {
@@ -469,74 +414,6 @@ impl Handler for MetadataHandler {
                     .map_or(message.body.as_str(), |e| e.message.as_str());
                 self.on_client_event(&v, inner).await
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use shared::error::Disposition;
-
-    #[test]
-    fn store_errors_keep_their_transient_codes() {
-        let cases = [
-            (
-                MetadataStoreError::Throttled("x".into()),
-                Disposition::Retry,
-                ErrorCode::Throttled,
-            ),
-            (
-                MetadataStoreError::Timeout("x".into()),
-                Disposition::Retry,
-                ErrorCode::Timeout,
-            ),
-            (
-                MetadataStoreError::Unavailable("x".into()),
-                Disposition::Retry,
-                ErrorCode::StoreUnavailable,
-            ),
-            (
-                MetadataStoreError::NotFound("x".into()),
-                Disposition::DeadLetter,
-                ErrorCode::InvalidEvent,
-            ),
-            (
-                MetadataStoreError::Other("x".into()),
-                Disposition::DeadLetter,
-                ErrorCode::Internal,
-            ),
-        ];
-        for (e, disposition, code) in cases {
-            let what = format!("{e:?}");
-            let h = store_err(e);
-            assert_eq!((h.disposition, h.code), (disposition, code), "{what}");
-        }
-    }
-
-    #[test]
-    fn topic_errors_keep_their_transient_codes() {
-        let cases = [
-            (
-                TopicError::Throttled("x".into()),
-                Disposition::Retry,
-                ErrorCode::Throttled,
-            ),
-            (
-                TopicError::Unavailable("x".into()),
-                Disposition::Retry,
-                ErrorCode::StoreUnavailable,
-            ),
-            (
-                TopicError::Invalid("x".into()),
-                Disposition::DeadLetter,
-                ErrorCode::Internal,
-            ),
-        ];
-        for (e, disposition, code) in cases {
-            let what = format!("{e:?}");
-            let h = topic_err(e);
-            assert_eq!((h.disposition, h.code), (disposition, code), "{what}");
         }
     }
 }

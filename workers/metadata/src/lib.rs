@@ -51,7 +51,7 @@ pub struct Deps {
     /// Master key the principals' callback signing keys derive from.
     pub callback_secret: Vec<u8>,
     /// Told the in-flight count (ECS task scale-in protection while non-zero).
-    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    pub busy: Option<shared::busy::BusySignal>,
 }
 
 /// Build the local-backend adapters from `stack`.
@@ -102,7 +102,7 @@ pub async fn local_deps(
 pub fn aws_deps(
     cfg: &Config,
     stack: &shared::adapter::aws::AwsStack,
-    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
+    busy: Option<shared::busy::BusySignal>,
 ) -> anyhow::Result<Deps> {
     let callback_secret = cfg
         .callback
@@ -202,4 +202,34 @@ pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunRe
     let _ = outbox.await;
     let _ = sweep.await;
     report
+}
+
+/// The metadata writer, for [`shared::cli::run_worker`].
+pub struct MetadataWorker;
+
+impl shared::cli::Worker for MetadataWorker {
+    const NAME: &'static str = "prism-metadata";
+    type Config = Config;
+    type Deps = Deps;
+
+    fn common(cfg: &Config) -> &shared::config::CommonConfig {
+        &cfg.common
+    }
+    async fn local_deps(
+        cfg: &Config,
+        stack: &shared::adapter::local::LocalStack,
+    ) -> anyhow::Result<Deps> {
+        local_deps(cfg, stack).await
+    }
+    fn aws_deps(
+        cfg: &Config,
+        stack: &shared::adapter::aws::AwsStack,
+        busy: Option<shared::busy::BusySignal>,
+    ) -> anyhow::Result<Deps> {
+        aws_deps(cfg, stack, busy)
+    }
+    async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) {
+        let report = run(cfg, deps, shutdown).await;
+        tracing::info!(abandoned = report.abandoned, "Stopped.");
+    }
 }

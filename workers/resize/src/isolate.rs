@@ -17,7 +17,7 @@
 //!
 //! **Limits**: the child sets them on itself before reading anything: `RLIMIT_CORE` 0 (a
 //! crash writes no core file) and `RLIMIT_AS` from `--address-space-mib` (the worker sizes it
-//! from the admission budget, see `worker::ResizeConfig::child_address_space_mib`), so a
+//! from the admission budget, see `config::ResizeConfig::child_address_space_mib`), so a
 //! decoder asking for 137 GB fails its allocation inside the child, which aborts, and the file
 //! is charged with the crash.
 //!

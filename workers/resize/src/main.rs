@@ -1,6 +1,7 @@
-//! The `prism-resize` binary: with no subcommand it runs the worker; `healthcheck` probes a
-//! running worker; `bench` measures the engine against the sharp baseline. This file only parses
-//! the command line, loads config, builds adapters and maps the result to an exit code.
+//! The `prism-resize` binary: with no subcommand it runs the worker and `healthcheck` probes a
+//! running one (both through the shared worker entry, `shared::cli::run_worker`); `bench`
+//! measures the engine against the sharp baseline; `render-child` is a render process of the
+//! worker's pool. This file only parses the command line and dispatches.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,20 +97,14 @@ fn main() -> ExitCode {
     prism_resize::alloc::tune();
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        return worker(&cli.common);
+        return shared::cli::run_worker::<prism_resize::ResizeWorker>(&cli.common, None);
     };
     match command {
         Command::RenderChild(args) => prism_resize::isolate::child_main(&args),
-        Command::Healthcheck => {
-            let cfg: prism_resize::worker::Config =
-                match shared::cli::load_config("prism-resize", &cli.common, &[]) {
-                    Ok(c) => c,
-                    Err(code) => return code,
-                };
-            runtime().block_on(shared::cli::healthcheck_exit(
-                cfg.common.metrics.listen_addr,
-            ))
-        }
+        Command::Healthcheck => shared::cli::run_worker::<prism_resize::ResizeWorker>(
+            &cli.common,
+            Some(shared::cli::WorkerCommand::Healthcheck),
+        ),
         Command::Bench {
             corpus,
             out,
@@ -174,38 +169,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().expect("a tokio runtime starts")
-}
-
-fn worker(args: &shared::cli::CommonArgs) -> ExitCode {
-    let cfg: prism_resize::worker::Config =
-        match shared::cli::load_config("prism-resize", args, &[]) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-    shared::cli::exit_code("prism-resize", runtime().block_on(run_worker(cfg)))
-}
-
-async fn run_worker(cfg: prism_resize::worker::Config) -> anyhow::Result<()> {
-    let rt = shared::cli::start("prism-resize", &cfg, &cfg.common, true).await?;
-    let deps = match cfg.common.backend {
-        shared::config::Backend::Local => {
-            prism_resize::worker::local_deps(
-                &cfg,
-                &shared::cli::open_local_stack(&cfg.common).await?,
-            )
-            .await?
-        }
-        shared::config::Backend::Aws => {
-            let (stack, busy) = shared::cli::open_aws_stack(&cfg.common, &rt.shutdown).await;
-            prism_resize::worker::aws_deps(&cfg, &stack, busy)?
-        }
-    };
-    let report = prism_resize::worker::run(&cfg, deps, rt.shutdown.clone()).await;
-    tracing::info!(abandoned = report.abandoned, "Stopped.");
-    rt.finish().await;
-    Ok(())
 }

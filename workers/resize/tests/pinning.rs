@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use prism_resize::isolate::Isolation;
-use prism_resize::worker::{Config, ResizeHandler, local_deps};
+use prism_resize::{Config, ResizeHandler, local_deps};
 use shared::adapter::local::LocalStack;
 use shared::config::Resources;
 use shared::consumer::{Handler, Outcome};

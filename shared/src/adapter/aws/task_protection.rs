@@ -15,23 +15,14 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::busy::BusySignal;
+
 /// How long one grant of protection lasts.
 pub const EXPIRES_IN_MINUTES: u64 = 60;
 /// Renew this long before a grant lapses.
 const RENEW_BEFORE: Duration = Duration::from_secs(15 * 60);
 /// Wait before retrying a failed agent call.
 const RETRY: Duration = Duration::from_secs(5);
-
-/// The consumer's side: report how many messages are in flight.
-#[derive(Clone, Debug)]
-pub struct BusySignal(watch::Sender<usize>);
-
-impl BusySignal {
-    /// `n` messages are in flight now.
-    pub fn set(&self, n: usize) {
-        self.0.send_replace(n);
-    }
-}
 
 /// Keeps the task protected while busy.
 #[derive(Debug)]
@@ -43,11 +34,9 @@ impl TaskProtection {
     /// Protection through the agent at `agent_uri` (the value of `ECS_AGENT_URI`); the
     /// background task stops with `shutdown`, dropping protection on its way out.
     pub fn spawn(agent_uri: String, shutdown: CancellationToken) -> Self {
-        let (tx, rx) = watch::channel(0usize);
+        let (signal, rx) = BusySignal::channel();
         tokio::spawn(run(agent_uri, rx, shutdown));
-        Self {
-            signal: BusySignal(tx),
-        }
+        Self { signal }
     }
 
     /// The handle the consumer reports in-flight counts to.

@@ -25,16 +25,13 @@
 //! consumer's visibility heartbeat (and ECS task protection) stop with it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use shared::admission::Budget;
-use shared::config::{CommonConfig, ConfigError, Validate};
-use shared::consumer::{Consumer, ConsumerConfig, Handler, Outcome, RunReport};
+use shared::consumer::{Handler, Outcome};
 use shared::error::{ErrorCode, HandlerError, ResultExt};
 use shared::event::{EventBody, S3EventRecord, parse_body};
 use shared::keys;
@@ -42,60 +39,19 @@ use shared::manifest::parse_manifest;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
 use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
-    BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, Queue,
-    RenderedFile, SourceFacts, VariantRecord,
+    BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, RenderedFile,
+    SourceFacts, VariantRecord,
 };
 use shared::rerender::{self, RerenderMessage, RerenderRecord, RerenderStatus};
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
 use shared::variant::{self, FocalPoint, META_FOCAL_POINT, META_REQUEST, VariantRequest};
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
+use crate::Deps;
+use crate::config::{Config, ResizeConfig};
 use crate::isolate::{self, Isolation, PoolError};
 use crate::render::{self, EncodeSettings, Limits, RenderError};
-
-/// `[resize]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ResizeConfig {
-    /// Input limits, checked from the header before decoding.
-    pub limits: Limits,
-    /// MiB of render memory in flight at once (each render charged its estimated peak); a
-    /// render estimated above it is refused.
-    pub admission_mib: u32,
-    /// rav1e speed (1 slowest/smallest … 10 fastest); `None` keeps the engine default.
-    pub avif_speed: Option<u8>,
-    /// libwebp method (0-6); `None` keeps the engine default (4).
-    pub webp_method: Option<u8>,
-    /// Where renders run: `process` (a pool of child processes, one per concurrent render:
-    /// crash isolation, deadlines that free the CPU) or `none` (blocking threads of this
-    /// process).
-    pub isolation: Isolation,
-    /// A fixed deadline for every render, in seconds; `None` derives one from the header
-    /// ([`render_deadline`]).
-    pub render_timeout_secs: Option<u64>,
-    /// The derived deadline's floor, in seconds.
-    pub render_timeout_floor_secs: u64,
-    /// The derived deadline's seconds per megapixel of work.
-    pub render_timeout_secs_per_megapixel: f64,
-    /// The executable run as `PROGRAM render-child`; `None` finds it
-    /// ([`isolate::locate_child_program`]).
-    pub render_child_program: Option<PathBuf>,
-    /// Each render process's address-space limit (`RLIMIT_AS`) in MiB; `None` is
-    /// `admission_mib` + 2048 (an admitted render's estimate never exceeds the whole budget;
-    /// the rest is the executable, thread stacks and allocator arenas, which reserve address
-    /// space they do not touch).
-    pub child_address_space_mib: Option<u64>,
-}
-
-impl ResizeConfig {
-    /// `RLIMIT_AS` for each render process, in MiB.
-    pub fn child_address_space_mib(&self) -> u64 {
-        self.child_address_space_mib
-            .unwrap_or(2048 + u64::from(self.admission_mib))
-    }
-}
 
 /// The deadline of one render: `render_timeout_secs` when set, else the floor plus
 /// `render_timeout_secs_per_megapixel` for each megapixel of work the header promises: the
@@ -163,167 +119,6 @@ pub fn admit(
     Ok(memory)
 }
 
-impl Default for ResizeConfig {
-    fn default() -> Self {
-        Self {
-            limits: Limits::default(),
-            admission_mib: 2560,
-            avif_speed: None,
-            webp_method: None,
-            isolation: Isolation::Process,
-            render_timeout_secs: None,
-            render_timeout_floor_secs: 30,
-            render_timeout_secs_per_megapixel: 1.0,
-            render_child_program: None,
-            child_address_space_mib: None,
-        }
-    }
-}
-
-/// prism-resize's worker config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    /// Common sections.
-    #[serde(flatten)]
-    pub common: CommonConfig,
-    /// Queue loop.
-    pub consumer: ConsumerConfig,
-    /// Receives before the redrive policy dead-letters a message (local queue declaration).
-    pub max_receive_count: u32,
-    /// Engine settings.
-    pub resize: ResizeConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            common: CommonConfig::with_metrics_port(shared::config::METRICS_PORT_RESIZE),
-            // Long AVIF encodes: visibility covers the worst case with heartbeats anyway.
-            consumer: ConsumerConfig {
-                concurrency: 4,
-                visibility_timeout_secs: 120,
-                ..ConsumerConfig::default()
-            },
-            max_receive_count: 5,
-            resize: ResizeConfig::default(),
-        }
-    }
-}
-
-impl Validate for Config {
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.common.validate_worker()?;
-        self.consumer.validate()?;
-        if self.max_receive_count == 0 || self.resize.admission_mib == 0 {
-            return Err(ConfigError::Invalid(
-                "max_receive_count and resize.admission_mib must be at least 1".into(),
-            ));
-        }
-        if self
-            .resize
-            .avif_speed
-            .is_some_and(|s| !(1..=10).contains(&s))
-            || self.resize.webp_method.is_some_and(|m| m > 6)
-        {
-            return Err(ConfigError::Invalid(
-                "resize.avif_speed must be 1..=10 and resize.webp_method 0..=6".into(),
-            ));
-        }
-        if self.resize.render_timeout_secs == Some(0)
-            || !self.resize.render_timeout_secs_per_megapixel.is_finite()
-            || self.resize.render_timeout_secs_per_megapixel < 0.0
-        {
-            return Err(ConfigError::Invalid(
-                "resize.render_timeout_secs must be at least 1 and \
-                 resize.render_timeout_secs_per_megapixel a non-negative number"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Config {
-    /// The engine's encode settings with this config's overrides.
-    pub fn encode_settings(&self) -> EncodeSettings {
-        let mut s = EncodeSettings::default();
-        if let Some(v) = self.resize.avif_speed {
-            s.avif_speed = v;
-        }
-        if let Some(m) = self.resize.webp_method {
-            s.webp_method = m;
-        }
-        s
-    }
-}
-
-/// The adapters the worker uses.
-pub struct Deps {
-    /// The resize queue.
-    pub queue: Arc<dyn Queue>,
-    /// Uploads bucket (read).
-    pub uploads: Arc<dyn BlobStore>,
-    /// Media bucket (write).
-    pub media: Arc<dyn BlobStore>,
-    /// Told the in-flight count (ECS task scale-in protection while non-zero).
-    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
-}
-
-/// Build the local-backend adapters.
-///
-/// # Errors
-/// When the queue cannot be opened.
-pub async fn local_deps(
-    cfg: &Config,
-    stack: &shared::adapter::local::LocalStack,
-) -> anyhow::Result<Deps> {
-    let queue = stack
-        .queue(
-            shared::topology::RESIZE_QUEUE,
-            Duration::from_secs(cfg.consumer.visibility_timeout_secs),
-            cfg.max_receive_count,
-        )
-        .await?;
-    Ok(Deps {
-        queue: Arc::new(queue),
-        uploads: Arc::new(stack.uploads.clone()),
-        media: Arc::new(stack.media.clone()),
-        busy: None,
-    })
-}
-
-/// Build the AWS adapters: the resize queue from `resources.queue_url`/`dlq_url` and the two
-/// buckets.
-///
-/// # Errors
-/// When the queue URLs are missing.
-pub fn aws_deps(
-    cfg: &Config,
-    stack: &shared::adapter::aws::AwsStack,
-    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
-) -> anyhow::Result<Deps> {
-    Ok(Deps {
-        queue: Arc::new(stack.worker_queue(shared::topology::RESIZE_QUEUE, &cfg.common)?),
-        uploads: Arc::new(stack.uploads.clone()),
-        media: Arc::new(stack.media.clone()),
-        busy,
-    })
-}
-
-/// Run the worker until `shutdown`, then drain.
-pub async fn run(cfg: &Config, deps: Deps, shutdown: CancellationToken) -> RunReport {
-    let (queue, busy) = (deps.queue.clone(), deps.busy.clone());
-    let handler = ResizeHandler::new(cfg, deps);
-    Consumer::new("resize", queue, Arc::new(handler), cfg.consumer.clone())
-        .with_busy_signal(busy)
-        .run(
-            shutdown,
-            Duration::from_secs(cfg.common.shutdown.drain_timeout_secs),
-        )
-        .await
-}
-
 /// Handles one resize-queue message.
 pub struct ResizeHandler {
     deps: Deps,
@@ -335,15 +130,6 @@ pub struct ResizeHandler {
     resize: ResizeConfig,
     /// The render processes; `None` renders in this process.
     pool: Option<Arc<isolate::Pool>>,
-}
-
-fn blob_err(e: BlobStoreError) -> HandlerError {
-    match e {
-        BlobStoreError::Throttled(_) => HandlerError::transient(ErrorCode::Throttled, e),
-        BlobStoreError::Timeout(_) => HandlerError::transient(ErrorCode::Timeout, e),
-        e if e.is_transient() => HandlerError::transient(ErrorCode::StoreUnavailable, e),
-        e => HandlerError::permanent(ErrorCode::Internal, e),
-    }
 }
 
 /// What [`ResizeHandler::render_variants`] wrote.
@@ -390,6 +176,15 @@ enum FileOutcome {
         /// SHA-256 of the object found now.
         found: String,
     },
+}
+
+/// How rendering one file ended when nothing transient went wrong (a transient failure is the
+/// `Err` beside it: retry).
+enum RenderOutcome<T> {
+    /// Rendered (for [`ResizeHandler::render_variants`], every variant written too).
+    Done(T),
+    /// The file failed permanently: its `failure.json` (or re-render record) says why.
+    Failed(FileFailure),
 }
 
 impl From<FileFailure> for FileOutcome {
@@ -453,7 +248,7 @@ impl ResizeHandler {
         input: Bytes,
         request: &VariantRequest,
         deadline: Duration,
-    ) -> Result<Result<render::Rendered, FileFailure>, HandlerError> {
+    ) -> Result<RenderOutcome<render::Rendered>, HandlerError> {
         let timeout = |d: Duration| {
             FileFailure(
                 ErrorCode::RenderTimeout,
@@ -469,12 +264,13 @@ impl ResizeHandler {
                 .await;
             drop(permit);
             return match r {
-                Ok(r) => Ok(Ok(r)),
-                Err(PoolError::Render(e)) => Ok(Err(render_failure(e))),
-                Err(PoolError::Timeout(d)) => Ok(Err(timeout(d))),
-                Err(e @ PoolError::Crashed(_)) => {
-                    Ok(Err(FileFailure(ErrorCode::RenderCrashed, e.to_string())))
-                }
+                Ok(r) => Ok(RenderOutcome::Done(r)),
+                Err(PoolError::Render(e)) => Ok(RenderOutcome::Failed(render_failure(e))),
+                Err(PoolError::Timeout(d)) => Ok(RenderOutcome::Failed(timeout(d))),
+                Err(e @ PoolError::Crashed(_)) => Ok(RenderOutcome::Failed(FileFailure(
+                    ErrorCode::RenderCrashed,
+                    e.to_string(),
+                ))),
                 Err(e @ PoolError::Unavailable(_)) => {
                     Err(HandlerError::transient(ErrorCode::Internal, e.to_string()))
                 }
@@ -489,13 +285,13 @@ impl ResizeHandler {
             span.in_scope(|| render::render(&input, &req, &limits, &settings))
         });
         match tokio::time::timeout(deadline, task).await {
-            Err(_) => Ok(Err(timeout(deadline))),
+            Err(_) => Ok(RenderOutcome::Failed(timeout(deadline))),
             Ok(Err(e)) => Err(HandlerError::transient(
                 ErrorCode::Panic,
                 format!("render task failed: {e}"),
             )),
-            Ok(Ok(Ok(r))) => Ok(Ok(r)),
-            Ok(Ok(Err(e))) => Ok(Err(render_failure(e))),
+            Ok(Ok(Ok(r))) => Ok(RenderOutcome::Done(r)),
+            Ok(Ok(Err(e))) => Ok(RenderOutcome::Failed(render_failure(e))),
         }
     }
 
@@ -521,7 +317,7 @@ impl ResizeHandler {
         let head = match self.deps.uploads.head(&key).await {
             Ok(h) => Some(h),
             Err(BlobStoreError::NotFound(_)) => None,
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         };
         if let Some(tp) = head.as_ref().and_then(|h| {
             h.metadata
@@ -596,14 +392,14 @@ impl ResizeHandler {
                     .map(|m| m.rendered.source.sha256));
             }
             Err(BlobStoreError::NotFound(_)) => {}
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         }
         match self.deps.media.get(&keys::failure_key(batch, file)).await {
             Ok(body) => Ok(serde_json::from_slice::<FailureRecord>(&body)
                 .ok()
                 .and_then(|f| f.source_sha256)),
             Err(BlobStoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(blob_err(e)),
+            Err(e) => Err(HandlerError::from(e)),
         }
     }
 
@@ -618,10 +414,10 @@ impl ResizeHandler {
             .media
             .put(key, Bytes::from(body), opts)
             .await
-            .map_err(blob_err)
+            .map_err(HandlerError::from)
     }
 
-    /// Render one upload. The outer error is transient (retry); the inner one is the file's
+    /// Render one upload. The error is transient (retry); [`FileOutcome::Failed`] is the file's
     /// permanent failure.
     async fn render_file(
         &self,
@@ -687,7 +483,7 @@ impl ResizeHandler {
                     format!("the upload {key} no longer exists"),
                 )));
             }
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         };
         // One upload grant stores one object: the first one processed wins. A later object at
         // the same key (a replayed presigned POST; S3 cannot refuse it) is left alone.
@@ -714,8 +510,8 @@ impl ResizeHandler {
             .render_variants(batch, file, bytes.clone(), &request)
             .await?
         {
-            Ok(r) => r,
-            Err(FileFailure(code, message)) => return failed(code, message),
+            RenderOutcome::Done(r) => r,
+            RenderOutcome::Failed(FileFailure(code, message)) => return failed(code, message),
         };
         let (f, variants) = (rendered.facts, rendered.variants);
         let original_key = if request.keep_original {
@@ -730,7 +526,7 @@ impl ResizeHandler {
                 .media
                 .put(&okey, bytes, opts)
                 .await
-                .map_err(blob_err)?;
+                .map_err(HandlerError::from)?;
             Some(okey)
         } else {
             None
@@ -757,15 +553,15 @@ impl ResizeHandler {
     }
 
     /// Probe, admit and render `bytes` with `request`, then write every variant under its
-    /// tagged key. The outer error is transient (retry); the inner one the file's permanent
-    /// failure.
+    /// tagged key. The error is transient (retry); [`RenderOutcome::Failed`] the file's
+    /// permanent failure.
     async fn render_variants(
         &self,
         batch: &str,
         file: &str,
         bytes: Bytes,
         request: &VariantRequest,
-    ) -> Result<Result<RenderedVariants, FileFailure>, HandlerError> {
+    ) -> Result<RenderOutcome<RenderedVariants>, HandlerError> {
         // The header probe parses metadata (PNG iCCP, TIFF IFDs, HEIF boxes): off the reactor.
         let (header, limits) = (bytes.clone(), self.limits);
         let probed = tokio::task::spawn_blocking(move || render::decode::probe(&header, &limits))
@@ -775,7 +571,7 @@ impl ResizeHandler {
             })?;
         let probe = match probed {
             Ok(p) => p,
-            Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
+            Err(e) => return Ok(RenderOutcome::Failed(FileFailure(e.code(), e.to_string()))),
         };
         let memory = match admit(
             &self.resize,
@@ -785,7 +581,7 @@ impl ResizeHandler {
             request,
         ) {
             Ok(m) => m,
-            Err(e) => return Ok(Err(FileFailure(e.code(), e.to_string()))),
+            Err(e) => return Ok(RenderOutcome::Failed(FileFailure(e.code(), e.to_string()))),
         };
         let permit = self
             .budget
@@ -803,8 +599,8 @@ impl ResizeHandler {
             .instrument(span)
             .await?;
         let rendered = match rendered {
-            Ok(r) => r,
-            Err(failure) => return Ok(Err(failure)),
+            RenderOutcome::Done(r) => r,
+            RenderOutcome::Failed(failure) => return Ok(RenderOutcome::Failed(failure)),
         };
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
@@ -843,7 +639,7 @@ impl ResizeHandler {
                 .media
                 .put(&vkey, Bytes::from(v.bytes), opts)
                 .await
-                .map_err(blob_err)?;
+                .map_err(HandlerError::from)?;
             shared::telemetry::metrics::image_rendered(v.format.as_str(), n);
             variants.push(VariantRecord {
                 width: v.width,
@@ -855,7 +651,7 @@ impl ResizeHandler {
                 lossless: v.lossless,
             });
         }
-        Ok(Ok(RenderedVariants {
+        Ok(RenderOutcome::Done(RenderedVariants {
             facts: rendered.facts,
             variants,
             content_type: probe.format.content_type(),
@@ -877,7 +673,7 @@ impl ResizeHandler {
             }
             Ok(_) => {}
             Err(BlobStoreError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(blob_err(e)),
+            Err(e) => return Err(HandlerError::from(e)),
         }
         match store.get(key).await {
             Ok(b) if b.len() as u64 > limit => Err(HandlerError::permanent(
@@ -886,7 +682,7 @@ impl ResizeHandler {
             )),
             Ok(b) => Ok(Some(b)),
             Err(BlobStoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(blob_err(e)),
+            Err(e) => Err(HandlerError::from(e)),
         }
     }
 
@@ -1036,8 +832,8 @@ impl ResizeHandler {
             .instrument(span)
             .await?;
         let rendered = match rendered {
-            Ok(r) => r,
-            Err(FileFailure(code, message)) => {
+            RenderOutcome::Done(r) => r,
+            RenderOutcome::Failed(FileFailure(code, message)) => {
                 let e = fail(code, message);
                 self.put_rerender_record(m, &sha, RerenderStatus::Failed, e)
                     .await?;

@@ -1,14 +1,13 @@
 //! The archive loop: receive → buffer → flush (gzip NDJSON object, durably written) → ack.
 
 use std::io::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
-use shared::port::{BlobStore, Message, PutOptions, Queue};
+use shared::port::{Message, PutOptions};
 use shared::telemetry::metrics;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -16,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::Deps;
 use crate::config::{Config, FlushConfig};
 
 /// Prefix of every archive object.
@@ -30,55 +30,6 @@ pub struct Line {
     pub message_id: String,
     /// The body exactly as received.
     pub body: String,
-}
-
-/// The adapters the archiver uses.
-pub struct Deps {
-    /// The archive queue.
-    pub queue: Arc<dyn Queue>,
-    /// The archive bucket.
-    pub store: Arc<dyn BlobStore>,
-    /// Told how many messages are buffered (ECS task scale-in protection while non-zero).
-    pub busy: Option<shared::adapter::aws::task_protection::BusySignal>,
-}
-
-/// Build the local-backend adapters.
-///
-/// # Errors
-/// When the queue cannot be opened.
-pub async fn local_deps(
-    cfg: &Config,
-    stack: &shared::adapter::local::LocalStack,
-) -> anyhow::Result<Deps> {
-    let queue = stack
-        .queue(
-            shared::topology::ARCHIVE_QUEUE,
-            Duration::from_secs(cfg.consumer.visibility_timeout_secs),
-            cfg.max_receive_count,
-        )
-        .await?;
-    Ok(Deps {
-        queue: Arc::new(queue),
-        store: Arc::new(stack.archive.clone()),
-        busy: None,
-    })
-}
-
-/// Build the AWS adapters: the archive queue from `resources.queue_url`/`dlq_url`, the archive
-/// bucket, and task protection when `busy` is given.
-///
-/// # Errors
-/// When the queue URLs are missing.
-pub fn aws_deps(
-    cfg: &Config,
-    stack: &shared::adapter::aws::AwsStack,
-    busy: Option<shared::adapter::aws::task_protection::BusySignal>,
-) -> anyhow::Result<Deps> {
-    Ok(Deps {
-        queue: Arc::new(stack.worker_queue(shared::topology::ARCHIVE_QUEUE, &cfg.common)?),
-        store: Arc::new(stack.archive.clone()),
-        busy,
-    })
 }
 
 /// The object key of a flush whose first message was received at `first`.
@@ -240,11 +191,7 @@ impl Archiver {
                     }
                 }
                 Err(e) => {
-                    metrics::error(
-                        "archiver",
-                        "receiving",
-                        shared::consumer::queue_error_code(&e).as_str(),
-                    );
+                    metrics::error("archiver", "receiving", e.code().as_str());
                     warn!(error = %e, "Receive failed; retrying.");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -290,7 +237,7 @@ impl Archiver {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
                 Err(e) => {
-                    metrics::error("archiver", "sending", "store_unavailable");
+                    metrics::error("archiver", "sending", e.code().as_str());
                     warn!(error = %e, messages = taken.lines.len(), "Archive write failed; the messages will be redelivered.");
                     return 0;
                 }
