@@ -2,6 +2,7 @@
 //! fixtures (every picture DISPLAYS as 64x48 quadrants — red top-left, green top-right, blue
 //! bottom-left, white bottom-right, whatever its EXIF orientation) and a generated image with an
 //! off-centre subject. Properties of the decoded output, not golden bytes.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use prism_resize::render::{self, EncodeSettings, Limits, Rendered};
 use shared::variant::{Background, Fit, FocalPoint, Focus, OutputFormat, SizeSpec, VariantRequest};
