@@ -262,9 +262,8 @@ fn composite(raster: &Raster, background: [u8; 3]) -> Raster {
     }
 }
 
-/// zlib level 6 with adaptive filtering (the `png` crate's balanced setting): on screenshots it
-/// is within a few per cent of level 9 at a fraction of its time; the fastest setting
-/// (`fdeflate`) writes files about a third larger.
+/// zlib level 6 with adaptive filtering, the usual middle setting between the `png` crate's
+/// fastest (`fdeflate`) and level 9.
 const PNG_COMPRESSION: image::codecs::png::CompressionType =
     image::codecs::png::CompressionType::Default;
 
