@@ -111,9 +111,7 @@ pub fn encode_variant(
         OutputFormat::Webp => match request.lossless_for(format) {
             Lossless::Off => webp(raster, request.webp_quality, settings).map(lossy),
             Lossless::On => webp_lossless(raster, settings).map(exact),
-            Lossless::Auto if looks_synthetic(raster) => {
-                webp_lossless(raster, settings).map(exact)
-            }
+            Lossless::Auto if looks_synthetic(raster) => webp_lossless(raster, settings).map(exact),
             Lossless::Auto => webp(raster, request.webp_quality, settings).map(lossy),
         },
         OutputFormat::Avif => avif(raster, request.avif_quality, settings).map(lossy),
@@ -273,7 +271,11 @@ fn png(raster: &Raster) -> Result<Vec<u8>, RenderError> {
     let color = match raster.channels {
         3 => image::ExtendedColorType::Rgb8,
         4 => image::ExtendedColorType::Rgba8,
-        _ => return Err(RenderError::Encode("png: only RGB(A) rasters are encoded".into())),
+        _ => {
+            return Err(RenderError::Encode(
+                "png: only RGB(A) rasters are encoded".into(),
+            ));
+        }
     };
     if raster.data.len() != raster.pixels() * raster.channels {
         return Err(RenderError::Encode(
