@@ -288,17 +288,38 @@ mod tests {
 
     #[test]
     fn variant_tags_name_everything_that_determines_the_bytes() {
-        let base = variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off);
+        let base = variant_tag(
+            "1:{}",
+            OutputFormat::Webp,
+            80,
+            Fit::Inside,
+            320,
+            Lossless::Off,
+        );
         assert_eq!(base.len(), VARIANT_TAG_LEN);
         // Deterministic: the same render writes the same key (idempotent overwrite).
         assert_eq!(
             base,
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off)
+            variant_tag(
+                "1:{}",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Off
+            )
         );
         // Pinned: changing the scheme changes every key, which must be deliberate.
         assert_eq!(base, "16de6b5151");
         let others = [
-            variant_tag("2:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Off),
+            variant_tag(
+                "2:{}",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+            ),
             variant_tag(
                 "1:{\"avif_speed\":7}",
                 OutputFormat::Webp,
@@ -307,13 +328,62 @@ mod tests {
                 320,
                 Lossless::Off,
             ),
-            variant_tag("1:{}", OutputFormat::Avif, 80, Fit::Inside, 320, Lossless::Off),
-            variant_tag("1:{}", OutputFormat::Webp, 81, Fit::Inside, 320, Lossless::Off),
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 640, Lossless::Off),
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::On),
-            variant_tag("1:{}", OutputFormat::Webp, 80, Fit::Inside, 320, Lossless::Auto),
-            variant_tag("1:{}", OutputFormat::Jpeg, 80, Fit::Inside, 320, Lossless::Off),
-            variant_tag("1:{}", OutputFormat::Png, 0, Fit::Inside, 320, Lossless::Off),
+            variant_tag(
+                "1:{}",
+                OutputFormat::Avif,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+            ),
+            variant_tag(
+                "1:{}",
+                OutputFormat::Webp,
+                81,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+            ),
+            variant_tag(
+                "1:{}",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                640,
+                Lossless::Off,
+            ),
+            variant_tag(
+                "1:{}",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::On,
+            ),
+            variant_tag(
+                "1:{}",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Auto,
+            ),
+            variant_tag(
+                "1:{}",
+                OutputFormat::Jpeg,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+            ),
+            variant_tag(
+                "1:{}",
+                OutputFormat::Png,
+                0,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+            ),
         ];
         for (i, t) in others.iter().enumerate() {
             assert_ne!(*t, base, "input {i} does not change the tag");

@@ -740,7 +740,10 @@ mod tests {
             ..Default::default()
         };
         assert!(on.to_metadata().contains(r#""lossless":true"#));
-        assert_eq!(VariantRequest::from_metadata(&on.to_metadata()).unwrap(), on);
+        assert_eq!(
+            VariantRequest::from_metadata(&on.to_metadata()).unwrap(),
+            on
+        );
         let plain = VariantRequest::default().to_metadata();
         assert!(
             !plain.contains("jpeg_quality") && !plain.contains("lossless"),

@@ -577,3 +577,46 @@ async fn a_create_retried_with_its_idempotency_key_answers_the_same_batch() {
         3
     );
 }
+
+/// The document's `VariantSpec` accepts exactly the output options the server accepts: JPEG and
+/// PNG formats, `jpeg_quality` 1-100, `lossless` true, false or "auto".
+#[tokio::test]
+async fn the_document_describes_jpeg_png_and_lossless_as_the_server_checks_them() {
+    let app = spawn_app().await;
+    let doc = Contract::fetch(&app).await.0;
+    let mut schema = json!({"$ref": "#/components/schemas/VariantSpec"});
+    schema["components"] = doc["components"].clone();
+    let v = jsonschema::draft202012::new(&schema).unwrap();
+    let spec = |extra: Value| {
+        let mut s = json!({"widths": [320], "formats": ["jpeg", "png", "webp"]});
+        for (k, x) in extra.as_object().unwrap() {
+            s[k] = x.clone();
+        }
+        s
+    };
+    let file = json!([{"name": "a.jpg", "content_type": "image/jpeg", "size": 5}]);
+    for (extra, ok) in [
+        (json!({}), true),
+        (json!({"jpeg_quality": 70, "lossless": "auto"}), true),
+        (json!({"lossless": true}), true),
+        (json!({"lossless": false}), true),
+        (json!({"jpeg_quality": 0}), false),
+        (json!({"jpeg_quality": 101}), false),
+        (json!({"lossless": "yes"}), false),
+        (json!({"lossless": 1}), false),
+        (json!({"formats": ["jpg"]}), false),
+    ] {
+        let body = spec(extra);
+        assert_eq!(v.is_valid(&body), ok, "schema on {body}");
+        let r = app
+            .http
+            .post(format!("{}/v1/batches", app.base))
+            .bearer_auth(&app.token)
+            .json(&json!({"files": file, "variants": body}))
+            .send()
+            .await
+            .unwrap();
+        let want = if ok { 201 } else { 400 };
+        assert_eq!(r.status().as_u16(), want, "server on {body}");
+    }
+}

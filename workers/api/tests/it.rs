@@ -267,13 +267,19 @@ async fn jpeg_png_and_lossless_options_are_validated_and_signed() {
         let meta = created["uploads"][0]["fields"]["x-amz-meta-prism-request"]
             .as_str()
             .unwrap_or_else(|| panic!("{created:#}"));
-        assert!(meta.contains(r#""formats":["webp","jpeg","png"]"#), "{meta}");
+        assert!(
+            meta.contains(r#""formats":["webp","jpeg","png"]"#),
+            "{meta}"
+        );
         for s in &signed {
             assert!(meta.contains(s), "{meta} lacks {s}");
         }
         if signed.is_empty() {
             // Defaults stay out of the 2 KiB of signed metadata.
-            assert!(!meta.contains("lossless") && !meta.contains("jpeg_quality"), "{meta}");
+            assert!(
+                !meta.contains("lossless") && !meta.contains("jpeg_quality"),
+                "{meta}"
+            );
         }
     }
 }

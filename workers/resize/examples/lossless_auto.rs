@@ -22,10 +22,10 @@ fn main() {
             lossless,
             ..VariantRequest::default()
         };
-        let lossy = render::render(&bytes, &request(Lossless::Off), &limits, &settings)
-            .expect("render");
-        let exact = render::render(&bytes, &request(Lossless::On), &limits, &settings)
-            .expect("render");
+        let lossy =
+            render::render(&bytes, &request(Lossless::Off), &limits, &settings).expect("render");
+        let exact =
+            render::render(&bytes, &request(Lossless::On), &limits, &settings).expect("render");
         let webp = |r: &render::Rendered| {
             r.variants
                 .iter()

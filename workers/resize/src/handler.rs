@@ -74,7 +74,9 @@ pub fn render_deadline(
         .iter()
         .map(|f| match f {
             variant::OutputFormat::Webp if !request.lossless.is_off() => 4,
-            variant::OutputFormat::Webp | variant::OutputFormat::Jpeg | variant::OutputFormat::Png => 1,
+            variant::OutputFormat::Webp
+            | variant::OutputFormat::Jpeg
+            | variant::OutputFormat::Png => 1,
             variant::OutputFormat::Avif => 4,
         })
         .sum();

@@ -94,8 +94,8 @@ fn engine_raster(bytes: &[u8], width: u32) -> Raster {
     let (limits, settings) = (Limits::default(), EncodeSettings::default());
     let probe = decode::probe(bytes, &limits).unwrap();
     assert_eq!(probe.orientation_to_apply(), 1);
-    let (frame, _) = color::to_srgb8(decode::decode(bytes, &probe, width, &settings).unwrap())
-        .unwrap();
+    let (frame, _) =
+        color::to_srgb8(decode::decode(bytes, &probe, width, &settings).unwrap()).unwrap();
     let height = render::scaled_height(frame.width, frame.height, width);
     render::resize::resize(&frame, width, height).unwrap()
 }
@@ -148,7 +148,11 @@ fn jpeg_is_progressive_420_without_metadata_and_looks_like_the_source() {
     let bytes = corpus("Landscape_3.jpg");
     let r = render(
         &bytes,
-        &request(&[320], &[OutputFormat::Jpeg, OutputFormat::Png], Lossless::Off),
+        &request(
+            &[320],
+            &[OutputFormat::Jpeg, OutputFormat::Png],
+            Lossless::Off,
+        ),
     );
     let jpeg = variant(&r, OutputFormat::Jpeg);
     assert_eq!((jpeg.width, jpeg.height), (320, 240));
@@ -161,19 +165,25 @@ fn jpeg_is_progressive_420_without_metadata_and_looks_like_the_source() {
         "YCbCr 4:2:0"
     );
     let reference = image::load_from_memory(&bytes).unwrap().rotate180();
-    let decoded = image::load_from_memory_with_format(&jpeg.bytes, image::ImageFormat::Jpeg)
-        .unwrap();
+    let decoded =
+        image::load_from_memory_with_format(&jpeg.bytes, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (320, 240));
     let s = ssim_against(&decoded, &reference);
 
     let png = variant(&r, OutputFormat::Png);
     assert!(png.lossless);
-    assert_eq!(png_chunks(&png.bytes), ["IHDR", "IDAT", "IEND"], "no metadata");
-    let decoded =
-        image::load_from_memory_with_format(&png.bytes, image::ImageFormat::Png).unwrap();
+    assert_eq!(
+        png_chunks(&png.bytes),
+        ["IHDR", "IDAT", "IEND"],
+        "no metadata"
+    );
+    let decoded = image::load_from_memory_with_format(&png.bytes, image::ImageFormat::Png).unwrap();
     assert_eq!(decoded.color(), image::ColorType::Rgb8, "opaque: RGB");
     let s_png = ssim_against(&decoded, &reference);
-    let webp = render(&bytes, &request(&[320], &[OutputFormat::Webp], Lossless::Off));
+    let webp = render(
+        &bytes,
+        &request(&[320], &[OutputFormat::Webp], Lossless::Off),
+    );
     let s_webp = ssim_against(
         &image::load_from_memory(&variant(&webp, OutputFormat::Webp).bytes).unwrap(),
         &reference,
@@ -198,7 +208,10 @@ fn jpeg_is_progressive_420_without_metadata_and_looks_like_the_source() {
 fn jpeg_composites_transparency_onto_white() {
     // blackbug.png: a drawing on a transparent background.
     let bytes = corpus("blackbug.png");
-    let r = render(&bytes, &request(&[320], &[OutputFormat::Jpeg], Lossless::Off));
+    let r = render(
+        &bytes,
+        &request(&[320], &[OutputFormat::Jpeg], Lossless::Off),
+    );
     let decoded = image::load_from_memory_with_format(
         &variant(&r, OutputFormat::Jpeg).bytes,
         image::ImageFormat::Jpeg,
@@ -230,7 +243,11 @@ fn png_and_lossless_webp_are_the_engines_raster_exactly() {
         let bytes = corpus(name);
         let r = render(
             &bytes,
-            &request(&[width], &[OutputFormat::Webp, OutputFormat::Png], Lossless::On),
+            &request(
+                &[width],
+                &[OutputFormat::Webp, OutputFormat::Png],
+                Lossless::On,
+            ),
         );
         let want = engine_raster(&bytes, width);
         let want = if want.channels == 4 && !want.has_transparency() {
