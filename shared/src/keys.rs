@@ -548,7 +548,10 @@ mod tests {
             background: Some(crate::variant::Background([255, 0, 0, 255])),
             ..contain
         };
-        assert_ne!(size_variant_tag("e", OutputFormat::Webp, 80, &red, None, Lossless::Off), c);
+        assert_ne!(
+            size_variant_tag("e", OutputFormat::Webp, 80, &red, None, Lossless::Off),
+            c
+        );
         assert_eq!(
             size_variant_tag("e", OutputFormat::Webp, 80, &contain, p, Lossless::Off),
             c

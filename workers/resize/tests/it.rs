@@ -149,6 +149,8 @@ async fn a_good_file_ends_done_with_its_variants_and_manifest() {
         let magic_ok = match v.format {
             OutputFormat::Webp => bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP",
             OutputFormat::Avif => &bytes[4..12] == b"ftypavif",
+            OutputFormat::Jpeg => bytes.starts_with(&[0xff, 0xd8, 0xff]),
+            OutputFormat::Png => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
         };
         assert!(magic_ok, "{} is not a {}", v.key, v.format.as_str());
     }
