@@ -107,8 +107,13 @@ async fn a_put_upload_is_stored_like_a_post_and_is_single_use() {
     assert!(up["fields"].is_null());
     let headers = up["headers"].as_object().unwrap();
     assert_eq!(headers["content-type"], "image/jpeg");
+    // Optional headers: the trace context, and a focal point only for a file that gives one.
+    let optional = [
+        "x-amz-meta-prism-traceparent".to_owned(),
+        format!("x-amz-meta-{}", shared::variant::META_FOCAL_POINT),
+    ];
     for m in prism_api::cors::upload_metadata_headers() {
-        if m != "x-amz-meta-prism-traceparent" {
+        if !optional.contains(&m) {
             assert!(headers.contains_key(&m), "{m} missing from {headers:?}");
         }
     }
