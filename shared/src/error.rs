@@ -196,6 +196,25 @@ impl<T, E: Into<BoxError>> ResultExt<T> for Result<T, E> {
     }
 }
 
+/// Check that every error in `all` (one of each variant of a port error) maps to a code of
+/// [`ErrorCode::ALL`] and converts to a [`HandlerError`] with that code, retried when
+/// transient and dead-lettered when permanent. Each port error's tests call it.
+#[cfg(test)]
+pub(crate) fn check_port_error_codes<E: PortError + fmt::Debug>(all: Vec<E>) {
+    for e in all {
+        let what = format!("{e:?}");
+        let code = e.code();
+        assert!(ErrorCode::ALL.contains(&code), "{what} -> {code:?}");
+        let want = if e.is_transient() {
+            Disposition::Retry
+        } else {
+            Disposition::DeadLetter
+        };
+        let h = HandlerError::from_port(e);
+        assert_eq!((h.code, h.disposition), (code, want), "{what}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -251,20 +251,7 @@ mod tests {
 
     #[test]
     fn every_variant_maps_to_a_closed_set_code() {
-        for e in every_variant() {
-            let what = format!("{e:?}");
-            let code = e.code();
-            assert!(ErrorCode::ALL.contains(&code), "{what} -> {code:?}");
-            let transient = e.is_transient();
-            let h = HandlerError::from(e);
-            assert_eq!(h.code, code, "{what}");
-            let want = if transient {
-                Disposition::Retry
-            } else {
-                Disposition::DeadLetter
-            };
-            assert_eq!(h.disposition, want, "{what}");
-        }
+        crate::error::check_port_error_codes(every_variant());
     }
 
     #[test]
