@@ -765,3 +765,59 @@ fn fax_strip_byte_count_lying_short_or_long_fails_with_a_code() {
     let err = quickly("fax long count", || render(&tiff)).unwrap_err();
     assert_eq!(err.code(), ErrorCode::UndecodableImage, "{err}");
 }
+
+#[test]
+fn svg_paths_reaching_past_the_rasteriser_range_fail_with_a_code() {
+    // Found by the image_probe fuzz target: a quadratic curve whose control point lies
+    // 1.4 x 10^30 units away made tiny-skia's edge builder assert. Swept here over every
+    // distance, and the same reach through a stroke width and a transform.
+    let curve = |big: &str| {
+        format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><path d="M30,76q6-{big}-13,11-27,,13-26q6-12,14-23q8-12,13-17q3-4,6-6q1-1,5-2q8-1,12-1q1,0,1,1z" fill="green"/></svg>"#
+        )
+    };
+    let mut cases = Vec::new();
+    for digits in 2..=31 {
+        for lead in ["1", "4", "9"] {
+            cases.push((
+                format!("curve 10^{digits}"),
+                curve(&format!("{lead}{}", "2".repeat(digits))),
+            ));
+        }
+    }
+    cases.push((
+        "stroke width 10^12".into(),
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><path d="M10,10L90,90" stroke="red" stroke-width="1e12"/></svg>"#.into(),
+    ));
+    cases.push((
+        "scale 10^12".into(),
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><path transform="scale(1e12)" d="M0,0L1,3L3,1z" fill="red"/></svg>"#.into(),
+    ));
+    // The renderer's own panic guard must not be what saves the case (the fuzzer's hook
+    // aborts on any panic, caught or not): count every panic while the cases run.
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let previous = std::sync::Arc::new(std::panic::take_hook());
+    let chained = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        chained(info);
+    }));
+    for (name, svg) in &cases {
+        for width in [16, 100] {
+            match quickly(name, || render_svg_at(svg.as_bytes(), width)) {
+                Ok(r) => assert!(!r.variants.is_empty(), "{name}"),
+                Err(e) => assert_eq!(e.code(), ErrorCode::UndecodableImage, "{name}: {e}"),
+            }
+        }
+    }
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    assert_eq!(
+        PANICS.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a case panicked"
+    );
+    // A path reaching a million pixels past a small canvas still renders.
+    let near = curve("1000000");
+    render_svg_at(near.as_bytes(), 100).expect("a path 10^6 px away");
+}

@@ -61,6 +61,9 @@ pub const MAX_WORK_PER_PIXEL: u64 = 512;
 /// A floor under both bounds above for tiny rasters, in pixels (a 16 px icon may still
 /// blur a layer several times its size).
 pub const MIN_WORK_PIXELS: u64 = 1 << 22;
+/// Furthest a path may reach from the raster's origin, in raster pixels (tiny-skia's edges
+/// are 26.6 fixed point: it fails from about 6 x 10^8 px).
+pub const MAX_COORDINATE: f32 = (1 << 24) as f32;
 /// The bundled font.
 const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans-Latin1.ttf");
 /// Its family name.
@@ -769,7 +772,12 @@ pub(super) fn decode(
     check_work(&tree, ts, width, height)?;
     let mut pixmap = tiny_skia::Pixmap::new(width, height)
         .ok_or_else(|| too_large(format!("a {width}x{height} raster cannot be allocated")))?;
-    resvg::render(&tree, ts, &mut pixmap.as_mut());
+    // The checks above keep tiny-skia inside its range; should a path still reach one of its
+    // assertions, the file fails with a code instead of taking the worker down.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        resvg::render(&tree, ts, &mut pixmap.as_mut());
+    }))
+    .map_err(|_| RenderError::Undecodable("the SVG renderer failed on this document".into()))?;
     drop(tree);
     // tiny-skia's pixels are premultiplied; the engine takes unassociated alpha.
     let mut samples = pixmap.take();
@@ -871,11 +879,9 @@ fn check_work(
                         }
                     }
                     let painted = u64::from(p.fill().is_some()) + u64::from(p.stroke().is_some());
-                    let px = p
-                        .abs_stroke_bounding_box()
-                        .transform(ts)
-                        .map_or(0, clamp_px)
-                        .min(canvas * 25);
+                    let bounds = p.abs_stroke_bounding_box().transform(ts);
+                    check_coordinates(bounds)?;
+                    let px = bounds.map_or(0, clamp_px).min(canvas * 25);
                     work = work.saturating_add(px.saturating_mul(painted));
                 }
                 usvg::Node::Image(i) => {
@@ -918,6 +924,22 @@ fn check_work(
                 "the SVG needs more than {max_live} pixels of layers at once at {width}x{height}"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Refuse a path drawn further than [`MAX_COORDINATE`] pixels from the raster's origin:
+/// tiny-skia's fixed-point edge builder overflows (and asserts) long before `f32` does.
+fn check_coordinates(bounds: Option<usvg::Rect>) -> Result<(), RenderError> {
+    let far = bounds.is_some_and(|r| {
+        [r.left(), r.top(), r.right(), r.bottom()]
+            .iter()
+            .any(|c| !c.is_finite() || c.abs() > MAX_COORDINATE)
+    });
+    if far {
+        return Err(RenderError::Undecodable(format!(
+            "the SVG draws a path more than {MAX_COORDINATE} px from its canvas"
+        )));
     }
     Ok(())
 }
