@@ -253,6 +253,10 @@ pub struct SourceFacts {
     /// from; absent for SDR sources (and in manifests written before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hdr: Option<HdrFacts>,
+    /// The focal point given for the file at batch creation, which a re-render keeps; absent
+    /// without one (and in manifests written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focal_point: Option<crate::variant::FocalPoint>,
 }
 
 /// How an HDR source was signalled, e.g. `{"transfer": "pq", "content_peak_nits": 1000}`.

@@ -49,6 +49,7 @@ pub fn rendered(batch_id: &str, file_id: &str) -> RenderedFile {
             color_profile: None,
             orientation: 1,
             hdr: None,
+            focal_point: None,
         },
         variants: vec![VariantRecord {
             width: 320,

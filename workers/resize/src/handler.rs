@@ -142,7 +142,7 @@ struct RenderedVariants {
 }
 
 /// The manifest's record of the source, from the engine's facts.
-fn source_record(f: &render::SourceFacts) -> SourceFacts {
+fn source_record(f: &render::SourceFacts, focal_point: Option<FocalPoint>) -> SourceFacts {
     SourceFacts {
         format: f.format.as_str().to_owned(),
         width: f.width,
@@ -156,6 +156,7 @@ fn source_record(f: &render::SourceFacts) -> SourceFacts {
             transfer: h.transfer.as_str().to_owned(),
             content_peak_nits: h.content_peak_nits,
         }),
+        focal_point,
     }
 }
 
@@ -539,7 +540,7 @@ impl ResizeHandler {
             file_id: file.to_owned(),
             rendered_at: OffsetDateTime::now_utc(),
             rendered: RenderedFile {
-                source: source_record(&f),
+                source: source_record(&f, request.focal_point),
                 variants,
                 original_key,
                 placeholder: Some(f.thumbhash),
@@ -658,6 +659,22 @@ impl ResizeHandler {
             variants,
             content_type: probe.format.content_type(),
         }))
+    }
+
+    /// The focal point signed into the file's upload, while the upload exists.
+    async fn upload_focal_point(
+        &self,
+        batch: &str,
+        file: &str,
+    ) -> Result<Option<FocalPoint>, HandlerError> {
+        match self.deps.uploads.head(&keys::upload_key(batch, file)).await {
+            Ok(head) => Ok(head
+                .metadata
+                .get(META_FOCAL_POINT)
+                .and_then(|p| FocalPoint::from_metadata(p))),
+            Err(BlobStoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(HandlerError::from(e)),
+        }
     }
 
     /// Read `key` from `store` when it is at most `limit` bytes; `None` when it does not exist.
@@ -782,7 +799,17 @@ impl ResizeHandler {
                 .await?;
             return Ok(Outcome::Success);
         };
-        if self.rendered_with(&manifest, &m.request, &sha) {
+        // The file's focal point is the file's, not the spec's: the one it was rendered with
+        // (or, from a manifest that predates recording it, the upload's), unless the spec
+        // names one.
+        let mut request = m.request.clone();
+        if request.focal_point.is_none() {
+            request.focal_point = match manifest.rendered.source.focal_point {
+                Some(p) => Some(p),
+                None => self.upload_focal_point(batch, file).await?,
+            };
+        }
+        if self.rendered_with(&manifest, &request, &sha) {
             self.put_rerender_record(m, &sha, RerenderStatus::AlreadyRendered, None)
                 .await?;
             return Ok(Outcome::Duplicate);
@@ -830,7 +857,7 @@ impl ResizeHandler {
         }
         let started = Instant::now();
         let rendered = self
-            .render_variants(batch, file, bytes, &m.request)
+            .render_variants(batch, file, bytes, &request)
             .instrument(span)
             .await?;
         let rendered = match rendered {
@@ -849,7 +876,7 @@ impl ResizeHandler {
             file_id: file.to_owned(),
             rendered_at: OffsetDateTime::now_utc(),
             rendered: RenderedFile {
-                source: source_record(&f),
+                source: source_record(&f, request.focal_point),
                 variants: rendered.variants,
                 original_key: manifest.rendered.original_key,
                 placeholder: Some(f.thumbhash),

@@ -70,10 +70,22 @@ fn request() -> VariantRequest {
 impl Harness {
     /// Store `bytes` at the file's upload key, as a presigned upload would.
     async fn store_upload(&self, batch: &str, file: &str, bytes: Vec<u8>) -> Message {
+        let metadata = BTreeMap::from([(META_REQUEST.to_owned(), request().to_metadata())]);
+        self.store_upload_with(batch, file, bytes, metadata).await
+    }
+
+    /// [`Self::store_upload`] with the given user metadata.
+    async fn store_upload_with(
+        &self,
+        batch: &str,
+        file: &str,
+        bytes: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+    ) -> Message {
         let key = keys::upload_key(batch, file);
         let size = bytes.len() as u64;
         let opts = PutOptions {
-            metadata: BTreeMap::from([(META_REQUEST.to_owned(), request().to_metadata())]),
+            metadata,
             ..Default::default()
         };
         self.stack
@@ -215,4 +227,82 @@ async fn a_transient_store_error_retries_and_the_redelivery_completes() {
     let manifest =
         parse_manifest(&h.media(&keys::manifest_key(batch, file)).await.unwrap()).unwrap();
     assert_eq!(manifest.rendered.variants.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerender_crops_around_the_focal_point_the_file_was_uploaded_with() {
+    use shared::rerender::RerenderMessage;
+    use shared::variant::{FocalPoint, Focus, META_FOCAL_POINT, SizeSpec};
+    let h = harness().await;
+    let (batch, file) = ("b4", "f1");
+    // Red top-left, green top-right, blue bottom-left, white bottom-right; the focal point
+    // sits in the bottom row.
+    let first = VariantRequest {
+        widths: vec![16],
+        formats: vec![OutputFormat::Webp],
+        keep_original: true,
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .unwrap();
+    let point = FocalPoint { x: 0.5, y: 0.9 };
+    let metadata = BTreeMap::from([
+        (META_REQUEST.to_owned(), first.to_metadata()),
+        (META_FOCAL_POINT.to_owned(), point.to_metadata()),
+    ]);
+    let message = h
+        .store_upload_with(batch, file, fixture("quadrants.jpg"), metadata)
+        .await;
+    assert_eq!(h.handler.handle(&message).await.unwrap(), Outcome::Success);
+    let manifest =
+        parse_manifest(&h.media(&keys::manifest_key(batch, file)).await.unwrap()).unwrap();
+    assert_eq!(manifest.rendered.source.focal_point, Some(point));
+    // The upload is gone (expired): the re-render reads the kept original, and the focal
+    // point from the manifest.
+    h.stack
+        .uploads
+        .delete(&keys::upload_key(batch, file))
+        .await
+        .unwrap();
+
+    // A 64x16 cover of the 64x48 picture keeps a third of its rows: the bottom ones.
+    let spec = VariantRequest {
+        widths: vec![],
+        sizes: vec![SizeSpec {
+            width: 64,
+            height: 16,
+            fit: shared::variant::Fit::Cover,
+            focus: Focus::FocalPoint,
+            background: None,
+        }],
+        formats: vec![OutputFormat::Webp],
+        keep_original: true,
+        ..VariantRequest::default()
+    };
+    let rerender = RerenderMessage::new(batch, file, &spec).unwrap();
+    let message = Message {
+        id: uuid::Uuid::new_v4().to_string(),
+        receipt: "r".into(),
+        body: serde_json::to_string(&rerender).unwrap(),
+        receive_count: 1,
+        sent_at: OffsetDateTime::now_utc(),
+    };
+    assert_eq!(h.handler.handle(&message).await.unwrap(), Outcome::Success);
+    let manifest =
+        parse_manifest(&h.media(&keys::manifest_key(batch, file)).await.unwrap()).unwrap();
+    assert_eq!(manifest.rendered.source.focal_point, Some(point));
+    let v = &manifest.rendered.variants[0];
+    assert_eq!((v.width, v.height), (64, 16));
+    let img = image::load_from_memory(&h.media(&v.key).await.unwrap())
+        .unwrap()
+        .to_rgb8();
+    for (x, want, name) in [(16, [0, 0, 255], "blue"), (48, [255, 255, 255], "white")] {
+        let p = img.get_pixel(x, 8).0;
+        for c in 0..3 {
+            assert!(
+                (i32::from(p[c]) - want[c]).abs() < 40,
+                "pixel {x},8 is {p:?}, not {name}: the crop ignored the focal point"
+            );
+        }
+    }
 }
