@@ -25,9 +25,18 @@ export interface Synthesized extends PrismStacks {
   readonly compute_: Template;
 }
 
+/** The throwaway outdirs of this test file, removed when its tests have run. */
+const outdirs: string[] = [];
+if (typeof afterAll === 'function') {
+  afterAll(() => {
+    for (const dir of outdirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+  });
+}
+
 /** Builds both stacks with cdk.json context plus `overrides`, into a throwaway outdir. */
 export function synthPrism(overrides: Record<string, unknown> = {}): Synthesized {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'prism-cdk-test-'));
+  outdirs.push(outdir);
   // Tests synthesize a plain-HTTP stack unless they give a certificate (or say otherwise).
   const app = new App({ outdir, context: { ...cdkJsonContext(), allowInsecureHttp: true, ...overrides } });
   const stacks = buildPrism(app, loadConfig((k) => app.node.tryGetContext(k)), REPO_ROOT);
