@@ -761,7 +761,7 @@ async fn long_polls_end_at_completion_or_at_their_deadline() {
         let now = time::OffsetDateTime::now_utc();
         store.mark_received(&b, &f, now).await.unwrap();
         let err = FileError {
-            code: "undecodable_image".into(),
+            code: shared::error::ErrorCode::UndecodableImage,
             message: "test".into(),
         };
         store.mark_failed(&b, &f, &err, now).await.unwrap();
