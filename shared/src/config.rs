@@ -67,6 +67,104 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A top-level key no prism binary reads (a misspelling, or a key out of its section).
+    #[error(
+        "unknown configuration key `{key}` in {origin}: no prism binary reads it (this one reads {known})"
+    )]
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// Where it was written: the file, the environment variable or the flag.
+        origin: String,
+        /// The keys this binary accepts there.
+        known: String,
+    },
+    /// The config file holds a key or value its binary refuses (an unknown key inside a
+    /// section among them).
+    #[error("cannot load configuration: in {file}: {error}")]
+    File {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong in it.
+        error: config::ConfigError,
+    },
+}
+
+/// Every top-level key some prism binary reads: the common ones and the sections of
+/// prism-api, prism-resize, prism-metadata and prism-archiver. One file may configure them all
+/// (`prism dev` reads one file for the four), so a binary passes over the sections of the others
+/// and refuses any other key it does not read itself; inside its own sections it refuses every
+/// key it does not know (`deny_unknown_fields`). The `prism` crate's tests check this list
+/// against the four configs.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "backend",
+    "data_dir",
+    "aws",
+    "resources",
+    "metrics",
+    "shutdown",
+    "log",
+    "trace",
+    "consumer",
+    "max_receive_count",
+    "http",
+    "auth",
+    "limits",
+    "resize",
+    "callback",
+    "expiry",
+    "flush",
+];
+
+/// The top-level keys `T` reads (the fields of its defaults, flattened sections included).
+pub fn top_level_keys<T: Default + Serialize>() -> Vec<String> {
+    match serde_json::to_value(T::default()) {
+        Ok(serde_json::Value::Object(m)) => m.into_iter().map(|(k, _)| k).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Refuse a top-level key that neither `T` nor any other prism binary reads, naming the file,
+/// environment variable or flag it came from.
+fn check_top_level_keys<T: Default + Serialize>(
+    file: Option<(&Path, &config::Config)>,
+    env: &std::collections::HashMap<String, String>,
+    overrides: &[(&str, String)],
+) -> Result<(), ConfigError> {
+    let own = top_level_keys::<T>();
+    let known = |k: &str| own.iter().any(|o| o == k) || TOP_LEVEL_KEYS.contains(&k);
+    let unknown = |key: &str, origin: String| ConfigError::UnknownKey {
+        key: key.to_owned(),
+        origin,
+        known: own.join(", "),
+    };
+    if let Some((path, table)) = file {
+        let mut keys: Vec<String> = table
+            .clone()
+            .try_deserialize::<std::collections::HashMap<String, serde::de::IgnoredAny>>()?
+            .into_keys()
+            .collect();
+        keys.sort();
+        if let Some(k) = keys.iter().find(|k| !known(k)) {
+            return Err(unknown(k, path.display().to_string()));
+        }
+    }
+    let mut vars: Vec<&String> = env.keys().collect();
+    vars.sort();
+    for var in vars {
+        let rest = var.strip_prefix("PRISM__").unwrap_or(var);
+        let key = rest.split("__").next().unwrap_or(rest).to_lowercase();
+        if !known(&key) {
+            return Err(unknown(&key, format!("the environment variable {var}")));
+        }
+    }
+    for (k, _) in overrides {
+        let key = k.split('.').next().unwrap_or(k);
+        if !known(key) {
+            return Err(unknown(key, format!("the override {k}")));
+        }
+    }
+    Ok(())
 }
 
 /// A secret string: redacted when serialized or debug-printed.
@@ -413,14 +511,24 @@ where
     I: IntoIterator<Item = (String, String)>,
 {
     let defaults = config::Config::try_from(&T::default())?;
-    let mut builder = config::Config::builder().add_source(defaults);
-    if let Some(f) = file {
-        builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
-    }
+    let file_source = |f: &Path| config::File::from(f).format(config::FileFormat::Toml);
+    let file_table = match file {
+        Some(f) => Some(
+            config::Config::builder()
+                .add_source(file_source(f))
+                .build()?,
+        ),
+        None => None,
+    };
     let env: std::collections::HashMap<String, String> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with("PRISM__"))
         .collect();
+    check_top_level_keys::<T>(file.zip(file_table.as_ref()), &env, overrides)?;
+    let mut builder = config::Config::builder().add_source(defaults.clone());
+    if let Some(f) = file {
+        builder = builder.add_source(file_source(f));
+    }
     builder = builder.add_source(
         config::Environment::with_prefix("PRISM")
             .prefix_separator("__")
@@ -435,7 +543,26 @@ where
     for (k, v) in overrides {
         builder = builder.set_override(*k, v.clone())?;
     }
-    let cfg: T = builder.build()?.try_deserialize()?;
+    let cfg: T = match builder.build()?.try_deserialize() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            // Name the file when the file alone is refused (an unknown key in a section).
+            if let Some(f) = file {
+                let alone = config::Config::builder()
+                    .add_source(defaults)
+                    .add_source(file_source(f))
+                    .build()?
+                    .try_deserialize::<T>();
+                if let Err(error) = alone {
+                    return Err(ConfigError::File {
+                        file: f.to_path_buf(),
+                        error,
+                    });
+                }
+            }
+            return Err(e.into());
+        }
+    };
     cfg.validate()?;
     Ok(cfg)
 }
@@ -563,6 +690,60 @@ mod tests {
             load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WORKER__CONCURENCY", "3")]))
                 .unwrap_err();
         assert!(e.to_string().contains("concurency"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelled_key_in_the_file_is_refused_naming_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prism.toml");
+        let shown = file.display().to_string();
+        // Inside a section this binary reads.
+        std::fs::write(&file, "[worker]\nconcurency = 3\n").unwrap();
+        let e = load_from_env::<TestConfig, _>(Some(&file), &[], env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::File { .. }), "{e}");
+        let m = e.to_string();
+        assert!(m.contains("concurency") && m.contains(&shown), "{m}");
+        // At the top level, and a misspelled section.
+        for text in ["max_pixel = 5\n", "[wroker]\nconcurrency = 3\n"] {
+            std::fs::write(&file, text).unwrap();
+            let e = load_from_env::<TestConfig, _>(Some(&file), &[], env(&[])).unwrap_err();
+            assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+            let m = e.to_string();
+            let key = if text.starts_with('[') {
+                "`wroker`"
+            } else {
+                "`max_pixel`"
+            };
+            assert!(m.contains(key) && m.contains(&shown), "{m}");
+        }
+        // The sections of the other prism binaries pass (one file may serve them all), and the
+        // environment still overrides the file.
+        std::fs::write(
+            &file,
+            "backend = \"local\"\n[worker]\nconcurrency = 3\n\
+             [http]\nlisten_addr = \"127.0.0.1:1\"\n[resize.limits]\nmax_pixels = 1\n",
+        )
+        .unwrap();
+        let c: TestConfig = load_from_env(
+            Some(&file),
+            &[],
+            env(&[("PRISM__WORKER__CONCURRENCY", "9")]),
+        )
+        .unwrap();
+        assert_eq!(c.worker.concurrency, 9);
+    }
+
+    #[test]
+    fn a_misspelled_environment_variable_is_refused_naming_it() {
+        let e =
+            load_from_env::<TestConfig, _>(None, &[], env(&[("PRISM__WROKER__CONCURRENCY", "3")]))
+                .unwrap_err();
+        assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+        assert!(e.to_string().contains("PRISM__WROKER__CONCURRENCY"), "{e}");
+        let e =
+            load_from_env::<TestConfig, _>(None, &[("wroker.concurrency", "3".into())], env(&[]))
+                .unwrap_err();
+        assert!(e.to_string().contains("wroker.concurrency"), "{e}");
     }
 
     #[test]

@@ -234,7 +234,7 @@ impl Consumer {
                 Err(e) => {
                     receive_failures += 1;
                     let code = e.code();
-                    metrics::error(this.worker, "receiving", code.as_str());
+                    metrics::error(this.worker, "receiving", code);
                     let pause = Duration::from_millis(200 * u64::from(receive_failures.min(25)));
                     warn!(worker = this.worker, error = %e, retry_in_ms = pause.as_millis() as u64, "Receive failed; retrying.");
                     tokio::select! {
@@ -343,7 +343,7 @@ impl Consumer {
                         return;
                     }
                     Err(e) => {
-                        metrics::error(worker, "processing", e.code().as_str());
+                        metrics::error(worker, "processing", e.code());
                         warn!(error = %e, "Heartbeat failed; will try again.");
                     }
                 }
@@ -361,7 +361,7 @@ impl Consumer {
                 warn!("Ack found the receipt stale; the message was redelivered.");
             }
             Err(e) => {
-                metrics::error(self.worker, "sending", e.code().as_str());
+                metrics::error(self.worker, "sending", e.code());
                 warn!(error = %e, "Ack failed; the message will be redelivered and handled idempotently.");
             }
         }
@@ -369,7 +369,7 @@ impl Consumer {
     }
 
     async fn fail(&self, message: &Message, e: HandlerError) -> &'static str {
-        metrics::error(self.worker, "processing", e.code.as_str());
+        metrics::error(self.worker, "processing", e.code);
         match e.disposition {
             Disposition::Retry => {
                 let delay = backoff(&self.cfg, message.receive_count);
@@ -381,7 +381,7 @@ impl Consumer {
             }
             Disposition::DeadLetter => {
                 let info = DeadLetterInfo {
-                    error_code: e.code.as_str().to_owned(),
+                    error_code: e.code,
                     worker: self.worker.to_owned(),
                     reason: e.to_string(),
                 };
@@ -391,7 +391,7 @@ impl Consumer {
                         "dead_letter"
                     }
                     Err(err) => {
-                        metrics::error(self.worker, "sending", err.code().as_str());
+                        metrics::error(self.worker, "sending", err.code());
                         warn!(error = %err, "Dead-lettering failed; the message will be retried.");
                         "retry"
                     }

@@ -18,8 +18,13 @@ pub enum Disposition {
 }
 
 /// The closed set of failure codes. Rendered as `snake_case` on the wire and in metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// [`ErrorCode::as_str`] is the one conversion to a label and [`ErrorCode::from_label`] the one
+/// conversion back; serde goes through them. Reading is lenient: a label this version does not
+/// know (a record written by another version, an attribute someone else set) reads as
+/// [`ErrorCode::Internal`] instead of failing the read, so no stored failure can break a batch
+/// view or a dead-letter listing, and the set that reaches metrics and producers stays closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// The message body is not an event we understand.
     InvalidEvent,
@@ -104,6 +109,39 @@ impl ErrorCode {
             ErrorCode::Panic => "panic",
             ErrorCode::Internal => "internal",
         }
+    }
+
+    /// The code whose label is `label`; `None` when no code has it.
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == label)
+    }
+
+    /// The code a stored or received label reads as: its own code, or
+    /// [`ErrorCode::Internal`] for a label this version does not know.
+    pub fn from_label_or_internal(label: &str) -> Self {
+        Self::from_label(label).unwrap_or(ErrorCode::Internal)
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Label;
+        impl serde::de::Visitor<'_> for Label {
+            type Value = ErrorCode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an error code label")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ErrorCode, E> {
+                Ok(ErrorCode::from_label_or_internal(v))
+            }
+        }
+        d.deserialize_str(Label)
     }
 }
 
@@ -227,6 +265,34 @@ mod tests {
             let back: ErrorCode = serde_json::from_str(&json).unwrap();
             assert_eq!(back, code);
         }
+    }
+
+    #[test]
+    fn labels_convert_both_ways() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_label(code.as_str()), Some(code));
+            assert_eq!(code.to_string(), code.as_str());
+        }
+        assert_eq!(ErrorCode::from_label("Internal"), None, "labels are exact");
+        assert_eq!(ErrorCode::from_label(""), None);
+    }
+
+    #[test]
+    fn a_label_this_version_does_not_know_reads_as_internal() {
+        for old in [
+            "decode_failed",
+            "max_receive_count_exceeded",
+            "",
+            "UNDECODABLE_IMAGE",
+        ] {
+            let json = serde_json::to_string(old).unwrap();
+            let code: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(code, ErrorCode::Internal, "{old:?}");
+            assert_eq!(ErrorCode::from_label_or_internal(old), ErrorCode::Internal);
+        }
+        // Not a label at all is still malformed.
+        assert!(serde_json::from_str::<ErrorCode>("17").is_err());
+        assert!(serde_json::from_str::<ErrorCode>("null").is_err());
     }
 
     #[test]

@@ -117,7 +117,7 @@ mod tests {
             file_id: "f".into(),
             failed_at: OffsetDateTime::from_unix_timestamp(0).unwrap(),
             error: FileError {
-                code: "truncated_image".into(),
+                code: crate::error::ErrorCode::TruncatedImage,
                 message: "ends early".into(),
             },
             source_sha256: None,

@@ -393,3 +393,46 @@ async fn dynamo_conditional_failures_and_throttling_are_classified() {
         .unwrap_err();
     assert!(matches!(e, MetadataStoreError::Throttled(_)), "{e:?}");
 }
+
+/// A DLQ message whose code attribute is not a code this version knows (set by an older
+/// version, or by hand) lists under `internal`; one without the attribute was moved by the
+/// redrive policy.
+#[tokio::test]
+async fn sqs_dead_letters_read_an_unknown_code_attribute_as_internal() {
+    use aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput;
+    use aws_sdk_sqs::types::{Message, MessageAttributeValue};
+    use shared::error::ErrorCode;
+    use shared::port::DeadLetterReason;
+
+    let message = |id: &str, code: Option<&str>| {
+        let mut m = Message::builder().message_id(id).body(id);
+        if let Some(code) = code {
+            m = m.message_attributes(
+                "prism-error-code",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(code)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        m.build()
+    };
+    let rule = mock!(aws_sdk_sqs::Client::receive_message).then_output(move || {
+        ReceiveMessageOutput::builder()
+            .messages(message("old", Some("decode_failed")))
+            .messages(message("new", Some("undecodable_image")))
+            .messages(message("moved", None))
+            .build()
+    });
+    let dl = sqs_with(&[&rule]).dead_letters(10).await.unwrap();
+    let got: Vec<_> = dl.iter().map(|d| (d.body.as_str(), d.reason())).collect();
+    assert_eq!(
+        got,
+        [
+            ("old", DeadLetterReason::Failed(ErrorCode::Internal)),
+            ("new", DeadLetterReason::Failed(ErrorCode::UndecodableImage)),
+            ("moved", DeadLetterReason::MaxReceiveCountExceeded),
+        ]
+    );
+}

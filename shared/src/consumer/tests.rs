@@ -192,7 +192,7 @@ async fn permanent_failures_are_dead_lettered_with_reason_at_once() {
     .await;
     assert_eq!(dl[0].body, "poison");
     let info = dl[0].info.clone().unwrap();
-    assert_eq!(info.error_code, "undecodable_image");
+    assert_eq!(info.error_code, ErrorCode::UndecodableImage);
     assert_eq!(info.worker, "test");
     assert!(info.reason.contains("not an image"));
     eventually(Duration::from_secs(5), "neighbour handled", || async {

@@ -224,8 +224,10 @@ pub enum BatchStatus {
 /// Why a file failed (closed-set code + human message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileError {
-    /// `shared::error::ErrorCode` as `snake_case`.
-    pub code: String,
+    /// `shared::error::ErrorCode` as `snake_case`. A record holding a label this version does
+    /// not know reads as `internal`.
+    #[schema(value_type = String)]
+    pub code: ErrorCode,
     /// Human-readable.
     pub message: String,
 }
@@ -741,6 +743,26 @@ pub trait MetadataStore: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_error_keeps_its_wire_form_and_reads_an_unknown_code_as_internal() {
+        let e = FileError {
+            code: ErrorCode::ImageTooLarge,
+            message: "too big".into(),
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"code": "image_too_large", "message": "too big"})
+        );
+        assert_eq!(serde_json::from_value::<FileError>(json).unwrap(), e);
+        let old: FileError =
+            serde_json::from_str(r#"{"code":"decode_failed","message":"old"}"#).unwrap();
+        assert_eq!(
+            (old.code, old.message.as_str()),
+            (ErrorCode::Internal, "old")
+        );
+    }
     use crate::error::Disposition;
 
     /// Every variant; the match has no wildcard, so a new variant must be listed here.

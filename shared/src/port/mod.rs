@@ -19,6 +19,7 @@ pub use metadata_store::{
     WebhookJob, WebhookState, WebhookStatus,
 };
 pub use queue::{
-    DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueSettings, QueueStats,
+    DeadLetter, DeadLetterInfo, DeadLetterReason, Message, Queue, QueueError, QueueSettings,
+    QueueStats,
 };
 pub use topic::{Topic, TopicError};

@@ -94,12 +94,43 @@ pub struct Message {
 /// Why a message was dead-lettered, stored with it in the DLQ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetterInfo {
-    /// The closed-set error code (or `max_receive_count_exceeded` for redrive).
-    pub error_code: String,
+    /// The closed-set code of the failure that dead-lettered it. A stored label this version
+    /// does not know reads as `internal`.
+    pub error_code: ErrorCode,
     /// Which worker gave up on it.
     pub worker: String,
     /// A human-readable reason.
     pub reason: String,
+}
+
+/// Why a message is in a dead-letter queue: a handler dead-lettered it with a closed-set code,
+/// or the queue's redrive policy moved it after too many receives.
+///
+/// A separate type, not an [`ErrorCode`] variant: running out of receives is not a failure of
+/// the file (the failures behind the receives were each counted under their own code), so it
+/// belongs to no metric label and no batch view, only to the dead-letter listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// Dead-lettered explicitly, with the failure's code.
+    Failed(ErrorCode),
+    /// Moved by the redrive policy after `max_receive_count` receives.
+    MaxReceiveCountExceeded,
+}
+
+impl DeadLetterReason {
+    /// Its label: the code's own, or `max_receive_count_exceeded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed(code) => code.as_str(),
+            Self::MaxReceiveCountExceeded => "max_receive_count_exceeded",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A message sitting in a dead-letter queue.
@@ -115,6 +146,17 @@ pub struct DeadLetter {
     pub info: Option<DeadLetterInfo>,
     /// When it was first sent to the source queue.
     pub sent_at: OffsetDateTime,
+}
+
+impl DeadLetter {
+    /// Why it is there: the code it was dead-lettered with, or the redrive policy.
+    pub fn reason(&self) -> DeadLetterReason {
+        self.info
+            .as_ref()
+            .map_or(DeadLetterReason::MaxReceiveCountExceeded, |i| {
+                DeadLetterReason::Failed(i.error_code)
+            })
+    }
 }
 
 /// Depths and age for dashboards and autoscaling.
@@ -227,6 +269,50 @@ pub trait Queue: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_letter_says_why_it_is_there() {
+        let mut d = DeadLetter {
+            id: "m".into(),
+            body: "{}".into(),
+            receive_count: 5,
+            info: None,
+            sent_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert_eq!(d.reason(), DeadLetterReason::MaxReceiveCountExceeded);
+        assert_eq!(d.reason().to_string(), "max_receive_count_exceeded");
+        for code in ErrorCode::ALL {
+            d.info = Some(DeadLetterInfo {
+                error_code: code,
+                worker: "resize".into(),
+                reason: "why".into(),
+            });
+            assert_eq!(d.reason(), DeadLetterReason::Failed(code));
+            assert_eq!(d.reason().as_str(), code.as_str());
+        }
+        assert!(
+            ErrorCode::from_label(DeadLetterReason::MaxReceiveCountExceeded.as_str()).is_none(),
+            "the redrive label is no failure code"
+        );
+    }
+
+    #[test]
+    fn dead_letter_info_keeps_its_wire_form() {
+        let info = DeadLetterInfo {
+            error_code: ErrorCode::SourceMissing,
+            worker: "metadata".into(),
+            reason: "gone".into(),
+        };
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error_code": "source_missing", "worker": "metadata", "reason": "gone"})
+        );
+        assert_eq!(
+            serde_json::from_value::<DeadLetterInfo>(json).unwrap(),
+            info
+        );
+    }
 
     /// Every variant; the match has no wildcard, so a new variant must be listed here.
     fn every_variant() -> Vec<QueueError> {

@@ -285,8 +285,9 @@ pub fn message_processed(worker: &'static str, outcome: &'static str, elapsed: D
 }
 
 /// An error at `stage` (`receiving|processing|sending`) with a closed-set `code`.
-pub fn error(worker: &'static str, stage: &'static str, code: &'static str) {
-    counter!(ERRORS, "worker" => worker, "stage" => stage, "error_code" => code).increment(1);
+pub fn error(worker: &'static str, stage: &'static str, code: crate::error::ErrorCode) {
+    counter!(ERRORS, "worker" => worker, "stage" => stage, "error_code" => code.as_str())
+        .increment(1);
 }
 
 /// Messages being handled now.

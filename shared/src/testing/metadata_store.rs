@@ -305,7 +305,7 @@ async fn pending_uploads_are_a_quota_checked_at_creation(store: &dyn MetadataSto
             &b.batch_id,
             &b.files[1].file_id,
             &FileError {
-                code: "undecodable_image".into(),
+                code: crate::error::ErrorCode::UndecodableImage,
                 message: "x".into(),
             },
             now,
@@ -715,7 +715,7 @@ async fn transitions_are_conditional_and_counts_exact(store: &dyn MetadataStore)
     );
     // A late failure never overrides done; a duplicate done changes nothing.
     let err = FileError {
-        code: "undecodable_image".into(),
+        code: crate::error::ErrorCode::UndecodableImage,
         message: "x".into(),
     };
     assert_eq!(

@@ -261,7 +261,7 @@ async fn explicit_dead_letter_keeps_reason_and_redrive_returns(q: &dyn Queue) {
     q.send("bad").await.expect("send");
     let m = recv_one(q, Duration::from_secs(2)).await;
     let info = DeadLetterInfo {
-        error_code: "undecodable_image".into(),
+        error_code: crate::error::ErrorCode::UndecodableImage,
         worker: "resize".into(),
         reason: "not an image".into(),
     };

@@ -141,7 +141,7 @@ impl Api {
             let done = tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(600)).await;
                 let err = FileError {
-                    code: "undecodable_image".into(),
+                    code: shared::error::ErrorCode::UndecodableImage,
                     message: "bench".into(),
                 };
                 store

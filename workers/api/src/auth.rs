@@ -4,6 +4,7 @@
 //! and looked up, so the config never holds a usable credential. Each principal has a token
 //! bucket of `requests_per_minute`; past it, 429 with `Retry-After`.
 
+use shared::api::ErrorCode;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -46,7 +47,7 @@ impl Tokens {
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "a valid bearer token is required",
             )
         };
@@ -102,7 +103,7 @@ impl RateLimiter {
             retry_after: Some(wait),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "request rate quota exceeded",
             )
         })
@@ -139,7 +140,7 @@ impl Waiters {
                 retry_after: Some(1),
                 ..ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_waiters",
+                    ErrorCode::TooManyWaiters,
                     format!("at most {cap} concurrent ?wait= requests per principal"),
                 )
             });

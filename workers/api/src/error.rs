@@ -11,7 +11,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Human message.
     pub message: String,
     /// `Retry-After` seconds (429, 503).
@@ -21,18 +21,10 @@ pub struct ApiError {
 impl ApiError {
     /// 400 `invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
     /// Any status and code.
-    ///
-    /// `code` must be one of [`shared::api::ErrorCode`] (the closed set the OpenAPI document
-    /// declares); an unknown one answers `internal`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        debug_assert!(
-            shared::api::ErrorCode::parse(code).is_some(),
-            "{code} is not in shared::api::ErrorCode"
-        );
-        let code = shared::api::ErrorCode::parse(code).map_or("internal", |c| c.as_str());
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -53,7 +45,7 @@ impl ApiError {
             if e.is::<tower_http::timeout::TimeoutError>() {
                 return Self::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    ErrorCode::RequestTimeout,
                     "the request body stalled",
                 );
             }
@@ -64,11 +56,11 @@ impl ApiError {
         } else {
             StatusCode::BAD_REQUEST
         };
-        Self::new(status, "invalid_request", message)
+        Self::new(status, ErrorCode::InvalidRequest, message)
     }
     /// 404 `not_found`.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such batch")
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such batch")
     }
     /// 503 for a transient backend failure.
     pub fn unavailable(e: impl std::fmt::Display) -> Self {
@@ -77,7 +69,7 @@ impl ApiError {
             retry_after: Some(1),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 "a backend is unavailable; retry",
             )
         }
@@ -87,7 +79,7 @@ impl ApiError {
         tracing::error!(error = %e, "Internal error.");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error",
         )
     }
@@ -97,7 +89,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: ErrorCode::parse(self.code).unwrap_or(ErrorCode::Internal),
+                code: self.code,
                 message: self.message,
             },
         };

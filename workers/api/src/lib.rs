@@ -29,6 +29,7 @@ pub mod openapi;
 pub mod routes;
 pub mod watch;
 
+use shared::api::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,7 +236,7 @@ fn body_limit(
             {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     format!("this endpoint accepts bodies of at most {limit} bytes"),
                 )
                 .into_response()
@@ -304,7 +305,7 @@ pub fn router(
                     {
                         ApiError::new(
                             StatusCode::REQUEST_TIMEOUT,
-                            "request_timeout",
+                            ErrorCode::RequestTimeout,
                             format!(
                                 "the request was not answered within {} s",
                                 request_timeout.as_secs()
@@ -324,7 +325,7 @@ pub fn router(
                         retry_after: Some(1),
                         ..ApiError::new(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "overloaded",
+                            ErrorCode::Overloaded,
                             "too many requests in progress; retry",
                         )
                     }

@@ -4,6 +4,7 @@
 //! `shared::adapter::local::signing`). Both answer with S3's headers: `ETag` (the quoted hex
 //! MD5 of the body) and, for a POST, `Location`.
 
+use shared::api::ErrorCode;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -23,22 +24,25 @@ use crate::AppState;
 use crate::error::ApiError;
 
 fn bucket(s: &AppState, name: &str) -> Result<FsBlobStore, ApiError> {
-    let stack = s
-        .local
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"))?;
+    let stack = s.local.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such endpoint",
+        )
+    })?;
     [&stack.uploads, &stack.media, &stack.archive]
         .into_iter()
         .find(|b| shared::port::BlobStore::bucket(*b) == name)
         .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such bucket"))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such bucket"))
 }
 
 fn store_err(e: BlobStoreError) -> ApiError {
     match e {
         BlobStoreError::InvalidKey { .. } => ApiError::invalid(e.to_string()),
         BlobStoreError::NotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object")
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such object")
         }
         e if e.is_transient() => ApiError::unavailable(e),
         e => ApiError::internal(e),
@@ -65,9 +69,9 @@ struct FormOverrun(u64);
 fn grant_err(grant: GrantError) -> ApiError {
     let status = StatusCode::from_u16(grant.http_status()).unwrap_or(StatusCode::FORBIDDEN);
     let code = if status == StatusCode::FORBIDDEN {
-        "access_denied"
+        ErrorCode::AccessDenied
     } else {
-        "invalid_request"
+        ErrorCode::InvalidRequest
     };
     ApiError::new(status, code, grant.to_string())
 }
@@ -80,7 +84,7 @@ fn form_err(e: &MultipartError) -> ApiError {
 fn already_uploaded() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "already_uploaded",
+        ErrorCode::AlreadyUploaded,
         "this file was already uploaded; an upload grant stores one object",
     )
 }
@@ -280,7 +284,7 @@ pub async fn upload_put(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::LENGTH_REQUIRED,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "a PUT upload must declare its Content-Length (the file's exact size)",
             )
         })?;
@@ -357,9 +361,19 @@ pub async fn download(
     let expires: i64 = q
         .get("expires")
         .and_then(|e| e.parse().ok())
-        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "access_denied", "missing expires"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
+                "missing expires",
+            )
+        })?;
     let sig = q.get("signature").ok_or_else(|| {
-        ApiError::new(StatusCode::FORBIDDEN, "access_denied", "missing signature")
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccessDenied,
+            "missing signature",
+        )
     })?;
     match store
         .serve_presigned_get(&key, expires, sig)
@@ -385,7 +399,7 @@ pub async fn download(
             .into_response()),
         Err(e) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "access_denied",
+            ErrorCode::AccessDenied,
             e.to_string(),
         )),
     }

@@ -15,6 +15,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use shared::api::ErrorCode;
 use shared::port::BlobStoreError;
 
 use crate::AppState;
@@ -31,7 +32,7 @@ const MAX_IF_NONE_MATCH_BYTES: usize = 4096;
 const MAX_IF_NONE_MATCH_TAGS: usize = 64;
 
 fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object")
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such object")
 }
 
 /// `ETag` as HTTP sends it: a quoted string (the local store keeps it bare, S3 quoted).
@@ -131,7 +132,7 @@ pub async fn serve(
 pub async fn read_only() -> Response {
     let mut r = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "invalid_request",
+        ErrorCode::InvalidRequest,
         "the media endpoint is read-only: GET or HEAD",
     )
     .into_response();

@@ -1,5 +1,6 @@
 //! `/v1` routes: create a batch, read a batch (long-poll), publish a client event.
 
+use shared::api::ErrorCode;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ fn store_err(e: MetadataStoreError) -> ApiError {
             retry_after: Some(60),
             ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "upload_quota_exceeded",
+                ErrorCode::UploadQuotaExceeded,
                 e.to_string(),
             )
         };
@@ -371,7 +372,7 @@ async fn create_batch_traced(
             if ours != Some(request_sha256.as_str()) {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
+                    ErrorCode::IdempotencyKeyReused,
                     "this Idempotency-Key was used for a different request",
                 ));
             }
@@ -713,7 +714,7 @@ pub async fn post_event(
     if body.len() > s.cfg.limits.max_event_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!(
                 "events are limited to {} bytes",
                 s.cfg.limits.max_event_bytes

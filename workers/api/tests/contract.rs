@@ -262,7 +262,7 @@ async fn real_answers_match_the_document() {
             &id,
             &files[1],
             &FileError {
-                code: "undecodable_image".into(),
+                code: shared::error::ErrorCode::UndecodableImage,
                 message: "not an image".into(),
             },
             now,

@@ -761,7 +761,7 @@ async fn long_polls_end_at_completion_or_at_their_deadline() {
         let now = time::OffsetDateTime::now_utc();
         store.mark_received(&b, &f, now).await.unwrap();
         let err = FileError {
-            code: "undecodable_image".into(),
+            code: shared::error::ErrorCode::UndecodableImage,
             message: "test".into(),
         };
         store.mark_failed(&b, &f, &err, now).await.unwrap();
@@ -776,6 +776,75 @@ async fn long_polls_end_at_completion_or_at_their_deadline() {
         lag < Duration::from_millis(900),
         "answered {lag:?} after completion"
     );
+}
+
+/// A failure stored by another version under a code this version does not know shows in the
+/// batch view as `internal` with its message: the view never fails on a stored record, and the
+/// codes it shows stay the closed set.
+#[tokio::test]
+async fn a_stored_failure_with_a_code_this_version_does_not_know_shows_as_internal() {
+    use shared::port::{FileError, MetadataStore};
+    let app = spawn_app().await;
+    let created = app
+        .create(json!([file("old.jpg", 10), file("new.jpg", 10)]))
+        .await;
+    let batch = created["batch_id"].as_str().unwrap().to_owned();
+    let ids: Vec<String> = created["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["file_id"].as_str().unwrap().to_owned())
+        .collect();
+    let now = time::OffsetDateTime::now_utc();
+    for id in &ids {
+        let err = FileError {
+            code: shared::error::ErrorCode::TruncatedImage,
+            message: "ends early".into(),
+        };
+        app.stack
+            .metadata
+            .mark_failed(&batch, id, &err, now)
+            .await
+            .unwrap();
+    }
+    let db = rusqlite::Connection::open(app.dir.path().join(shared::adapter::local::METADATA_DB))
+        .unwrap();
+    let n = db
+        .execute(
+            "UPDATE files SET error = ?2 WHERE file_id = ?1",
+            [
+                ids[0].as_str(),
+                r#"{"code":"decode_failed","message":"an old failure"}"#,
+            ],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let resp = app
+        .http
+        .get(format!("{}/v1/batches/{batch}", app.base))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    let errors: BTreeMap<&str, &Value> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), &f["error"]))
+        .collect();
+    assert_eq!(
+        errors["old.jpg"],
+        &json!({"code": "internal", "message": "an old failure"}),
+        "{v:#}"
+    );
+    assert_eq!(
+        errors["new.jpg"],
+        &json!({"code": "truncated_image", "message": "ends early"}),
+        "{v:#}"
+    );
+    assert_eq!(v["status"], "complete", "{v:#}");
 }
 
 #[tokio::test]

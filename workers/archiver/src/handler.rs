@@ -191,7 +191,7 @@ impl Archiver {
                     }
                 }
                 Err(e) => {
-                    metrics::error("archiver", "receiving", e.code().as_str());
+                    metrics::error("archiver", "receiving", e.code());
                     warn!(error = %e, "Receive failed; retrying.");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -237,7 +237,7 @@ impl Archiver {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
                 Err(e) => {
-                    metrics::error("archiver", "sending", e.code().as_str());
+                    metrics::error("archiver", "sending", e.code());
                     warn!(error = %e, messages = taken.lines.len(), "Archive write failed; the messages will be redelivered.");
                     return 0;
                 }

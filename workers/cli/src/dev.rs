@@ -237,3 +237,109 @@ pub async fn start_with(
         shutdown,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+    use shared::config::{ConfigError, TOP_LEVEL_KEYS, load_from_env, top_level_keys};
+
+    fn keys_of_every_binary() -> BTreeSet<String> {
+        [
+            top_level_keys::<prism_api::Config>(),
+            top_level_keys::<prism_resize::Config>(),
+            top_level_keys::<prism_metadata::Config>(),
+            top_level_keys::<prism_archiver::Config>(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    #[test]
+    fn the_shared_list_of_top_level_keys_is_what_the_four_binaries_read() {
+        let listed: BTreeSet<String> = TOP_LEVEL_KEYS.iter().map(|k| (*k).to_owned()).collect();
+        assert_eq!(keys_of_every_binary(), listed);
+    }
+
+    /// Every binary's defaults merged into one JSON object, without the unset (null) values
+    /// TOML cannot write.
+    fn every_default() -> Value {
+        fn merge(into: &mut Value, from: Value) {
+            match (into, from) {
+                (Value::Object(a), Value::Object(b)) => {
+                    for (k, v) in b {
+                        if !v.is_null() {
+                            let slot = a
+                                .entry(k)
+                                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                            merge(slot, v);
+                        }
+                    }
+                }
+                (slot, v) => *slot = v,
+            }
+        }
+        let mut all = Value::Object(serde_json::Map::new());
+        for v in [
+            serde_json::to_value(prism_api::Config::default()).unwrap(),
+            serde_json::to_value(prism_resize::Config::default()).unwrap(),
+            serde_json::to_value(prism_metadata::Config::default()).unwrap(),
+            serde_json::to_value(prism_archiver::Config::default()).unwrap(),
+        ] {
+            merge(&mut all, v);
+        }
+        all
+    }
+
+    fn load_all(file: &std::path::Path) -> [Result<(), ConfigError>; 4] {
+        let no_env = Vec::<(String, String)>::new;
+        [
+            load_from_env::<prism_api::Config, _>(Some(file), &[], no_env()).map(drop),
+            load_from_env::<prism_resize::Config, _>(Some(file), &[], no_env()).map(drop),
+            load_from_env::<prism_metadata::Config, _>(Some(file), &[], no_env()).map(drop),
+            load_from_env::<prism_archiver::Config, _>(Some(file), &[], no_env()).map(drop),
+        ]
+    }
+
+    #[test]
+    fn one_file_with_every_binarys_sections_configures_each_and_a_misspelled_key_stops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prism.toml");
+        let all = every_default();
+        std::fs::write(&file, toml::to_string(&all).unwrap()).unwrap();
+        for r in load_all(&file) {
+            r.unwrap();
+        }
+
+        // A misspelled key in resize's section stops prism-resize, naming the key and the file;
+        // the other binaries do not read that section.
+        let mut typo = all.clone();
+        typo["resize"]["limits"]["max_pixel"] = Value::from(1000);
+        std::fs::write(&file, toml::to_string(&typo).unwrap()).unwrap();
+        let [api, resize, metadata, archiver] = load_all(&file);
+        let e = resize.unwrap_err().to_string();
+        assert!(
+            e.contains("max_pixel") && e.contains(&file.display().to_string()),
+            "{e}"
+        );
+        for r in [api, metadata, archiver] {
+            r.unwrap();
+        }
+
+        // A key no binary reads stops every one of them.
+        let mut typo = all.clone();
+        typo["max_pixel"] = Value::from(1000);
+        std::fs::write(&file, toml::to_string(&typo).unwrap()).unwrap();
+        for r in load_all(&file) {
+            let e = r.unwrap_err();
+            assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+            let e = e.to_string();
+            assert!(
+                e.contains("`max_pixel`") && e.contains(&file.display().to_string()),
+                "{e}"
+            );
+        }
+    }
+}

@@ -94,7 +94,7 @@ pub fn to_json(d: &DeadLetter) -> Value {
         "id": d.id,
         "receive_count": d.receive_count,
         "sent_at": d.sent_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "error_code": d.info.as_ref().map(|i| i.error_code.clone()),
+        "error_code": d.info.as_ref().map(|i| i.error_code),
         "worker": d.info.as_ref().map(|i| i.worker.clone()),
         "reason": d.info.as_ref().map_or_else(
             || "moved by the redrive policy (max receives exceeded)".to_owned(),
@@ -107,10 +107,11 @@ pub fn to_json(d: &DeadLetter) -> Value {
 pub fn table(letters: &[DeadLetter]) -> String {
     let mut out = String::new();
     for d in letters {
-        let (code, reason) = d.info.as_ref().map_or(
-            ("max_receive_count_exceeded", "moved by the redrive policy"),
-            |i| (i.error_code.as_str(), i.reason.as_str()),
-        );
+        let code = d.reason();
+        let reason = d
+            .info
+            .as_ref()
+            .map_or("moved by the redrive policy", |i| i.reason.as_str());
         out.push_str(&format!(
             "{}  receives={}  {code}  {reason}\n",
             d.id, d.receive_count

@@ -32,7 +32,7 @@ async fn dead_letter_one(q: &dyn Queue) {
         .pop()
         .unwrap();
     let info = DeadLetterInfo {
-        error_code: "undecodable_image".into(),
+        error_code: shared::error::ErrorCode::UndecodableImage,
         worker: "resize".into(),
         reason: "not an image".into(),
     };

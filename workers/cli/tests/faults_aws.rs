@@ -323,7 +323,7 @@ async fn nothing_is_lost_when_aws_calls_fail() {
             "an unexpected dead letter: {d:?}"
         );
         let info = d.info.as_ref().expect("dead-lettered with its reason");
-        assert_eq!(info.error_code, "internal", "{d:?}");
+        assert_eq!(info.error_code, shared::error::ErrorCode::Internal, "{d:?}");
         assert_eq!(info.worker, "resize", "{d:?}");
         assert!(info.reason.contains("AccessDenied"), "{d:?}");
     }

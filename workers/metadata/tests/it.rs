@@ -115,7 +115,7 @@ impl App {
             file_id: f.clone(),
             failed_at: OffsetDateTime::now_utc(),
             error: FileError {
-                code: "truncated_image".into(),
+                code: shared::error::ErrorCode::TruncatedImage,
                 message: "ends early".into(),
             },
             source_sha256: None,
@@ -242,7 +242,10 @@ async fn uploads_manifests_and_failures_drive_status_and_complete_once() {
         got.files[0].rendered,
         Some(rendered(&b.batch_id, &b.files[0].file_id))
     );
-    assert_eq!(got.files[1].error.as_ref().unwrap().code, "truncated_image");
+    assert_eq!(
+        got.files[1].error.as_ref().unwrap().code,
+        shared::error::ErrorCode::TruncatedImage
+    );
     assert_eq!(
         got.files[2].status,
         FileStatus::Done,
@@ -591,9 +594,9 @@ async fn poison_is_dead_lettered_and_test_events_are_skipped() {
         (d.len() == 3).then_some(d)
     })
     .await;
-    let mut codes: Vec<String> = dead
+    let mut codes: Vec<&str> = dead
         .iter()
-        .map(|d| d.info.clone().unwrap().error_code)
+        .map(|d| d.info.clone().unwrap().error_code.as_str())
         .collect();
     codes.sort();
     assert_eq!(codes, ["invalid_event", "invalid_event", "source_missing"]);

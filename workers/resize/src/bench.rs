@@ -94,10 +94,10 @@ impl Engine {
         bytes: &[u8],
         request: &VariantRequest,
         options: &BenchOptions,
-    ) -> Result<render::Rendered, (String, String)> {
+    ) -> Result<render::Rendered, (ErrorCode, String)> {
         let Some((pool, rt)) = &self.pool else {
             return render::render(bytes, request, &options.limits, &options.settings)
-                .map_err(|e| (e.code().as_str().to_owned(), e.to_string()));
+                .map_err(|e| (e.code(), e.to_string()));
         };
         let day = std::time::Duration::from_secs(86_400);
         pool.render_blocking(
@@ -115,7 +115,7 @@ impl Engine {
                 PoolError::Crashed(_) => ErrorCode::RenderCrashed,
                 PoolError::Unavailable(_) => ErrorCode::Internal,
             };
-            (code.as_str().to_owned(), e.to_string())
+            (code, e.to_string())
         })
     }
 }
@@ -395,7 +395,7 @@ pub struct RejectedFile {
     /// File name.
     pub file: String,
     /// Closed-set code.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human message.
     pub error: String,
 }
@@ -405,7 +405,7 @@ struct FileResult {
     file: String,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<String>,
+    code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -555,7 +555,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
             .filter(|r| r.status != "ok")
             .map(|r| RejectedFile {
                 file: r.file.clone(),
-                code: r.code.clone().unwrap_or_default(),
+                code: r.code.unwrap_or(ErrorCode::Internal),
                 error: r.message.clone().unwrap_or_default(),
             })
             .collect(),

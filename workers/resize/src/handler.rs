@@ -364,17 +364,14 @@ impl ResizeHandler {
                 Ok(Outcome::Duplicate)
             }
             FileOutcome::Failed(FileFailure(code, message), source_sha256) => {
-                shared::telemetry::metrics::error("resize", "processing", code.as_str());
+                shared::telemetry::metrics::error("resize", "processing", code);
                 warn!(batch_id = batch, file_id = file, error_code = %code, error = %message, "File failed permanently; recorded.");
                 let record = FailureRecord {
                     schema_version: SCHEMA_VERSION,
                     batch_id: batch.to_owned(),
                     file_id: file.to_owned(),
                     failed_at: OffsetDateTime::now_utc(),
-                    error: FileError {
-                        code: code.as_str().to_owned(),
-                        message,
-                    },
+                    error: FileError { code, message },
                     source_sha256,
                 };
                 let body = serde_json::to_vec(&record).expect("a failure record serialises");
@@ -776,12 +773,9 @@ impl ResizeHandler {
         let sha = rerender::request_sha256(&m.request);
         let span = tracing::info_span!(target: trace::TARGET, "rerender", batch_id = batch, file_id = file);
         let fail = |code: ErrorCode, message: String| {
-            shared::telemetry::metrics::error("resize", "rerender", code.as_str());
+            shared::telemetry::metrics::error("resize", "rerender", code);
             warn!(batch_id = batch, file_id = file, error_code = %code, error = %message, "Re-render failed; the file keeps its variants.");
-            Some(FileError {
-                code: code.as_str().to_owned(),
-                message,
-            })
+            Some(FileError { code, message })
         };
         let manifest = Self::get_bounded(
             &*self.deps.media,

@@ -294,7 +294,7 @@ fn run(case: &Case) -> Result<Scores, String> {
         &Limits::default(),
         &EncodeSettings::default(),
     )
-    .map_err(|e| format!("render failed with {}: {e}", e.code().as_str()))?;
+    .map_err(|e| format!("render failed with {}: {e}", e.code()))?;
     let [variant] = rendered.variants.as_slice() else {
         return Err(format!(
             "{} variants, expected one",

@@ -185,7 +185,7 @@ async fn a_bad_file_fails_with_its_code_and_no_variants() {
         assert_eq!(h.handler.handle(&message).await.unwrap(), Outcome::Success);
         let failure =
             parse_failure(&h.media(&keys::failure_key("b2", file)).await.unwrap()).unwrap();
-        assert_eq!(failure.error.code, code.as_str(), "{file}");
+        assert_eq!(failure.error.code, code, "{file}");
         assert!(
             h.media(&keys::manifest_key("b2", file)).await.is_none(),
             "{file}"

@@ -30,6 +30,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
 
 use super::Clients;
 use super::classify::{Fault, by_status_and_code, classify, describe};
+use crate::error::ErrorCode;
 use crate::port::queue::{DeadLetter, DeadLetterInfo, Message, Queue, QueueError, QueueStats};
 use crate::telemetry::metrics::{Port, RequestTimer};
 
@@ -436,7 +437,7 @@ impl Queue for SqsQueue {
         info: &DeadLetterInfo,
     ) -> Result<(), QueueError> {
         let attrs: HashMap<String, MessageAttributeValue> = [
-            (ATTR_CODE, string_attr(&info.error_code)),
+            (ATTR_CODE, string_attr(info.error_code.as_str())),
             (ATTR_WORKER, string_attr(&info.worker)),
             // Attribute values share the 256 KiB message limit: keep reasons short.
             (
@@ -514,7 +515,7 @@ impl Queue for SqsQueue {
                 }
                 new += 1;
                 let info = user_attr(&m, ATTR_CODE).map(|code| DeadLetterInfo {
-                    error_code: code.to_owned(),
+                    error_code: ErrorCode::from_label_or_internal(code),
                     worker: user_attr(&m, ATTR_WORKER).unwrap_or_default().to_owned(),
                     reason: user_attr(&m, ATTR_REASON).unwrap_or_default().to_owned(),
                 });

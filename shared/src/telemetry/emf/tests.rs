@@ -176,7 +176,11 @@ fn worker_metrics_become_spec_conformant_documents() {
             m::message_processed("resize", "success", Duration::from_millis(1500));
         }
         m::message_processed("resize", "dead_letter", Duration::from_millis(40));
-        m::error("resize", "processing", "decode_failed");
+        m::error(
+            "resize",
+            "processing",
+            crate::error::ErrorCode::UndecodableImage,
+        );
         m::image_rendered("avif", 40_000);
         m::inflight("resize", 2);
     });
@@ -210,7 +214,7 @@ fn worker_metrics_become_spec_conformant_documents() {
         &[
             ("worker", "resize"),
             ("stage", "processing"),
-            ("error_code", "decode_failed"),
+            ("error_code", "undecodable_image"),
         ],
     );
     assert_eq!(err[m::ERRORS], 1.0);
@@ -389,7 +393,11 @@ fn write_puts_one_document_per_line() {
     let r = enabled();
     metrics::with_local_recorder(&r, || {
         m::message_processed("archiver", "success", Duration::from_millis(3));
-        m::error("archiver", "sending", "store_unavailable");
+        m::error(
+            "archiver",
+            "sending",
+            crate::error::ErrorCode::StoreUnavailable,
+        );
     });
     let mut out = Vec::new();
     r.write(&settings(), &mut out).unwrap();

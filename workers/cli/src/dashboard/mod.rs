@@ -281,7 +281,7 @@ impl Dashboard {
                 file_id: f.file_id.clone(),
                 name: f.name.clone(),
                 status: f.status,
-                error_code: f.error.as_ref().map(|e| e.code.clone()),
+                error_code: f.error.as_ref().map(|e| e.code),
                 error_message: f.error.as_ref().map(|e| e.message.clone()),
                 variants: f.rendered.as_ref().map_or(0, |r| r.variants.len()),
                 thumbnail_key,
@@ -400,7 +400,7 @@ pub struct FileView {
     /// Status.
     pub status: FileStatus,
     /// Closed-set code of a failure.
-    pub error_code: Option<String>,
+    pub error_code: Option<shared::error::ErrorCode>,
     /// Why it failed.
     pub error_message: Option<String>,
     /// Variants rendered.

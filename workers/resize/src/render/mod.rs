@@ -76,7 +76,7 @@ pub fn engine_id(settings: &EncodeSettings) -> String {
 
 /// Resource limits checked against the header before any pixel is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Most pixels (width × height of the stored image) accepted.
     pub max_pixels: u64,
