@@ -152,6 +152,11 @@ pub struct VariantSpec {
     )]
     #[schema(minimum = 1, maximum = 100)]
     pub avif_quality: Option<u8>,
+    /// Render animated GIF, APNG and WebP uploads as animated WebP variants, every frame kept
+    /// with its timing and loop count (default `true`); `false` renders the first frame only.
+    /// AVIF variants are always the first frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animated: Option<bool>,
 }
 
 impl VariantSpec {
@@ -164,6 +169,7 @@ impl VariantSpec {
             fit: Fit::Inside,
             webp_quality: None,
             avif_quality: None,
+            animated: None,
         }
     }
 }
@@ -259,6 +265,9 @@ pub struct VariantView {
     pub bytes: u64,
     /// Where to download it.
     pub url: String,
+    /// For an animated WebP variant: its frames, duration and loop count; absent for stills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animation: Option<crate::port::AnimationFacts>,
 }
 
 /// One file of a batch.
@@ -801,6 +810,7 @@ mod tests {
             content_type: content_type(format).to_owned(),
             bytes: 1,
             url: format!("u/{width}.{}", format.as_str()),
+            animation: None,
         };
         let s = srcset(&[
             v(640, OutputFormat::Webp),

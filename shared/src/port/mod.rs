@@ -14,7 +14,7 @@ pub use blob_store::{
 };
 pub use metadata_store::{
     BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile, FileError,
-    FileRecord, FileStatus, HdrFacts, IdempotencyKey, MetadataStore, MetadataStoreError, NewBatch,
+    AnimationFacts, FileRecord, FileStatus, HdrFacts, IdempotencyKey, MetadataStore, MetadataStoreError, NewBatch,
     NewFile, NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord, WebhookAttempt,
     WebhookJob, WebhookState, WebhookStatus,
 };
