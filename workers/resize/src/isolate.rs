@@ -43,6 +43,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tracing::{debug, warn};
 
+use crate::render::animation::AnimationFacts;
 use crate::render::hdr::HdrSource;
 use crate::render::{
     self, EncodeSettings, Limits, RenderError, Rendered, SourceFacts, SourceFormat, Timings,
@@ -111,6 +112,8 @@ struct WireVariant {
     width: u32,
     height: u32,
     format: OutputFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    animation: Option<AnimationFacts>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -135,6 +138,8 @@ struct WireFacts {
     dominant_color: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hdr: Option<HdrSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    animation: Option<AnimationFacts>,
 }
 
 impl From<SourceFacts> for WireFacts {
@@ -152,6 +157,7 @@ impl From<SourceFacts> for WireFacts {
             thumbhash: f.thumbhash,
             dominant_color: f.dominant_color,
             hdr: f.hdr,
+            animation: f.animation,
         }
     }
 }
@@ -186,6 +192,7 @@ impl WireFacts {
             thumbhash: self.thumbhash,
             dominant_color: self.dominant_color,
             hdr: self.hdr,
+            animation: self.animation,
         })
     }
 }
@@ -412,6 +419,7 @@ fn write_response_sync(
                     width: v.width,
                     height: v.height,
                     format: v.format,
+                    animation: v.animation,
                 })
                 .collect(),
         },
@@ -875,6 +883,7 @@ async fn exchange(
                     height: v.height,
                     format: v.format,
                     bytes,
+                    animation: v.animation,
                 });
             }
             Ok(Ok(Rendered {

@@ -42,7 +42,7 @@ use shared::manifest::parse_manifest;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
 use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
-    BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, Queue,
+    AnimationFacts, BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, Queue,
     RenderedFile, SourceFacts, VariantRecord,
 };
 use shared::rerender::{self, RerenderMessage, RerenderRecord, RerenderStatus};
@@ -367,6 +367,16 @@ fn source_record(f: &render::SourceFacts) -> SourceFacts {
             transfer: h.transfer.as_str().to_owned(),
             content_peak_nits: h.content_peak_nits,
         }),
+        animation: f.animation.map(animation_record),
+    }
+}
+
+/// The manifest's record of an animation.
+fn animation_record(a: render::animation::AnimationFacts) -> AnimationFacts {
+    AnimationFacts {
+        frames: a.frames,
+        duration_ms: a.duration_ms,
+        loop_count: a.loop_count,
     }
 }
 
@@ -793,7 +803,7 @@ impl ResizeHandler {
         let mut variants = Vec::with_capacity(rendered.variants.len());
         for v in rendered.variants {
             let tag = keys::variant_tag(
-                &self.engine,
+                &keys::tag_engine(&self.engine, v.animation.is_some()),
                 v.format,
                 request.quality(v.format),
                 request.fit,
@@ -819,6 +829,7 @@ impl ResizeHandler {
                 format: v.format,
                 bytes: n as u64,
                 key: vkey,
+                animation: v.animation.map(animation_record),
             });
         }
         Ok(Ok(RenderedVariants {
@@ -867,7 +878,7 @@ impl ResizeHandler {
                     format == v.format
                         && tag
                             == keys::variant_tag(
-                                &self.engine,
+                                &keys::tag_engine(&self.engine, v.animation.is_some()),
                                 format,
                                 request.quality(format),
                                 request.fit,

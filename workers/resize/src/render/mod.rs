@@ -32,6 +32,8 @@
 //!    written into any output.
 //! 7. [`facts`] computes the manifest facts (hash, placeholder, dominant colour).
 
+pub mod anim_webp;
+pub mod animation;
 pub mod color;
 pub mod decode;
 pub mod encode;
@@ -82,8 +84,11 @@ pub struct Limits {
     pub max_dimension: u32,
     /// Largest input accepted, in bytes.
     pub max_input_bytes: u64,
-    /// Most frames an animated input may have (only the first is rendered).
+    /// Most frames an animated input may have.
     pub max_frames: u32,
+    /// Most pixels the frames of an animation rendered as animated WebP may add up to (canvas
+    /// × frames): every frame is composited, converted and resized.
+    pub max_animation_pixels: u64,
     /// Most pixels one file's variants may add up to, over every width and format (the
     /// encoders' work and memory grow with it).
     pub max_output_pixels: u64,
@@ -96,6 +101,7 @@ impl Default for Limits {
             max_dimension: 32_768,
             max_input_bytes: 64 * 1024 * 1024,
             max_frames: 1_000,
+            max_animation_pixels: 500_000_000,
             max_output_pixels: 100_000_000,
         }
     }
@@ -157,6 +163,8 @@ pub struct Variant {
     pub format: OutputFormat,
     /// The encoded file.
     pub bytes: Vec<u8>,
+    /// For an animated WebP variant, its frames, duration and loop count; `None` for a still.
+    pub animation: Option<animation::AnimationFacts>,
 }
 
 /// Where the time of one render went, for logs and the bench.
@@ -291,6 +299,21 @@ pub fn render(
     let t0 = Instant::now();
     let probe = decode::probe(bytes, limits)?;
     check_output(&probe, request, limits)?;
+    animation::check(&probe, request, limits)?;
+    if animation::applies(&probe, request) {
+        return animation::render(bytes, &probe, request, limits, settings, t0);
+    }
+    render_probed(bytes, &probe, request, settings, t0)
+}
+
+/// [`render`] after the probe and the limits: the still pipeline, from the first frame.
+fn render_probed(
+    bytes: &[u8],
+    probe: &decode::Probe,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+    t0: Instant,
+) -> Result<Rendered, RenderError> {
     let (oriented_w, _) = probe.oriented_dimensions();
     let widths = plan_widths(&request.widths, oriented_w);
     let max_target = widths.last().copied().unwrap_or(oriented_w);
@@ -394,6 +417,7 @@ pub fn render(
             height: r.height,
             format,
             bytes,
+            animation: None,
         });
     }
 
