@@ -277,6 +277,7 @@ async fn create_batch_traced(
             .avif_quality
             .unwrap_or(variant::DEFAULT_AVIF_QUALITY),
         keep_original: req.variants.keep_original,
+        animated: req.variants.animated.unwrap_or(true),
     }
     .normalise()
     .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -512,6 +513,7 @@ impl AppState {
                         content_type: shared::api::content_type(v.format).to_owned(),
                         bytes: v.bytes,
                         url: self.media_url(&v.key, expiry).await?,
+                        animation: v.animation,
                     });
                 }
             }

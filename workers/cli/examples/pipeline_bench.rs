@@ -63,6 +63,7 @@ async fn pipeline(
         widths: vec![320, 640, 1280, 2048],
         formats: formats.iter().map(|s| (*s).to_owned()).collect(),
         keep_original: false,
+        animated: true,
         wait_secs: 1800,
         progress: false,
     };

@@ -29,10 +29,18 @@ pub struct UploadArgs {
     pub formats: Vec<String>,
     /// Keep the original.
     pub keep_original: bool,
+    /// Render animated GIF/APNG/WebP uploads as animated WebP (`false`: first frame only).
+    pub animated: bool,
     /// Longest time to wait for completion (0: do not wait).
     pub wait_secs: u64,
     /// Show a progress bar.
     pub progress: bool,
+}
+
+/// The `animated` field of the batch request for the `--no-animation` choice: sent only when
+/// off (the API's default is on).
+pub fn animated_field(animated: bool) -> Option<bool> {
+    (!animated).then_some(false)
 }
 
 /// The declared content type, from the extension (a hint: the worker sniffs the bytes).
@@ -124,6 +132,7 @@ pub async fn run_typed(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut variants = VariantSpec::new(args.widths.clone(), formats);
     variants.keep_original = args.keep_original;
+    variants.animated = animated_field(args.animated);
     let req = CreateBatchRequest {
         files,
         variants,

@@ -389,6 +389,7 @@ async fn every_upload_survives_sigkilled_workers() {
                         widths: vec![96, 320],
                         formats: vec!["webp".into(), "avif".into()],
                         keep_original: false,
+                        animated: true,
                         wait_secs: 0,
                         progress: false,
                     };

@@ -102,6 +102,7 @@ async fn state_shows_queues_workers_and_a_batch_with_thumbnail_and_reason() {
         widths: vec![160, 320],
         formats: vec!["webp".into()],
         keep_original: false,
+        animated: true,
         wait_secs: 120,
         progress: false,
     };

@@ -35,6 +35,7 @@ async fn variant_urls_are_stable_public_and_immutable() {
         widths: vec![16, 32],
         formats: vec!["webp".into(), "avif".into()],
         keep_original: true,
+        animated: true,
         wait_secs: 120,
         progress: false,
     };

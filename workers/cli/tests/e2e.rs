@@ -82,6 +82,7 @@ async fn corpus_batch_flows_through_the_local_pipeline() {
         widths: vec![320, 640],
         formats: vec!["webp".into(), "avif".into()],
         keep_original: true,
+        animated: true,
         wait_secs: 240,
         progress: false,
     };
@@ -248,6 +249,7 @@ async fn put_uploads_from_a_page_origin_flow_through_the_local_pipeline() {
         widths: vec![320],
         formats: vec!["webp".into()],
         keep_original: false,
+        animated: true,
         wait_secs: 240,
         progress: false,
     };

@@ -63,6 +63,7 @@ async fn batch_flows_through_s3_sns_sqs_and_dynamodb_on_moto() {
         widths: vec![320, 640],
         formats: vec!["webp".into(), "avif".into()],
         keep_original: false,
+        animated: true,
         wait_secs: 240,
         progress: false,
     })
@@ -192,6 +193,7 @@ async fn a_put_upload_flows_through_moto() {
         widths: vec![320],
         formats: vec!["webp".into()],
         keep_original: false,
+        animated: true,
         wait_secs: 240,
         progress: false,
     };
@@ -248,6 +250,7 @@ async fn rerender_survives_a_kill_and_replay_republishes_on_moto() {
         widths: vec![320],
         formats: vec!["webp".into()],
         keep_original: true,
+        animated: true,
         wait_secs: 240,
         progress: false,
     })
