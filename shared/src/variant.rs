@@ -272,7 +272,11 @@ mod tests {
     fn animated_is_on_by_default_and_written_only_when_off() {
         let on = VariantRequest::default();
         assert!(on.animated);
-        assert!(!on.to_metadata().contains("animated"), "{}", on.to_metadata());
+        assert!(
+            !on.to_metadata().contains("animated"),
+            "{}",
+            on.to_metadata()
+        );
         let old = VariantRequest::from_metadata(r#"{"widths":[320],"formats":["webp"]}"#).unwrap();
         assert!(old.animated);
         let off = VariantRequest {
@@ -280,7 +284,10 @@ mod tests {
             ..Default::default()
         };
         assert!(off.to_metadata().contains(r#""animated":false"#));
-        assert_eq!(VariantRequest::from_metadata(&off.to_metadata()).unwrap(), off);
+        assert_eq!(
+            VariantRequest::from_metadata(&off.to_metadata()).unwrap(),
+            off
+        );
         assert!(
             VariantRequest::from_metadata(r#"{"widths":[320],"formats":["webp"],"animated":"no"}"#)
                 .is_err()

@@ -1227,7 +1227,10 @@ async fn animated_is_validated_and_signed_into_the_upload() {
             variants["animated"] = json!(a);
         }
         let r = app
-            .post("/v1/batches", &json!({"files": [file("a.gif", 5)], "variants": variants}))
+            .post(
+                "/v1/batches",
+                &json!({"files": [file("a.gif", 5)], "variants": variants}),
+            )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED, "{animated:?}");
         let body: Value = r.json().await.unwrap();

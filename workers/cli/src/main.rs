@@ -729,14 +729,22 @@ mod animation_flag_tests {
     #[test]
     fn upload_no_animation_turns_animated_off_in_the_request() {
         assert!(!no_animation(&["prism", "upload", "a.gif"]));
-        assert!(no_animation(&["prism", "upload", "--no-animation", "a.gif"]));
+        assert!(no_animation(&[
+            "prism",
+            "upload",
+            "--no-animation",
+            "a.gif"
+        ]));
         let body = |animated: bool| {
             let mut v = shared::api::VariantSpec::new(vec![320], vec![]);
             v.animated = prism::upload::animated_field(animated);
             serde_json::to_value(&v).expect("serialises")
         };
         assert_eq!(body(false)["animated"], serde_json::json!(false));
-        assert!(body(true).get("animated").is_none(), "the default is left out");
+        assert!(
+            body(true).get("animated").is_none(),
+            "the default is left out"
+        );
         assert!(
             Cli::try_parse_from(["prism", "upload", "--no-animation=yes", "a.gif"]).is_err(),
             "a flag takes no value"

@@ -42,8 +42,8 @@ use shared::manifest::parse_manifest;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
 use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
-    AnimationFacts, BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, Queue,
-    RenderedFile, SourceFacts, VariantRecord,
+    AnimationFacts, BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta,
+    PutOptions, Queue, RenderedFile, SourceFacts, VariantRecord,
 };
 use shared::rerender::{self, RerenderMessage, RerenderRecord, RerenderStatus};
 use shared::telemetry::trace::{self, KeyValue, TraceParent};

@@ -158,7 +158,10 @@ fn round_trip(name: &str, formats: &[OutputFormat], min_ssim: f64) -> Rendered {
     .unwrap_or_else(|e| panic!("{name}: {e}"));
     let clamped: Vec<u32> = r.durations_ms.iter().map(|&d| frame_duration(d)).collect();
     let total: u64 = clamped.iter().map(|&d| u64::from(d)).sum();
-    let facts = rendered.facts.animation.expect("the source is recorded as animated");
+    let facts = rendered
+        .facts
+        .animation
+        .expect("the source is recorded as animated");
     assert_eq!(facts.frames as usize, r.frames, "{name}: source frames");
     assert_eq!(facts.duration_ms, total, "{name}: source duration");
     assert_eq!(facts.loop_count, r.loop_count, "{name}: loop count");
@@ -172,7 +175,11 @@ fn round_trip(name: &str, formats: &[OutputFormat], min_ssim: f64) -> Rendered {
     let anim = webp.animation.expect("the WebP variant is animated");
     let (frames, loops) = decode_animation(&webp.bytes);
     assert_eq!(loops, r.loop_count, "{name}: loop count of the output");
-    assert_eq!(anim.frames as usize, frames.len(), "{name}: recorded frames");
+    assert_eq!(
+        anim.frames as usize,
+        frames.len(),
+        "{name}: recorded frames"
+    );
     assert_eq!(anim.duration_ms, total, "{name}: recorded duration");
     let out_total: u64 = frames.iter().map(|(_, d)| u64::from(*d)).sum();
     assert_eq!(out_total, total, "{name}: duration of the output");
@@ -237,7 +244,11 @@ fn avif_variants_of_an_animation_are_its_first_frame() {
     assert_eq!(formats, [OutputFormat::Webp, OutputFormat::Avif]);
     let avif = &r.variants[1];
     assert!(avif.animation.is_none());
-    assert_eq!(&avif.bytes[4..12], b"ftypavif", "a still AVIF, not an image sequence");
+    assert_eq!(
+        &avif.bytes[4..12],
+        b"ftypavif",
+        "a still AVIF, not an image sequence"
+    );
 }
 
 #[test]
@@ -250,13 +261,13 @@ fn animated_false_renders_the_first_frame_as_before() {
     )
     .unwrap();
     assert!(still.facts.animation.is_none());
-    assert_eq!(still.facts.frames, 30, "the header's count is still recorded");
+    assert_eq!(
+        still.facts.frames, 30,
+        "the header's count is still recorded"
+    );
     let v = &still.variants[0];
     assert!(v.animation.is_none());
-    assert!(
-        !v.bytes.windows(4).any(|w| w == b"ANIM"),
-        "a still WebP"
-    );
+    assert!(!v.bytes.windows(4).any(|w| w == b"ANIM"), "a still WebP");
     let (r, refs) = reference("rotating-squares.gif");
     let img = image::load_from_memory(&v.bytes).unwrap().to_rgba8();
     assert_eq!(img.dimensions(), (r.width, r.height));
@@ -276,8 +287,18 @@ fn still_inputs_render_the_same_bytes_whether_animated_or_not() {
     .variants
     .remove(0)
     .bytes;
-    let a = render_with(&still, &request(&[32], &[OutputFormat::Webp], true), &Limits::default()).unwrap();
-    let b = render_with(&still, &request(&[32], &[OutputFormat::Webp], false), &Limits::default()).unwrap();
+    let a = render_with(
+        &still,
+        &request(&[32], &[OutputFormat::Webp], true),
+        &Limits::default(),
+    )
+    .unwrap();
+    let b = render_with(
+        &still,
+        &request(&[32], &[OutputFormat::Webp], false),
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(a.variants[0].bytes, b.variants[0].bytes);
     assert!(a.variants[0].animation.is_none() && a.facts.animation.is_none());
 }
@@ -305,8 +326,12 @@ fn too_many_animation_pixels_fail_unless_only_the_first_frame_is_asked() {
         max_animation_pixels: 191_999,
         ..Limits::default()
     };
-    let err = render_with(&bytes, &request(&[40], &[OutputFormat::Webp], true), &limits)
-        .unwrap_err();
+    let err = render_with(
+        &bytes,
+        &request(&[40], &[OutputFormat::Webp], true),
+        &limits,
+    )
+    .unwrap_err();
     assert_eq!(err.code(), ErrorCode::ImageTooLarge);
     assert!(err.to_string().contains("frames"), "{err}");
     let ok = Limits {
@@ -314,8 +339,12 @@ fn too_many_animation_pixels_fail_unless_only_the_first_frame_is_asked() {
         ..Limits::default()
     };
     assert!(render_with(&bytes, &request(&[40], &[OutputFormat::Webp], true), &ok).is_ok());
-    render_with(&bytes, &request(&[40], &[OutputFormat::Webp], false), &limits)
-        .expect("the first frame alone is within the limits");
+    render_with(
+        &bytes,
+        &request(&[40], &[OutputFormat::Webp], false),
+        &limits,
+    )
+    .expect("the first frame alone is within the limits");
 }
 
 #[test]

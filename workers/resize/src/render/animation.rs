@@ -188,11 +188,7 @@ fn encode_animation(
     for &w in &widths {
         let h = scaled_height(src_w, src_h, w);
         let (tw, th) = if swap { (h, w) } else { (w, h) };
-        encoders.push((
-            tw,
-            th,
-            AnimEncoder::new(w, h, probe.loop_count, options)?,
-        ));
+        encoders.push((tw, th, AnimEncoder::new(w, h, probe.loop_count, options)?));
     }
     let (frames, icc) = decode::frames(bytes, probe)?
         .ok_or_else(|| RenderError::UnsupportedFormat("not an animated format".into()))?;
@@ -240,7 +236,9 @@ fn encode_animation(
             })?;
     }
     if count == 0 {
-        return Err(RenderError::Undecodable("the animation has no frame".into()));
+        return Err(RenderError::Undecodable(
+            "the animation has no frame".into(),
+        ));
     }
     let out: Vec<(u32, u32, Result<Vec<u8>, RenderError>)> = encoders
         .into_par_iter()

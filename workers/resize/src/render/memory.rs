@@ -252,7 +252,12 @@ pub fn animation_memory(probe: &Probe, request: &VariantRequest) -> u64 {
     // image (destination width × canvas height at most) and the premultiplied canvas.
     let resize = widths
         .iter()
-        .map(|&w| u64::from(w.max(scaled_height(ow, oh, w))) * u64::from(probe.width.max(probe.height)) * RESIZE_SCRATCH + canvas * PREMULTIPLIED)
+        .map(|&w| {
+            u64::from(w.max(scaled_height(ow, oh, w)))
+                * u64::from(probe.width.max(probe.height))
+                * RESIZE_SCRATCH
+                + canvas * PREMULTIPLIED
+        })
         .sum::<u64>();
     decode
         .saturating_add(per_frame.saturating_mul(ANIM_ENCODE))

@@ -135,12 +135,14 @@ fn scan_gif(data: &[u8], limits: &Limits) -> Result<GifScan, RenderError> {
                     Err(truncated())
                 };
             }
-            Some(0x3B) => return Ok(GifScan {
-                        frames,
-                        first,
-                        loop_count,
-                        largest_frame,
-                    }),
+            Some(0x3B) => {
+                return Ok(GifScan {
+                    frames,
+                    first,
+                    loop_count,
+                    largest_frame,
+                });
+            }
             Some(0x21) => {
                 if let Some(n) = netscape_loop(data.get(pos + 1..).unwrap_or_default()) {
                     loop_count = if n == 0 { 0 } else { u32::from(n) + 1 };

@@ -67,9 +67,8 @@ fn count_apng_frames(data: &[u8]) -> (u32, u32) {
             break;
         }
         if kind == b"acTL" && pos + 16 <= data.len() {
-            let field = |i: usize| {
-                u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]])
-            };
+            let field =
+                |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
             return (field(pos + 8).max(1), field(pos + 12));
         }
         // length + type + data + CRC
