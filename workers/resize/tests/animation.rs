@@ -72,7 +72,8 @@ fn decode_animation(bytes: &[u8]) -> (Vec<(image::RgbaImage, u32)>, u32) {
     let mut dec = image_webp::WebPDecoder::new(std::io::Cursor::new(bytes))
         .expect("the variant is a WebP file");
     assert!(dec.is_animated(), "an animated WebP");
-    dec.set_background_color([0, 0, 0, 0]).unwrap();
+    dec.set_background_color([0, 0, 0, 0])
+        .expect("an animated WebP takes a background");
     let (w, h) = dec.dimensions();
     let loops = match dec.loop_count() {
         image_webp::LoopCount::Forever => 0,

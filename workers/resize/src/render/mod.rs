@@ -317,7 +317,7 @@ fn render_probed(
     let (oriented_w, _) = probe.oriented_dimensions();
     let widths = plan_widths(&request.widths, oriented_w);
     let max_target = widths.last().copied().unwrap_or(oriented_w);
-    let decoded = decode::decode(bytes, &probe, max_target, settings)?;
+    let decoded = decode::decode(bytes, probe, max_target, settings)?;
     let hdr = decoded.nclx.and_then(hdr::HdrSource::of);
     let (src_w, src_h) = probe.oriented_dimensions();
     let variant_pixels = widths
@@ -389,7 +389,7 @@ fn render_probed(
             .expect("plan_widths always yields at least one width");
         let facts = facts::compute(
             bytes,
-            &probe,
+            probe,
             has_alpha,
             smallest,
             (src_w, src_h),

@@ -322,15 +322,15 @@ pub struct AnimFrame {
 /// The frames of an animation, decoded one at a time.
 pub type AnimFrames<'a> = Box<dyn Iterator<Item = Result<AnimFrame, RenderError>> + 'a>;
 
+/// An animation's frames and its embedded ICC profile.
+pub type Animation<'a> = (AnimFrames<'a>, Option<Vec<u8>>);
+
 /// The composited full-canvas frames of an animated GIF, APNG or WebP, one at a time, with the
 /// embedded ICC profile; `None` for other formats.
 ///
 /// # Errors
 /// As [`decode`].
-pub fn frames<'a>(
-    bytes: &'a [u8],
-    probe: &Probe,
-) -> Result<Option<(AnimFrames<'a>, Option<Vec<u8>>)>, RenderError> {
+pub fn frames<'a>(bytes: &'a [u8], probe: &Probe) -> Result<Option<Animation<'a>>, RenderError> {
     Ok(Some(match probe.format {
         SourceFormat::Gif => (from_image_frames(gif::frames(bytes)?), None),
         SourceFormat::Png => {

@@ -35,9 +35,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, RenderError> {
 /// a frame disposed to the background is cleared to transparent black, as browsers and libwebp
 /// do (the `ANIM` background colour is only a hint; image-rs's wrapper sets none, and then
 /// image-webp leaves disposed frames on the canvas). The chunks were bounded by the probe.
-pub(super) fn frames(
-    bytes: &[u8],
-) -> Result<(super::AnimFrames<'_>, Option<Vec<u8>>), RenderError> {
+pub(super) fn frames(bytes: &[u8]) -> Result<super::Animation<'_>, RenderError> {
     let webp_err = |e: image_webp::DecodingError| RenderError::Undecodable(format!("WebP: {e}"));
     let mut dec = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(webp_err)?;
     let icc = dec.icc_profile().ok().flatten();
