@@ -86,6 +86,17 @@ pub fn variant_tag(
     tag
 }
 
+/// The `engine` a [`variant_tag`] hashes for an animated variant (an animated WebP made of
+/// every frame): the engine id with `:animated` appended, so its key differs from the
+/// first-frame variant of the same request. Still variants keep `engine` as it is.
+pub fn tag_engine(engine: &str, animated: bool) -> std::borrow::Cow<'_, str> {
+    if animated {
+        std::borrow::Cow::Owned(format!("{engine}:animated"))
+    } else {
+        std::borrow::Cow::Borrowed(engine)
+    }
+}
+
 /// `media/{batch_id}/{file_id}/{width}w.{tag}.{ext}`, `tag` from [`variant_tag`], `ext` the
 /// format's [`OutputFormat::extension`] (`jpg` for JPEG).
 pub fn variant_key(

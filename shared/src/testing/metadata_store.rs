@@ -49,6 +49,7 @@ pub fn rendered(batch_id: &str, file_id: &str) -> RenderedFile {
             color_profile: None,
             orientation: 1,
             hdr: None,
+            animation: None,
         },
         variants: vec![VariantRecord {
             width: 320,
@@ -58,6 +59,7 @@ pub fn rendered(batch_id: &str, file_id: &str) -> RenderedFile {
             bytes: 100,
             key: crate::keys::variant_key(batch_id, file_id, 320, "0123456789", OutputFormat::Webp),
             lossless: false,
+            animation: None,
         }],
         original_key: None,
         placeholder: Some("LEHV6nWB2yk8pyo0adR*.7kCMdnj".into()),

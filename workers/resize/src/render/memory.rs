@@ -113,6 +113,9 @@ pub struct MemoryEstimate {
     pub encoders: u64,
     /// Fixed costs.
     pub fixed: u64,
+    /// An animation's pass, after the first-frame pass: the decoder's canvases, each width's
+    /// resized frame and animation encoder, and the encoded frames ([`animation_memory`]).
+    pub animation: u64,
 }
 
 impl MemoryEstimate {
@@ -124,6 +127,7 @@ impl MemoryEstimate {
             .saturating_add(self.resize_scratch)
             .saturating_add(self.encoders)
             .saturating_add(self.fixed)
+            .saturating_add(self.animation)
     }
 
     /// The peak in MiB, rounded up.
@@ -140,6 +144,7 @@ pub fn output_pixels(probe: &Probe, request: &VariantRequest) -> u64 {
         .map(|&(vw, vh)| u64::from(vw) * u64::from(vh))
         .sum::<u64>()
         .saturating_mul(request.formats.len() as u64)
+        .saturating_add(super::animation::extra_output_pixels(probe, request))
 }
 
 /// The peak memory of rendering `probe`'s image (`input_len` bytes) for `request` with
@@ -271,5 +276,49 @@ pub fn estimate(
         resize_scratch,
         encoders,
         fixed: FIXED,
+        animation: animation_memory(probe, request),
     }
+}
+
+/// Bytes per canvas pixel of an animation's decode: the decoder's canvas and its copy for
+/// dispose-to-previous, the composited frame handed out, our sRGB raster of it, and the
+/// decoder's frame buffer (4 each, plus 4 of slack for the PNG/WebP row conversion).
+pub const ANIM_DECODE: u64 = 24;
+/// Bytes per variant pixel of one animation encoder and its frame: libwebp's previous,
+/// current and disposed ARGB canvases (12), the imported picture (4), the candidate encodes
+/// (two at [`ENCODE_WEBP`]), and the resized and upright frame (8).
+pub const ANIM_ENCODE: u64 = 12 + 4 + 2 * ENCODE_WEBP + 8;
+/// Bytes per output pixel of the encoded frames the encoders keep until the end: a lossy
+/// WebP frame takes well under a byte per pixel; 1 bounds noise at quality 100.
+pub const ANIM_OUTPUT: u64 = 1;
+
+/// The animation pass's peak (0 for a still render): see [`ANIM_DECODE`], [`ANIM_ENCODE`],
+/// [`ANIM_OUTPUT`]; every width's encoder is alive at once.
+pub fn animation_memory(probe: &Probe, request: &VariantRequest) -> u64 {
+    if !super::animation::applies(probe, request) {
+        return 0;
+    }
+    let (ow, oh) = probe.oriented_dimensions();
+    let canvas = u64::from(probe.width) * u64::from(probe.height);
+    let decode = canvas * ANIM_DECODE + probe.extra_frame_pixels * VARIANT;
+    let widths = super::plan_widths(&request.widths, ow);
+    let per_frame: u64 = widths
+        .iter()
+        .map(|&w| u64::from(w) * u64::from(scaled_height(ow, oh, w)))
+        .sum();
+    // The resizes of one frame run at once, one per width: each needs its intermediate
+    // image (destination width × canvas height at most) and the premultiplied canvas.
+    let resize = widths
+        .iter()
+        .map(|&w| {
+            u64::from(w.max(scaled_height(ow, oh, w)))
+                * u64::from(probe.width.max(probe.height))
+                * RESIZE_SCRATCH
+                + canvas * PREMULTIPLIED
+        })
+        .sum::<u64>();
+    decode
+        .saturating_add(per_frame.saturating_mul(ANIM_ENCODE))
+        .saturating_add(resize)
+        .saturating_add(per_frame.saturating_mul(u64::from(probe.frames)) * ANIM_OUTPUT)
 }
