@@ -11,7 +11,7 @@
 use prism_resize::render::animation::frame_duration;
 use prism_resize::render::{self, EncodeSettings, Limits, RenderError, Rendered};
 use shared::error::ErrorCode;
-use shared::variant::{OutputFormat, VariantRequest};
+use shared::variant::{FocalPoint, Lossless, OutputFormat, VariantRequest};
 
 fn dir() -> String {
     format!("{}/tests/fixtures/animation", env!("CARGO_MANIFEST_DIR"))
@@ -382,4 +382,338 @@ fn admission_counts_the_animation_pass() {
     assert_eq!(s.animation, 0);
     assert!(a.animation > 0);
     assert!(a.total() > s.total());
+}
+
+fn request_with(
+    widths: &[u32],
+    sizes: &[&str],
+    formats: &[OutputFormat],
+    lossless: Lossless,
+    focal_point: Option<FocalPoint>,
+) -> VariantRequest {
+    VariantRequest {
+        widths: widths.to_vec(),
+        sizes: sizes
+            .iter()
+            .map(|s| serde_json::from_str(s).expect("a size"))
+            .collect(),
+        formats: formats.to_vec(),
+        lossless,
+        focal_point,
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .expect("a valid request")
+}
+
+/// The frame of `frames` shown at the start of each source frame (libwebp merges identical
+/// consecutive frames), for source frames lasting `durations` (as played).
+fn shown_at_source_starts<'a>(
+    frames: &'a [(image::RgbaImage, u32)],
+    durations: &[u32],
+) -> Vec<&'a image::RgbaImage> {
+    let mut start = 0_u64;
+    durations
+        .iter()
+        .map(|&d| {
+            let mut t = 0_u64;
+            let shown = frames
+                .iter()
+                .find(|(_, fd)| {
+                    t += u64::from(*fd);
+                    t > start
+                })
+                .map(|(img, _)| img)
+                .expect("a frame covers every instant");
+            start += u64::from(frame_duration(d));
+            shown
+        })
+        .collect()
+}
+
+fn crop(img: &image::RgbaImage, x: u32, y: u32, w: u32, h: u32) -> image::RgbaImage {
+    image::imageops::crop_imm(img, x, y, w, h).to_image()
+}
+
+#[test]
+fn sized_animations_crop_and_pad_every_frame_the_same_way() {
+    // 80x80, 30 frames; the reference frames are Pillow's at 40x40 (half size): a `cover`
+    // 40x20 is the middle 20 rows of each, a `cover` 40x18 on a focal point at the top edge
+    // the top 18 rows, a `contain` 60x40 each frame between 10 px bars.
+    let (r, refs) = reference("rotating-squares.gif");
+    assert_eq!((r.width, r.height), (40, 40));
+    let req = request_with(
+        &[],
+        &[
+            r#"{"width": 40, "height": 20, "fit": "cover"}"#,
+            r#"{"width": 40, "height": 18, "fit": "cover", "focus": "focal_point"}"#,
+            r##"{"width": 60, "height": 40, "fit": "contain", "background": "#0000ff"}"##,
+        ],
+        &[OutputFormat::Webp],
+        Lossless::Off,
+        Some(FocalPoint { x: 0.5, y: 0.0 }),
+    );
+    let rendered = render_with(&fixture("rotating-squares.gif"), &req, &Limits::default()).unwrap();
+    assert_eq!(rendered.variants.len(), 3, "one WebP per size, no widths");
+    let facts = rendered.facts.animation.expect("animated");
+    for (k, v) in rendered.variants.iter().enumerate() {
+        // The request's sizes, normalised (sorted), in order.
+        assert_eq!(v.size, Some(req.sizes[k]));
+        let y0 = match (req.sizes[k].fit, req.sizes[k].height) {
+            (shared::variant::Fit::Cover, 20) => Some((10, 20)),
+            (shared::variant::Fit::Cover, 18) => Some((0, 18)),
+            _ => None,
+        };
+        let anim = v.animation.expect("every size is animated");
+        assert_eq!(anim.duration_ms, facts.duration_ms);
+        let (frames, loops) = decode_animation(&v.bytes);
+        assert_eq!(loops, r.loop_count);
+        let shown = shown_at_source_starts(&frames, &r.durations_ms);
+        for (f, (img, reference)) in shown.iter().zip(&refs).enumerate() {
+            match y0 {
+                Some((y0, h)) => {
+                    assert_eq!(img.dimensions(), (40, h));
+                    let s = ssim(img, &crop(reference, 0, y0, 40, h));
+                    assert!(s >= 0.85, "size {k}, frame {f}: SSIM {s:.4}");
+                }
+                None => {
+                    assert_eq!(img.dimensions(), (60, 40));
+                    let s = ssim(&crop(img, 10, 0, 40, 40), reference);
+                    assert!(s >= 0.85, "contain, frame {f}: SSIM {s:.4}");
+                    for x in (0..8).chain(52..60) {
+                        for y in 0..40 {
+                            let p = img.get_pixel(x, y).0;
+                            let blue = p[2] > 240 && p[0] < 16 && p[1] < 16 && p[3] == 255;
+                            assert!(blue, "contain, frame {f}: bar pixel {x},{y} is {p:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_auto_focus_crops_every_frame_with_the_window_of_the_first() {
+    // A 20x40 window of the 40x40 frames: its offset is chosen once, from the first frame, so
+    // one offset must match every frame of the output.
+    let (r, refs) = reference("rotating-squares.gif");
+    let req = request_with(
+        &[],
+        &[r#"{"width": 20, "height": 40, "fit": "cover", "focus": "auto"}"#],
+        &[OutputFormat::Webp],
+        Lossless::Off,
+        None,
+    );
+    let rendered = render_with(&fixture("rotating-squares.gif"), &req, &Limits::default()).unwrap();
+    assert!(rendered.timings.attention_ms > 0.0);
+    let (frames, _) = decode_animation(&rendered.variants[0].bytes);
+    let shown = shown_at_source_starts(&frames, &r.durations_ms);
+    let best = (0..=20)
+        .max_by(|&a, &b| {
+            let s = |x| ssim(shown[0], &crop(&refs[0], x, 0, 20, 40));
+            s(a).total_cmp(&s(b))
+        })
+        .unwrap();
+    for (f, (img, reference)) in shown.iter().zip(&refs).enumerate() {
+        let s = ssim(img, &crop(reference, best, 0, 20, 40));
+        assert!(s >= 0.85, "frame {f} at x = {best}: SSIM {s:.4}");
+    }
+}
+
+/// The reference composited over white (what JPEG output does with transparency).
+fn over_white(img: &image::RgbaImage) -> image::RgbaImage {
+    image::RgbaImage::from_fn(img.width(), img.height(), |x, y| {
+        let p = img.get_pixel(x, y).0;
+        let a = u32::from(p[3]);
+        let c = |v: u8| ((u32::from(v) * a + 255 * (255 - a) + 127) / 255) as u8;
+        image::Rgba([c(p[0]), c(p[1]), c(p[2]), 255])
+    })
+}
+
+#[test]
+fn jpeg_and_png_variants_of_an_animation_are_its_first_frame() {
+    let (_, refs) = reference("rotating-squares.gif");
+    let bytes = fixture("rotating-squares.gif");
+    let req = request_with(
+        &[40],
+        &[r#"{"width": 40, "height": 20, "fit": "cover"}"#],
+        &[OutputFormat::Webp, OutputFormat::Jpeg, OutputFormat::Png],
+        Lossless::Off,
+        None,
+    );
+    let r = render_with(&bytes, &req, &Limits::default()).unwrap();
+    let shape: Vec<(OutputFormat, bool, bool)> = r
+        .variants
+        .iter()
+        .map(|v| (v.format, v.size.is_some(), v.animation.is_some()))
+        .collect();
+    use OutputFormat::{Jpeg, Png, Webp};
+    assert_eq!(
+        shape,
+        [
+            (Webp, false, true),
+            (Jpeg, false, false),
+            (Png, false, false),
+            (Webp, true, true),
+            (Jpeg, true, false),
+            (Png, true, false),
+        ],
+        "widths then sizes, formats in request order, only WebP animated"
+    );
+    let jpeg = image::load_from_memory(&r.variants[1].bytes)
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(&r.variants[1].bytes[..3], b"\xff\xd8\xff");
+    let s = ssim(&jpeg, &over_white(&refs[0]));
+    assert!(s >= 0.85, "JPEG against the first frame: {s:.4}");
+    let png = image::load_from_memory(&r.variants[2].bytes)
+        .unwrap()
+        .to_rgba8();
+    assert!(r.variants[2].lossless);
+    let s = ssim(&png, &refs[0]);
+    assert!(s >= 0.9, "PNG against the first frame: {s:.4}");
+    let png_size = image::load_from_memory(&r.variants[5].bytes)
+        .unwrap()
+        .to_rgba8();
+    let s = ssim(&png_size, &crop(&refs[0], 0, 10, 40, 20));
+    assert!(s >= 0.85, "PNG cover against the first frame: {s:.4}");
+
+    // Without a WebP output nothing is animated: the first frame, and no animation facts.
+    let stills = render_with(
+        &bytes,
+        &request_with(&[40], &[], &[Jpeg, Png], Lossless::Off, None),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert!(stills.facts.animation.is_none());
+    assert!(stills.variants.iter().all(|v| v.animation.is_none()));
+    assert_eq!(
+        stills.variants[1].bytes, r.variants[2].bytes,
+        "the same PNG"
+    );
+}
+
+/// The WebP chunks inside an animated WebP's frames: lossless (`VP8L`) or lossy (`VP8 `).
+fn frame_bitstreams(bytes: &[u8]) -> (bool, bool) {
+    let has = |tag: &[u8]| bytes.windows(4).any(|w| w == tag);
+    (has(b"VP8L"), has(b"VP8 "))
+}
+
+#[test]
+fn lossless_animations_keep_every_frame_exactly() {
+    let bytes = fixture("rotating-squares.gif");
+    let (r, refs) = reference("rotating-squares.gif");
+    let req = |lossless, animated| VariantRequest {
+        animated,
+        ..request_with(&[40], &[], &[OutputFormat::Webp], lossless, None)
+    };
+    let lossless = render_with(&bytes, &req(Lossless::On, true), &Limits::default()).unwrap();
+    let v = &lossless.variants[0];
+    assert!(v.lossless && v.animation.is_some());
+    assert_eq!(
+        frame_bitstreams(&v.bytes),
+        (true, false),
+        "every frame VP8L"
+    );
+    let (frames, _) = decode_animation(&v.bytes);
+    let shown = shown_at_source_starts(&frames, &r.durations_ms);
+    for (f, (img, reference)) in shown.iter().zip(&refs).enumerate() {
+        let s = ssim(img, reference);
+        assert!(s >= 0.9, "frame {f}: SSIM {s:.4}");
+    }
+    // The first frame is exactly the still lossless variant of the first frame (same resize,
+    // no loss on either side), where it is not fully transparent.
+    let still = render_with(&bytes, &req(Lossless::On, false), &Limits::default()).unwrap();
+    let first = image::load_from_memory(&still.variants[0].bytes)
+        .unwrap()
+        .to_rgba8();
+    for (a, b) in first.pixels().zip(shown[0].pixels()) {
+        if a[3] > 0 {
+            assert_eq!(a, b);
+        }
+    }
+    let lossy = render_with(&bytes, &req(Lossless::Off, true), &Limits::default()).unwrap();
+    assert!(!lossy.variants[0].lossless);
+    assert_eq!(frame_bitstreams(&lossy.variants[0].bytes).0, false);
+
+    // `auto` decides once per output, on its first frame, and says what it chose.
+    let auto = render_with(&bytes, &req(Lossless::Auto, true), &Limits::default()).unwrap();
+    let v = &auto.variants[0];
+    let (vp8l, vp8) = frame_bitstreams(&v.bytes);
+    assert_eq!((vp8l, vp8), (v.lossless, !v.lossless));
+    let first = {
+        let (frames, _) = decode_animation(&lossless.variants[0].bytes);
+        frames[0].0.clone()
+    };
+    let raster = prism_resize::render::resize::Raster {
+        width: first.width(),
+        height: first.height(),
+        channels: 4,
+        data: first.into_raw(),
+    };
+    assert_eq!(
+        v.lossless,
+        prism_resize::render::encode::looks_synthetic(&raster)
+    );
+}
+
+#[test]
+fn output_pixels_and_admission_count_every_frame_of_sized_variants() {
+    let bytes = fixture("rotating-squares.gif");
+    // cover 40x20 and contain 60x40 (padded size), 30 frames, WebP: (800 + 2,400) × 30 =
+    // 96,000; a PNG of each adds its first frame, 3,200.
+    let req = request_with(
+        &[],
+        &[
+            r#"{"width": 40, "height": 20, "fit": "cover"}"#,
+            r#"{"width": 60, "height": 40, "fit": "contain"}"#,
+        ],
+        &[OutputFormat::Webp, OutputFormat::Png],
+        Lossless::Off,
+        None,
+    );
+    let probe = render::decode::probe(&bytes, &Limits::default()).unwrap();
+    assert_eq!(render::memory::output_pixels(&probe, &req), 99_200);
+    let over = Limits {
+        max_output_pixels: 99_199,
+        ..Limits::default()
+    };
+    assert_eq!(
+        render_with(&bytes, &req, &over).unwrap_err().code(),
+        ErrorCode::ImageTooLarge
+    );
+    let exact = Limits {
+        max_output_pixels: 99_200,
+        ..Limits::default()
+    };
+    assert_eq!(render_with(&bytes, &req, &exact).unwrap().variants.len(), 4);
+
+    // Admission: every size's encoder is charged, lossless more, and an auto focus its map.
+    let settings = EncodeSettings::default();
+    let estimate = |req: &VariantRequest| {
+        render::memory::estimate(&probe, bytes.len() as u64, req, &settings, 2).animation
+    };
+    let one = request_with(
+        &[],
+        &[r#"{"width": 40, "height": 20, "fit": "cover"}"#],
+        &[OutputFormat::Webp],
+        Lossless::Off,
+        None,
+    );
+    let auto = request_with(
+        &[],
+        &[r#"{"width": 40, "height": 20, "fit": "cover", "focus": "auto"}"#],
+        &[OutputFormat::Webp],
+        Lossless::Off,
+        None,
+    );
+    let lossless = VariantRequest {
+        lossless: Lossless::On,
+        ..one.clone()
+    };
+    assert!(estimate(&one) > 0);
+    assert!(estimate(&req) > estimate(&one));
+    assert!(estimate(&auto) > estimate(&one));
+    assert!(estimate(&lossless) > estimate(&one));
 }

@@ -5,7 +5,8 @@
 //! previous canvas and the encoded frames, so the caller never holds the whole animation. Each
 //! frame is encoded lossy with the same configuration as a still WebP variant (libvips'
 //! `webpsave`: the default preset at the request's quality, `method` = effort, `alpha_quality`
-//! 100); the encoder picks sub-rectangles, blending and key frames itself.
+//! 100), or lossless with the still lossless variant's ([`AnimEncoder::new_lossless`]); the
+//! encoder picks sub-rectangles, blending and key frames itself.
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
@@ -14,7 +15,14 @@ use libwebp_sys as sys;
 
 use super::RenderError;
 use super::resize::Raster;
-use super::webp::WebpOptions;
+use super::webp::{LosslessOptions, WebpOptions};
+
+/// How the frames of an [`AnimEncoder`] are compressed.
+#[derive(Debug, Clone, Copy)]
+enum FrameMode {
+    Lossy(WebpOptions),
+    Lossless(LosslessOptions),
+}
 
 fn fail(what: &str) -> RenderError {
     RenderError::Encode(format!("libwebp animation: {what}"))
@@ -46,6 +54,34 @@ impl AnimEncoder {
         loop_count: u32,
         options: WebpOptions,
     ) -> Result<Self, RenderError> {
+        Self::with_mode(width, height, loop_count, FrameMode::Lossy(options))
+    }
+
+    /// An encoder like [`AnimEncoder::new`] whose frames are lossless (libwebp's lossless
+    /// bitstream at the given method and effort, `exact` on): decoding each frame of the
+    /// animation gives back the raster handed to [`AnimEncoder::add`].
+    ///
+    /// # Errors
+    /// As [`AnimEncoder::new`].
+    pub fn new_lossless(
+        width: u32,
+        height: u32,
+        loop_count: u32,
+        options: LosslessOptions,
+    ) -> Result<Self, RenderError> {
+        Self::with_mode(width, height, loop_count, FrameMode::Lossless(options))
+    }
+
+    fn with_mode(
+        width: u32,
+        height: u32,
+        loop_count: u32,
+        mode: FrameMode,
+    ) -> Result<Self, RenderError> {
+        let (quality, method, thread_level, lossless) = match mode {
+            FrameMode::Lossy(o) => (o.quality, o.method, o.thread_level, false),
+            FrameMode::Lossless(o) => (o.effort, o.method, o.thread_level, true),
+        };
         let w = c_int::try_from(width).map_err(|_| fail("width out of range"))?;
         let h = c_int::try_from(height).map_err(|_| fail("height out of range"))?;
         let mut anim = std::mem::MaybeUninit::<sys::WebPAnimEncoderOptions>::uninit();
@@ -72,7 +108,7 @@ impl AnimEncoder {
             sys::WebPConfigInitInternal(
                 config.as_mut_ptr(),
                 sys::WebPPreset::WEBP_PRESET_DEFAULT,
-                f32::from(options.quality.min(100)),
+                f32::from(quality.min(100)),
                 sys::WEBP_ENCODER_ABI_VERSION as c_int,
             )
         };
@@ -81,9 +117,13 @@ impl AnimEncoder {
         }
         // SAFETY: initialised by the successful call above.
         let mut config = unsafe { config.assume_init() };
-        config.method = c_int::from(options.method.min(6));
+        config.method = c_int::from(method.min(6));
         config.alpha_quality = 100;
-        config.thread_level = c_int::from(options.thread_level.min(1));
+        config.thread_level = c_int::from(thread_level.min(1));
+        if lossless {
+            config.lossless = 1;
+            config.exact = 1;
+        }
         // SAFETY: a valid, initialised config.
         if unsafe { sys::WebPValidateConfig(&config) } == 0 {
             return Err(fail("invalid configuration"));

@@ -284,16 +284,20 @@ pub fn estimate(
 /// dispose-to-previous, the composited frame handed out, our sRGB raster of it, and the
 /// decoder's frame buffer (4 each, plus 4 of slack for the PNG/WebP row conversion).
 pub const ANIM_DECODE: u64 = 24;
-/// Bytes per variant pixel of one animation encoder and its frame: libwebp's previous,
-/// current and disposed ARGB canvases (12), the imported picture (4), the candidate encodes
-/// (two at [`ENCODE_WEBP`]), and the resized and upright frame (8).
-pub const ANIM_ENCODE: u64 = 12 + 4 + 2 * ENCODE_WEBP + 8;
+/// Bytes per output pixel of one animation encoder and its frame, beside the encoder's own
+/// working memory: libwebp's previous, current and disposed ARGB canvases (12), the imported
+/// picture (4), and the resized, upright and padded frame (12). The encoder itself is charged
+/// two candidate encodes of the frame at libwebp's lossy or lossless figure
+/// ([`encoder_per_pixel`]).
+pub const ANIM_FRAME: u64 = 12 + 4 + 12;
 /// Bytes per output pixel of the encoded frames the encoders keep until the end: a lossy
-/// WebP frame takes well under a byte per pixel; 1 bounds noise at quality 100.
+/// WebP frame takes well under a byte per pixel; 1 bounds noise at quality 100. Lossless
+/// frames are kept as lossless bitstreams: up to the raw pixels ([`VARIANT`]).
 pub const ANIM_OUTPUT: u64 = 1;
 
-/// The animation pass's peak (0 for a still render): see [`ANIM_DECODE`], [`ANIM_ENCODE`],
-/// [`ANIM_OUTPUT`]; every width's encoder is alive at once.
+/// The animation pass's peak (0 for a still render): see [`ANIM_DECODE`], [`ANIM_FRAME`],
+/// [`ANIM_OUTPUT`]; every output's encoder (`widths` and `sizes`) is alive at once, and an
+/// `auto` focus adds one attention map of the first frame.
 pub fn animation_memory(probe: &Probe, request: &VariantRequest) -> u64 {
     if !super::animation::applies(probe, request) {
         return 0;
@@ -301,24 +305,43 @@ pub fn animation_memory(probe: &Probe, request: &VariantRequest) -> u64 {
     let (ow, oh) = probe.oriented_dimensions();
     let canvas = u64::from(probe.width) * u64::from(probe.height);
     let decode = canvas * ANIM_DECODE + probe.extra_frame_pixels * VARIANT;
-    let widths = super::plan_widths(&request.widths, ow);
-    let per_frame: u64 = widths
+    let outputs = planned_outputs(request, ow, oh);
+    let per_frame: u64 = outputs
         .iter()
-        .map(|&w| u64::from(w) * u64::from(scaled_height(ow, oh, w)))
+        .map(|&(w, h)| u64::from(w) * u64::from(h))
         .sum();
-    // The resizes of one frame run at once, one per width: each needs its intermediate
-    // image (destination width × canvas height at most) and the premultiplied canvas.
-    let resize = widths
+    let encoder = 2 * encoder_per_pixel(OutputFormat::Webp, request);
+    let kept = if request.lossless.is_off() {
+        ANIM_OUTPUT
+    } else {
+        VARIANT
+    };
+    // The resizes of one frame run at once, one per output: each needs its intermediate
+    // image (destination width or height × the canvas's longer side at most) and the
+    // premultiplied canvas.
+    let resize = outputs
         .iter()
-        .map(|&w| {
-            u64::from(w.max(scaled_height(ow, oh, w)))
-                * u64::from(probe.width.max(probe.height))
-                * RESIZE_SCRATCH
+        .map(|&(w, h)| {
+            u64::from(w.max(h)) * u64::from(probe.width.max(probe.height)) * RESIZE_SCRATCH
                 + canvas * PREMULTIPLIED
         })
         .sum::<u64>();
+    let attention = if request
+        .sizes
+        .iter()
+        .any(|s| s.fit == Fit::Cover && s.focus == Focus::Auto)
+    {
+        ATTENTION + canvas.min(u64::from(fit::ATTENTION_SIDE).pow(2)) * RESIZE_SCRATCH
+    } else {
+        0
+    };
     decode
-        .saturating_add(per_frame.saturating_mul(ANIM_ENCODE))
+        .saturating_add(per_frame.saturating_mul(ANIM_FRAME + encoder))
         .saturating_add(resize)
-        .saturating_add(per_frame.saturating_mul(u64::from(probe.frames)) * ANIM_OUTPUT)
+        .saturating_add(attention)
+        .saturating_add(
+            per_frame
+                .saturating_mul(u64::from(probe.frames))
+                .saturating_mul(kept),
+        )
 }
