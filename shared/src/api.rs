@@ -200,7 +200,7 @@ pub struct VariantSpec {
     pub lossless: Lossless,
     /// Render animated GIF, APNG and WebP uploads as animated WebP variants, every frame kept
     /// with its timing and loop count (default `true`); `false` renders the first frame only.
-    /// AVIF variants are always the first frame.
+    /// AVIF, JPEG and PNG variants are always the first frame (only WebP is animated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub animated: Option<bool>,
 }
