@@ -635,7 +635,10 @@ fn lossless_animations_keep_every_frame_exactly() {
     }
     let lossy = render_with(&bytes, &req(Lossless::Off, true), &Limits::default()).unwrap();
     assert!(!lossy.variants[0].lossless);
-    assert!(!frame_bitstreams(&lossy.variants[0].bytes).0, "lossy frames");
+    assert!(
+        !frame_bitstreams(&lossy.variants[0].bytes).0,
+        "lossy frames"
+    );
 
     // `auto` decides once per output, on its first frame, and says what it chose.
     let auto = render_with(&bytes, &req(Lossless::Auto, true), &Limits::default()).unwrap();
