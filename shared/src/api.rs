@@ -198,6 +198,11 @@ pub struct VariantSpec {
     #[serde(default, skip_serializing_if = "Lossless::is_off")]
     #[schema(schema_with = lossless_schema)]
     pub lossless: Lossless,
+    /// Render animated GIF, APNG and WebP uploads as animated WebP variants, every frame kept
+    /// with its timing and loop count (default `true`); `false` renders the first frame only.
+    /// AVIF, JPEG and PNG variants are always the first frame (only WebP is animated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animated: Option<bool>,
 }
 
 impl VariantSpec {
@@ -213,6 +218,7 @@ impl VariantSpec {
             avif_quality: None,
             jpeg_quality: None,
             lossless: Lossless::Off,
+            animated: None,
         }
     }
 }
@@ -316,6 +322,9 @@ pub struct VariantView {
     /// `"lossless": true`, or chosen by `"auto"` for this variant).
     #[serde(default)]
     pub lossless: bool,
+    /// For an animated WebP variant: its frames, duration and loop count; absent for stills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animation: Option<crate::port::AnimationFacts>,
 }
 
 /// One file of a batch.
@@ -863,6 +872,7 @@ mod tests {
             content_type: content_type(format).to_owned(),
             bytes: 1,
             url: format!("u/{width}.{}", format.as_str()),
+            animation: None,
             lossless: false,
         };
         let cover = VariantView {

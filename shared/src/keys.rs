@@ -86,6 +86,17 @@ pub fn variant_tag(
     tag
 }
 
+/// The `engine` a [`variant_tag`] hashes for an animated variant (an animated WebP made of
+/// every frame): the engine id with `:animated` appended, so its key differs from the
+/// first-frame variant of the same request. Still variants keep `engine` as it is.
+pub fn tag_engine(engine: &str, animated: bool) -> std::borrow::Cow<'_, str> {
+    if animated {
+        std::borrow::Cow::Owned(format!("{engine}:animated"))
+    } else {
+        std::borrow::Cow::Borrowed(engine)
+    }
+}
+
 /// `media/{batch_id}/{file_id}/{width}w.{tag}.{ext}`, `tag` from [`variant_tag`], `ext` the
 /// format's [`OutputFormat::extension`] (`jpg` for JPEG).
 pub fn variant_key(
@@ -556,6 +567,58 @@ mod tests {
             size_variant_tag("e", OutputFormat::Webp, 80, &contain, p, Lossless::Off),
             c
         );
+    }
+
+    #[test]
+    fn animated_still_size_and_lossless_keys_never_collide() {
+        // Every key one file can get for one engine: widths and sizes of every fit, still and
+        // animated (WebP only animates), every lossless setting, every format.
+        let size = |fit| SizeSpec {
+            width: 256,
+            height: 256,
+            fit,
+            focus: Focus::Center,
+            background: None,
+        };
+        let mut keys = std::collections::BTreeSet::new();
+        let mut n = 0;
+        for animated in [false, true] {
+            let engine = tag_engine("1:{}", animated);
+            for format in [
+                OutputFormat::Webp,
+                OutputFormat::Avif,
+                OutputFormat::Jpeg,
+                OutputFormat::Png,
+            ] {
+                if animated && format != OutputFormat::Webp {
+                    continue;
+                }
+                for lossless in [Lossless::Off, Lossless::On, Lossless::Auto] {
+                    let l = if format == OutputFormat::Webp {
+                        lossless
+                    } else {
+                        Lossless::Off
+                    };
+                    let tag = variant_tag(&engine, format, 80, Fit::Inside, 256, l);
+                    keys.insert(variant_key("b", "f", 256, &tag, format));
+                    n += 1;
+                    for fit in [Fit::Inside, Fit::Cover, Fit::Contain] {
+                        let s = size(fit);
+                        let tag = size_variant_tag(&engine, format, 80, &s, None, l);
+                        keys.insert(size_variant_key("b", "f", &s, &tag, format));
+                        n += 1;
+                    }
+                }
+            }
+        }
+        // Formats other than WebP ignore the lossless setting: their three entries are one key.
+        // 12 still WebP (3 lossless × 4 shapes), 36 for the other formats, 12 animated WebP.
+        assert_eq!(n, 60);
+        // ... and 36 distinct keys: 12 still WebP, 3 × 4 other formats, 12 animated WebP.
+        assert_eq!(keys.len(), 36);
+        // A still variant's engine is the engine as it was before animations existed.
+        assert_eq!(tag_engine("1:{}", false), "1:{}");
+        assert_ne!(tag_engine("1:{}", true), "1:{}");
     }
 
     #[test]

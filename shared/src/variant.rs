@@ -500,6 +500,10 @@ pub struct VariantRequest {
     /// Lossless WebP (serialised only when not `false`).
     #[serde(default, skip_serializing_if = "Lossless::is_off")]
     pub lossless: Lossless,
+    /// Render animated GIF, APNG and WebP inputs as animated WebP variants (other formats
+    /// stay first-frame); `false` renders the first frame only. Serialised only when `false`.
+    #[serde(default = "default_animated", skip_serializing_if = "is_true")]
+    pub animated: bool,
 }
 
 fn default_jpeg_quality() -> u8 {
@@ -507,6 +511,13 @@ fn default_jpeg_quality() -> u8 {
 }
 fn is_default_jpeg_quality(q: &u8) -> bool {
     *q == DEFAULT_JPEG_QUALITY
+}
+fn default_animated() -> bool {
+    true
+}
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_webp_quality() -> u8 {
@@ -529,6 +540,7 @@ impl Default for VariantRequest {
             keep_original: false,
             jpeg_quality: DEFAULT_JPEG_QUALITY,
             lossless: Lossless::Off,
+            animated: true,
         }
     }
 }
@@ -705,6 +717,32 @@ mod tests {
         }
         .normalise();
         assert_eq!(bad, Err(VariantRequestError::NoFormats));
+    }
+
+    #[test]
+    fn animated_is_on_by_default_and_written_only_when_off() {
+        let on = VariantRequest::default();
+        assert!(on.animated);
+        assert!(
+            !on.to_metadata().contains("animated"),
+            "{}",
+            on.to_metadata()
+        );
+        let old = VariantRequest::from_metadata(r#"{"widths":[320],"formats":["webp"]}"#).unwrap();
+        assert!(old.animated);
+        let off = VariantRequest {
+            animated: false,
+            ..Default::default()
+        };
+        assert!(off.to_metadata().contains(r#""animated":false"#));
+        assert_eq!(
+            VariantRequest::from_metadata(&off.to_metadata()).unwrap(),
+            off
+        );
+        assert!(
+            VariantRequest::from_metadata(r#"{"widths":[320],"formats":["webp"],"animated":"no"}"#)
+                .is_err()
+        );
     }
 
     #[test]

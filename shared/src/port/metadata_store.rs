@@ -259,6 +259,22 @@ pub struct SourceFacts {
     /// without one (and in manifests written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub focal_point: Option<crate::variant::FocalPoint>,
+    /// For an animated source (GIF, APNG, WebP) rendered as animated WebP: its frames,
+    /// duration and loop count; absent for stills and first-frame renders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animation: Option<AnimationFacts>,
+}
+
+/// How an animation plays, e.g. `{"frames": 12, "duration_ms": 1200, "loop_count": 0}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AnimationFacts {
+    /// Frames.
+    pub frames: u32,
+    /// Duration of one play in milliseconds (frames of 10 ms or less count 100 ms, as
+    /// browsers play them).
+    pub duration_ms: u64,
+    /// Times the animation plays; 0 = forever.
+    pub loop_count: u32,
 }
 
 /// How an HDR source was signalled, e.g. `{"transfer": "pq", "content_peak_nits": 1000}`.
@@ -292,6 +308,10 @@ pub struct VariantRecord {
     /// per variant). Absent in records written before lossless output existed: `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lossless: bool,
+    /// For an animated WebP variant: its frames, duration and loop count (libwebp merges
+    /// identical consecutive frames, so it may have fewer frames than the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animation: Option<AnimationFacts>,
 }
 
 /// What the manifest says about a done file.

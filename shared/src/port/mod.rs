@@ -13,10 +13,10 @@ pub use blob_store::{
     UploadPolicy,
 };
 pub use metadata_store::{
-    BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile, FileError,
-    FileRecord, FileStatus, HdrFacts, IdempotencyKey, MetadataStore, MetadataStoreError, NewBatch,
-    NewFile, NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord, WebhookAttempt,
-    WebhookJob, WebhookState, WebhookStatus,
+    AnimationFacts, BatchCounts, BatchRecord, BatchStatus, BatchTrace, BatchVersion, ExpiredFile,
+    FileError, FileRecord, FileStatus, HdrFacts, IdempotencyKey, MetadataStore, MetadataStoreError,
+    NewBatch, NewFile, NewWebhook, RenderedFile, SourceFacts, Transition, VariantRecord,
+    WebhookAttempt, WebhookJob, WebhookState, WebhookStatus,
 };
 pub use queue::{
     DeadLetter, DeadLetterInfo, DeadLetterReason, Message, Queue, QueueError, QueueSettings,

@@ -295,6 +295,7 @@ async fn create_batch_traced(
             .jpeg_quality
             .unwrap_or(variant::DEFAULT_JPEG_QUALITY),
         lossless: req.variants.lossless,
+        animated: req.variants.animated.unwrap_or(true),
     }
     .normalise()
     .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -549,6 +550,7 @@ impl AppState {
                         bytes: v.bytes,
                         url: self.media_url(&v.key, expiry).await?,
                         lossless: v.lossless,
+                        animation: v.animation,
                     });
                 }
             }

@@ -248,6 +248,7 @@ async fn real_answers_match_the_document() {
             bytes: 100,
             key: shared::keys::variant_key(&id, &files[0], w, "0123456789", f),
             lossless: false,
+            animation: None,
         });
     }
     rendered.original_key = Some(format!("media/{id}/{}/original", files[0]));

@@ -1400,3 +1400,36 @@ async fn sizes_and_focal_points_are_checked_then_signed_per_file() {
         "{request}"
     );
 }
+
+#[tokio::test]
+async fn animated_is_validated_and_signed_into_the_upload() {
+    let app = spawn_app().await;
+    for bad in [json!("yes"), json!(1), json!([true]), json!({"on": true})] {
+        let case = json!({"files": [file("a.gif", 5)], "variants": {"widths": [320], "formats": ["webp"], "animated": bad}});
+        let r = app.post("/v1/batches", &case).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{case}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{case}");
+    }
+    for (animated, signed) in [(Some(false), true), (Some(true), false), (None, false)] {
+        let mut variants = json!({"widths": [320], "formats": ["webp"]});
+        if let Some(a) = animated {
+            variants["animated"] = json!(a);
+        }
+        let r = app
+            .post(
+                "/v1/batches",
+                &json!({"files": [file("a.gif", 5)], "variants": variants}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{animated:?}");
+        let body: Value = r.json().await.unwrap();
+        let upload = body["uploads"][0].to_string();
+        assert!(upload.contains("prism-request"), "{upload}");
+        assert_eq!(
+            upload.contains(r#"\"animated\":false"#) || upload.contains("animated%22%3Afalse"),
+            signed,
+            "{animated:?}: {upload}"
+        );
+    }
+}

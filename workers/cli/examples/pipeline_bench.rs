@@ -63,10 +63,9 @@ async fn pipeline(
         widths: vec![320, 640, 1280, 2048],
         formats: formats.iter().map(|s| (*s).to_owned()).collect(),
         keep_original: false,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 1800,
         progress: false,
+        ..Default::default()
     };
     let t = Instant::now();
     let batch = prism::upload::run(&args).await.unwrap();

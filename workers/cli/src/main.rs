@@ -93,6 +93,10 @@ enum Command {
         /// Lossless WebP: false, true or auto (lossless for screenshots and line art only).
         #[arg(long, value_name = "false|true|auto", default_value = "false", value_parser = parse_lossless)]
         lossless: shared::variant::Lossless,
+        /// Render animated GIF, APNG and WebP uploads as their first frame only (by default
+        /// they become animated WebP variants).
+        #[arg(long)]
+        no_animation: bool,
         /// Longest wait for completion, in seconds (0: do not wait).
         #[arg(long, default_value_t = 300)]
         wait: u64,
@@ -553,6 +557,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             focal_point,
             jpeg_quality,
             lossless,
+            no_animation,
             wait,
             json,
             upload_method,
@@ -566,6 +571,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 keep_original,
                 jpeg_quality,
                 lossless,
+                animated: !no_animation,
                 wait_secs: wait,
                 progress: !json,
             };
@@ -823,5 +829,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", prism::upload::table(&body));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod animation_flag_tests {
+    use super::*;
+
+    fn no_animation(args: &[&str]) -> bool {
+        let cli = Cli::try_parse_from(args).expect("the command line parses");
+        match cli.command {
+            Command::Upload { no_animation, .. } => no_animation,
+            _ => panic!("not an upload"),
+        }
+    }
+
+    #[test]
+    fn upload_no_animation_turns_animated_off_in_the_request() {
+        assert!(!no_animation(&["prism", "upload", "a.gif"]));
+        assert!(no_animation(&[
+            "prism",
+            "upload",
+            "--no-animation",
+            "a.gif"
+        ]));
+        let body = |animated: bool| {
+            let mut v = shared::api::VariantSpec::new(vec![320], vec![]);
+            v.animated = prism::upload::animated_field(animated);
+            serde_json::to_value(&v).expect("serialises")
+        };
+        assert_eq!(body(false)["animated"], serde_json::json!(false));
+        assert!(
+            body(true).get("animated").is_none(),
+            "the default is left out"
+        );
+        assert!(
+            Cli::try_parse_from(["prism", "upload", "--no-animation=yes", "a.gif"]).is_err(),
+            "a flag takes no value"
+        );
     }
 }

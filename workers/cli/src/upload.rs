@@ -34,10 +34,33 @@ pub struct UploadArgs {
     pub jpeg_quality: Option<u8>,
     /// Lossless WebP: off, on or auto.
     pub lossless: shared::variant::Lossless,
+    /// Render animated GIF/APNG/WebP uploads as animated WebP (`false`: first frame only).
+    pub animated: bool,
     /// Longest time to wait for completion (0: do not wait).
     pub wait_secs: u64,
     /// Show a progress bar.
     pub progress: bool,
+}
+
+/// No files, no API, no widths or formats; the variant options at the API's defaults
+/// (JPEG quality unset, lossless off, animations kept), no wait, no progress bar. Callers set
+/// what they use and take the rest from here.
+impl Default for UploadArgs {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            api: String::new(),
+            token: String::new(),
+            widths: Vec::new(),
+            formats: Vec::new(),
+            keep_original: false,
+            jpeg_quality: None,
+            lossless: shared::variant::Lossless::Off,
+            animated: true,
+            wait_secs: 0,
+            progress: false,
+        }
+    }
 }
 
 /// `--size` and `--focal-point`: the batch's `sizes` and the focal point given to every file.
@@ -98,6 +121,12 @@ pub fn parse_focal_point(s: &str) -> Result<FocalPoint, String> {
     FocalPoint::from_metadata(s).ok_or_else(|| format!("{s:?} is not X,Y with each within 0..=1"))
 }
 
+/// The `animated` field of the batch request for the `--no-animation` choice: sent only when
+/// off (the API's default is on).
+pub fn animated_field(animated: bool) -> Option<bool> {
+    (!animated).then_some(false)
+}
+
 /// The declared content type, from the extension (a hint: the worker sniffs the bytes).
 pub fn content_type(path: &std::path::Path) -> &'static str {
     match path
@@ -155,6 +184,7 @@ pub fn variant_spec(args: &UploadArgs) -> anyhow::Result<VariantSpec> {
     variants.keep_original = args.keep_original;
     variants.jpeg_quality = args.jpeg_quality;
     variants.lossless = args.lossless;
+    variants.animated = animated_field(args.animated);
     Ok(variants)
 }
 

@@ -389,10 +389,9 @@ async fn every_upload_survives_sigkilled_workers() {
                         widths: vec![96, 320],
                         formats: vec!["webp".into(), "avif".into()],
                         keep_original: false,
-                        jpeg_quality: None,
-                        lossless: shared::variant::Lossless::Off,
                         wait_secs: 0,
                         progress: false,
+                        ..Default::default()
                     };
                     let view = prism::upload::run(&args).await.unwrap();
                     ids.push(view["batch_id"].as_str().unwrap().to_owned());

@@ -102,10 +102,9 @@ async fn state_shows_queues_workers_and_a_batch_with_thumbnail_and_reason() {
         widths: vec![160, 320],
         formats: vec!["webp".into()],
         keep_original: false,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 120,
         progress: false,
+        ..Default::default()
     };
     let batch = prism::upload::run(&args).await.unwrap();
     assert_eq!(batch["status"], "complete", "{batch:#}");

@@ -35,10 +35,9 @@ async fn variant_urls_are_stable_public_and_immutable() {
         widths: vec![16, 32],
         formats: vec!["webp".into(), "avif".into()],
         keep_original: true,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 120,
         progress: false,
+        ..Default::default()
     };
     let batch = prism::upload::run(&args).await.unwrap();
     assert_eq!(batch["status"], "complete", "{batch:#}");

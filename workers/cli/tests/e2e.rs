@@ -82,10 +82,9 @@ async fn corpus_batch_flows_through_the_local_pipeline() {
         widths: vec![320, 640],
         formats: vec!["webp".into(), "avif".into()],
         keep_original: true,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 240,
         progress: false,
+        ..Default::default()
     };
     let batch = prism::upload::run(&args).await.unwrap();
     assert_eq!(batch["status"], "complete", "{batch:#}");
@@ -250,10 +249,9 @@ async fn put_uploads_from_a_page_origin_flow_through_the_local_pipeline() {
         widths: vec![320],
         formats: vec!["webp".into()],
         keep_original: false,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 240,
         progress: false,
+        ..Default::default()
     };
     let batch = prism::upload::run_as(&args, shared::api::UploadMethodSpec::Put)
         .await
@@ -320,8 +318,7 @@ async fn rerender_on_the_local_backend_renders_each_file_once_with_the_new_spec(
         keep_original: false,
         wait_secs: 120,
         progress: false,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
+        ..Default::default()
     })
     .await
     .unwrap();

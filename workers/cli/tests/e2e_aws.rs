@@ -66,10 +66,9 @@ async fn batch_flows_through_s3_sns_sqs_and_dynamodb_on_moto() {
         widths: vec![320, 640],
         formats: vec!["webp".into(), "avif".into()],
         keep_original: false,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 240,
         progress: false,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -197,10 +196,9 @@ async fn a_put_upload_flows_through_moto() {
         widths: vec![320],
         formats: vec!["webp".into()],
         keep_original: false,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 240,
         progress: false,
+        ..Default::default()
     };
     let batch = prism::upload::run_as(&args, shared::api::UploadMethodSpec::Put)
         .await
@@ -298,10 +296,9 @@ async fn rerender_survives_a_kill_and_replay_republishes_on_a_deployed_stack_on_
         widths: vec![320],
         formats: vec!["webp".into()],
         keep_original: true,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
         wait_secs: 240,
         progress: false,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -58,8 +58,7 @@ async fn upload_with_size_flags_renders_exact_sizes() {
         keep_original: false,
         wait_secs: 240,
         progress: false,
-        jpeg_quality: None,
-        lossless: shared::variant::Lossless::Off,
+        ..Default::default()
     };
     let sized = prism::upload::SizeArgs {
         sizes: [

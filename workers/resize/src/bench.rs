@@ -812,3 +812,86 @@ fn run_one(
     result.ms = (t0.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     Ok(result)
 }
+
+/// What animation costs for one animated input: the same request rendered with `animated`
+/// on and off, one after the other on the calling thread.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnimationCost {
+    /// File name.
+    pub file: String,
+    /// Frames in the source.
+    pub frames: u32,
+    /// Wall time of the animated render, in milliseconds.
+    pub animated_ms: f64,
+    /// Wall time of the first-frame render, in milliseconds.
+    pub first_frame_ms: f64,
+    /// Bytes of the animated WebP variants.
+    pub animated_webp_bytes: u64,
+    /// Bytes of the first-frame WebP variants.
+    pub first_frame_webp_bytes: u64,
+}
+
+/// [`AnimationCost`] of every animated GIF, APNG or WebP directly in `dir` (others skipped),
+/// with `widths` and `formats` at the request's defaults otherwise.
+///
+/// # Errors
+/// An unreadable folder or an invalid request; a file that fails to render is skipped.
+pub fn animation_costs(
+    dir: &Path,
+    widths: &[u32],
+    formats: &[OutputFormat],
+    settings: &EncodeSettings,
+) -> anyhow::Result<Vec<AnimationCost>> {
+    let limits = Limits::default();
+    let request = |animated| {
+        VariantRequest {
+            widths: widths.to_vec(),
+            formats: formats.to_vec(),
+            animated,
+            ..VariantRequest::default()
+        }
+        .normalise()
+        .context("invalid widths or formats")
+    };
+    let (on, off) = (request(true)?, request(false)?);
+    let mut out = Vec::new();
+    for path in list_inputs(dir)? {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(probe) = render::decode::probe(&bytes, &limits) else {
+            continue;
+        };
+        if !render::animation::applies(&probe, &on) {
+            continue;
+        }
+        let timed = |req: &VariantRequest| {
+            let t = Instant::now();
+            render::render(&bytes, req, &limits, settings).map(|r| {
+                let webp = r
+                    .variants
+                    .iter()
+                    .filter(|v| v.format == OutputFormat::Webp)
+                    .map(|v| v.bytes.len() as u64)
+                    .sum::<u64>();
+                (t.elapsed().as_secs_f64() * 1000.0, webp)
+            })
+        };
+        let (Ok((animated_ms, animated_webp_bytes)), Ok((first_frame_ms, first_frame_webp_bytes))) =
+            (timed(&on), timed(&off))
+        else {
+            continue;
+        };
+        out.push(AnimationCost {
+            file: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            frames: probe.frames,
+            animated_ms,
+            first_frame_ms,
+            animated_webp_bytes,
+            first_frame_webp_bytes,
+        });
+    }
+    Ok(out)
+}

@@ -39,8 +39,8 @@ use shared::manifest::parse_manifest;
 use shared::manifest::{FailureRecord, Manifest, SCHEMA_VERSION};
 use shared::port::blob_store::{CACHE_IMMUTABLE, CACHE_REVALIDATE};
 use shared::port::{
-    BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta, PutOptions, RenderedFile,
-    SourceFacts, VariantRecord,
+    AnimationFacts, BlobStore, BlobStoreError, FileError, HdrFacts, Message, ObjectMeta,
+    PutOptions, RenderedFile, SourceFacts, VariantRecord,
 };
 use shared::rerender::{self, RerenderMessage, RerenderRecord, RerenderStatus};
 use shared::telemetry::trace::{self, KeyValue, TraceParent};
@@ -157,6 +157,16 @@ fn source_record(f: &render::SourceFacts, focal_point: Option<FocalPoint>) -> So
             content_peak_nits: h.content_peak_nits,
         }),
         focal_point,
+        animation: f.animation.map(animation_record),
+    }
+}
+
+/// The manifest's record of an animation.
+fn animation_record(a: render::animation::AnimationFacts) -> AnimationFacts {
+    AnimationFacts {
+        frames: a.frames,
+        duration_ms: a.duration_ms,
+        loop_count: a.loop_count,
     }
 }
 
@@ -607,7 +617,7 @@ impl ResizeHandler {
             let vkey = match &v.size {
                 None => {
                     let tag = keys::variant_tag(
-                        &self.engine,
+                        &keys::tag_engine(&self.engine, v.animation.is_some()),
                         v.format,
                         request.quality(v.format),
                         request.fit,
@@ -618,7 +628,7 @@ impl ResizeHandler {
                 }
                 Some(size) => {
                     let tag = keys::size_variant_tag(
-                        &self.engine,
+                        &keys::tag_engine(&self.engine, v.animation.is_some()),
                         v.format,
                         request.quality(v.format),
                         size,
@@ -649,6 +659,7 @@ impl ResizeHandler {
                 bytes: n as u64,
                 key: vkey,
                 lossless: v.lossless,
+                animation: v.animation.map(animation_record),
             });
         }
         Ok(RenderOutcome::Done(RenderedVariants {
@@ -714,7 +725,7 @@ impl ResizeHandler {
                         && match label {
                             keys::VariantLabel::Width(width) => {
                                 tag == keys::variant_tag(
-                                    &self.engine,
+                                    &keys::tag_engine(&self.engine, v.animation.is_some()),
                                     format,
                                     request.quality(format),
                                     request.fit,
@@ -727,7 +738,10 @@ impl ResizeHandler {
                                     (s.width, s.height, s.fit) == (width, height, fit)
                                         && tag
                                             == keys::size_variant_tag(
-                                                &self.engine,
+                                                &keys::tag_engine(
+                                                    &self.engine,
+                                                    v.animation.is_some(),
+                                                ),
                                                 format,
                                                 request.quality(format),
                                                 s,

@@ -43,6 +43,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tracing::{debug, warn};
 
+use crate::render::animation::AnimationFacts;
 use crate::render::hdr::HdrSource;
 use crate::render::{
     self, EncodeSettings, Limits, RenderError, Rendered, SourceFacts, SourceFormat, Timings,
@@ -115,6 +116,8 @@ struct WireVariant {
     format: OutputFormat,
     #[serde(default)]
     lossless: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    animation: Option<AnimationFacts>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -141,6 +144,8 @@ struct WireFacts {
     dominant_color: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hdr: Option<HdrSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    animation: Option<AnimationFacts>,
 }
 
 impl From<SourceFacts> for WireFacts {
@@ -158,6 +163,7 @@ impl From<SourceFacts> for WireFacts {
             thumbhash: f.thumbhash,
             dominant_color: f.dominant_color,
             hdr: f.hdr,
+            animation: f.animation,
         }
     }
 }
@@ -192,6 +198,7 @@ impl WireFacts {
             thumbhash: self.thumbhash,
             dominant_color: self.dominant_color,
             hdr: self.hdr,
+            animation: self.animation,
         })
     }
 }
@@ -421,6 +428,7 @@ fn write_response_sync(
                     height: v.height,
                     format: v.format,
                     lossless: v.lossless,
+                    animation: v.animation,
                 })
                 .collect(),
         },
@@ -886,6 +894,7 @@ async fn exchange(
                     format: v.format,
                     lossless: v.lossless,
                     bytes,
+                    animation: v.animation,
                 });
             }
             Ok(Ok(Rendered {

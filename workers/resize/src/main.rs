@@ -79,6 +79,11 @@ enum Command {
         /// (`process`, as the worker does by default).
         #[arg(long, value_enum, default_value = "none")]
         isolation: Isolation,
+        /// A folder of animated GIF/APNG/WebP files: after the bench, each is rendered with
+        /// `animated` on and off (same widths and formats) and the cost of the animation is
+        /// printed on stderr, one `animation:` line per image ("none": skip).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/animation"))]
+        animation_corpus: PathBuf,
     },
     /// A render process of the worker's pool: framed requests on stdin, answers on stdout.
     #[command(name = "render-child", hide = true)]
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
             resize_chain_min_ratio,
             no_write,
             isolation,
+            animation_corpus,
         } => {
             let mut settings = EncodeSettings::default();
             if let Some(s) = avif_speed {
@@ -155,6 +161,9 @@ fn main() -> ExitCode {
                 Ok(summary) => match serde_json::to_string_pretty(&summary) {
                     Ok(json) => {
                         println!("{json}");
+                        if animation_corpus.is_dir() {
+                            print_animation_costs(&animation_corpus, &options);
+                        }
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -168,5 +177,27 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The separate animation figure of the bench: one line per animated image.
+fn print_animation_costs(dir: &std::path::Path, options: &BenchOptions) {
+    match bench::animation_costs(dir, &options.widths, &options.formats, &options.settings) {
+        Ok(costs) => {
+            for c in costs {
+                eprintln!(
+                    "animation: {}: {} frames, animated {:.1} ms ({} B WebP) vs first frame {:.1} ms ({} B WebP): +{:.1} ms, {:.2} ms per frame",
+                    c.file,
+                    c.frames,
+                    c.animated_ms,
+                    c.animated_webp_bytes,
+                    c.first_frame_ms,
+                    c.first_frame_webp_bytes,
+                    c.animated_ms - c.first_frame_ms,
+                    c.animated_ms / f64::from(c.frames.max(1)),
+                );
+            }
+        }
+        Err(e) => eprintln!("animation: {e:#}"),
     }
 }

@@ -67,11 +67,16 @@ fn request() -> VariantRequest {
     .unwrap()
 }
 
+/// The user metadata of an upload asked for `request`.
+fn request_metadata(request: &VariantRequest) -> BTreeMap<String, String> {
+    BTreeMap::from([(META_REQUEST.to_owned(), request.to_metadata())])
+}
+
 impl Harness {
     /// Store `bytes` at the file's upload key, as a presigned upload would.
     async fn store_upload(&self, batch: &str, file: &str, bytes: Vec<u8>) -> Message {
-        let metadata = BTreeMap::from([(META_REQUEST.to_owned(), request().to_metadata())]);
-        self.store_upload_with(batch, file, bytes, metadata).await
+        self.store_upload_with(batch, file, bytes, request_metadata(&request()))
+            .await
     }
 
     /// [`Self::store_upload`] with the given user metadata.
@@ -304,5 +309,71 @@ async fn a_rerender_crops_around_the_focal_point_the_file_was_uploaded_with() {
                 "pixel {x},8 is {p:?}, not {name}: the crop ignored the focal point"
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_animation_with_sizes_and_lossless_gets_its_own_key_per_variant() {
+    let h = harness().await;
+    let (batch, file) = ("b9", "f1");
+    let gif = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/animation/rotating-squares.gif"),
+    )
+    .unwrap();
+    let size = |json: &str| -> shared::variant::SizeSpec { serde_json::from_str(json).unwrap() };
+    let request = VariantRequest {
+        widths: vec![32],
+        sizes: vec![
+            size(r#"{"width": 24, "height": 24, "fit": "cover", "focus": "auto"}"#),
+            size(r#"{"width": 40, "height": 24, "fit": "contain"}"#),
+        ],
+        formats: vec![OutputFormat::Webp, OutputFormat::Png],
+        lossless: shared::variant::Lossless::On,
+        ..VariantRequest::default()
+    }
+    .normalise()
+    .unwrap();
+    let message = h
+        .store_upload_with(batch, file, gif, request_metadata(&request))
+        .await;
+    assert_eq!(h.handler.handle(&message).await.unwrap(), Outcome::Success);
+    let manifest =
+        parse_manifest(&h.media(&keys::manifest_key(batch, file)).await.unwrap()).unwrap();
+    assert_eq!(manifest.rendered.source.animation.unwrap().frames, 30);
+    let variants = &manifest.rendered.variants;
+    assert_eq!(variants.len(), 6);
+    let distinct: std::collections::BTreeSet<&str> =
+        variants.iter().map(|v| v.key.as_str()).collect();
+    assert_eq!(distinct.len(), 6, "every variant has its own key");
+    let engine = prism_resize::render::engine_id(&Config::default().encode_settings());
+    for v in variants {
+        let animated = v.format == OutputFormat::Webp;
+        assert_eq!(v.animation.is_some(), animated, "{}", v.key);
+        assert!(v.lossless, "lossless WebP and PNG: {}", v.key);
+        let engine = keys::tag_engine(&engine, animated);
+        let quality = request.quality(v.format);
+        let lossless = request.lossless_for(v.format);
+        let expected = match request.sizes.iter().find(|s| {
+            v.key
+                .contains(&format!("/{}x{}-{}.", s.width, s.height, s.fit.as_str()))
+        }) {
+            Some(s) => {
+                let tag = keys::size_variant_tag(&engine, v.format, quality, s, None, lossless);
+                keys::size_variant_key(batch, file, s, &tag, v.format)
+            }
+            None => {
+                let tag = keys::variant_tag(
+                    &engine,
+                    v.format,
+                    quality,
+                    shared::variant::Fit::Inside,
+                    32,
+                    lossless,
+                );
+                keys::variant_key(batch, file, 32, &tag, v.format)
+            }
+        };
+        assert_eq!(v.key, expected);
+        assert!(h.media(&v.key).await.is_some(), "{} stored", v.key);
     }
 }

@@ -32,8 +32,11 @@ pub struct SourceFacts {
     pub color_profile: Option<String>,
     /// EXIF orientation as stored (1..=8). Already applied to every variant.
     pub orientation: u8,
-    /// Frames in the input (only the first is rendered).
+    /// Frames in the input, as the header counts them.
     pub frames: u32,
+    /// For an input rendered as an animation: its frames, duration and loop count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub animation: Option<super::animation::AnimationFacts>,
     /// ThumbHash placeholder, base64 (standard alphabet, padded).
     pub thumbhash: String,
     /// Dominant colour as `#rrggbb`.
@@ -89,6 +92,7 @@ pub fn compute(
         color_profile,
         orientation: probe.orientation,
         frames: probe.frames,
+        animation: None,
         thumbhash: base64::engine::general_purpose::STANDARD.encode(hash),
         dominant_color: dominant_color(&rgba),
         hdr: None,

@@ -113,6 +113,9 @@ pub struct MemoryEstimate {
     pub encoders: u64,
     /// Fixed costs.
     pub fixed: u64,
+    /// An animation's pass, after the first-frame pass: the decoder's canvases, each width's
+    /// resized frame and animation encoder, and the encoded frames ([`animation_memory`]).
+    pub animation: u64,
 }
 
 impl MemoryEstimate {
@@ -124,6 +127,7 @@ impl MemoryEstimate {
             .saturating_add(self.resize_scratch)
             .saturating_add(self.encoders)
             .saturating_add(self.fixed)
+            .saturating_add(self.animation)
     }
 
     /// The peak in MiB, rounded up.
@@ -140,6 +144,7 @@ pub fn output_pixels(probe: &Probe, request: &VariantRequest) -> u64 {
         .map(|&(vw, vh)| u64::from(vw) * u64::from(vh))
         .sum::<u64>()
         .saturating_mul(request.formats.len() as u64)
+        .saturating_add(super::animation::extra_output_pixels(probe, request))
 }
 
 /// The peak memory of rendering `probe`'s image (`input_len` bytes) for `request` with
@@ -271,5 +276,72 @@ pub fn estimate(
         resize_scratch,
         encoders,
         fixed: FIXED,
+        animation: animation_memory(probe, request),
     }
+}
+
+/// Bytes per canvas pixel of an animation's decode: the decoder's canvas and its copy for
+/// dispose-to-previous, the composited frame handed out, our sRGB raster of it, and the
+/// decoder's frame buffer (4 each, plus 4 of slack for the PNG/WebP row conversion).
+pub const ANIM_DECODE: u64 = 24;
+/// Bytes per output pixel of one animation encoder and its frame, beside the encoder's own
+/// working memory: libwebp's previous, current and disposed ARGB canvases (12), the imported
+/// picture (4), and the resized, upright and padded frame (12). The encoder itself is charged
+/// two candidate encodes of the frame at libwebp's lossy or lossless figure
+/// ([`encoder_per_pixel`]).
+pub const ANIM_FRAME: u64 = 12 + 4 + 12;
+/// Bytes per output pixel of the encoded frames the encoders keep until the end: a lossy
+/// WebP frame takes well under a byte per pixel; 1 bounds noise at quality 100. Lossless
+/// frames are kept as lossless bitstreams: up to the raw pixels ([`VARIANT`]).
+pub const ANIM_OUTPUT: u64 = 1;
+
+/// The animation pass's peak (0 for a still render): see [`ANIM_DECODE`], [`ANIM_FRAME`],
+/// [`ANIM_OUTPUT`]; every output's encoder (`widths` and `sizes`) is alive at once, and an
+/// `auto` focus adds one attention map of the first frame.
+pub fn animation_memory(probe: &Probe, request: &VariantRequest) -> u64 {
+    if !super::animation::applies(probe, request) {
+        return 0;
+    }
+    let (ow, oh) = probe.oriented_dimensions();
+    let canvas = u64::from(probe.width) * u64::from(probe.height);
+    let decode = canvas * ANIM_DECODE + probe.extra_frame_pixels * VARIANT;
+    let outputs = planned_outputs(request, ow, oh);
+    let per_frame: u64 = outputs
+        .iter()
+        .map(|&(w, h)| u64::from(w) * u64::from(h))
+        .sum();
+    let encoder = 2 * encoder_per_pixel(OutputFormat::Webp, request);
+    let kept = if request.lossless.is_off() {
+        ANIM_OUTPUT
+    } else {
+        VARIANT
+    };
+    // The resizes of one frame run at once, one per output: each needs its intermediate
+    // image (destination width or height × the canvas's longer side at most) and the
+    // premultiplied canvas.
+    let resize = outputs
+        .iter()
+        .map(|&(w, h)| {
+            u64::from(w.max(h)) * u64::from(probe.width.max(probe.height)) * RESIZE_SCRATCH
+                + canvas * PREMULTIPLIED
+        })
+        .sum::<u64>();
+    let attention = if request
+        .sizes
+        .iter()
+        .any(|s| s.fit == Fit::Cover && s.focus == Focus::Auto)
+    {
+        ATTENTION + canvas.min(u64::from(fit::ATTENTION_SIDE).pow(2)) * RESIZE_SCRATCH
+    } else {
+        0
+    };
+    decode
+        .saturating_add(per_frame.saturating_mul(ANIM_FRAME + encoder))
+        .saturating_add(resize)
+        .saturating_add(attention)
+        .saturating_add(
+            per_frame
+                .saturating_mul(u64::from(probe.frames))
+                .saturating_mul(kept),
+        )
 }

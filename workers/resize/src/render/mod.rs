@@ -33,6 +33,8 @@
 //!    output.
 //! 7. [`facts`] computes the manifest facts (hash, placeholder, dominant colour).
 
+pub mod anim_webp;
+pub mod animation;
 pub mod color;
 pub mod decode;
 pub mod encode;
@@ -84,8 +86,11 @@ pub struct Limits {
     pub max_dimension: u32,
     /// Largest input accepted, in bytes.
     pub max_input_bytes: u64,
-    /// Most frames an animated input may have (only the first is rendered).
+    /// Most frames an animated input may have.
     pub max_frames: u32,
+    /// Most pixels the frames of an animation rendered as animated WebP may add up to (canvas
+    /// × frames): every frame is composited, converted and resized.
+    pub max_animation_pixels: u64,
     /// Most pixels one file's variants may add up to, over every width and format (the
     /// encoders' work and memory grow with it).
     pub max_output_pixels: u64,
@@ -98,6 +103,7 @@ impl Default for Limits {
             max_dimension: 32_768,
             max_input_bytes: 64 * 1024 * 1024,
             max_frames: 1_000,
+            max_animation_pixels: 500_000_000,
             max_output_pixels: 100_000_000,
         }
     }
@@ -163,6 +169,8 @@ pub struct Variant {
     pub lossless: bool,
     /// The encoded file.
     pub bytes: Vec<u8>,
+    /// For an animated WebP variant, its frames, duration and loop count; `None` for a still.
+    pub animation: Option<animation::AnimationFacts>,
 }
 
 /// Where the time of one render went, for logs and the bench.
@@ -350,6 +358,21 @@ pub fn render(
     let t0 = Instant::now();
     let probe = decode::probe(bytes, limits)?;
     check_output(&probe, request, limits)?;
+    animation::check(&probe, request, limits)?;
+    if animation::applies(&probe, request) {
+        return animation::render(bytes, &probe, request, limits, settings, t0);
+    }
+    render_probed(bytes, &probe, request, settings, t0)
+}
+
+/// [`render`] after the probe and the limits: the still pipeline, from the first frame.
+fn render_probed(
+    bytes: &[u8],
+    probe: &decode::Probe,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+    t0: Instant,
+) -> Result<Rendered, RenderError> {
     let (oriented_w, oriented_h) = probe.oriented_dimensions();
     let widths = planned_widths(request, oriented_w);
     // A request of `sizes` only still makes one `widths` raster, for the facts; it is not
@@ -360,7 +383,7 @@ pub fn render(
     } else {
         max_target_width(request, oriented_w, oriented_h)
     };
-    let decoded = decode::decode(bytes, &probe, max_target, settings)?;
+    let decoded = decode::decode(bytes, probe, max_target, settings)?;
     let hdr = decoded.nclx.and_then(hdr::HdrSource::of);
     let (src_w, src_h) = probe.oriented_dimensions();
     let variant_pixels = widths
@@ -484,7 +507,7 @@ pub fn render(
             .expect("plan_widths always yields at least one width");
         let facts = facts::compute(
             bytes,
-            &probe,
+            probe,
             has_alpha,
             smallest,
             (src_w, src_h),
@@ -523,6 +546,7 @@ pub fn render(
             format,
             lossless: encoded.lossless,
             bytes: encoded.bytes,
+            animation: None,
         });
     }
 

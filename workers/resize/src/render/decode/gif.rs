@@ -19,6 +19,8 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     check_dimensions(probe.width, probe.height, limits)?;
     let gif = scan_gif(bytes, limits)?;
     probe.frames = gif.frames;
+    probe.loop_count = gif.loop_count;
+    probe.extra_frame_pixels = gif.largest_frame;
     // image-rs decodes a first frame that does not span the screen's width (or leaves
     // it) into a buffer of the frame's own size, which the screen size does not bound.
     if let Some((left, top, w, h)) = gif.first {
@@ -65,6 +67,33 @@ struct GifScan {
     frames: u32,
     /// The first frame's left, top, width and height.
     first: Option<(u32, u32, u32, u32)>,
+    /// Times the animation plays, in WebP's terms (0 = forever): the NETSCAPE2.0 extension's
+    /// repeat count plus one (browsers play a GIF once more than it repeats), 1 without it.
+    loop_count: u32,
+    /// Pixels of the largest frame rectangle (the animation decoder allocates one of these
+    /// besides the canvas).
+    largest_frame: u64,
+}
+
+/// The repeat count of a NETSCAPE2.0 (or ANIMEXTS1.0) application extension starting at its
+/// label byte (`0xFF`), `None` for any other extension.
+fn netscape_loop(ext: &[u8]) -> Option<u16> {
+    let app = ext.get(..16)?;
+    let named = app[0] == 0xFF
+        && app[1] == 11
+        && (&app[2..13] == b"NETSCAPE2.0" || &app[2..13] == b"ANIMEXTS1.0");
+    (named && app[13] == 3 && app[14] == 1)
+        .then(|| u16::from_le_bytes([app[15], *ext.get(16).unwrap_or(&0)]))
+}
+
+/// The composited frames of an animated GIF (disposal applied by the decoder), bounded by the
+/// probe: every frame rectangle was checked against the limits.
+pub(super) fn frames(bytes: &[u8]) -> Result<image::Frames<'_>, RenderError> {
+    use image::{AnimationDecoder, ImageDecoder};
+    let mut dec = GifDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
+    dec.set_limits(super::animation_limits())
+        .map_err(image_error)?;
+    Ok(dec.into_frames())
 }
 
 /// Count frames up to `limits.max_frames` + 1 and check every frame's declared size against
@@ -89,24 +118,46 @@ fn scan_gif(data: &[u8], limits: &Limits) -> Result<GifScan, RenderError> {
         }
     };
     let mut frames = 0;
+    let mut loop_count = 1;
+    let mut largest_frame = 0_u64;
     loop {
         match data.get(pos) {
             None => {
                 // A GIF without its trailer still renders if a frame was seen; browsers accept it.
                 return if frames > 0 {
-                    Ok(GifScan { frames, first })
+                    Ok(GifScan {
+                        frames,
+                        first,
+                        loop_count,
+                        largest_frame,
+                    })
                 } else {
                     Err(truncated())
                 };
             }
-            Some(0x3B) => return Ok(GifScan { frames, first }),
+            Some(0x3B) => {
+                return Ok(GifScan {
+                    frames,
+                    first,
+                    loop_count,
+                    largest_frame,
+                });
+            }
             Some(0x21) => {
+                if let Some(n) = netscape_loop(data.get(pos + 1..).unwrap_or_default()) {
+                    loop_count = if n == 0 { 0 } else { u32::from(n) + 1 };
+                }
                 pos = skip_sub_blocks(pos + 2).ok_or_else(truncated)?;
             }
             Some(0x2C) => {
                 frames += 1;
                 if frames > max {
-                    return Ok(GifScan { frames, first });
+                    return Ok(GifScan {
+                        frames,
+                        first,
+                        loop_count,
+                        largest_frame,
+                    });
                 }
                 let flags = *data.get(pos + 9).ok_or_else(truncated)?;
                 let field =
@@ -114,6 +165,7 @@ fn scan_gif(data: &[u8], limits: &Limits) -> Result<GifScan, RenderError> {
                 let (left, top, w, h) = (field(1), field(3), field(5), field(7));
                 check_dimensions(w, h, limits)?;
                 first.get_or_insert((left, top, w, h));
+                largest_frame = largest_frame.max(u64::from(w) * u64::from(h));
                 pos += 10;
                 if flags & 0x80 != 0 {
                     pos += 3 * (1 << ((flags & 0x07) + 1));

@@ -133,6 +133,12 @@ pub struct Probe {
     /// `ANMF` chunks, TIFF pages, HEIF top-level images or sequence samples. Counting stops
     /// past `max_frames`.
     pub frames: u32,
+    /// How many times an animation plays, as WebP's `ANIM` chunk counts it (0 = forever):
+    /// APNG `acTL` plays, WebP `ANIM` loop count, GIF NETSCAPE2.0 repeats + 1; 1 for stills.
+    pub loop_count: u32,
+    /// Pixels of the largest frame rectangle of an animation, which its decoder holds besides
+    /// the canvas (GIF; APNG and WebP frames lie inside the canvas, 0 there).
+    pub extra_frame_pixels: u64,
     /// The EXIF orientation found (1..=8; 1 when absent).
     pub orientation: u8,
     /// The container's transforms are authoritative (HEIF `clap`/`irot`/`imir`): an EXIF
@@ -211,6 +217,8 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         width: 0,
         height: 0,
         frames: 1,
+        loop_count: 1,
+        extra_frame_pixels: 0,
         orientation: 1,
         container_oriented: false,
         container_orientation: 1,
@@ -300,6 +308,67 @@ pub fn decode(
         SourceFormat::Avif | SourceFormat::Heic => heif::decode(bytes, probe),
         SourceFormat::Svg => svg::decode(bytes, probe, max_target_width),
     }
+}
+
+/// One composited full-canvas frame of an animation.
+#[derive(Debug)]
+pub struct AnimFrame {
+    /// The canvas, RGB or RGBA (unassociated alpha), 8 bits, as stored (not colour managed).
+    pub raster: super::resize::Raster,
+    /// How long it is shown, in milliseconds, as stored.
+    pub delay_ms: u32,
+}
+
+/// The frames of an animation, decoded one at a time.
+pub type AnimFrames<'a> = Box<dyn Iterator<Item = Result<AnimFrame, RenderError>> + 'a>;
+
+/// An animation's frames and its embedded ICC profile.
+pub type Animation<'a> = (AnimFrames<'a>, Option<Vec<u8>>);
+
+/// The composited full-canvas frames of an animated GIF, APNG or WebP, one at a time, with the
+/// embedded ICC profile; `None` for other formats.
+///
+/// # Errors
+/// As [`decode`].
+pub fn frames<'a>(bytes: &'a [u8], probe: &Probe) -> Result<Option<Animation<'a>>, RenderError> {
+    Ok(Some(match probe.format {
+        SourceFormat::Gif => (from_image_frames(gif::frames(bytes)?), None),
+        SourceFormat::Png => {
+            let (frames, icc) = png::frames(bytes)?;
+            (from_image_frames(frames), icc)
+        }
+        SourceFormat::Webp => webp::frames(bytes)?,
+        _ => return Ok(None),
+    }))
+}
+
+fn from_image_frames(frames: image::Frames<'_>) -> AnimFrames<'_> {
+    Box::new(frames.map(|f| {
+        let f = f.map_err(image_error)?;
+        let (num, den) = f.delay().numer_denom_ms();
+        let delay_ms = u32::try_from(u64::from(num) / u64::from(den.max(1))).unwrap_or(u32::MAX);
+        let buffer = f.into_buffer();
+        let (width, height) = buffer.dimensions();
+        Ok(AnimFrame {
+            raster: super::resize::Raster {
+                width,
+                height,
+                channels: 4,
+                data: buffer.into_raw(),
+            },
+            delay_ms,
+        })
+    }))
+}
+
+/// The image-rs limits of the animation decoders: the probe bounded the canvas and every frame
+/// rectangle; this guards the decoders' own allocations per frame.
+fn animation_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(2 * 1024 * 1024 * 1024);
+    limits.max_image_width = None;
+    limits.max_image_height = None;
+    limits
 }
 
 fn decode_with_image(mut dec: impl ImageDecoder) -> Result<Decoded, RenderError> {

@@ -19,7 +19,7 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     probe.width = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
     probe.height = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
     check_dimensions(probe.width, probe.height, limits)?;
-    probe.frames = count_apng_frames(bytes);
+    (probe.frames, probe.loop_count) = count_apng_frames(bytes);
     check_frames(probe.frames, limits)?;
     let mut dec = open(bytes)?;
     probe.orientation = exif_orientation(dec.orientation().ok());
@@ -45,9 +45,20 @@ fn open(bytes: &[u8]) -> Result<PngDecoder<Cursor<&[u8]>>, RenderError> {
     PngDecoder::with_limits(Cursor::new(bytes), limits).map_err(image_error)
 }
 
-/// APNG frame count from the `acTL` chunk (which must precede the image data); 1 for a plain
-/// PNG. Only chunk headers are read.
-fn count_apng_frames(data: &[u8]) -> u32 {
+/// The composited frames of an APNG (blend and dispose ops applied by the decoder); the
+/// canvas was bounded by the probe and the png crate keeps every frame inside it.
+pub(super) fn frames(bytes: &[u8]) -> Result<(image::Frames<'_>, Option<Vec<u8>>), RenderError> {
+    use image::AnimationDecoder;
+    let mut dec = open(bytes)?;
+    let icc = dec.icc_profile().ok().flatten();
+    dec.set_limits(super::animation_limits())
+        .map_err(image_error)?;
+    Ok((dec.apng().map_err(image_error)?.into_frames(), icc))
+}
+
+/// APNG frame count and play count (0 = forever) from the `acTL` chunk (which must precede
+/// the image data); 1 and 1 for a plain PNG. Only chunk headers are read.
+fn count_apng_frames(data: &[u8]) -> (u32, u32) {
     let mut pos = 8;
     while pos + 8 <= data.len() {
         let len = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
@@ -55,15 +66,15 @@ fn count_apng_frames(data: &[u8]) -> u32 {
         if kind == b"IDAT" || kind == b"IEND" {
             break;
         }
-        if kind == b"acTL" && pos + 12 <= data.len() {
-            let n =
-                u32::from_be_bytes([data[pos + 8], data[pos + 9], data[pos + 10], data[pos + 11]]);
-            return n.max(1);
+        if kind == b"acTL" && pos + 16 <= data.len() {
+            let field =
+                |i: usize| u32::from_be_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+            return (field(pos + 8).max(1), field(pos + 12));
         }
         // length + type + data + CRC
         pos = pos.saturating_add(12).saturating_add(len as usize);
     }
-    1
+    (1, 1)
 }
 
 #[cfg(test)]
@@ -82,9 +93,9 @@ mod tests {
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
         png.extend(chunk(b"IHDR", &[0; 13]));
         let plain = [png.clone(), chunk(b"IDAT", &[0; 3])].concat();
-        assert_eq!(count_apng_frames(&plain), 1);
-        png.extend(chunk(b"acTL", &[0, 0, 0, 12, 0, 0, 0, 0]));
+        assert_eq!(count_apng_frames(&plain), (1, 1));
+        png.extend(chunk(b"acTL", &[0, 0, 0, 12, 0, 0, 0, 3]));
         png.extend(chunk(b"IDAT", &[0; 3]));
-        assert_eq!(count_apng_frames(&png), 12);
+        assert_eq!(count_apng_frames(&png), (12, 3));
     }
 }

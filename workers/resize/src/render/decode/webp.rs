@@ -16,6 +16,7 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
     // Count the animation frames from the chunk headers before the decoder parses
     // anything else.
     probe.frames = count_webp_frames(bytes, limits.max_frames);
+    probe.loop_count = webp_loop_count(bytes);
     check_frames(probe.frames, limits)?;
     let mut dec = WebPDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
     (probe.width, probe.height) = dec.dimensions();
@@ -28,6 +29,58 @@ pub(super) fn probe(bytes: &[u8], limits: &Limits, probe: &mut Probe) -> Result<
 pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, RenderError> {
     let dec = WebPDecoder::new(Cursor::new(bytes)).map_err(image_error)?;
     decode_with_image(dec)
+}
+
+/// The composited frames of an animated WebP and its ICC profile, through image-webp directly:
+/// a frame disposed to the background is cleared to transparent black, as browsers and libwebp
+/// do (the `ANIM` background colour is only a hint; image-rs's wrapper sets none, and then
+/// image-webp leaves disposed frames on the canvas). The chunks were bounded by the probe.
+pub(super) fn frames(bytes: &[u8]) -> Result<super::Animation<'_>, RenderError> {
+    let webp_err = |e: image_webp::DecodingError| RenderError::Undecodable(format!("WebP: {e}"));
+    let mut dec = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(webp_err)?;
+    let icc = dec.icc_profile().ok().flatten();
+    dec.set_background_color([0, 0, 0, 0]).map_err(webp_err)?;
+    let (width, height) = dec.dimensions();
+    let channels = if dec.has_alpha() { 4 } else { 3 };
+    let total = dec.num_frames();
+    let mut read = 0;
+    let iter = std::iter::from_fn(move || {
+        if read == total {
+            return None;
+        }
+        read += 1;
+        let mut data = vec![0_u8; width as usize * height as usize * channels];
+        Some(match dec.read_frame(&mut data) {
+            Ok(delay_ms) => Ok(super::AnimFrame {
+                raster: crate::render::resize::Raster {
+                    width,
+                    height,
+                    channels,
+                    data,
+                },
+                delay_ms,
+            }),
+            Err(e) => Err(webp_err(e)),
+        })
+    });
+    Ok((Box::new(iter), icc))
+}
+
+/// The `ANIM` chunk's loop count (0 = forever); 1 without one. Chunk headers only.
+fn webp_loop_count(data: &[u8]) -> u32 {
+    let mut pos = 12;
+    while pos + 8 <= data.len() {
+        let kind = &data[pos..pos + 4];
+        let len = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
+        if kind == b"ANIM" && len >= 6 && pos + 14 <= data.len() {
+            return u32::from(u16::from_le_bytes([data[pos + 12], data[pos + 13]]));
+        }
+        pos = pos
+            .saturating_add(8)
+            .saturating_add(len as usize)
+            .saturating_add(len as usize & 1);
+    }
+    1
 }
 
 /// Every chunk (ICCP, EXIF, XMP, ANMF, the bitstream) must lie inside the file and inside the
