@@ -60,6 +60,29 @@ fn formats_schema() -> ArrayBuilder {
         ))
 }
 
+fn quality_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(100)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["auto", "auto:high", "auto:good", "auto:eco"])),
+        )
+        .description(Some(
+            "Quality of every lossy format: a number 1-100, or a perceptual level: \"auto:high\" \
+             (SSIMULACRA 2 about 90, visually lossless), \"auto:good\" (= \"auto\", about 80), \
+             \"auto:eco\" (about 70); the WebP and AVIF quality is then searched per file and \
+             each variant records the chosen quality and its score",
+        ))
+        .build()
+        .into()
+}
+
 fn lossless_schema() -> utoipa::openapi::schema::Schema {
     utoipa::openapi::schema::OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::Boolean))
@@ -198,6 +221,13 @@ pub struct VariantSpec {
     #[serde(default, skip_serializing_if = "Lossless::is_off")]
     #[schema(schema_with = lossless_schema)]
     pub lossless: Lossless,
+    /// Quality of every lossy format: a number 1-100 (WebP, AVIF and JPEG at that quality; not
+    /// with `webp_quality`, `avif_quality` or `jpeg_quality`), or `"auto"`, `"auto:high"`,
+    /// `"auto:good"` (= `"auto"`), `"auto:eco"`: per file, the WebP and AVIF quality that
+    /// reaches the level's SSIMULACRA 2 score (not with `webp_quality` or `avif_quality`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = quality_schema)]
+    pub quality: Option<crate::variant::Quality>,
 }
 
 impl VariantSpec {
@@ -213,6 +243,7 @@ impl VariantSpec {
             avif_quality: None,
             jpeg_quality: None,
             lossless: Lossless::Off,
+            quality: None,
         }
     }
 }
@@ -316,6 +347,10 @@ pub struct VariantView {
     /// `"lossless": true`, or chosen by `"auto"` for this variant).
     #[serde(default)]
     pub lossless: bool,
+    /// `"quality": "auto"` only: the encoder quality chosen for this variant and its measured
+    /// SSIMULACRA 2 score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::variant::AutoChoice>,
 }
 
 /// One file of a batch.
@@ -864,6 +899,7 @@ mod tests {
             bytes: 1,
             url: format!("u/{width}.{}", format.as_str()),
             lossless: false,
+            auto: None,
         };
         let cover = VariantView {
             fit: Fit::Cover,

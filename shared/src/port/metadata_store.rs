@@ -286,6 +286,10 @@ pub struct VariantRecord {
     /// per variant). Absent in records written before lossless output existed: `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lossless: bool,
+    /// The quality `"quality": "auto"` chose and the score it measured (absent for a fixed
+    /// quality, a lossless variant, and records written before auto quality existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::variant::AutoChoice>,
 }
 
 /// What the manifest says about a done file.

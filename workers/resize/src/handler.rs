@@ -608,24 +608,26 @@ impl ResizeHandler {
         for v in rendered.variants {
             let vkey = match &v.size {
                 None => {
-                    let tag = keys::variant_tag(
+                    let tag = keys::variant_tag_auto(
                         &self.engine,
                         v.format,
                         request.quality(v.format),
                         request.fit,
                         v.target_width,
                         request.lossless_for(v.format),
+                        auto_tag(request, v.format).as_deref(),
                     );
                     keys::variant_key(batch, file, v.target_width, &tag, v.format)
                 }
                 Some(size) => {
-                    let tag = keys::size_variant_tag(
+                    let tag = keys::size_variant_tag_auto(
                         &self.engine,
                         v.format,
                         request.quality(v.format),
                         size,
                         request.focal_point,
                         request.lossless_for(v.format),
+                        auto_tag(request, v.format).as_deref(),
                     );
                     keys::size_variant_key(batch, file, size, &tag, v.format)
                 }
@@ -651,6 +653,10 @@ impl ResizeHandler {
                 bytes: n as u64,
                 key: vkey,
                 lossless: v.lossless,
+                auto: v.auto.map(|c| variant::AutoChoice {
+                    quality: c.quality,
+                    ssimulacra2: c.score,
+                }),
             });
         }
         Ok(RenderOutcome::Done(RenderedVariants {
@@ -699,26 +705,28 @@ impl ResizeHandler {
                     format == v.format
                         && match label {
                             keys::VariantLabel::Width(width) => {
-                                tag == keys::variant_tag(
+                                tag == keys::variant_tag_auto(
                                     &self.engine,
                                     format,
                                     request.quality(format),
                                     request.fit,
                                     width,
                                     request.lossless_for(format),
+                                    auto_tag(request, format).as_deref(),
                                 )
                             }
                             keys::VariantLabel::Size { width, height, fit } => {
                                 request.sizes.iter().any(|s| {
                                     (s.width, s.height, s.fit) == (width, height, fit)
                                         && tag
-                                            == keys::size_variant_tag(
+                                            == keys::size_variant_tag_auto(
                                                 &self.engine,
                                                 format,
                                                 request.quality(format),
                                                 s,
                                                 request.focal_point,
                                                 request.lossless_for(format),
+                                                auto_tag(request, format).as_deref(),
                                             )
                                 })
                             }
@@ -906,6 +914,14 @@ impl Handler for ResizeHandler {
             }
         }
     }
+}
+
+/// What a variant tag hashes for a format whose quality is searched (`"quality": "auto"`):
+/// the level and the engine's search method; `None` for a fixed quality.
+fn auto_tag(request: &VariantRequest, format: variant::OutputFormat) -> Option<String> {
+    request
+        .auto_quality_for(format)
+        .map(render::perceptual::tag_input)
 }
 
 #[cfg(test)]

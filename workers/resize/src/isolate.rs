@@ -115,6 +115,9 @@ struct WireVariant {
     format: OutputFormat,
     #[serde(default)]
     lossless: bool,
+    /// `"quality": "auto"`: quality, score and trials of the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auto: Option<(u8, f64, u8)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -421,6 +424,7 @@ fn write_response_sync(
                     height: v.height,
                     format: v.format,
                     lossless: v.lossless,
+                    auto: v.auto.map(|c| (c.quality, c.score, c.trials)),
                 })
                 .collect(),
         },
@@ -886,6 +890,13 @@ async fn exchange(
                     format: v.format,
                     lossless: v.lossless,
                     bytes,
+                    auto: v.auto.map(|(quality, score, trials)| {
+                        crate::render::perceptual::Chosen {
+                            quality,
+                            score: if score.is_finite() { score } else { 0.0 },
+                            trials,
+                        }
+                    }),
                 });
             }
             Ok(Ok(Rendered {
