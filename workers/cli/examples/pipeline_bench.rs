@@ -64,6 +64,7 @@ async fn pipeline(
         formats: formats.iter().map(|s| (*s).to_owned()).collect(),
         keep_original: false,
         jpeg_quality: None,
+        quality: None,
         lossless: shared::variant::Lossless::Off,
         wait_secs: 1800,
         progress: false,

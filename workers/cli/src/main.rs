@@ -93,6 +93,10 @@ enum Command {
         /// Lossless WebP: false, true or auto (lossless for screenshots and line art only).
         #[arg(long, value_name = "false|true|auto", default_value = "false", value_parser = parse_lossless)]
         lossless: shared::variant::Lossless,
+        /// Quality of every lossy format: 1-100, or auto, auto:high, auto:good (= auto),
+        /// auto:eco (the WebP and AVIF quality searched per file for a SSIMULACRA 2 score).
+        #[arg(long, value_name = "Q|auto[:high|good|eco]", value_parser = prism::upload::parse_quality)]
+        quality: Option<shared::variant::Quality>,
         /// Longest wait for completion, in seconds (0: do not wait).
         #[arg(long, default_value_t = 300)]
         wait: u64,
@@ -553,6 +557,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             focal_point,
             jpeg_quality,
             lossless,
+            quality,
             wait,
             json,
             upload_method,
@@ -566,6 +571,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 keep_original,
                 jpeg_quality,
                 lossless,
+                quality,
                 wait_secs: wait,
                 progress: !json,
             };

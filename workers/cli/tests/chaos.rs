@@ -390,6 +390,7 @@ async fn every_upload_survives_sigkilled_workers() {
                         formats: vec!["webp".into(), "avif".into()],
                         keep_original: false,
                         jpeg_quality: None,
+                        quality: None,
                         lossless: shared::variant::Lossless::Off,
                         wait_secs: 0,
                         progress: false,

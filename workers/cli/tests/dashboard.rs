@@ -103,6 +103,7 @@ async fn state_shows_queues_workers_and_a_batch_with_thumbnail_and_reason() {
         formats: vec!["webp".into()],
         keep_original: false,
         jpeg_quality: None,
+        quality: None,
         lossless: shared::variant::Lossless::Off,
         wait_secs: 120,
         progress: false,

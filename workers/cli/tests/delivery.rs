@@ -36,6 +36,7 @@ async fn variant_urls_are_stable_public_and_immutable() {
         formats: vec!["webp".into(), "avif".into()],
         keep_original: true,
         jpeg_quality: None,
+        quality: None,
         lossless: shared::variant::Lossless::Off,
         wait_secs: 120,
         progress: false,

@@ -83,6 +83,7 @@ async fn corpus_batch_flows_through_the_local_pipeline() {
         formats: vec!["webp".into(), "avif".into()],
         keep_original: true,
         jpeg_quality: None,
+        quality: None,
         lossless: shared::variant::Lossless::Off,
         wait_secs: 240,
         progress: false,
@@ -251,6 +252,7 @@ async fn put_uploads_from_a_page_origin_flow_through_the_local_pipeline() {
         formats: vec!["webp".into()],
         keep_original: false,
         jpeg_quality: None,
+        quality: None,
         lossless: shared::variant::Lossless::Off,
         wait_secs: 240,
         progress: false,
@@ -321,6 +323,7 @@ async fn rerender_on_the_local_backend_renders_each_file_once_with_the_new_spec(
         wait_secs: 120,
         progress: false,
         jpeg_quality: None,
+        quality: None,
         lossless: shared::variant::Lossless::Off,
     })
     .await

@@ -59,6 +59,7 @@ async fn upload_with_size_flags_renders_exact_sizes() {
         wait_secs: 240,
         progress: false,
         jpeg_quality: None,
+        quality: None,
         lossless: shared::variant::Lossless::Off,
     };
     let sized = prism::upload::SizeArgs {
