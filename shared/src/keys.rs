@@ -364,7 +364,15 @@ mod tests {
         };
         let plain = size_variant_tag("1:{}", OutputFormat::Avif, 50, &size, None, Lossless::Off);
         let auto = |a| {
-            size_variant_tag_auto("1:{}", OutputFormat::Avif, 50, &size, None, Lossless::Off, a)
+            size_variant_tag_auto(
+                "1:{}",
+                OutputFormat::Avif,
+                50,
+                &size,
+                None,
+                Lossless::Off,
+                a,
+            )
         };
         assert_eq!(auto(None), plain);
         assert_ne!(auto(Some("auto:good/1")), plain);

@@ -249,12 +249,10 @@ async fn real_answers_match_the_document() {
             key: shared::keys::variant_key(&id, &files[0], w, "0123456789", f),
             lossless: false,
             // One variant as `"quality": "auto"` records it, for the view's schema.
-            auto: (f == OutputFormat::Avif && w == 640).then_some(
-                shared::variant::AutoChoice {
-                    quality: 47,
-                    ssimulacra2: 65.25,
-                },
-            ),
+            auto: (f == OutputFormat::Avif && w == 640).then_some(shared::variant::AutoChoice {
+                quality: 47,
+                ssimulacra2: 65.25,
+            }),
         });
     }
     rendered.original_key = Some(format!("media/{id}/{}/original", files[0]));

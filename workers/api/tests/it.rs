@@ -312,7 +312,11 @@ async fn quality_auto_is_validated_and_signed() {
     }
     for (extra, signed, absent) in [
         (json!({"quality": "auto"}), r#""quality":"auto:good""#, ""),
-        (json!({"quality": "auto:high"}), r#""quality":"auto:high""#, ""),
+        (
+            json!({"quality": "auto:high"}),
+            r#""quality":"auto:high""#,
+            "",
+        ),
         (
             json!({"quality": "auto:eco", "jpeg_quality": 60}),
             r#""quality":"auto:eco""#,

@@ -14,7 +14,10 @@ fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&args[0])?;
     let width: u32 = args[1].parse()?;
     let qualities: Vec<u8> = if args.len() > 2 {
-        args[2..].iter().map(|q| q.parse()).collect::<Result<_, _>>()?
+        args[2..]
+            .iter()
+            .map(|q| q.parse())
+            .collect::<Result<_, _>>()?
     } else {
         vec![20, 30, 40, 50, 60, 70, 80, 90]
     };
@@ -28,7 +31,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         (width, h)
     };
-    let raster = orient::apply(resize::resize(&frame, tw, th)?, probe.orientation_to_apply());
+    let raster = orient::apply(
+        resize::resize(&frame, tw, th)?,
+        probe.orientation_to_apply(),
+    );
     for format in [OutputFormat::Webp, OutputFormat::Avif] {
         for &q in &qualities {
             let out = encode::encode_lossy(&raster, format, q, &settings)?;

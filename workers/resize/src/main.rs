@@ -79,6 +79,10 @@ enum Command {
         /// (`process`, as the worker does by default).
         #[arg(long, value_enum, default_value = "none")]
         isolation: Isolation,
+        /// The request's quality: 1-100 for every format, or auto, auto:high, auto:good,
+        /// auto:eco (default: WebP 80 and AVIF 50, sharp's defaults).
+        #[arg(long, value_parser = parse_quality)]
+        quality: Option<shared::variant::Quality>,
     },
     /// A render process of the worker's pool: framed requests on stdin, answers on stdout.
     #[command(name = "render-child", hide = true)]
@@ -90,6 +94,19 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
         "webp" => Ok(OutputFormat::Webp),
         "avif" => Ok(OutputFormat::Avif),
         other => Err(format!("unknown format {other:?} (webp, avif)")),
+    }
+}
+
+fn parse_quality(s: &str) -> Result<shared::variant::Quality, String> {
+    use shared::variant::{AutoQuality, Quality};
+    if let Some(level) = AutoQuality::parse(s) {
+        return Ok(Quality::Auto(level));
+    }
+    match s.parse::<u8>() {
+        Ok(q) if (1..=100).contains(&q) => Ok(Quality::Fixed(q)),
+        _ => Err(format!(
+            "{s:?}: 1-100, auto, auto:high, auto:good or auto:eco"
+        )),
     }
 }
 
@@ -120,6 +137,7 @@ fn main() -> ExitCode {
             resize_chain_min_ratio,
             no_write,
             isolation,
+            quality,
         } => {
             let mut settings = EncodeSettings::default();
             if let Some(s) = avif_speed {
@@ -150,6 +168,7 @@ fn main() -> ExitCode {
                 limits: Limits::default(),
                 no_write,
                 isolation,
+                quality,
             };
             match bench::run(&options) {
                 Ok(summary) => match serde_json::to_string_pretty(&summary) {

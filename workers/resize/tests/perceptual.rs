@@ -2,6 +2,7 @@
 //! fixtures in `testdata/corpus`): a flat illustration (the Dutch flag, three flat bands) and a
 //! detailed photo (Landscape_3.jpg). Each recorded score is checked by scoring the variant
 //! again, decoded, against the engine's own resized raster.
+#![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
 use prism_resize::render::{
     self, EncodeSettings, Limits, Rendered, color, decode, orient, perceptual, resize,
@@ -63,14 +64,15 @@ fn search_converges_within_its_bounds_and_records_what_it_measured() {
         sizes.reverse();
         let rasters = engine_rasters(&bytes, &sizes);
         for v in &r.variants {
-            let c = v.auto.unwrap_or_else(|| panic!("{name} {}: no auto record", v.format));
+            let c = v
+                .auto
+                .unwrap_or_else(|| panic!("{name} {}: no auto record", v.format));
             let (lo, hi) = perceptual::quality_bounds(v.format);
             assert!((lo..=hi).contains(&c.quality), "{name}: {c:?}");
             // The recorded score is the variant's: decode it and score it again.
             let reference = rasters.iter().find(|r| r.width == v.width).unwrap();
             let again =
-                perceptual::score_encoded(reference, &v.bytes, &EncodeSettings::default())
-                    .unwrap();
+                perceptual::score_encoded(reference, &v.bytes, &EncodeSettings::default()).unwrap();
             assert_eq!(again, c.score, "{name} {} {}w", v.format, v.width);
             let target = perceptual::target_score(AutoQuality::Good, v.format);
             if v.target_width == 160 {
@@ -93,7 +95,13 @@ fn search_converges_within_its_bounds_and_records_what_it_measured() {
             }
             eprintln!(
                 "{name} {} {}x{}: q{} score {} trials {} bytes {}",
-                v.format, v.width, v.height, c.quality, c.score, c.trials, v.bytes.len()
+                v.format,
+                v.width,
+                v.height,
+                c.quality,
+                c.score,
+                c.trials,
+                v.bytes.len()
             );
         }
     }
@@ -101,12 +109,18 @@ fn search_converges_within_its_bounds_and_records_what_it_measured() {
 
 #[test]
 fn a_flat_illustration_gets_a_lower_quality_and_fewer_bytes_than_a_photo() {
-    let flag = render(&corpus("Flag_of_the_Netherlands-16bit.png"), &request(&[320], GOOD));
+    let flag = render(
+        &corpus("Flag_of_the_Netherlands-16bit.png"),
+        &request(&[320], GOOD),
+    );
     let photo = render(&corpus("Landscape_3.jpg"), &request(&[320], GOOD));
     for format in [OutputFormat::Webp, OutputFormat::Avif] {
         let pick = |r: &Rendered| {
             let v = r.variants.iter().find(|v| v.format == format).unwrap();
-            (v.auto.unwrap().quality, v.bytes.len() as f64 / f64::from(v.width * v.height))
+            (
+                v.auto.unwrap().quality,
+                v.bytes.len() as f64 / f64::from(v.width * v.height),
+            )
         };
         let ((qf, bf), (qp, bp)) = (pick(&flag), pick(&photo));
         assert!(qf < qp, "{format}: flag q{qf}, photo q{qp}");
@@ -124,9 +138,16 @@ fn levels_order_the_quality_and_a_fixed_quality_records_nothing() {
             .map(|v| v.auto.unwrap().quality)
             .collect::<Vec<_>>()
     };
-    let (eco, good, high) = (q(AutoQuality::Eco), q(AutoQuality::Good), q(AutoQuality::High));
+    let (eco, good, high) = (
+        q(AutoQuality::Eco),
+        q(AutoQuality::Good),
+        q(AutoQuality::High),
+    );
     for i in 0..2 {
-        assert!(eco[i] < good[i] && good[i] < high[i], "{eco:?} {good:?} {high:?}");
+        assert!(
+            eco[i] < good[i] && good[i] < high[i],
+            "{eco:?} {good:?} {high:?}"
+        );
     }
     let fixed = render(&bytes, &request(&[320], Some(Quality::Fixed(70))));
     assert!(fixed.variants.iter().all(|v| v.auto.is_none()));

@@ -477,7 +477,8 @@ pub fn render(
                 let up = Arc::clone(&up);
                 let slot = &slots[k * nf + fi];
                 scope.spawn(move |_| {
-                    let out = encode::encode_variant(&up, format, request, settings).map(|e| (e, None));
+                    let out =
+                        encode::encode_variant(&up, format, request, settings).map(|e| (e, None));
                     *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
                 });
             }
@@ -490,7 +491,9 @@ pub fn render(
                 if let Some(level) = request.auto_quality_for(format) {
                     let made = made.clone();
                     scope.spawn(move |scope| {
-                        searched_widths(scope, &made, format, level, fi, nf, slots, request, settings);
+                        searched_widths(
+                            scope, &made, format, level, fi, nf, slots, request, settings,
+                        );
                     });
                 }
             }

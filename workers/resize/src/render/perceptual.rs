@@ -229,7 +229,13 @@ pub fn calibrate(
             .map_or(0, |(i, _)| i)
     });
     let (bytes, chosen) = trials.swap_remove(pick);
-    Ok((bytes, Chosen { trials: n, ..chosen }))
+    Ok((
+        bytes,
+        Chosen {
+            trials: n,
+            ..chosen
+        },
+    ))
 }
 
 /// The SSIMULACRA 2 score of `encoded` (WebP or AVIF bytes) against `reference`, the raster it
@@ -320,8 +326,9 @@ fn linear(r: &Raster, (x0, y0, w, h): (usize, usize, usize, usize)) -> LinearRgb
             let px = r.data.get(i..i + c).unwrap_or(&[0, 0, 0]);
             let rgb = if c == 4 {
                 let a = u32::from(px[3]);
-                let mix =
-                    |v: u8| ((u32::from(v) * a + SCORE_BACKGROUND * (255 - a) + 127) / 255) as usize;
+                let mix = |v: u8| {
+                    ((u32::from(v) * a + SCORE_BACKGROUND * (255 - a) + 127) / 255) as usize
+                };
                 [lut[mix(px[0])], lut[mix(px[1])], lut[mix(px[2])]]
             } else {
                 [
