@@ -60,6 +60,29 @@ fn formats_schema() -> ArrayBuilder {
         ))
 }
 
+fn quality_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(100)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["auto", "auto:high", "auto:good", "auto:eco"])),
+        )
+        .description(Some(
+            "Quality of every lossy format: a number 1-100, or a perceptual level: \"auto:high\" \
+             (SSIMULACRA 2 about 90, visually lossless), \"auto:good\" (= \"auto\", about 80), \
+             \"auto:eco\" (about 70); the WebP and AVIF quality is then searched per file and \
+             each variant records the chosen quality and its score",
+        ))
+        .build()
+        .into()
+}
+
 fn lossless_schema() -> utoipa::openapi::schema::Schema {
     utoipa::openapi::schema::OneOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::Boolean))
@@ -203,6 +226,13 @@ pub struct VariantSpec {
     /// AVIF, JPEG and PNG variants are always the first frame (only WebP is animated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub animated: Option<bool>,
+    /// Quality of every lossy format: a number 1-100 (WebP, AVIF and JPEG at that quality; not
+    /// with `webp_quality`, `avif_quality` or `jpeg_quality`), or `"auto"`, `"auto:high"`,
+    /// `"auto:good"` (= `"auto"`), `"auto:eco"`: per file, the WebP and AVIF quality that
+    /// reaches the level's SSIMULACRA 2 score (not with `webp_quality` or `avif_quality`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = quality_schema)]
+    pub quality: Option<crate::variant::Quality>,
 }
 
 impl VariantSpec {
@@ -219,6 +249,7 @@ impl VariantSpec {
             jpeg_quality: None,
             lossless: Lossless::Off,
             animated: None,
+            quality: None,
         }
     }
 }
@@ -325,6 +356,10 @@ pub struct VariantView {
     /// For an animated WebP variant: its frames, duration and loop count; absent for stills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub animation: Option<crate::port::AnimationFacts>,
+    /// `"quality": "auto"` only: the encoder quality chosen for this variant and its measured
+    /// SSIMULACRA 2 score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::variant::AutoChoice>,
 }
 
 /// One file of a batch.
@@ -874,6 +909,7 @@ mod tests {
             url: format!("u/{width}.{}", format.as_str()),
             animation: None,
             lossless: false,
+            auto: None,
         };
         let cover = VariantView {
             fit: Fit::Cover,

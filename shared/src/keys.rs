@@ -67,6 +67,21 @@ pub fn variant_tag(
     width: u32,
     lossless: Lossless,
 ) -> String {
+    variant_tag_auto(engine, format, quality, fit, width, lossless, None)
+}
+
+/// [`variant_tag`] of a variant whose quality may be searched per file (`"quality": "auto"`):
+/// `auto` names the level and the engine's search method (e.g. `auto:good/1`), which then
+/// determine the bytes instead of a fixed quality. `None` is [`variant_tag`] exactly.
+pub fn variant_tag_auto(
+    engine: &str,
+    format: OutputFormat,
+    quality: u8,
+    fit: Fit,
+    width: u32,
+    lossless: Lossless,
+    auto: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
     // Length-prefixed, so no two inputs share an encoding.
     h.update(b"prism-variant-tag-v1\0");
@@ -80,6 +95,11 @@ pub fn variant_tag(
     if !lossless.is_off() {
         h.update(b"\0lossless\0");
         h.update(lossless.as_str().as_bytes());
+    }
+    if let Some(auto) = auto {
+        h.update(b"\0quality-auto\0");
+        h.update((auto.len() as u64).to_le_bytes());
+        h.update(auto.as_bytes());
     }
     let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
     tag.truncate(VARIANT_TAG_LEN);
@@ -126,6 +146,19 @@ pub fn size_variant_tag(
     focal_point: Option<FocalPoint>,
     lossless: Lossless,
 ) -> String {
+    size_variant_tag_auto(engine, format, quality, size, focal_point, lossless, None)
+}
+
+/// [`size_variant_tag`] with the searched quality's `auto` (see [`variant_tag_auto`]).
+pub fn size_variant_tag_auto(
+    engine: &str,
+    format: OutputFormat,
+    quality: u8,
+    size: &SizeSpec,
+    focal_point: Option<FocalPoint>,
+    lossless: Lossless,
+    auto: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
     h.update(b"prism-variant-tag-v1\0");
     h.update((engine.len() as u64).to_le_bytes());
@@ -150,6 +183,11 @@ pub fn size_variant_tag(
     if !lossless.is_off() {
         h.update(b"\0lossless\0");
         h.update(lossless.as_str().as_bytes());
+    }
+    if let Some(auto) = auto {
+        h.update(b"\0quality-auto\0");
+        h.update((auto.len() as u64).to_le_bytes());
+        h.update(auto.as_bytes());
     }
     let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
     tag.truncate(VARIANT_TAG_LEN);
@@ -295,6 +333,60 @@ mod tests {
         assert_eq!(parse_upload_key("uploads/b/f/extra"), None);
         assert_eq!(parse_upload_key("media/b/f"), None);
         assert_eq!(parse_upload_key("uploads//f"), None);
+    }
+
+    #[test]
+    fn auto_quality_tags_differ_from_fixed_ones_and_from_each_other() {
+        let fixed = variant_tag(
+            "1:{}",
+            OutputFormat::Webp,
+            80,
+            Fit::Inside,
+            320,
+            Lossless::Off,
+        );
+        let tag = |auto| {
+            variant_tag_auto(
+                "1:{}",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+                auto,
+            )
+        };
+        assert_eq!(tag(None), fixed, "no auto is the plain tag exactly");
+        let good = tag(Some("auto:good/1"));
+        let set = [
+            fixed.clone(),
+            good.clone(),
+            tag(Some("auto:eco/1")),
+            tag(Some("auto:good/2")),
+        ];
+        let distinct: std::collections::BTreeSet<_> = set.iter().collect();
+        assert_eq!(distinct.len(), set.len(), "{set:?}");
+        let size = SizeSpec {
+            width: 64,
+            height: 64,
+            fit: Fit::Cover,
+            focus: Focus::Center,
+            background: None,
+        };
+        let plain = size_variant_tag("1:{}", OutputFormat::Avif, 50, &size, None, Lossless::Off);
+        let auto = |a| {
+            size_variant_tag_auto(
+                "1:{}",
+                OutputFormat::Avif,
+                50,
+                &size,
+                None,
+                Lossless::Off,
+                a,
+            )
+        };
+        assert_eq!(auto(None), plain);
+        assert_ne!(auto(Some("auto:good/1")), plain);
     }
 
     #[test]

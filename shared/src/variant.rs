@@ -461,6 +461,116 @@ impl<'de> Deserialize<'de> for Lossless {
     }
 }
 
+/// A perceptual quality level of `"quality": "auto:…"`: the encoder quality of every WebP and
+/// AVIF variant is searched, per file, for a target SSIMULACRA 2 score (the resize worker's
+/// README gives the scores and the method). `"auto"` is [`AutoQuality::Good`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum AutoQuality {
+    /// `auto:high`: visually lossless for most viewers.
+    High,
+    /// `auto:good` (and `auto`): very high quality, the default level.
+    #[default]
+    Good,
+    /// `auto:eco`: high quality at the fewest bytes.
+    Eco,
+}
+
+impl AutoQuality {
+    /// Canonical wire form: `auto:high`, `auto:good` or `auto:eco`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoQuality::High => "auto:high",
+            AutoQuality::Good => "auto:good",
+            AutoQuality::Eco => "auto:eco",
+        }
+    }
+
+    /// Parse `auto`, `auto:high`, `auto:good` or `auto:eco` (exactly, lowercase).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" | "auto:good" => Some(AutoQuality::Good),
+            "auto:high" => Some(AutoQuality::High),
+            "auto:eco" => Some(AutoQuality::Eco),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AutoQuality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `quality` of a request: a fixed encoder quality 1-100 for every lossy format, or a
+/// perceptual level ([`AutoQuality`]) searched per file for WebP and AVIF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quality {
+    /// A number: the encoder quality of WebP, AVIF and JPEG (1-100, checked by
+    /// [`VariantRequest::normalise`]).
+    Fixed(u8),
+    /// `"auto"`, `"auto:high"`, `"auto:good"` or `"auto:eco"`.
+    Auto(AutoQuality),
+}
+
+impl Serialize for Quality {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Quality::Fixed(q) => s.serialize_u8(*q),
+            Quality::Auto(level) => s.serialize_str(level.as_str()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quality {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Quality;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a whole number 1-100, \"auto\", \"auto:high\", \"auto:good\" or \"auto:eco\"",
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quality, E> {
+                match u8::try_from(v) {
+                    Ok(q) if (1..=100).contains(&q) => Ok(Quality::Fixed(q)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quality, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quality, E> {
+                AutoQuality::parse(v)
+                    .map(Quality::Auto)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What `"quality": "auto"` chose for one variant, as the manifest and the batch view record
+/// it: the encoder quality (on the request's scale, what the same number as a fixed quality
+/// would encode) and the SSIMULACRA 2 score the variant measured against the resized image it
+/// was encoded from (100 is identical; about 90 visually lossless, 80 very high, 70 high).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AutoChoice {
+    /// The encoder quality used, 1-100.
+    #[schema(minimum = 1, maximum = 100)]
+    pub quality: u8,
+    /// The measured SSIMULACRA 2 score, two decimals.
+    #[schema(example = 80.25)]
+    pub ssimulacra2: f64,
+}
+
+// Scores are finite (the engine rounds a finite score; JSON has no NaN).
+impl Eq for AutoChoice {}
+
 /// What a batch asks the resize worker to produce for each of its files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -504,6 +614,12 @@ pub struct VariantRequest {
     /// stay first-frame); `false` renders the first frame only. Serialised only when `false`.
     #[serde(default = "default_animated", skip_serializing_if = "is_true")]
     pub animated: bool,
+    /// `quality` for every lossy format: a number sets `webp_quality`, `avif_quality` and
+    /// `jpeg_quality` (and is gone after [`VariantRequest::normalise`], so the metadata and the
+    /// variant tags are those of the three numbers); `"auto[:level]"` searches the WebP and
+    /// AVIF quality per file (JPEG keeps `jpeg_quality`). Serialised only when `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
 }
 
 fn default_jpeg_quality() -> u8 {
@@ -541,6 +657,7 @@ impl Default for VariantRequest {
             jpeg_quality: DEFAULT_JPEG_QUALITY,
             lossless: Lossless::Off,
             animated: true,
+            quality: None,
         }
     }
 }
@@ -631,6 +748,15 @@ impl VariantRequest {
         if self.formats.is_empty() {
             return Err(VariantRequestError::NoFormats);
         }
+        if let Some(Quality::Fixed(q)) = self.quality {
+            if !(1..=100).contains(&q) {
+                return Err(VariantRequestError::Quality(q));
+            }
+            self.webp_quality = q;
+            self.avif_quality = q;
+            self.jpeg_quality = q;
+            self.quality = None;
+        }
         for q in [self.webp_quality, self.avif_quality, self.jpeg_quality] {
             if !(1..=100).contains(&q) {
                 return Err(VariantRequestError::Quality(q));
@@ -646,6 +772,16 @@ impl VariantRequest {
             OutputFormat::Avif => self.avif_quality,
             OutputFormat::Jpeg => self.jpeg_quality,
             OutputFormat::Png => 0,
+        }
+    }
+
+    /// The perceptual level searched for `format`: the request's `auto` level for WebP and
+    /// AVIF, `None` for a fixed quality and for JPEG and PNG (a lossless WebP variant ignores
+    /// it: see the resize worker).
+    pub fn auto_quality_for(&self, format: OutputFormat) -> Option<AutoQuality> {
+        match (self.quality, format) {
+            (Some(Quality::Auto(level)), OutputFormat::Webp | OutputFormat::Avif) => Some(level),
+            _ => None,
         }
     }
 
@@ -799,6 +935,73 @@ mod tests {
         assert_eq!(r.quality(OutputFormat::Jpeg), 70);
         assert_eq!(r.lossless_for(OutputFormat::Webp), Lossless::Auto);
         assert_eq!(r.lossless_for(OutputFormat::Png), Lossless::Off);
+    }
+
+    #[test]
+    fn quality_is_a_number_or_an_auto_level() {
+        let auto = VariantRequest::from_metadata(
+            r#"{"widths":[320],"formats":["webp","avif","jpeg"],"quality":"auto"}"#,
+        )
+        .unwrap();
+        assert_eq!(auto.quality, Some(Quality::Auto(AutoQuality::Good)));
+        assert_eq!(
+            auto.auto_quality_for(OutputFormat::Webp),
+            Some(AutoQuality::Good)
+        );
+        assert_eq!(
+            auto.auto_quality_for(OutputFormat::Avif),
+            Some(AutoQuality::Good)
+        );
+        assert_eq!(auto.auto_quality_for(OutputFormat::Jpeg), None);
+        // Canonical form in the metadata: the level is always named.
+        let s = auto.to_metadata();
+        assert!(s.contains(r#""quality":"auto:good""#), "{s}");
+        assert_eq!(VariantRequest::from_metadata(&s).unwrap(), auto);
+        for (text, level) in [
+            ("auto:high", AutoQuality::High),
+            ("auto:good", AutoQuality::Good),
+            ("auto:eco", AutoQuality::Eco),
+        ] {
+            let r = VariantRequest::from_metadata(&format!(
+                r#"{{"widths":[320],"formats":["webp"],"quality":"{text}"}}"#
+            ))
+            .unwrap();
+            assert_eq!(r.quality, Some(Quality::Auto(level)));
+            assert_eq!(level.as_str(), text);
+        }
+        // A number is every lossy format's fixed quality and leaves no trace of itself.
+        let fixed =
+            VariantRequest::from_metadata(r#"{"widths":[320],"formats":["webp"],"quality":62}"#)
+                .unwrap();
+        assert_eq!(fixed.quality, None);
+        assert_eq!(
+            (fixed.webp_quality, fixed.avif_quality, fixed.jpeg_quality),
+            (62, 62, 62)
+        );
+        assert_eq!(fixed.auto_quality_for(OutputFormat::Webp), None);
+        assert!(!fixed.to_metadata().contains(r#""quality""#));
+        for bad in [
+            r#""auto:wrong""#,
+            r#""AUTO""#,
+            r#""auto:""#,
+            r#""80""#,
+            "0",
+            "101",
+            "-5",
+            "80.5",
+            "true",
+        ] {
+            let json = format!(r#"{{"widths":[320],"formats":["webp"],"quality":{bad}}}"#);
+            assert!(VariantRequest::from_metadata(&json).is_err(), "{bad}");
+        }
+        // Built in code, a fixed quality out of range is refused by `normalise`.
+        for q in [0, 101] {
+            let r = VariantRequest {
+                quality: Some(Quality::Fixed(q)),
+                ..Default::default()
+            };
+            assert_eq!(r.normalise(), Err(VariantRequestError::Quality(q)));
+        }
     }
 
     #[test]

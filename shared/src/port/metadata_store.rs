@@ -312,6 +312,10 @@ pub struct VariantRecord {
     /// identical consecutive frames, so it may have fewer frames than the source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub animation: Option<AnimationFacts>,
+    /// The quality `"quality": "auto"` chose and the score it measured (absent for a fixed
+    /// quality, a lossless variant, and records written before auto quality existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<crate::variant::AutoChoice>,
 }
 
 /// What the manifest says about a done file.

@@ -61,6 +61,7 @@ pub fn rendered(batch_id: &str, file_id: &str) -> RenderedFile {
             key: crate::keys::variant_key(batch_id, file_id, 320, "0123456789", OutputFormat::Webp),
             lossless: false,
             animation: None,
+            auto: None,
         }],
         original_key: None,
         placeholder: Some("LEHV6nWB2yk8pyo0adR*.7kCMdnj".into()),

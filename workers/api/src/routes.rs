@@ -275,6 +275,17 @@ async fn create_batch_traced(
             )));
         }
     }
+    if req.variants.quality.is_some()
+        && (req.variants.webp_quality.is_some()
+            || req.variants.avif_quality.is_some()
+            || (matches!(req.variants.quality, Some(variant::Quality::Fixed(_)))
+                && req.variants.jpeg_quality.is_some()))
+    {
+        return Err(ApiError::invalid(
+            "quality sets every lossy format's quality: give it or webp_quality, avif_quality \
+             and jpeg_quality, not both",
+        ));
+    }
     let request = VariantRequest {
         widths: req.variants.widths.clone(),
         formats: req.variants.formats.clone(),
@@ -296,6 +307,7 @@ async fn create_batch_traced(
             .unwrap_or(variant::DEFAULT_JPEG_QUALITY),
         lossless: req.variants.lossless,
         animated: req.variants.animated.unwrap_or(true),
+        quality: req.variants.quality,
     }
     .normalise()
     .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -551,6 +563,7 @@ impl AppState {
                         url: self.media_url(&v.key, expiry).await?,
                         lossless: v.lossless,
                         animation: v.animation,
+                        auto: v.auto,
                     });
                 }
             }

@@ -249,6 +249,11 @@ async fn real_answers_match_the_document() {
             key: shared::keys::variant_key(&id, &files[0], w, "0123456789", f),
             lossless: false,
             animation: None,
+            // One variant as `"quality": "auto"` records it, for the view's schema.
+            auto: (f == OutputFormat::Avif && w == 640).then_some(shared::variant::AutoChoice {
+                quality: 47,
+                ssimulacra2: 65.25,
+            }),
         });
     }
     rendered.original_key = Some(format!("media/{id}/{}/original", files[0]));
@@ -606,6 +611,14 @@ async fn the_document_describes_jpeg_png_and_lossless_as_the_server_checks_them(
         (json!({"lossless": "yes"}), false),
         (json!({"lossless": 1}), false),
         (json!({"formats": ["jpg"]}), false),
+        (json!({"quality": "auto"}), true),
+        (json!({"quality": "auto:high"}), true),
+        (json!({"quality": "auto:eco", "jpeg_quality": 70}), true),
+        (json!({"quality": 60}), true),
+        (json!({"quality": "auto:wrong"}), false),
+        (json!({"quality": 0}), false),
+        (json!({"quality": 101}), false),
+        (json!({"quality": "60"}), false),
     ] {
         let body = spec(extra);
         assert_eq!(v.is_valid(&body), ok, "schema on {body}");

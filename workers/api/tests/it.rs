@@ -285,6 +285,63 @@ async fn jpeg_png_and_lossless_options_are_validated_and_signed() {
 }
 
 #[tokio::test]
+async fn quality_auto_is_validated_and_signed() {
+    let app = spawn_app().await;
+    let variants = |extra: Value| {
+        let mut v = json!({"widths": [320], "formats": ["webp", "avif"]});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        json!({"files": [file("a.jpg", 5)], "variants": v})
+    };
+    for extra in [
+        json!({"quality": "auto:wrong"}),
+        json!({"quality": "Auto"}),
+        json!({"quality": 0}),
+        json!({"quality": 101}),
+        json!({"quality": 1.5}),
+        json!({"quality": "auto", "webp_quality": 70}),
+        json!({"quality": "auto:eco", "avif_quality": 40}),
+        json!({"quality": 70, "jpeg_quality": 70}),
+    ] {
+        let case = variants(extra);
+        let r = app.post("/v1/batches", &case).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{case}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{case}");
+    }
+    for (extra, signed, absent) in [
+        (json!({"quality": "auto"}), r#""quality":"auto:good""#, ""),
+        (
+            json!({"quality": "auto:high"}),
+            r#""quality":"auto:high""#,
+            "",
+        ),
+        (
+            json!({"quality": "auto:eco", "jpeg_quality": 60}),
+            r#""quality":"auto:eco""#,
+            "",
+        ),
+        // A number is each format's quality, signed as such.
+        (
+            json!({"quality": 62}),
+            r#""webp_quality":62,"avif_quality":62"#,
+            r#""quality""#,
+        ),
+    ] {
+        let case = variants(extra);
+        let r = app.post("/v1/batches", &case).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{case}");
+        let created: Value = r.json().await.unwrap();
+        let meta = created["uploads"][0]["fields"]["x-amz-meta-prism-request"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created:#}"));
+        assert!(meta.contains(signed), "{meta} lacks {signed}");
+        assert!(absent.is_empty() || !meta.contains(absent), "{meta}");
+    }
+}
+
+#[tokio::test]
 async fn a_faithful_upload_is_stored_and_starts_the_pipeline() {
     let app = spawn_app().await;
     let created = app.create(json!([file("my photo+1 %é.jpg", 4)])).await;

@@ -113,6 +113,7 @@ async fn main() {
         limits: Limits::default(),
         no_write: true,
         isolation: prism_resize::isolate::Isolation::None,
+        quality: None,
     };
 
     eprintln!("engine alone on {} ...", corpus.display());

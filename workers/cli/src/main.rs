@@ -97,6 +97,10 @@ enum Command {
         /// they become animated WebP variants).
         #[arg(long)]
         no_animation: bool,
+        /// Quality of every lossy format: 1-100, or auto, auto:high, auto:good (= auto),
+        /// auto:eco (the WebP and AVIF quality searched per file for a SSIMULACRA 2 score).
+        #[arg(long, value_name = "Q|auto[:high|good|eco]", value_parser = prism::upload::parse_quality)]
+        quality: Option<shared::variant::Quality>,
         /// Longest wait for completion, in seconds (0: do not wait).
         #[arg(long, default_value_t = 300)]
         wait: u64,
@@ -558,6 +562,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             jpeg_quality,
             lossless,
             no_animation,
+            quality,
             wait,
             json,
             upload_method,
@@ -572,6 +577,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 jpeg_quality,
                 lossless,
                 animated: !no_animation,
+                quality,
                 wait_secs: wait,
                 progress: !json,
             };

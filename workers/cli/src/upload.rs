@@ -36,6 +36,9 @@ pub struct UploadArgs {
     pub lossless: shared::variant::Lossless,
     /// Render animated GIF/APNG/WebP uploads as animated WebP (`false`: first frame only).
     pub animated: bool,
+    /// `quality`: a number for every lossy format, or an `auto` level (`None`: the API's
+    /// per-format defaults).
+    pub quality: Option<shared::variant::Quality>,
     /// Longest time to wait for completion (0: do not wait).
     pub wait_secs: u64,
     /// Show a progress bar.
@@ -57,6 +60,7 @@ impl Default for UploadArgs {
             jpeg_quality: None,
             lossless: shared::variant::Lossless::Off,
             animated: true,
+            quality: None,
             wait_secs: 0,
             progress: false,
         }
@@ -70,6 +74,23 @@ pub struct SizeArgs {
     pub sizes: Vec<SizeSpec>,
     /// Every file's focal point.
     pub focal_point: Option<FocalPoint>,
+}
+
+/// Parse `--quality`: a number 1-100, `auto`, `auto:high`, `auto:good` or `auto:eco`.
+///
+/// # Errors
+/// Anything else.
+pub fn parse_quality(s: &str) -> Result<shared::variant::Quality, String> {
+    use shared::variant::{AutoQuality, Quality};
+    if let Some(level) = AutoQuality::parse(s) {
+        return Ok(Quality::Auto(level));
+    }
+    match s.parse::<u8>() {
+        Ok(q) if (1..=100).contains(&q) => Ok(Quality::Fixed(q)),
+        _ => Err(format!(
+            "{s:?} is not a quality: 1-100, auto, auto:high, auto:good or auto:eco"
+        )),
+    }
 }
 
 /// Parse `--size`: `WxH[:FIT[:FOCUS|BACKGROUND]]`, e.g. `256x256:cover:auto`,
@@ -185,6 +206,7 @@ pub fn variant_spec(args: &UploadArgs) -> anyhow::Result<VariantSpec> {
     variants.jpeg_quality = args.jpeg_quality;
     variants.lossless = args.lossless;
     variants.animated = animated_field(args.animated);
+    variants.quality = args.quality;
     Ok(variants)
 }
 

@@ -52,6 +52,9 @@ pub struct BenchOptions {
     /// Render in this process (`none`, the default) or in a pool of `concurrency` render
     /// processes (`process`, as the worker does).
     pub isolation: Isolation,
+    /// The request's `quality`: `None` for the defaults (sharp's job), a number, or an `auto`
+    /// level (each variant then records its chosen quality and SSIMULACRA 2 score).
+    pub quality: Option<shared::variant::Quality>,
 }
 
 /// Where the bench renders: in this process, or through a pool of render processes.
@@ -186,6 +189,10 @@ pub struct Summary {
     pub output_bytes_webp: u64,
     /// Bytes of all AVIF variants.
     pub output_bytes_avif: u64,
+    /// `auto` quality: the request's level, and per format the mean SSIMULACRA 2 score the
+    /// variants measured and their mean chosen quality.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_quality: Option<AutoSummary>,
     /// Wall time from the first read to the last write, seconds.
     pub wall_s: f64,
     /// `images / wall_s`.
@@ -433,6 +440,11 @@ struct VariantInfo {
     format: OutputFormat,
     bytes: u64,
     path: String,
+    /// `auto` quality: the chosen quality and the measured score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssimulacra2: Option<f64>,
 }
 
 /// The files the sharp script would process: plain files, sorted, minus dotfiles and notes.
@@ -468,10 +480,11 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
     let request = VariantRequest {
         widths: options.widths.clone(),
         formats: options.formats.clone(),
+        quality: options.quality,
         ..VariantRequest::default()
     }
     .normalise()
-    .context("invalid widths or formats")?;
+    .context("invalid widths, formats or quality")?;
     let files = list_inputs(&options.corpus)?;
     std::fs::create_dir_all(&options.out).with_context(|| format!("creating {:?}", options.out))?;
 
@@ -566,6 +579,27 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         input_bytes_ok: ok.iter().map(|r| r.bytes).sum(),
         output_bytes_webp,
         output_bytes_avif,
+        auto_quality: request.quality.and_then(|q| match q {
+            shared::variant::Quality::Auto(level) => {
+                let mean = |f: OutputFormat, pick: fn(&VariantInfo) -> Option<f64>| {
+                    let xs: Vec<f64> = ok
+                        .iter()
+                        .flat_map(|r| &r.variants)
+                        .filter(|v| v.format == f)
+                        .filter_map(pick)
+                        .collect();
+                    (!xs.is_empty()).then(|| round3(xs.iter().sum::<f64>() / xs.len() as f64))
+                };
+                Some(AutoSummary {
+                    level: level.as_str().to_owned(),
+                    ssimulacra2_mean_webp: mean(OutputFormat::Webp, |v| v.ssimulacra2),
+                    ssimulacra2_mean_avif: mean(OutputFormat::Avif, |v| v.ssimulacra2),
+                    quality_mean_webp: mean(OutputFormat::Webp, |v| v.quality.map(f64::from)),
+                    quality_mean_avif: mean(OutputFormat::Avif, |v| v.quality.map(f64::from)),
+                })
+            }
+            shared::variant::Quality::Fixed(_) => None,
+        }),
         wall_s: round3(wall_s),
         images_per_s: round3(ok.len() as f64 / wall_s),
         variants_per_s: round3(variants as f64 / wall_s),
@@ -583,6 +617,21 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<Summary> {
         serde_json::to_vec_pretty(&doc)?,
     )?;
     Ok(summary)
+}
+
+/// What `auto` quality chose over the run, per format.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutoSummary {
+    /// `auto:good`, ...
+    pub level: String,
+    /// Mean SSIMULACRA 2 of the WebP variants.
+    pub ssimulacra2_mean_webp: Option<f64>,
+    /// Mean SSIMULACRA 2 of the AVIF variants.
+    pub ssimulacra2_mean_avif: Option<f64>,
+    /// Mean chosen WebP quality.
+    pub quality_mean_webp: Option<f64>,
+    /// Mean chosen AVIF quality (request scale).
+    pub quality_mean_avif: Option<f64>,
 }
 
 type Results = Mutex<Vec<FileResult>>;
@@ -793,6 +842,8 @@ fn run_one(
                     format: v.format,
                     bytes: v.bytes.len() as u64,
                     path: name,
+                    quality: v.auto.map(|c| c.quality),
+                    ssimulacra2: v.auto.map(|c| c.score),
                 });
             }
             result.source = Some(SourceInfo {

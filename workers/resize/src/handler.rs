@@ -616,24 +616,34 @@ impl ResizeHandler {
         for v in rendered.variants {
             let vkey = match &v.size {
                 None => {
-                    let tag = keys::variant_tag(
+                    let tag = keys::variant_tag_auto(
                         &keys::tag_engine(&self.engine, v.animation.is_some()),
                         v.format,
                         request.quality(v.format),
                         request.fit,
                         v.target_width,
                         request.lossless_for(v.format),
+                        v.animation
+                            .is_none()
+                            .then(|| auto_tag(request, v.format))
+                            .flatten()
+                            .as_deref(),
                     );
                     keys::variant_key(batch, file, v.target_width, &tag, v.format)
                 }
                 Some(size) => {
-                    let tag = keys::size_variant_tag(
+                    let tag = keys::size_variant_tag_auto(
                         &keys::tag_engine(&self.engine, v.animation.is_some()),
                         v.format,
                         request.quality(v.format),
                         size,
                         request.focal_point,
                         request.lossless_for(v.format),
+                        v.animation
+                            .is_none()
+                            .then(|| auto_tag(request, v.format))
+                            .flatten()
+                            .as_deref(),
                     );
                     keys::size_variant_key(batch, file, size, &tag, v.format)
                 }
@@ -660,6 +670,10 @@ impl ResizeHandler {
                 key: vkey,
                 lossless: v.lossless,
                 animation: v.animation.map(animation_record),
+                auto: v.auto.map(|c| variant::AutoChoice {
+                    quality: c.quality,
+                    ssimulacra2: c.score,
+                }),
             });
         }
         Ok(RenderOutcome::Done(RenderedVariants {
@@ -724,20 +738,25 @@ impl ResizeHandler {
                     format == v.format
                         && match label {
                             keys::VariantLabel::Width(width) => {
-                                tag == keys::variant_tag(
+                                tag == keys::variant_tag_auto(
                                     &keys::tag_engine(&self.engine, v.animation.is_some()),
                                     format,
                                     request.quality(format),
                                     request.fit,
                                     width,
                                     request.lossless_for(format),
+                                    v.animation
+                                        .is_none()
+                                        .then(|| auto_tag(request, format))
+                                        .flatten()
+                                        .as_deref(),
                                 )
                             }
                             keys::VariantLabel::Size { width, height, fit } => {
                                 request.sizes.iter().any(|s| {
                                     (s.width, s.height, s.fit) == (width, height, fit)
                                         && tag
-                                            == keys::size_variant_tag(
+                                            == keys::size_variant_tag_auto(
                                                 &keys::tag_engine(
                                                     &self.engine,
                                                     v.animation.is_some(),
@@ -747,6 +766,11 @@ impl ResizeHandler {
                                                 s,
                                                 request.focal_point,
                                                 request.lossless_for(format),
+                                                v.animation
+                                                    .is_none()
+                                                    .then(|| auto_tag(request, format))
+                                                    .flatten()
+                                                    .as_deref(),
                                             )
                                 })
                             }
@@ -941,6 +965,14 @@ impl Handler for ResizeHandler {
             }
         }
     }
+}
+
+/// What a variant tag hashes for a format whose quality is searched (`"quality": "auto"`):
+/// the level and the engine's search method; `None` for a fixed quality.
+fn auto_tag(request: &VariantRequest, format: variant::OutputFormat) -> Option<String> {
+    request
+        .auto_quality_for(format)
+        .map(render::perceptual::tag_input)
 }
 
 #[cfg(test)]

@@ -118,6 +118,9 @@ struct WireVariant {
     lossless: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     animation: Option<AnimationFacts>,
+    /// `"quality": "auto"`: quality, score and trials of the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auto: Option<(u8, f64, u8)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -429,6 +432,7 @@ fn write_response_sync(
                     format: v.format,
                     lossless: v.lossless,
                     animation: v.animation,
+                    auto: v.auto.map(|c| (c.quality, c.score, c.trials)),
                 })
                 .collect(),
         },
@@ -895,6 +899,13 @@ async fn exchange(
                     lossless: v.lossless,
                     bytes,
                     animation: v.animation,
+                    auto: v.auto.map(|(quality, score, trials)| {
+                        crate::render::perceptual::Chosen {
+                            quality,
+                            score: if score.is_finite() { score } else { 0.0 },
+                            trials,
+                        }
+                    }),
                 });
             }
             Ok(Ok(Rendered {

@@ -32,6 +32,7 @@ fn options(out: PathBuf, schedule: Schedule, order: Order) -> BenchOptions {
         limits: Limits::default(),
         no_write: false,
         isolation: prism_resize::isolate::Isolation::None,
+        quality: None,
     }
 }
 

@@ -431,6 +431,9 @@ fn encode_animation(
                 duration_ms: duration,
                 loop_count: probe.loop_count,
             }),
+            // An animation is encoded at the fixed `webp_quality`: `"quality": "auto"` searches
+            // still variants only.
+            auto: None,
         });
     }
     Ok((

@@ -120,6 +120,26 @@ pub fn encode_variant(
     }
 }
 
+/// Encode `raster` (opaque RGB, or RGBA with transparency) as lossy WebP or AVIF at
+/// `quality` (the request's scale), with `settings`: what a fixed quality of that number
+/// encodes. Used by the quality search ([`super::perceptual`]).
+///
+/// # Errors
+/// [`RenderError::Encode`] when the encoder fails, or for a format that has no lossy quality
+/// to search (JPEG keeps its fixed quality, PNG is lossless).
+pub fn encode_lossy(
+    raster: &Raster,
+    format: OutputFormat,
+    quality: u8,
+    settings: &EncodeSettings,
+) -> Result<Vec<u8>, RenderError> {
+    match format {
+        OutputFormat::Webp => webp(raster, quality, settings),
+        OutputFormat::Avif => avif(raster, quality, settings),
+        f => Err(RenderError::Encode(format!("{f} has no searched quality"))),
+    }
+}
+
 /// The share of pixels (in 1/1000) that must equal their left neighbour exactly for
 /// `"lossless": "auto"` to choose lossless WebP. Measured (see the README): screenshots, charts
 /// and line art resized to the default widths repeat most pixels (flat fills survive Lanczos3),

@@ -44,6 +44,7 @@ pub mod frame;
 pub mod hdr;
 pub mod memory;
 pub mod orient;
+pub mod perceptual;
 pub mod resize;
 pub mod webp;
 
@@ -52,7 +53,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use shared::error::ErrorCode;
-use shared::variant::{Fit, Focus, OutputFormat, SizeSpec, VariantRequest};
+use shared::variant::{AutoQuality, Fit, Focus, Lossless, OutputFormat, SizeSpec, VariantRequest};
 
 pub use decode::SourceFormat;
 pub use encode::EncodeSettings;
@@ -171,6 +172,9 @@ pub struct Variant {
     pub bytes: Vec<u8>,
     /// For an animated WebP variant, its frames, duration and loop count; `None` for a still.
     pub animation: Option<animation::AnimationFacts>,
+    /// `"quality": "auto"`: the quality the search chose and the score the variant measured
+    /// (`None` for a fixed quality and for lossless output).
+    pub auto: Option<perceptual::Chosen>,
 }
 
 /// Where the time of one render went, for logs and the bench.
@@ -453,7 +457,7 @@ fn render_probed(
                     let up = Arc::clone(&up);
                     let slot = &slots[(widths.len() + k) * nf + fi];
                     scope.spawn(move |_| {
-                        let out = encode::encode_variant(&up, format, request, settings);
+                        let out = encode_one(&up, format, request, settings);
                         *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
                     });
                 }
@@ -488,15 +492,34 @@ fn render_probed(
                 if !encode_widths {
                     break;
                 }
+                // A searched format waits for the smallest width (made last), which
+                // calibrates its quality for the others.
+                if request.auto_quality_for(format).is_some() {
+                    continue;
+                }
                 let up = Arc::clone(&up);
                 let slot = &slots[k * nf + fi];
                 scope.spawn(move |_| {
-                    let out = encode::encode_variant(&up, format, request, settings);
+                    let out =
+                        encode::encode_variant(&up, format, request, settings).map(|e| (e, None));
                     *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
                 });
             }
             stored.push(resized);
             upright[k] = Some(up);
+        }
+        if encode_widths {
+            let made: Vec<Arc<resize::Raster>> = upright.iter().flatten().cloned().collect();
+            for (fi, &format) in request.formats.iter().enumerate() {
+                if let Some(level) = request.auto_quality_for(format) {
+                    let made = made.clone();
+                    scope.spawn(move |scope| {
+                        searched_widths(
+                            scope, &made, format, level, fi, nf, slots, request, settings,
+                        );
+                    });
+                }
+            }
         }
         // The full frame is the largest allocation; free it while the encoders run.
         drop(raster);
@@ -538,6 +561,7 @@ fn render_probed(
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .unwrap_or_else(|| Err(RenderError::Encode("encode job did not run".into())))?;
+        let (encoded, auto) = encoded;
         variants.push(Variant {
             target_width,
             size,
@@ -547,6 +571,7 @@ fn render_probed(
             lossless: encoded.lossless,
             bytes: encoded.bytes,
             animation: None,
+            auto,
         });
     }
 
@@ -581,8 +606,115 @@ pub fn check_output(
     Ok(())
 }
 
-/// Where one encode job leaves its output (`None` until it has run).
-type EncodeSlot = Mutex<Option<Result<encode::Encoded, RenderError>>>;
+/// Where one encode job leaves its output (`None` until it has run), with what a quality
+/// search chose for it.
+type EncodeSlot = Mutex<Option<Result<(encode::Encoded, Option<perceptual::Chosen>), RenderError>>>;
+
+/// The level searched for `format` on this raster: the request's `auto` level, unless the
+/// variant is lossless WebP (`"lossless": true`, or `"auto"` choosing it for this raster).
+fn searched_level(
+    raster: &resize::Raster,
+    format: OutputFormat,
+    request: &VariantRequest,
+) -> Option<AutoQuality> {
+    let level = request.auto_quality_for(format)?;
+    match request.lossless_for(format) {
+        Lossless::Off => Some(level),
+        Lossless::On => None,
+        Lossless::Auto => (!encode::looks_synthetic(raster)).then_some(level),
+    }
+}
+
+/// A raster as the encoders see it: RGBA whose alpha is all 255 without its alpha.
+fn opaque(raster: &resize::Raster) -> std::borrow::Cow<'_, resize::Raster> {
+    if raster.channels == 4 && !raster.has_transparency() {
+        std::borrow::Cow::Owned(raster.without_alpha())
+    } else {
+        std::borrow::Cow::Borrowed(raster)
+    }
+}
+
+/// One variant on its own (a `sizes` entry): a fixed quality, or its own calibration.
+fn encode_one(
+    up: &resize::Raster,
+    format: OutputFormat,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+) -> Result<(encode::Encoded, Option<perceptual::Chosen>), RenderError> {
+    match searched_level(up, format, request) {
+        None => encode::encode_variant(up, format, request, settings).map(|e| (e, None)),
+        Some(level) => {
+            let (bytes, chosen) = perceptual::calibrate(&opaque(up), format, level, settings)?;
+            Ok((
+                encode::Encoded {
+                    bytes,
+                    lossless: false,
+                },
+                Some(chosen),
+            ))
+        }
+    }
+}
+
+/// Every `widths` variant of a searched format: calibrate on the smallest (`made[0]`), then
+/// encode and score each larger one once at the calibrated quality (in parallel on `scope`).
+/// A width that is lossless (`"lossless": "auto"`) is encoded as such; when the smallest is,
+/// the next searched width calibrates instead.
+#[allow(clippy::too_many_arguments)]
+fn searched_widths<'s>(
+    scope: &rayon::Scope<'s>,
+    made: &[Arc<resize::Raster>],
+    format: OutputFormat,
+    level: AutoQuality,
+    fi: usize,
+    nf: usize,
+    slots: &'s [EncodeSlot],
+    request: &'s VariantRequest,
+    settings: &'s EncodeSettings,
+) {
+    let put = |k: usize, out| {
+        *slots[k * nf + fi]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(out);
+    };
+    let mut calibrated: Option<(u8, u32)> = None;
+    for (k, up) in made.iter().enumerate() {
+        if searched_level(up, format, request).is_none() {
+            put(
+                k,
+                encode::encode_variant(up, format, request, settings).map(|e| (e, None)),
+            );
+            continue;
+        }
+        let Some((q, from_width)) = calibrated else {
+            let out = perceptual::calibrate(&opaque(up), format, level, settings);
+            if let Ok((_, c)) = &out {
+                calibrated = Some((c.quality, up.width));
+            }
+            put(k, out.map(|(bytes, c)| (lossy(bytes), Some(c))));
+            continue;
+        };
+        let up = Arc::clone(up);
+        let slot = &slots[k * nf + fi];
+        scope.spawn(move |_| {
+            let adjust = perceptual::width_adjustment(format, from_width, up.width);
+            let (lo, hi) = perceptual::quality_bounds(format);
+            let q = (f64::from(q) + adjust)
+                .round()
+                .clamp(f64::from(lo), f64::from(hi)) as u8;
+            let out = perceptual::encode_scored(&opaque(&up), format, q, settings)
+                .map(|(bytes, c)| (lossy(bytes), Some(c)));
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
+        });
+    }
+}
+
+fn lossy(bytes: Vec<u8>) -> encode::Encoded {
+    encode::Encoded {
+        bytes,
+        lossless: false,
+    }
+}
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
