@@ -82,16 +82,28 @@ pub fn variant_tag_auto(
     lossless: Lossless,
     auto: Option<&str>,
 ) -> String {
+    let mut h = tag_hash(engine, format, quality);
+    h.update(fit.as_str().as_bytes());
+    h.update([0]);
+    h.update(width.to_le_bytes());
+    finish_tag(h, lossless, auto)
+}
+
+/// The inputs every variant tag starts with: a version marker, then `engine` (length-prefixed,
+/// so no two inputs share an encoding), the format and its quality.
+fn tag_hash(engine: &str, format: OutputFormat, quality: u8) -> Sha256 {
     let mut h = Sha256::new();
-    // Length-prefixed, so no two inputs share an encoding.
     h.update(b"prism-variant-tag-v1\0");
     h.update((engine.len() as u64).to_le_bytes());
     h.update(engine.as_bytes());
     h.update(format.as_str().as_bytes());
     h.update([0, quality, 0]);
-    h.update(fit.as_str().as_bytes());
-    h.update([0]);
-    h.update(width.to_le_bytes());
+    h
+}
+
+/// The inputs every variant tag ends with (the lossless setting unless off, the searched
+/// quality's level), then the first [`VARIANT_TAG_LEN`] hex digits of the hash.
+fn finish_tag(mut h: Sha256, lossless: Lossless, auto: Option<&str>) -> String {
     if !lossless.is_off() {
         h.update(b"\0lossless\0");
         h.update(lossless.as_str().as_bytes());
@@ -159,12 +171,7 @@ pub fn size_variant_tag_auto(
     lossless: Lossless,
     auto: Option<&str>,
 ) -> String {
-    let mut h = Sha256::new();
-    h.update(b"prism-variant-tag-v1\0");
-    h.update((engine.len() as u64).to_le_bytes());
-    h.update(engine.as_bytes());
-    h.update(format.as_str().as_bytes());
-    h.update([0, quality, 0]);
+    let mut h = tag_hash(engine, format, quality);
     h.update(b"size\0");
     h.update(size.width.to_le_bytes());
     h.update(size.height.to_le_bytes());
@@ -180,18 +187,7 @@ pub fn size_variant_tag_auto(
         h.update(p.as_bytes());
         h.update([0]);
     }
-    if !lossless.is_off() {
-        h.update(b"\0lossless\0");
-        h.update(lossless.as_str().as_bytes());
-    }
-    if let Some(auto) = auto {
-        h.update(b"\0quality-auto\0");
-        h.update((auto.len() as u64).to_le_bytes());
-        h.update(auto.as_bytes());
-    }
-    let mut tag = hex::encode(&h.finalize()[..VARIANT_TAG_LEN.div_ceil(2)]);
-    tag.truncate(VARIANT_TAG_LEN);
-    tag
+    finish_tag(h, lossless, auto)
 }
 
 /// `media/{batch_id}/{file_id}/{width}x{height}-{fit}.{tag}.{format}`, `tag` from
@@ -322,6 +318,65 @@ pub fn parse_media_key(key: &str) -> Option<(&str, &str, MediaKind)> {
 
 #[cfg(test)]
 mod tests {
+    const PINNED: [&str; 5] = [
+        "a7b049299c",
+        "2da654e78c",
+        "06656d2366",
+        "7d002c0995",
+        "93c674b96d",
+    ];
+    #[test]
+    fn tags_are_pinned_byte_for_byte() {
+        // A changed tag renames every stored variant: these values were made by the code that
+        // wrote the first keys of each kind, and must never change.
+        let size = SizeSpec {
+            width: 256,
+            height: 128,
+            fit: Fit::Cover,
+            focus: Focus::FocalPoint,
+            background: None,
+        };
+        let point = Some(FocalPoint { x: 0.25, y: 0.5 });
+        let got = [
+            variant_tag(
+                "1:abc",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+            ),
+            variant_tag(
+                "1:abc",
+                OutputFormat::Avif,
+                50,
+                Fit::Inside,
+                640,
+                Lossless::On,
+            ),
+            variant_tag_auto(
+                "1:abc",
+                OutputFormat::Webp,
+                80,
+                Fit::Inside,
+                320,
+                Lossless::Off,
+                Some("auto:good/1"),
+            ),
+            size_variant_tag("1:abc", OutputFormat::Webp, 80, &size, point, Lossless::Off),
+            size_variant_tag_auto(
+                "1:abc",
+                OutputFormat::Png,
+                80,
+                &size,
+                None,
+                Lossless::Auto,
+                Some("auto:eco/1"),
+            ),
+        ];
+        assert_eq!(got, PINNED);
+    }
+
     use super::*;
 
     #[test]
