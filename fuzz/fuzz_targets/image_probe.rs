@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_input_bytes: 1 << 20,
         max_frames: 64,
         max_output_pixels: 4_000_000,
+        max_animation_pixels: 16_000_000,
     };
     let _ = render::decode::sniff(data);
     let Ok(probe) = render::decode::probe(data, &limits) else {
