@@ -650,71 +650,45 @@ pub fn start_order(
         .collect()
 }
 
-/// The most file bytes the cost order's header pass keeps for the render, so a folder much
-/// larger than memory is still read twice rather than held whole (the corpus is ~60 MB).
-const KEEP_BYTES_MAX: u64 = 128 << 20;
-
-/// A file to render, with its bytes when the header pass kept them.
+/// A file to render. Its bytes are read when its render starts, as the sharp script reads each
+/// file when it starts it: the cost order's header pass reads every file once to probe it and
+/// drops the bytes, so the bench never holds the whole folder (the second read comes from the
+/// page cache, about a millisecond per 4 MB here).
 struct Input {
     path: PathBuf,
-    bytes: Mutex<Option<Vec<u8>>>,
 }
 
 impl Input {
-    /// The kept bytes (once), else the file read now.
+    /// The file's bytes, read now.
     fn take_bytes(&self) -> anyhow::Result<Vec<u8>> {
-        let kept = self
-            .bytes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        match kept {
-            Some(b) => Ok(b),
-            None => std::fs::read(&self.path).with_context(|| format!("reading {:?}", self.path)),
-        }
+        std::fs::read(&self.path).with_context(|| format!("reading {:?}", self.path))
     }
 }
 
-/// [`start_order`], keeping the bytes the header pass read (up to [`KEEP_BYTES_MAX`] in all,
-/// in start order) so the render does not read them again.
+/// The files in [`start_order`].
 fn ordered_inputs(
     files: Vec<PathBuf>,
     request: &VariantRequest,
     options: &BenchOptions,
 ) -> Vec<Input> {
     use rayon::prelude::*;
-    let input = |path, bytes| Input {
-        path,
-        bytes: Mutex::new(bytes),
-    };
     if options.order == Order::Name {
-        return files.into_iter().map(|p| input(p, None)).collect();
+        return files.into_iter().map(|path| Input { path }).collect();
     }
-    let mut costed: Vec<(u64, PathBuf, Option<Vec<u8>>)> = files
+    let mut costed: Vec<(u64, PathBuf)> = files
         .into_par_iter()
         .map(|path| {
-            let bytes = std::fs::read(&path).ok();
-            let cost = bytes
-                .as_deref()
-                .and_then(|b| render::decode::probe(b, &options.limits).ok())
+            let cost = std::fs::read(&path)
+                .ok()
+                .and_then(|b| render::decode::probe(&b, &options.limits).ok())
                 .map_or(0, |probe| {
                     render::estimate_cost(&probe, request, &options.settings)
                 });
-            (cost, path, bytes)
+            (cost, path)
         })
         .collect();
     costed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let mut kept = 0_u64;
-    costed
-        .into_iter()
-        .map(|(_, path, bytes)| {
-            let bytes = bytes.filter(|b| {
-                kept += b.len() as u64;
-                kept <= KEEP_BYTES_MAX
-            });
-            input(path, bytes)
-        })
-        .collect()
+    costed.into_iter().map(|(_, path)| Input { path }).collect()
 }
 
 fn record(results: &Results, result: FileResult) -> anyhow::Result<()> {

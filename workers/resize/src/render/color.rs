@@ -26,13 +26,15 @@ use lcms2::{
     Intent, Locale, PixelFormat, Profile, Tag, TagSignature, ToneCurve, Transform,
 };
 use rayon::prelude::*;
-use std::sync::OnceLock;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::RenderError;
 pub use super::frame::Nclx;
 use super::frame::{Decoded, Layout, Samples};
 use super::hdr;
 use super::resize::Raster;
+use super::shaper::MatrixShaper;
 
 /// Pixels per lcms call in the parallel conversion; large enough to amortise the call, small
 /// enough to spread a big image over every core.
@@ -56,16 +58,85 @@ pub fn to_srgb8(decoded: Decoded) -> Result<(Raster, Option<String>), RenderErro
 
 /// A conversion to sRGB left for after the resize: applied in place to each variant resized
 /// from the unconverted frame ([`Deferred::apply`]).
-pub struct Deferred(Transform<u8, u8, GlobalContext, DisallowCache>);
+pub struct Deferred(Arc<ToSrgb>);
 
 impl Deferred {
     /// Convert `raster` (8-bit RGB(A) in the source's colour space) to sRGB in place.
     pub fn apply(&self, raster: &mut Raster) {
+        let channels = raster.channels;
         raster
             .data
-            .par_chunks_mut(CHUNK_PIXELS * raster.channels)
-            .for_each(|c| self.0.transform_in_place(c));
+            .par_chunks_mut(CHUNK_PIXELS * channels)
+            .for_each(|c| self.0.in_place(c, channels));
     }
+}
+
+/// A conversion from one source profile to 8-bit sRGB: the engine's own for 8-bit RGB(A) with
+/// a plain matrix-shaper profile ([`MatrixShaper`]), lcms for everything else.
+enum ToSrgb {
+    Shaper(Box<MatrixShaper>),
+    Lcms(Transform<u8, u8, GlobalContext, DisallowCache>),
+}
+
+impl ToSrgb {
+    /// Convert pixels whose input and output have the same bytes per pixel (8-bit RGB → RGB,
+    /// RGBA → RGBA) in place.
+    fn in_place(&self, pixels: &mut [u8], channels: usize) {
+        match self {
+            Self::Shaper(s) => s.apply(pixels, channels),
+            Self::Lcms(t) => t.transform_in_place(pixels),
+        }
+    }
+
+    /// Convert `src` into `dst`. A [`ToSrgb::Shaper`] is only built for 8-bit RGB(A) to the
+    /// same layout, so its source and destination have the same size.
+    fn pixels(&self, src: &[u8], dst: &mut [u8], channels: usize) {
+        match self {
+            Self::Shaper(s) => {
+                dst.copy_from_slice(src);
+                s.apply(dst, channels);
+            }
+            Self::Lcms(t) => t.transform_pixels(src, dst),
+        }
+    }
+}
+
+/// What identifies a conversion: a digest of the source profile (its ICC bytes, or the nclx
+/// code points it was built from) and the pixel formats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ProfileKey {
+    profile: [u8; 32],
+    layout: Layout,
+    sixteen: bool,
+    out_channels: usize,
+}
+
+/// How many conversions stay built. Building one from a table-based profile (CMYK, a v4
+/// sRGB) samples the whole table and costs tens of milliseconds; photos from one camera or
+/// phone share one profile, so the last few cover most of a batch. A few MB at most.
+const CACHED_TRANSFORMS: usize = 8;
+
+/// The conversions built lately, least recently used first.
+static TRANSFORMS: Mutex<Vec<(ProfileKey, Arc<ToSrgb>)>> = Mutex::new(Vec::new());
+
+/// The digest [`ProfileKey`] carries for an embedded ICC profile.
+fn icc_digest(icc: &[u8]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"icc\0")
+        .chain_update(icc)
+        .finalize()
+        .into()
+}
+
+/// The digest [`ProfileKey`] carries for a profile built from nclx code points (only the
+/// primaries and the transfer shape it).
+fn nclx_digest(n: Nclx) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"nclx\0")
+        .chain_update(n.primaries.to_le_bytes())
+        .chain_update(n.transfer.to_le_bytes())
+        .finalize()
+        .into()
 }
 
 /// [`to_srgb8`], except that an 8-bit RGB(A) frame whose profile has sRGB's tone curves (Display
@@ -108,9 +179,11 @@ pub fn to_srgb8_or_defer(
         return Ok((raster, Some(n.describe()), None));
     }
 
-    let icc_profile = icc.as_deref().and_then(|b| Profile::new_icc(b).ok());
+    let icc_profile = icc
+        .as_deref()
+        .and_then(|b| Some((Profile::new_icc(b).ok()?, icc_digest(b))));
     let (profile, description, is_srgb) = match (icc_profile, nclx) {
-        (Some(p), _) => {
+        (Some((p, digest)), _) => {
             // Profiles carry localised descriptions (Apple's Generic RGB lists a dozen); ask
             // for English, which lcms falls back from when absent.
             let d = p
@@ -118,11 +191,15 @@ pub fn to_srgb8_or_defer(
                 .map(|d| d.trim().to_owned());
             // An embedded sRGB profile needs no work; the common case for camera JPEGs.
             let srgb = d.as_deref().is_some_and(|d| d.starts_with("sRGB"));
-            (Some(p), d, srgb)
+            (Some((p, digest)), d, srgb)
         }
         (None, Some(n)) => {
             let srgb = n.is_srgb();
-            let p = if srgb { None } else { n.profile() };
+            let p = if srgb {
+                None
+            } else {
+                n.profile().map(|p| (p, nclx_digest(n)))
+            };
             // Code points we cannot build a profile for are treated as sRGB, and say so.
             let d = if srgb || p.is_some() {
                 n.describe()
@@ -133,7 +210,7 @@ pub fn to_srgb8_or_defer(
         }
         (None, None) => (None, None, false),
     };
-    let profile = profile.filter(|p| profile_matches(p, layout));
+    let profile = profile.filter(|(p, _)| profile_matches(p, layout));
     if let (None, Layout::Cmyk { inverted }) = (&profile, layout) {
         let sixteen = matches!(samples, Samples::U16(_));
         let t = press_transform(inverted, sixteen)?;
@@ -151,8 +228,10 @@ pub fn to_srgb8_or_defer(
         && matches!(layout, Layout::Rgb | Layout::Rgba);
 
     let data = match (profile, is_srgb, samples) {
-        (Some(profile), false, Samples::U8(s)) if deferrable && has_srgb_curves(&profile) => {
-            let t = srgb_transform(&profile, layout, false, out_channels)?;
+        (Some((profile, digest)), false, Samples::U8(s))
+            if deferrable && has_srgb_curves(&profile) =>
+        {
+            let t = srgb_transform(&profile, digest, layout, false, out_channels)?;
             let raster = Raster {
                 width,
                 height,
@@ -161,8 +240,8 @@ pub fn to_srgb8_or_defer(
             };
             return Ok((raster, description, Some(Deferred(t))));
         }
-        (Some(profile), false, samples) => {
-            transform(&profile, layout, samples, pixels, out_channels)?
+        (Some((profile, digest)), false, samples) => {
+            transform(&profile, digest, layout, samples, pixels, out_channels)?
         }
         // 8-bit RGB(A) that needs no transform is already the raster: keep the buffer.
         (_, _, Samples::U8(s)) if matches!(layout, Layout::Rgb | Layout::Rgba) => s,
@@ -324,11 +403,8 @@ pub const PRESS_PROFILE_DESCRIPTION: &str = "no profile; assumed FOGRA39 (prism 
 /// The transform from profile-less CMYK (`inverted` for Adobe's, 8 or 16 bits) to 8-bit sRGB
 /// through [`PRESS_PROFILE`], built once per process: the profile's 4-D table makes building a
 /// transform cost far more than parsing a small profile. NO_CACHE transforms are `Sync`.
-fn press_transform(
-    inverted: bool,
-    sixteen: bool,
-) -> Result<&'static Transform<u8, u8, GlobalContext, DisallowCache>, RenderError> {
-    type Slot = OnceLock<Result<Transform<u8, u8, GlobalContext, DisallowCache>, String>>;
+fn press_transform(inverted: bool, sixteen: bool) -> Result<&'static ToSrgb, RenderError> {
+    type Slot = OnceLock<Result<ToSrgb, String>>;
     static SLOTS: [Slot; 4] = [const { OnceLock::new() }; 4];
     let slot = &SLOTS[usize::from(inverted) * 2 + usize::from(sixteen)];
     slot.get_or_init(|| {
@@ -348,6 +424,7 @@ fn press_transform(
             Intent::Perceptual,
             Flags::NO_CACHE,
         )
+        .map(ToSrgb::Lcms)
         .map_err(|e| e.to_string())
     })
     .as_ref()
@@ -404,20 +481,21 @@ fn untagged<T: Copy + Sync>(src: &[T], layout: Layout, out: &mut [u8], conv: imp
 
 fn transform(
     profile: &Profile,
+    digest: [u8; 32],
     layout: Layout,
     samples: Samples,
     pixels: usize,
     out_channels: usize,
 ) -> Result<Vec<u8>, RenderError> {
     let sixteen = matches!(samples, Samples::U16(_));
-    let t = srgb_transform(profile, layout, sixteen, out_channels)?;
+    let t = srgb_transform(profile, digest, layout, sixteen, out_channels)?;
     let in_bpp = layout.channels() * if sixteen { 2 } else { 1 };
     match samples {
         // 8-bit RGB(A) in, the same layout out: convert in the decode buffer, sparing a
-        // zeroed output buffer (lcms reads each pixel before writing it).
+        // zeroed output buffer (each pixel is read before it is written).
         Samples::U8(mut s) if in_bpp == out_channels => {
             s.par_chunks_mut(CHUNK_PIXELS * in_bpp)
-                .for_each(|c| t.transform_in_place(c));
+                .for_each(|c| t.in_place(c, out_channels));
             Ok(s)
         }
         ref samples => Ok(apply(&t, layout, samples, pixels, out_channels)),
@@ -427,7 +505,7 @@ fn transform(
 /// Convert `samples` (in `layout`) to a new 8-bit buffer of `out_channels` with `t`, on every
 /// core.
 fn apply(
-    t: &Transform<u8, u8, GlobalContext, DisallowCache>,
+    t: &ToSrgb,
     layout: Layout,
     samples: &Samples,
     pixels: usize,
@@ -440,7 +518,7 @@ fn apply(
     let mut out = vec![0_u8; pixels * out_channels];
     src.par_chunks(CHUNK_PIXELS * in_bpp)
         .zip(out.par_chunks_mut(CHUNK_PIXELS * out_channels))
-        .for_each(|(s, d)| t.transform_pixels(s, d));
+        .for_each(|(s, d)| t.pixels(s, d, out_channels));
     out
 }
 
@@ -470,14 +548,58 @@ fn has_srgb_curves(profile: &Profile) -> bool {
     })
 }
 
-/// The lcms transform from `profile` (samples in `layout`, 8 or 16 bits) to 8-bit sRGB with
-/// `out_channels` channels.
+/// The conversion from `profile` (samples in `layout`, 8 or 16 bits; `digest` identifies it)
+/// to 8-bit sRGB with `out_channels` channels: one of the last [`CACHED_TRANSFORMS`] built, or
+/// a new one.
 fn srgb_transform(
+    profile: &Profile,
+    digest: [u8; 32],
+    layout: Layout,
+    sixteen: bool,
+    out_channels: usize,
+) -> Result<Arc<ToSrgb>, RenderError> {
+    let key = ProfileKey {
+        profile: digest,
+        layout,
+        sixteen,
+        out_channels,
+    };
+    let lock = || {
+        TRANSFORMS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    {
+        let mut cached = lock();
+        if let Some(i) = cached.iter().position(|(k, _)| *k == key) {
+            let entry = cached.remove(i);
+            let t = Arc::clone(&entry.1);
+            cached.push(entry);
+            return Ok(t);
+        }
+    }
+    // Built outside the lock: another render may build the same one meanwhile, which only
+    // costs the time.
+    let t = Arc::new(new_srgb_transform(profile, layout, sixteen, out_channels)?);
+    let mut cached = lock();
+    if cached.len() >= CACHED_TRANSFORMS {
+        cached.remove(0);
+    }
+    cached.push((key, Arc::clone(&t)));
+    Ok(t)
+}
+
+fn new_srgb_transform(
     profile: &Profile,
     layout: Layout,
     sixteen: bool,
     out_channels: usize,
-) -> Result<Transform<u8, u8, GlobalContext, DisallowCache>, RenderError> {
+) -> Result<ToSrgb, RenderError> {
+    let same_layout_8bit =
+        !sixteen && matches!((layout, out_channels), (Layout::Rgb, 3) | (Layout::Rgba, 4));
+    if same_layout_8bit && let Some(shaper) = MatrixShaper::new(profile) {
+        return Ok(ToSrgb::Shaper(Box::new(shaper)));
+    }
     let in_format = match (layout, sixteen) {
         (Layout::Gray, false) => PixelFormat::GRAY_8,
         (Layout::Gray, true) => PixelFormat::GRAY_16,
@@ -508,6 +630,7 @@ fn srgb_transform(
         Intent::Perceptual,
         Flags::NO_CACHE | Flags::COPY_ALPHA,
     )
+    .map(ToSrgb::Lcms)
     .map_err(|e| RenderError::InvalidColorProfile(e.to_string()))
 }
 
@@ -523,6 +646,34 @@ mod tests {
             samples,
             icc,
             nclx: None,
+        }
+    }
+
+    #[test]
+    fn conversions_are_built_once_per_profile_and_the_cache_is_bounded() {
+        let p3 = Nclx {
+            primaries: 12,
+            transfer: 13,
+            matrix: 6,
+            full_range: true,
+            light: super::super::frame::ContentLight::default(),
+        };
+        let profile = p3.profile().unwrap();
+        let get = |digest, layout, channels| {
+            srgb_transform(&profile, digest, layout, false, channels).unwrap()
+        };
+        let first = get(nclx_digest(p3), Layout::Rgb, 3);
+        assert!(matches!(*first, ToSrgb::Shaper(_)), "Display P3 is a matrix-shaper");
+        assert!(Arc::ptr_eq(&first, &get(nclx_digest(p3), Layout::Rgb, 3)));
+        // Another layout is another conversion.
+        assert!(!Arc::ptr_eq(&first, &get(nclx_digest(p3), Layout::Rgba, 4)));
+        // Tests run in parallel and share the cache: fill it with many more profiles than it
+        // keeps, and check it never grows past its bound.
+        for i in 0..3 * CACHED_TRANSFORMS {
+            let digest = icc_digest(&i.to_le_bytes());
+            get(digest, Layout::Rgb, 3);
+            let len = TRANSFORMS.lock().unwrap().len();
+            assert!(len <= CACHED_TRANSFORMS, "{len} conversions kept");
         }
     }
 

@@ -46,6 +46,7 @@ pub mod memory;
 pub mod orient;
 pub mod perceptual;
 pub mod resize;
+mod shaper;
 pub mod webp;
 
 use std::sync::{Arc, Mutex, PoisonError};
