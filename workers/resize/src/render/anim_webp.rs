@@ -102,32 +102,7 @@ impl AnimEncoder {
         // Transparent black where no frame has drawn yet, as GIF and APNG canvases start.
         anim.anim_params.bgcolor = 0;
 
-        let mut config = std::mem::MaybeUninit::<sys::WebPConfig>::uninit();
-        // SAFETY: as in `webp::encode`: fully initialises the struct, 0 on an ABI mismatch.
-        let ok = unsafe {
-            sys::WebPConfigInitInternal(
-                config.as_mut_ptr(),
-                sys::WebPPreset::WEBP_PRESET_DEFAULT,
-                f32::from(quality.min(100)),
-                sys::WEBP_ENCODER_ABI_VERSION as c_int,
-            )
-        };
-        if ok == 0 {
-            return Err(fail("config init failed (ABI mismatch)"));
-        }
-        // SAFETY: initialised by the successful call above.
-        let mut config = unsafe { config.assume_init() };
-        config.method = c_int::from(method.min(6));
-        config.alpha_quality = 100;
-        config.thread_level = c_int::from(thread_level.min(1));
-        if lossless {
-            config.lossless = 1;
-            config.exact = 1;
-        }
-        // SAFETY: a valid, initialised config.
-        if unsafe { sys::WebPValidateConfig(&config) } == 0 {
-            return Err(fail("invalid configuration"));
-        }
+        let config = super::webp::config(quality, method, thread_level, lossless).map_err(fail)?;
         // SAFETY: `anim` is initialised; libwebp copies the options.
         let enc = unsafe {
             sys::WebPAnimEncoderNewInternal(w, h, &anim, sys::WEBP_MUX_ABI_VERSION as c_int)

@@ -663,7 +663,10 @@ mod tests {
             srgb_transform(&profile, digest, layout, false, channels).unwrap()
         };
         let first = get(nclx_digest(p3), Layout::Rgb, 3);
-        assert!(matches!(*first, ToSrgb::Shaper(_)), "Display P3 is a matrix-shaper");
+        assert!(
+            matches!(*first, ToSrgb::Shaper(_)),
+            "Display P3 is a matrix-shaper"
+        );
         assert!(Arc::ptr_eq(&first, &get(nclx_digest(p3), Layout::Rgb, 3)));
         // Another layout is another conversion.
         assert!(!Arc::ptr_eq(&first, &get(nclx_digest(p3), Layout::Rgba, 4)));

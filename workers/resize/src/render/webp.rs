@@ -97,34 +97,7 @@ fn encode_with(raster: &Raster, mode: Mode) -> Result<Vec<u8>, RenderError> {
         return Err(fail("raster size does not match its dimensions"));
     }
 
-    let mut config = std::mem::MaybeUninit::<sys::WebPConfig>::uninit();
-    // SAFETY: WebPConfigInitInternal fully initialises the struct it is given (this is what the
-    // WebPConfigPreset macro of encode.h expands to) and returns 0 only on an ABI mismatch.
-    let ok = unsafe {
-        sys::WebPConfigInitInternal(
-            config.as_mut_ptr(),
-            sys::WebPPreset::WEBP_PRESET_DEFAULT,
-            f32::from(quality.min(100)),
-            sys::WEBP_ENCODER_ABI_VERSION as c_int,
-        )
-    };
-    if ok == 0 {
-        return Err(fail("config init failed (ABI mismatch)"));
-    }
-    // SAFETY: initialised by the successful call above.
-    let mut config = unsafe { config.assume_init() };
-    config.method = c_int::from(method.min(6));
-    config.alpha_quality = 100;
-    config.thread_level = c_int::from(thread_level.min(1));
-    if lossless {
-        config.lossless = 1;
-        // Keep the RGB under fully transparent pixels: the output is the raster, exactly.
-        config.exact = 1;
-    }
-    // SAFETY: `config` is a valid, initialised WebPConfig.
-    if unsafe { sys::WebPValidateConfig(&config) } == 0 {
-        return Err(fail("invalid configuration"));
-    }
+    let config = config(quality, method, thread_level, lossless).map_err(fail)?;
 
     let mut picture = Picture::new().ok_or_else(|| fail("picture init failed"))?;
     let mut out: Vec<u8> = Vec::with_capacity(raster.pixels() / 8 + 1024);
@@ -204,6 +177,49 @@ extern "C" fn write_to_vec(
         out.extend_from_slice(std::slice::from_raw_parts(data, size));
     }
     1
+}
+
+/// libwebp's configuration for one encode, as sharp sets it: `WebPConfigPreset(DEFAULT,
+/// quality)`, then `method`, `alpha_quality = 100`, `thread_level`, and for lossless
+/// `lossless = 1` with `exact = 1` (the RGB under fully transparent pixels is kept: the output
+/// is the raster, exactly). Shared by still and animated encodes.
+///
+/// # Errors
+/// What failed, when libwebp's ABI does not match or it refuses the configuration.
+pub(super) fn config(
+    quality: u8,
+    method: u8,
+    thread_level: u8,
+    lossless: bool,
+) -> Result<sys::WebPConfig, &'static str> {
+    let mut config = std::mem::MaybeUninit::<sys::WebPConfig>::uninit();
+    // SAFETY: WebPConfigInitInternal fully initialises the struct it is given (this is what the
+    // WebPConfigPreset macro of encode.h expands to) and returns 0 only on an ABI mismatch.
+    let ok = unsafe {
+        sys::WebPConfigInitInternal(
+            config.as_mut_ptr(),
+            sys::WebPPreset::WEBP_PRESET_DEFAULT,
+            f32::from(quality.min(100)),
+            sys::WEBP_ENCODER_ABI_VERSION as c_int,
+        )
+    };
+    if ok == 0 {
+        return Err("config init failed (ABI mismatch)");
+    }
+    // SAFETY: initialised by the successful call above.
+    let mut config = unsafe { config.assume_init() };
+    config.method = c_int::from(method.min(6));
+    config.alpha_quality = 100;
+    config.thread_level = c_int::from(thread_level.min(1));
+    if lossless {
+        config.lossless = 1;
+        config.exact = 1;
+    }
+    // SAFETY: `config` is a valid, initialised WebPConfig.
+    if unsafe { sys::WebPValidateConfig(&config) } == 0 {
+        return Err("invalid configuration");
+    }
+    Ok(config)
 }
 
 #[cfg(test)]
