@@ -610,19 +610,49 @@ pub fn check_output(
 /// search chose for it.
 type EncodeSlot = Mutex<Option<Result<(encode::Encoded, Option<perceptual::Chosen>), RenderError>>>;
 
-/// The level searched for `format` on this raster: the request's `auto` level, unless the
-/// variant is lossless WebP (`"lossless": true`, or `"auto"` choosing it for this raster).
-fn searched_level(
-    raster: &resize::Raster,
-    format: OutputFormat,
-    request: &VariantRequest,
-) -> Option<AutoQuality> {
+/// The level searched for `format`: the request's `auto` level, unless the variant is
+/// lossless WebP (`"lossless": true`). With `"auto"` the lossy variant is searched, and
+/// [`searched_or_lossless`] may then keep the lossless one instead.
+fn searched_level(format: OutputFormat, request: &VariantRequest) -> Option<AutoQuality> {
     let level = request.auto_quality_for(format)?;
     match request.lossless_for(format) {
-        Lossless::Off => Some(level),
+        Lossless::Off | Lossless::Auto => Some(level),
         Lossless::On => None,
-        Lossless::Auto => (!encode::looks_synthetic(raster)).then_some(level),
     }
+}
+
+/// A searched variant of `up`: `search` makes the lossy variant (on the raster as the encoders
+/// see it, [`opaque`]), and with `"lossless": "auto"` the lossless WebP is kept instead where
+/// [`encode::auto_lossless`] says so. Returns the variant and what the search chose, also when
+/// the lossless one is kept (a calibration goes on from it).
+fn searched_or_lossless(
+    up: &resize::Raster,
+    format: OutputFormat,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+    search: impl FnOnce(&resize::Raster) -> Result<(Vec<u8>, perceptual::Chosen), RenderError> + Send,
+) -> Result<
+    (
+        (encode::Encoded, Option<perceptual::Chosen>),
+        perceptual::Chosen,
+    ),
+    RenderError,
+> {
+    let up = opaque(up);
+    let ((bytes, chosen), kept) = if request.lossless_for(format) == Lossless::Auto {
+        encode::auto_lossless(&up, settings, || search(&up), |(b, _)| b.len())?
+    } else {
+        (search(&up)?, None)
+    };
+    let variant = match kept {
+        Some(bytes) => encode::Encoded {
+            bytes,
+            lossless: true,
+        },
+        None => lossy(bytes),
+    };
+    let recorded = (!variant.lossless).then_some(chosen);
+    Ok(((variant, recorded), chosen))
 }
 
 /// A raster as the encoders see it: RGBA whose alpha is all 255 without its alpha.
@@ -641,25 +671,19 @@ fn encode_one(
     request: &VariantRequest,
     settings: &EncodeSettings,
 ) -> Result<(encode::Encoded, Option<perceptual::Chosen>), RenderError> {
-    match searched_level(up, format, request) {
+    match searched_level(format, request) {
         None => encode::encode_variant(up, format, request, settings).map(|e| (e, None)),
-        Some(level) => {
-            let (bytes, chosen) = perceptual::calibrate(&opaque(up), format, level, settings)?;
-            Ok((
-                encode::Encoded {
-                    bytes,
-                    lossless: false,
-                },
-                Some(chosen),
-            ))
-        }
+        Some(level) => searched_or_lossless(up, format, request, settings, |r| {
+            perceptual::calibrate(r, format, level, settings)
+        })
+        .map(|(variant, _)| variant),
     }
 }
 
 /// Every `widths` variant of a searched format: calibrate on the smallest (`made[0]`), then
 /// encode and score each larger one once at the calibrated quality (in parallel on `scope`).
-/// A width that is lossless (`"lossless": "auto"`) is encoded as such; when the smallest is,
-/// the next searched width calibrates instead.
+/// With `"lossless": "auto"` every width is searched and may then be kept lossless
+/// ([`searched_or_lossless`]); the smallest calibrates either way.
 #[allow(clippy::too_many_arguments)]
 fn searched_widths<'s>(
     scope: &rayon::Scope<'s>,
@@ -679,7 +703,7 @@ fn searched_widths<'s>(
     };
     let mut calibrated: Option<(u8, u32)> = None;
     for (k, up) in made.iter().enumerate() {
-        if searched_level(up, format, request).is_none() {
+        if searched_level(format, request).is_none() {
             put(
                 k,
                 encode::encode_variant(up, format, request, settings).map(|e| (e, None)),
@@ -687,11 +711,13 @@ fn searched_widths<'s>(
             continue;
         }
         let Some((q, from_width)) = calibrated else {
-            let out = perceptual::calibrate(&opaque(up), format, level, settings);
+            let out = searched_or_lossless(up, format, request, settings, |r| {
+                perceptual::calibrate(r, format, level, settings)
+            });
             if let Ok((_, c)) = &out {
                 calibrated = Some((c.quality, up.width));
             }
-            put(k, out.map(|(bytes, c)| (lossy(bytes), Some(c))));
+            put(k, out.map(|(variant, _)| variant));
             continue;
         };
         let up = Arc::clone(up);
@@ -702,8 +728,10 @@ fn searched_widths<'s>(
             let q = (f64::from(q) + adjust)
                 .round()
                 .clamp(f64::from(lo), f64::from(hi)) as u8;
-            let out = perceptual::encode_scored(&opaque(&up), format, q, settings)
-                .map(|(bytes, c)| (lossy(bytes), Some(c)));
+            let out = searched_or_lossless(&up, format, request, settings, |r| {
+                perceptual::encode_scored(r, format, q, settings)
+            })
+            .map(|(variant, _)| variant);
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
         });
     }
