@@ -66,7 +66,10 @@ pub use facts::SourceFacts;
 ///
 /// 2: BT.2390 tone mapping of PQ/HLG, profile-less CMYK through the press profile, HEIF
 /// transforms applied by the engine, SVG, bilevel and CIELab TIFF.
-pub const ENGINE_VERSION: u32 = 2;
+///
+/// 3: `"lossless": "auto"` keeps lossless WebP only where it is no larger than the lossy
+/// encode (before, every synthetic-looking variant was lossless).
+pub const ENGINE_VERSION: u32 = 3;
 
 /// What names the engine in variant tags: [`ENGINE_VERSION`] and every encoder setting (the
 /// settings are configurable per deployment and change the bytes).
@@ -331,9 +334,11 @@ pub fn estimate_cost(
 
 /// The CPU weight of one pixel encoded as `format`, in lossy-WebP pixels (measured on the
 /// corpus: AVIF 8; progressive JPEG with optimised Huffman tables and PNG about 1 each;
-/// lossless WebP at method 4 about 4, and `auto` is charged as lossless).
+/// lossless WebP at method 4 about 4, and `auto` as both, which a synthetic-looking variant
+/// pays).
 pub fn format_cost(format: OutputFormat, request: &VariantRequest) -> u64 {
     match format {
+        OutputFormat::Webp if request.lossless == Lossless::Auto => 5,
         OutputFormat::Webp if !request.lossless.is_off() => 4,
         OutputFormat::Webp | OutputFormat::Jpeg | OutputFormat::Png => 1,
         OutputFormat::Avif => 8,
