@@ -93,8 +93,10 @@ fn lossless_schema() -> utoipa::openapi::schema::Schema {
         )
         .description(Some(
             "WebP variants lossless: false (lossy, the default), true, or \"auto\" (per variant: \
-             lossless for screenshots and line art, lossy for photos). PNG is always lossless; \
-             JPEG and AVIF ignore it",
+             lossless WebP where it is no larger than the lossy WebP at the request's quality, \
+             searched or fixed, else lossy; only variants that look like screenshots, charts or \
+             line art pay the extra lossless encode, photos are encoded lossy only). PNG is \
+             always lossless; JPEG and AVIF ignore it",
         ))
         .build()
         .into()

@@ -382,9 +382,9 @@ pub const DEFAULT_AVIF_QUALITY: u8 = 50;
 pub const DEFAULT_JPEG_QUALITY: u8 = 80;
 
 /// Whether WebP variants are lossless: `false` (lossy, the default), `true`, or `"auto"`
-/// (per variant, lossless when the resized image looks like a screenshot or line art and the
-/// lossless file is not larger than the lossy one would be worth; see the resize worker's
-/// README). Only WebP reads it: PNG is always lossless, JPEG and AVIF always lossy.
+/// (per variant, lossless where the lossless file is no larger than the lossy one; only a
+/// resized image that looks like a screenshot or line art is encoded both ways, see the resize
+/// worker's README). Only WebP reads it: PNG is always lossless, JPEG and AVIF always lossy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Lossless {
     /// Lossy WebP (`false`).

@@ -90,7 +90,7 @@ enum Command {
         /// JPEG quality (1-100; default: the API's, 80).
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
         jpeg_quality: Option<u8>,
-        /// Lossless WebP: false, true or auto (lossless for screenshots and line art only).
+        /// Lossless WebP: false, true or auto (lossless where it is no larger than lossy).
         #[arg(long, value_name = "false|true|auto", default_value = "false", value_parser = parse_lossless)]
         lossless: shared::variant::Lossless,
         /// Render animated GIF, APNG and WebP uploads as their first frame only (by default

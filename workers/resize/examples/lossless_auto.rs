@@ -1,10 +1,15 @@
 //! Measures `"lossless": "auto"`: for each image given, every default-width variant's
 //! [`looks_synthetic`] statistics, its lossy (quality 80) and lossless WebP sizes, and what
-//! `auto` picks.
+//! `auto` keeps (lossless where the raster passes [`looks_synthetic`] and its lossless file is
+//! no larger than the lossy one).
 //!
 //! ```sh
 //! cargo run --release -p prism-resize --example lossless_auto -- IMAGE...
 //! ```
+//!
+//! With `--time off|on|auto` first, it only renders every image (WebP at the default widths,
+//! that `lossless`) `ROUNDS` times (default 3), to be timed from outside
+//! (`/usr/bin/time -f '%e s wall, %U s user'`), and prints the variant count and their bytes.
 
 use prism_resize::render::{
     self, EncodeSettings, Limits,
@@ -14,8 +19,41 @@ use shared::variant::{Lossless, OutputFormat, VariantRequest};
 
 fn main() {
     let (limits, settings) = (Limits::default(), EncodeSettings::default());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, mode, files @ ..] = args.as_slice()
+        && flag == "--time"
+    {
+        let lossless = match mode.as_str() {
+            "off" => Lossless::Off,
+            "on" => Lossless::On,
+            "auto" => Lossless::Auto,
+            _ => panic!("--time off|on|auto"),
+        };
+        let rounds: usize = std::env::var("ROUNDS").map_or(3, |r| r.parse().expect("ROUNDS"));
+        let request = VariantRequest {
+            formats: vec![OutputFormat::Webp],
+            lossless,
+            ..VariantRequest::default()
+        };
+        let inputs: Vec<Vec<u8>> = files
+            .iter()
+            .map(|p| std::fs::read(p).expect("read"))
+            .collect();
+        let (mut variants, mut bytes, mut kept) = (0, 0, 0);
+        for _ in 0..rounds {
+            (variants, bytes, kept) = (0, 0, 0);
+            for input in &inputs {
+                let r = render::render(input, &request, &limits, &settings).expect("render");
+                variants += r.variants.len();
+                bytes += r.variants.iter().map(|v| v.bytes.len()).sum::<usize>();
+                kept += r.variants.iter().filter(|v| v.lossless).count();
+            }
+        }
+        println!("{mode}: {variants} variants, {kept} lossless, {bytes} bytes");
+        return;
+    }
     println!("file\twidth\trepeats‰\tcolours\tlossy\tlossless\tauto");
-    for path in std::env::args().skip(1) {
+    for path in args {
         let bytes = std::fs::read(&path).expect("read");
         let request = |lossless| VariantRequest {
             formats: vec![OutputFormat::Png, OutputFormat::Webp],
@@ -61,7 +99,7 @@ fn main() {
                     .unwrap_or_default()
                     .to_string_lossy(),
                 png.width,
-                if looks_synthetic(&raster) {
+                if looks_synthetic(&raster) && exact <= lossy {
                     "lossless"
                 } else {
                     "lossy"

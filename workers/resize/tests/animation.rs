@@ -655,10 +655,21 @@ fn lossless_animations_keep_every_frame_exactly() {
         channels: 4,
         data: first.into_raw(),
     };
+    // Lossless where the first frame passes the pre-filter and its still lossless WebP is no
+    // larger than its still lossy one; the still `auto` variant of that frame agrees.
+    let still_lossy = render_with(&bytes, &req(Lossless::Off, false), &Limits::default()).unwrap();
+    let still_auto = render_with(&bytes, &req(Lossless::Auto, false), &Limits::default()).unwrap();
+    let (exact, lossy) = (
+        still.variants[0].bytes.len(),
+        still_lossy.variants[0].bytes.len(),
+    );
+    let synthetic = prism_resize::render::encode::looks_synthetic(&raster);
     assert_eq!(
         v.lossless,
-        prism_resize::render::encode::looks_synthetic(&raster)
+        synthetic && exact <= lossy,
+        "{exact} B vs {lossy} B"
     );
+    assert_eq!(v.lossless, still_auto.variants[0].lossless);
 }
 
 #[test]
@@ -719,4 +730,64 @@ fn output_pixels_and_admission_count_every_frame_of_sized_variants() {
     assert!(estimate(&req) > estimate(&one));
     assert!(estimate(&auto) > estimate(&one));
     assert!(estimate(&lossless) > estimate(&one));
+}
+
+#[test]
+fn lossless_auto_animations_follow_the_still_rule_on_their_first_frame() {
+    // Each animated `auto` variant is lossless exactly where the still variant of its first
+    // frame keeps lossless (pre-filter passed, lossless no larger than lossy); both outcomes
+    // occur over these fixtures and widths.
+    let mut kinds = (0, 0);
+    for (name, width) in [
+        ("rotating-squares.gif", 40),
+        ("rotating-squares.gif", 400),
+        ("animated-loop-3.gif", 40),
+        ("animated-loop-3.gif", 300),
+    ] {
+        let bytes = fixture(name);
+        let req = |lossless, animated| VariantRequest {
+            animated,
+            ..request_with(&[width], &[], &[OutputFormat::Webp], lossless, None)
+        };
+        let one = |lossless, animated| {
+            render_with(&bytes, &req(lossless, animated), &Limits::default())
+                .unwrap()
+                .variants
+                .remove(0)
+        };
+        let anim = one(Lossless::Auto, true);
+        assert!(anim.animation.is_some(), "{name} at {width}");
+        let (still_auto, still_on, still_off) = (
+            one(Lossless::Auto, false),
+            one(Lossless::On, false),
+            one(Lossless::Off, false),
+        );
+        let first = image::load_from_memory(&still_on.bytes).unwrap().to_rgba8();
+        let raster = prism_resize::render::resize::Raster {
+            width: first.width(),
+            height: first.height(),
+            channels: 4,
+            data: first.into_raw(),
+        };
+        let keep = prism_resize::render::encode::looks_synthetic(&raster)
+            && still_on.bytes.len() <= still_off.bytes.len();
+        println!(
+            "{name} at {width}: lossless {} B, lossy {} B, keep {keep}",
+            still_on.bytes.len(),
+            still_off.bytes.len()
+        );
+        assert_eq!(still_auto.lossless, keep, "{name} at {width}");
+        assert_eq!(anim.lossless, keep, "{name} at {width}");
+        assert_eq!(
+            frame_bitstreams(&anim.bytes),
+            (keep, !keep),
+            "{name} at {width}: every frame so encoded"
+        );
+        if keep {
+            kinds.0 += 1;
+        } else {
+            kinds.1 += 1;
+        }
+    }
+    assert!(kinds.0 > 0 && kinds.1 > 0, "both kinds: {kinds:?}");
 }

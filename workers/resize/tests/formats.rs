@@ -3,7 +3,9 @@
 //! (not the engine's decoders) and compared by SSIM with the source decoded and resized by the
 //! `image` crate; lossless outputs pixel-identical to the engine's own resized raster; the
 //! container facts the format promises (progressive JPEG, 4:2:0, no metadata, alpha kept or
-//! composited); and `auto` choosing lossless for line art and charts, lossy for photos.
+//! composited); and `auto` keeping lossless WebP only where it is no larger than the lossy
+//! one (screenshots, charts, flat drawings), lossy for photos and for line art whose lossless
+//! file is larger.
 
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
@@ -307,45 +309,195 @@ fn chart(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// The engine's raster of a one-width request, as the encoders see it (alpha dropped when
+/// all opaque).
+fn encoder_raster(bytes: &[u8], width: u32) -> Raster {
+    let r = engine_raster(bytes, width);
+    if r.channels == 4 && !r.has_transparency() {
+        r.without_alpha()
+    } else {
+        r
+    }
+}
+
+/// The one WebP variant of `bytes` at `width` with `lossless`.
+fn webp_at(bytes: &[u8], width: u32, lossless: Lossless) -> render::Variant {
+    let r = render(bytes, &request(&[width], &[OutputFormat::Webp], lossless));
+    variant(&r, OutputFormat::Webp).clone()
+}
+
 #[test]
-fn auto_is_lossless_for_line_art_and_charts_and_lossy_for_photos() {
+fn auto_keeps_lossless_where_it_is_smaller_and_exact() {
+    // A chart drawn here and sharp's `blackbug.png` (a flat drawing with alpha): synthetic,
+    // and their lossless WebP is smaller than the lossy one.
+    for (name, bytes, width) in [
+        ("chart", chart(1600, 1000), 640),
+        ("blackbug.png", corpus("blackbug.png"), 640),
+    ] {
+        let want = encoder_raster(&bytes, width);
+        assert!(encode::looks_synthetic(&want), "{name}");
+        let (lossy, exact) = (
+            webp_at(&bytes, width, Lossless::Off),
+            webp_at(&bytes, width, Lossless::On),
+        );
+        assert!(
+            exact.bytes.len() <= lossy.bytes.len(),
+            "{name}: lossless {} B, lossy {} B",
+            exact.bytes.len(),
+            lossy.bytes.len()
+        );
+        let auto = webp_at(&bytes, width, Lossless::Auto);
+        assert!(auto.lossless, "{name}");
+        assert_eq!(
+            auto.bytes, exact.bytes,
+            "{name}: auto kept the lossless encode"
+        );
+        assert!(auto.bytes.windows(4).any(|w| w == b"VP8L"), "{name}");
+        let img = image::load_from_memory(&auto.bytes).unwrap();
+        let got = if want.channels == 4 {
+            img.to_rgba8().into_raw()
+        } else {
+            img.to_rgb8().into_raw()
+        };
+        assert_eq!((img.width(), img.height()), (want.width, want.height));
+        assert!(got == want.data, "{name}: not pixel-exact");
+    }
+}
+
+#[test]
+fn auto_goes_lossy_where_lossless_would_be_larger() {
+    // sharp's `50020484-00001.png`, a scanned line drawing: at 640 px it passes the
+    // pre-filter, but its anti-aliased strokes make the lossless WebP larger than the lossy.
+    let bytes = corpus("50020484-00001.png");
+    let width = 640;
+    assert!(encode::looks_synthetic(&encoder_raster(&bytes, width)));
+    let (lossy, exact) = (
+        webp_at(&bytes, width, Lossless::Off),
+        webp_at(&bytes, width, Lossless::On),
+    );
+    assert!(
+        exact.bytes.len() > lossy.bytes.len(),
+        "lossless {} B, lossy {} B",
+        exact.bytes.len(),
+        lossy.bytes.len()
+    );
+    let auto = webp_at(&bytes, width, Lossless::Auto);
+    assert!(!auto.lossless);
+    assert!(
+        auto.bytes.windows(4).any(|w| w == b"VP8 "),
+        "lossy bitstream"
+    );
+    assert_eq!(auto.bytes, lossy.bytes, "auto kept the lossy encode");
+    assert!(auto.bytes.len() <= exact.bytes.len());
+}
+
+#[test]
+fn auto_is_lossy_for_photos_without_a_lossless_encode() {
+    for name in ["concert.jpg", "4.webp", "Crash_test.gif"] {
+        let bytes = corpus(name);
+        assert!(
+            !encode::looks_synthetic(&encoder_raster(&bytes, 320)),
+            "{name}"
+        );
+        let auto = webp_at(&bytes, 320, Lossless::Auto);
+        assert!(!auto.lossless, "{name}");
+        assert_eq!(
+            auto.bytes,
+            webp_at(&bytes, 320, Lossless::Off).bytes,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn auto_is_never_larger_than_the_smaller_of_lossy_and_lossless() {
     let widths = [320, 640, 1280];
-    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
-        ("chart", chart(1600, 1000), true),
-        ("50020484-00001.png", corpus("50020484-00001.png"), true),
-        ("blackbug.png", corpus("blackbug.png"), true),
-        ("Landscape_3.jpg", corpus("Landscape_3.jpg"), false),
-        ("Landscape_8.jpg", corpus("Landscape_8.jpg"), false),
-        ("4.webp", corpus("4.webp"), false),
-        ("Crash_test.gif", corpus("Crash_test.gif"), false),
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("chart", chart(1600, 1000)),
+        ("50020484-00001.png", corpus("50020484-00001.png")),
+        ("blackbug.png", corpus("blackbug.png")),
+        ("Landscape_3.jpg", corpus("Landscape_3.jpg")),
+        ("Crash_test.gif", corpus("Crash_test.gif")),
     ];
-    for (name, bytes, lossless) in cases {
-        let auto = render(
-            &bytes,
-            &request(&widths, &[OutputFormat::Webp], Lossless::Auto),
+    let mut kinds = (0, 0);
+    for (name, bytes) in cases {
+        let make = |lossless| render(&bytes, &request(&widths, &[OutputFormat::Webp], lossless));
+        let (auto, lossy, exact) = (
+            make(Lossless::Auto),
+            make(Lossless::Off),
+            make(Lossless::On),
         );
-        let lossy = render(
-            &bytes,
-            &request(&widths, &[OutputFormat::Webp], Lossless::Off),
-        );
-        for (a, l) in auto.variants.iter().zip(&lossy.variants) {
-            assert_eq!(a.lossless, lossless, "{name} at {}", a.width);
-            if lossless {
-                assert!(a.bytes.windows(4).any(|w| w == b"VP8L"), "{name}");
-                // Line art and charts cost at most about twice the lossy quality-80 file
-                // losslessly (measured up to 1.9x; photos cost 5-15x).
-                assert!(
-                    a.bytes.len() <= l.bytes.len() * 2,
-                    "{name} at {}: lossless {} B, lossy {} B",
-                    a.width,
-                    a.bytes.len(),
-                    l.bytes.len()
-                );
+        for ((a, l), e) in auto
+            .variants
+            .iter()
+            .zip(&lossy.variants)
+            .zip(&exact.variants)
+        {
+            let smaller = l.bytes.len().min(e.bytes.len());
+            assert!(
+                a.bytes.len() <= smaller,
+                "{name} at {}: auto {} B, lossy {} B, lossless {} B",
+                a.width,
+                a.bytes.len(),
+                l.bytes.len(),
+                e.bytes.len()
+            );
+            // The flag says which encode was kept.
+            assert_eq!(&a.bytes, if a.lossless { &e.bytes } else { &l.bytes });
+            if a.lossless {
+                kinds.0 += 1;
             } else {
-                assert_eq!(a.bytes, l.bytes, "{name}: auto's lossy is the lossy encode");
+                kinds.1 += 1;
             }
         }
     }
+    assert!(kinds.0 > 0 && kinds.1 > 0, "both kinds kept: {kinds:?}");
+}
+
+#[test]
+fn auto_with_searched_quality_keeps_lossless_only_where_smaller() {
+    // `"quality": "auto"`: the searched lossy variant is what lossless is compared with.
+    let req = |bytes: &[u8], lossless| {
+        let r = VariantRequest {
+            quality: Some(shared::variant::Quality::Auto(
+                shared::variant::AutoQuality::Good,
+            )),
+            ..request(&[320, 640], &[OutputFormat::Webp], lossless)
+        };
+        render(bytes, &r.normalise().unwrap())
+    };
+    let mut kinds = (0, 0);
+    for (name, bytes) in [
+        ("chart", chart(1600, 1000)),
+        ("50020484-00001.png", corpus("50020484-00001.png")),
+        ("concert.jpg", corpus("concert.jpg")),
+    ] {
+        let (auto, lossy, exact) = (
+            req(&bytes, Lossless::Auto),
+            req(&bytes, Lossless::Off),
+            req(&bytes, Lossless::On),
+        );
+        for ((a, l), e) in auto
+            .variants
+            .iter()
+            .zip(&lossy.variants)
+            .zip(&exact.variants)
+        {
+            let keep = e.bytes.len() <= l.bytes.len()
+                && encode::looks_synthetic(&encoder_raster(&bytes, a.width));
+            assert_eq!(a.lossless, keep, "{name} at {}", a.width);
+            if a.lossless {
+                kinds.0 += 1;
+                assert_eq!(a.bytes, e.bytes, "{name} at {}", a.width);
+                assert!(a.auto.is_none(), "a lossless variant records no search");
+            } else {
+                kinds.1 += 1;
+                assert_eq!(a.bytes, l.bytes, "{name} at {}", a.width);
+                assert_eq!(a.auto, l.auto, "{name} at {}", a.width);
+            }
+        }
+    }
+    assert!(kinds.0 > 0 && kinds.1 > 0, "both kinds kept: {kinds:?}");
 }
 
 #[test]

@@ -11,8 +11,9 @@
 //! and [`fit::pad`] as still images), each frame oriented. Every frame of a `cover` size is
 //! cropped with the same window: its centre (the focal point, or the attention centre of an
 //! `auto` focus) is computed once, on the first frame. `"lossless": true` makes lossless
-//! animated WebP; `"auto"` decides once per output, on its first frame
-//! ([`encode::looks_synthetic`]), and keeps that choice for every frame.
+//! animated WebP; `"auto"` decides once per output, on its first frame, as for a still variant
+//! ([`encode::auto_keeps_lossless`]: a synthetic-looking first frame is encoded both ways as a
+//! still WebP, lossless kept when no larger), and keeps that choice for every frame.
 //!
 //! Every other format of the request (AVIF, JPEG, PNG: none of them carries an animation here)
 //! is rendered from the first frame by the still pipeline, which also computes the facts
@@ -270,7 +271,7 @@ fn start_encoder(
     let lossless = match request.lossless_for(OutputFormat::Webp) {
         Lossless::Off => false,
         Lossless::On => true,
-        Lossless::Auto => encode::looks_synthetic(first),
+        Lossless::Auto => encode::auto_keeps_lossless(first, request.webp_quality, settings)?,
     };
     let encoder = if lossless {
         AnimEncoder::new_lossless(

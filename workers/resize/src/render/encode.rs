@@ -82,7 +82,7 @@ pub fn encode(
 }
 
 /// Encode one raster, saying whether the result is lossless (`"lossless": "auto"` decides
-/// per raster, see [`looks_synthetic`]).
+/// per raster, see [`auto_lossless`]).
 ///
 /// # Errors
 /// [`RenderError::Encode`] when the encoder fails (out of memory, invalid configuration).
@@ -111,8 +111,11 @@ pub fn encode_variant(
         OutputFormat::Webp => match request.lossless_for(format) {
             Lossless::Off => webp(raster, request.webp_quality, settings).map(lossy),
             Lossless::On => webp_lossless(raster, settings).map(exact),
-            Lossless::Auto if looks_synthetic(raster) => webp_lossless(raster, settings).map(exact),
-            Lossless::Auto => webp(raster, request.webp_quality, settings).map(lossy),
+            Lossless::Auto => {
+                let lossy_encode = || webp(raster, request.webp_quality, settings);
+                let (bytes, kept) = auto_lossless(raster, settings, lossy_encode, Vec::len)?;
+                Ok(kept.map_or_else(|| lossy(bytes), exact))
+            }
         },
         OutputFormat::Avif => avif(raster, request.avif_quality, settings).map(lossy),
         OutputFormat::Jpeg => jpeg(raster, request.jpeg_quality).map(lossy),
@@ -140,8 +143,54 @@ pub fn encode_lossy(
     }
 }
 
+/// The `"lossless": "auto"` rule for one raster (opaque RGB, or RGBA with transparency, as the
+/// encoders see it): `lossy` encodes it lossy (at the request's quality, or the quality search)
+/// and `len` gives the size of that encode. A raster that does not pass [`looks_synthetic`]
+/// (a photo) is only encoded lossy. One that does is also encoded as lossless WebP, in
+/// parallel on the rayon pool, and the lossless bytes are kept when they are no larger than
+/// the lossy ones: then they are both smaller and exact. Returns the lossy result and, when
+/// kept, the lossless bytes.
+///
+/// # Errors
+/// Either encoder's error.
+pub fn auto_lossless<T: Send>(
+    raster: &Raster,
+    settings: &EncodeSettings,
+    lossy: impl FnOnce() -> Result<T, RenderError> + Send,
+    len: impl FnOnce(&T) -> usize,
+) -> Result<(T, Option<Vec<u8>>), RenderError> {
+    if !looks_synthetic(raster) {
+        return Ok((lossy()?, None));
+    }
+    let (exact, lossy) = rayon::join(|| webp_lossless(raster, settings), lossy);
+    let (exact, lossy) = (exact?, lossy?);
+    let kept = (exact.len() <= len(&lossy)).then_some(exact);
+    Ok((lossy, kept))
+}
+
+/// Whether `"lossless": "auto"` keeps lossless WebP for `raster` against lossy WebP at
+/// `quality` ([`auto_lossless`]); an animation decides this on its first frame.
+///
+/// # Errors
+/// Either encoder's error.
+pub fn auto_keeps_lossless(
+    raster: &Raster,
+    quality: u8,
+    settings: &EncodeSettings,
+) -> Result<bool, RenderError> {
+    let opaque;
+    let raster = if raster.channels == 4 && !raster.has_transparency() {
+        opaque = raster.without_alpha();
+        &opaque
+    } else {
+        raster
+    };
+    let lossy = || webp(raster, quality, settings);
+    auto_lossless(raster, settings, lossy, Vec::len).map(|(_, kept)| kept.is_some())
+}
+
 /// The share of pixels (in 1/1000) that must equal their left neighbour exactly for
-/// `"lossless": "auto"` to choose lossless WebP. Measured (see the README): screenshots, charts
+/// `"lossless": "auto"` to try lossless WebP. Measured (see the README): screenshots, charts
 /// and line art resized to the default widths repeat most pixels (flat fills survive Lanczos3),
 /// photos almost none.
 pub const AUTO_LOSSLESS_MIN_REPEATS: u32 = 500;
@@ -152,9 +201,9 @@ pub const AUTO_LOSSLESS_MAX_COLOURS: usize = 1024;
 /// Pixels sampled (at most, evenly) for the colour count of [`looks_synthetic`].
 pub const AUTO_LOSSLESS_GRID: usize = 16_384;
 
-/// The `"lossless": "auto"` decision for one resized variant: `true` when it looks like a
-/// screenshot, chart or line art, whose lossless WebP is smaller than, or about as large as,
-/// its lossy WebP at quality 80 (and free of ringing around edges). One pass comparing each
+/// The `"lossless": "auto"` pre-filter for one resized variant: `true` when it looks like a
+/// screenshot, chart or line art, whose lossless WebP may be smaller than its lossy WebP, so
+/// [`auto_lossless`] encodes both; `false` for a photo, which is only encoded lossy. One pass comparing each
 /// pixel with its left neighbour, plus a colour count over an evenly spread sample, bounded by
 /// [`AUTO_LOSSLESS_GRID`]; about a millisecond per megapixel.
 pub fn looks_synthetic(raster: &Raster) -> bool {

@@ -29,7 +29,7 @@
 //! Whole renders against the estimate are checked by `tests/memory.rs` (the estimate must
 //! bound each measured peak, by at most 4x).
 
-use shared::variant::{Fit, Focus, OutputFormat, VariantRequest};
+use shared::variant::{Fit, Focus, Lossless, OutputFormat, VariantRequest};
 
 use super::decode::{Probe, SourceFormat, svg};
 use super::{
@@ -82,7 +82,8 @@ pub const ENCODE_JPEG: u64 = 8;
 /// the filtered rows.
 pub const ENCODE_PNG: u64 = 4;
 /// libwebp's lossless working memory per encoded pixel (ARGB copies, transforms, hash chains
-/// and backward references); `"lossless": "auto"` is charged this too.
+/// and backward references); `"lossless": "auto"` is charged this plus [`ENCODE_WEBP`]: it may
+/// run both encodes of a variant at once.
 pub const ENCODE_WEBP_LOSSLESS: u64 = 48;
 /// What a render costs whatever the image: codec tables, lcms transforms, thread stacks.
 pub const FIXED: u64 = 32 << 20;
@@ -90,6 +91,9 @@ pub const FIXED: u64 = 32 << 20;
 /// The working memory per pixel of encoding `format` for `request`.
 pub fn encoder_per_pixel(format: OutputFormat, request: &VariantRequest) -> u64 {
     match format {
+        OutputFormat::Webp if request.lossless == Lossless::Auto => {
+            ENCODE_WEBP_LOSSLESS + ENCODE_WEBP
+        }
         OutputFormat::Webp if !request.lossless.is_off() => ENCODE_WEBP_LOSSLESS,
         OutputFormat::Webp => ENCODE_WEBP,
         OutputFormat::Avif => ENCODE_AVIF,

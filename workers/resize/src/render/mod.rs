@@ -67,7 +67,10 @@ pub use facts::SourceFacts;
 ///
 /// 2: BT.2390 tone mapping of PQ/HLG, profile-less CMYK through the press profile, HEIF
 /// transforms applied by the engine, SVG, bilevel and CIELab TIFF.
-pub const ENGINE_VERSION: u32 = 2;
+///
+/// 3: `"lossless": "auto"` keeps lossless WebP only where it is no larger than the lossy
+/// encode (before, every synthetic-looking variant was lossless).
+pub const ENGINE_VERSION: u32 = 3;
 
 /// What names the engine in variant tags: [`ENGINE_VERSION`] and every encoder setting (the
 /// settings are configurable per deployment and change the bytes).
@@ -332,9 +335,11 @@ pub fn estimate_cost(
 
 /// The CPU weight of one pixel encoded as `format`, in lossy-WebP pixels (measured on the
 /// corpus: AVIF 8; progressive JPEG with optimised Huffman tables and PNG about 1 each;
-/// lossless WebP at method 4 about 4, and `auto` is charged as lossless).
+/// lossless WebP at method 4 about 4, and `auto` as both, which a synthetic-looking variant
+/// pays).
 pub fn format_cost(format: OutputFormat, request: &VariantRequest) -> u64 {
     match format {
+        OutputFormat::Webp if request.lossless == Lossless::Auto => 5,
         OutputFormat::Webp if !request.lossless.is_off() => 4,
         OutputFormat::Webp | OutputFormat::Jpeg | OutputFormat::Png => 1,
         OutputFormat::Avif => 8,
@@ -611,19 +616,49 @@ pub fn check_output(
 /// search chose for it.
 type EncodeSlot = Mutex<Option<Result<(encode::Encoded, Option<perceptual::Chosen>), RenderError>>>;
 
-/// The level searched for `format` on this raster: the request's `auto` level, unless the
-/// variant is lossless WebP (`"lossless": true`, or `"auto"` choosing it for this raster).
-fn searched_level(
-    raster: &resize::Raster,
-    format: OutputFormat,
-    request: &VariantRequest,
-) -> Option<AutoQuality> {
+/// The level searched for `format`: the request's `auto` level, unless the variant is
+/// lossless WebP (`"lossless": true`). With `"auto"` the lossy variant is searched, and
+/// [`searched_or_lossless`] may then keep the lossless one instead.
+fn searched_level(format: OutputFormat, request: &VariantRequest) -> Option<AutoQuality> {
     let level = request.auto_quality_for(format)?;
     match request.lossless_for(format) {
-        Lossless::Off => Some(level),
+        Lossless::Off | Lossless::Auto => Some(level),
         Lossless::On => None,
-        Lossless::Auto => (!encode::looks_synthetic(raster)).then_some(level),
     }
+}
+
+/// A searched variant of `up`: `search` makes the lossy variant (on the raster as the encoders
+/// see it, [`opaque`]), and with `"lossless": "auto"` the lossless WebP is kept instead where
+/// [`encode::auto_lossless`] says so. Returns the variant and what the search chose, also when
+/// the lossless one is kept (a calibration goes on from it).
+fn searched_or_lossless(
+    up: &resize::Raster,
+    format: OutputFormat,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+    search: impl FnOnce(&resize::Raster) -> Result<(Vec<u8>, perceptual::Chosen), RenderError> + Send,
+) -> Result<
+    (
+        (encode::Encoded, Option<perceptual::Chosen>),
+        perceptual::Chosen,
+    ),
+    RenderError,
+> {
+    let up = opaque(up);
+    let ((bytes, chosen), kept) = if request.lossless_for(format) == Lossless::Auto {
+        encode::auto_lossless(&up, settings, || search(&up), |(b, _)| b.len())?
+    } else {
+        (search(&up)?, None)
+    };
+    let variant = match kept {
+        Some(bytes) => encode::Encoded {
+            bytes,
+            lossless: true,
+        },
+        None => lossy(bytes),
+    };
+    let recorded = (!variant.lossless).then_some(chosen);
+    Ok(((variant, recorded), chosen))
 }
 
 /// A raster as the encoders see it: RGBA whose alpha is all 255 without its alpha.
@@ -642,25 +677,19 @@ fn encode_one(
     request: &VariantRequest,
     settings: &EncodeSettings,
 ) -> Result<(encode::Encoded, Option<perceptual::Chosen>), RenderError> {
-    match searched_level(up, format, request) {
+    match searched_level(format, request) {
         None => encode::encode_variant(up, format, request, settings).map(|e| (e, None)),
-        Some(level) => {
-            let (bytes, chosen) = perceptual::calibrate(&opaque(up), format, level, settings)?;
-            Ok((
-                encode::Encoded {
-                    bytes,
-                    lossless: false,
-                },
-                Some(chosen),
-            ))
-        }
+        Some(level) => searched_or_lossless(up, format, request, settings, |r| {
+            perceptual::calibrate(r, format, level, settings)
+        })
+        .map(|(variant, _)| variant),
     }
 }
 
 /// Every `widths` variant of a searched format: calibrate on the smallest (`made[0]`), then
 /// encode and score each larger one once at the calibrated quality (in parallel on `scope`).
-/// A width that is lossless (`"lossless": "auto"`) is encoded as such; when the smallest is,
-/// the next searched width calibrates instead.
+/// With `"lossless": "auto"` every width is searched and may then be kept lossless
+/// ([`searched_or_lossless`]); the smallest calibrates either way.
 #[allow(clippy::too_many_arguments)]
 fn searched_widths<'s>(
     scope: &rayon::Scope<'s>,
@@ -680,7 +709,7 @@ fn searched_widths<'s>(
     };
     let mut calibrated: Option<(u8, u32)> = None;
     for (k, up) in made.iter().enumerate() {
-        if searched_level(up, format, request).is_none() {
+        if searched_level(format, request).is_none() {
             put(
                 k,
                 encode::encode_variant(up, format, request, settings).map(|e| (e, None)),
@@ -688,11 +717,13 @@ fn searched_widths<'s>(
             continue;
         }
         let Some((q, from_width)) = calibrated else {
-            let out = perceptual::calibrate(&opaque(up), format, level, settings);
+            let out = searched_or_lossless(up, format, request, settings, |r| {
+                perceptual::calibrate(r, format, level, settings)
+            });
             if let Ok((_, c)) = &out {
                 calibrated = Some((c.quality, up.width));
             }
-            put(k, out.map(|(bytes, c)| (lossy(bytes), Some(c))));
+            put(k, out.map(|(variant, _)| variant));
             continue;
         };
         let up = Arc::clone(up);
@@ -703,8 +734,10 @@ fn searched_widths<'s>(
             let q = (f64::from(q) + adjust)
                 .round()
                 .clamp(f64::from(lo), f64::from(hi)) as u8;
-            let out = perceptual::encode_scored(&opaque(&up), format, q, settings)
-                .map(|(bytes, c)| (lossy(bytes), Some(c)));
+            let out = searched_or_lossless(&up, format, request, settings, |r| {
+                perceptual::encode_scored(r, format, q, settings)
+            })
+            .map(|(variant, _)| variant);
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
         });
     }
