@@ -92,13 +92,7 @@ pub fn encode_variant(
     request: &VariantRequest,
     settings: &EncodeSettings,
 ) -> Result<Encoded, RenderError> {
-    let opaque;
-    let raster = if raster.channels == 4 && !raster.has_transparency() {
-        opaque = raster.without_alpha();
-        &opaque
-    } else {
-        raster
-    };
+    let raster = &*opaque(raster);
     let lossy = |bytes| Encoded {
         bytes,
         lossless: false,
@@ -178,15 +172,18 @@ pub fn auto_keeps_lossless(
     quality: u8,
     settings: &EncodeSettings,
 ) -> Result<bool, RenderError> {
-    let opaque;
-    let raster = if raster.channels == 4 && !raster.has_transparency() {
-        opaque = raster.without_alpha();
-        &opaque
-    } else {
-        raster
-    };
+    let raster = &*opaque(raster);
     let lossy = || webp(raster, quality, settings);
     auto_lossless(raster, settings, lossy, Vec::len).map(|(_, kept)| kept.is_some())
+}
+
+/// A raster as the encoders see it: RGBA whose alpha is all 255 without its alpha.
+pub fn opaque(raster: &Raster) -> std::borrow::Cow<'_, Raster> {
+    if raster.channels == 4 && !raster.has_transparency() {
+        std::borrow::Cow::Owned(raster.without_alpha())
+    } else {
+        std::borrow::Cow::Borrowed(raster)
+    }
 }
 
 /// The share of pixels (in 1/1000) that must equal their left neighbour exactly for

@@ -628,7 +628,7 @@ fn searched_level(format: OutputFormat, request: &VariantRequest) -> Option<Auto
 }
 
 /// A searched variant of `up`: `search` makes the lossy variant (on the raster as the encoders
-/// see it, [`opaque`]), and with `"lossless": "auto"` the lossless WebP is kept instead where
+/// see it, [`encode::opaque`]), and with `"lossless": "auto"` the lossless WebP is kept instead where
 /// [`encode::auto_lossless`] says so. Returns the variant and what the search chose, also when
 /// the lossless one is kept (a calibration goes on from it).
 fn searched_or_lossless(
@@ -644,7 +644,7 @@ fn searched_or_lossless(
     ),
     RenderError,
 > {
-    let up = opaque(up);
+    let up = encode::opaque(up);
     let ((bytes, chosen), kept) = if request.lossless_for(format) == Lossless::Auto {
         encode::auto_lossless(&up, settings, || search(&up), |(b, _)| b.len())?
     } else {
@@ -659,15 +659,6 @@ fn searched_or_lossless(
     };
     let recorded = (!variant.lossless).then_some(chosen);
     Ok(((variant, recorded), chosen))
-}
-
-/// A raster as the encoders see it: RGBA whose alpha is all 255 without its alpha.
-fn opaque(raster: &resize::Raster) -> std::borrow::Cow<'_, resize::Raster> {
-    if raster.channels == 4 && !raster.has_transparency() {
-        std::borrow::Cow::Owned(raster.without_alpha())
-    } else {
-        std::borrow::Cow::Borrowed(raster)
-    }
 }
 
 /// One variant on its own (a `sizes` entry): a fixed quality, or its own calibration.
