@@ -8,6 +8,8 @@
 //! APNGs' frames by APNG Disassembler, Pillow gets dispose-to-previous wrong): frame
 //! timing, loop count, dimensions and SSIM of each frame shown at each source frame's start.
 
+#[path = "support/ssim.rs"]
+mod ssim;
 use prism_resize::render::animation::frame_duration;
 use prism_resize::render::{self, EncodeSettings, Limits, RenderError, Rendered};
 use shared::error::ErrorCode;
@@ -106,45 +108,11 @@ fn luma_over_grey(img: &image::RgbaImage) -> Vec<f64> {
         .collect()
 }
 
-/// Mean SSIM (Wang et al. 2004) over 8×8 windows at stride 4, constants for 8-bit values.
+/// Mean SSIM of two images composited over mid grey ([`ssim::ssim`] of their luma).
 fn ssim(a: &image::RgbaImage, b: &image::RgbaImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions());
     let (w, h) = (a.width() as usize, a.height() as usize);
-    let (x, y) = (luma_over_grey(a), luma_over_grey(b));
-    const C1: f64 = (0.01 * 255.0) * (0.01 * 255.0);
-    const C2: f64 = (0.03 * 255.0) * (0.03 * 255.0);
-    let starts = |n: usize| {
-        let mut v: Vec<usize> = (0..=n - 8).step_by(4).collect();
-        if *v.last().expect("n >= 8") != n - 8 {
-            v.push(n - 8);
-        }
-        v
-    };
-    let (mut total, mut count) = (0.0, 0.0);
-    for &wy in &starts(h) {
-        for &wx in &starts(w) {
-            let (mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for r in wy..wy + 8 {
-                for c in wx..wx + 8 {
-                    let (p, q) = (x[r * w + c], y[r * w + c]);
-                    sx += p;
-                    sy += q;
-                    sxx += p * p;
-                    syy += q * q;
-                    sxy += p * q;
-                }
-            }
-            let n = 64.0;
-            let (mx, my) = (sx / n, sy / n);
-            let vx = sxx / n - mx * mx;
-            let vy = syy / n - my * my;
-            let cov = sxy / n - mx * my;
-            total += ((2.0 * mx * my + C1) * (2.0 * cov + C2))
-                / ((mx * mx + my * my + C1) * (vx + vy + C2));
-            count += 1.0;
-        }
-    }
-    total / count
+    ssim::ssim(&luma_over_grey(a), &luma_over_grey(b), w, h)
 }
 
 /// Render `name` at the reference's width and check the animated WebP against Pillow's frames.

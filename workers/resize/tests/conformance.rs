@@ -15,6 +15,8 @@
 //! tolerances. Every case runs before the test fails, and the table of figures is printed, so
 //! one run shows every regression.
 
+#[path = "support/ssim.rs"]
+mod ssim;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -148,50 +150,12 @@ fn compare(a: &Rgba, b: &Rgba) -> Scores {
             .collect()
     };
     let ssim = (a.width >= 8 && a.height >= 8)
-        .then(|| ssim(&luma(&pa), &luma(&pb), a.width as usize, a.height as usize));
+        .then(|| ssim::ssim(&luma(&pa), &luma(&pb), a.width as usize, a.height as usize));
     Scores {
         ssim,
         mean_delta_e,
         p95_delta_e,
     }
-}
-
-/// Mean SSIM (Wang et al. 2004) over 8×8 windows at stride 4, constants for 8-bit values.
-fn ssim(x: &[f64], y: &[f64], w: usize, h: usize) -> f64 {
-    const C1: f64 = (0.01 * 255.0) * (0.01 * 255.0);
-    const C2: f64 = (0.03 * 255.0) * (0.03 * 255.0);
-    let starts = |n: usize| {
-        let mut v: Vec<usize> = (0..=n - 8).step_by(4).collect();
-        if *v.last().expect("n >= 8") != n - 8 {
-            v.push(n - 8);
-        }
-        v
-    };
-    let (mut total, mut count) = (0.0, 0.0);
-    for &wy in &starts(h) {
-        for &wx in &starts(w) {
-            let (mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for r in wy..wy + 8 {
-                for c in wx..wx + 8 {
-                    let (a, b) = (x[r * w + c], y[r * w + c]);
-                    sx += a;
-                    sy += b;
-                    sxx += a * a;
-                    syy += b * b;
-                    sxy += a * b;
-                }
-            }
-            let n = 64.0;
-            let (mx, my) = (sx / n, sy / n);
-            let vx = sxx / n - mx * mx;
-            let vy = syy / n - my * my;
-            let cov = sxy / n - mx * my;
-            total += ((2.0 * mx * my + C1) * (2.0 * cov + C2))
-                / ((mx * mx + my * my + C1) * (vx + vy + C2));
-            count += 1.0;
-        }
-    }
-    total / count
 }
 
 /// sRGB (0..=1, D65) → CIE L*a*b* (D65 white).

@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
+#[path = "support/ssim.rs"]
+mod ssim;
 use prism_resize::render::{
     self, EncodeSettings, Limits, Rendered, color, decode, encode, resize::Raster,
 };
@@ -40,51 +42,15 @@ fn variant(r: &Rendered, format: OutputFormat) -> &render::Variant {
     r.variants.iter().find(|v| v.format == format).unwrap()
 }
 
-/// Luma of an RGB image, 0..=255.
-fn luma(img: &image::RgbImage) -> Vec<f64> {
-    img.pixels()
-        .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
-        .collect()
-}
-
-/// Mean SSIM (Wang et al. 2004) of two luma planes over 8×8 windows at stride 4.
-fn ssim(x: &[f64], y: &[f64], w: usize, h: usize) -> f64 {
-    const C1: f64 = (0.01 * 255.0) * (0.01 * 255.0);
-    const C2: f64 = (0.03 * 255.0) * (0.03 * 255.0);
-    let (mut total, mut count) = (0.0, 0.0);
-    for wy in (0..=h - 8).step_by(4) {
-        for wx in (0..=w - 8).step_by(4) {
-            let (mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for r in wy..wy + 8 {
-                for c in wx..wx + 8 {
-                    let (a, b) = (x[r * w + c], y[r * w + c]);
-                    sx += a;
-                    sy += b;
-                    sxx += a * a;
-                    syy += b * b;
-                    sxy += a * b;
-                }
-            }
-            let n = 64.0;
-            let (mx, my) = (sx / n, sy / n);
-            let (vx, vy, cov) = (sxx / n - mx * mx, syy / n - my * my, sxy / n - mx * my);
-            total += ((2.0 * mx * my + C1) * (2.0 * cov + C2))
-                / ((mx * mx + my * my + C1) * (vx + vy + C2));
-            count += 1.0;
-        }
-    }
-    total / count
-}
-
 /// SSIM of a decoded variant against `reference` resized (Lanczos3, `image` crate) to its size.
 fn ssim_against(variant: &image::DynamicImage, reference: &image::DynamicImage) -> f64 {
     let (w, h) = (variant.width(), variant.height());
     let reference = reference
         .resize_exact(w, h, image::imageops::FilterType::Lanczos3)
         .to_rgb8();
-    ssim(
-        &luma(&variant.to_rgb8()),
-        &luma(&reference),
+    ssim::ssim(
+        &ssim::luma(&variant.to_rgb8()),
+        &ssim::luma(&reference),
         w as usize,
         h as usize,
     )
