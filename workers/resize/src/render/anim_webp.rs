@@ -141,7 +141,7 @@ impl AnimEncoder {
         let stride = c_int::try_from(raster.width as usize * channels)
             .map_err(|_| fail("row stride out of range"))?;
         let ts = c_int::try_from(self.timestamp_ms).map_err(|_| fail("animation too long"))?;
-        let mut picture = Picture::new().ok_or_else(|| fail("picture init failed"))?;
+        let mut picture = super::webp::Picture::new().ok_or_else(|| fail("picture init failed"))?;
         picture.0.width = c_int::try_from(self.width).map_err(|_| fail("width"))?;
         picture.0.height = c_int::try_from(self.height).map_err(|_| fail("height"))?;
         // The animation encoder works on ARGB canvases.
@@ -216,28 +216,6 @@ impl Drop for AnimEncoder {
     fn drop(&mut self) {
         // SAFETY: `enc` came from WebPAnimEncoderNewInternal and is deleted once.
         unsafe { sys::WebPAnimEncoderDelete(self.enc) };
-    }
-}
-
-/// A `WebPPicture` freed on drop.
-struct Picture(sys::WebPPicture);
-
-impl Picture {
-    fn new() -> Option<Self> {
-        let mut pic = std::mem::MaybeUninit::<sys::WebPPicture>::uninit();
-        // SAFETY: fully initialises the struct; 0 only on an ABI mismatch.
-        let ok = unsafe {
-            sys::WebPPictureInitInternal(pic.as_mut_ptr(), sys::WEBP_ENCODER_ABI_VERSION as c_int)
-        };
-        // SAFETY: initialised by the successful call above.
-        (ok != 0).then(|| Self(unsafe { pic.assume_init() }))
-    }
-}
-
-impl Drop for Picture {
-    fn drop(&mut self) {
-        // SAFETY: initialised; frees what the import allocated.
-        unsafe { sys::WebPPictureFree(&mut self.0) };
     }
 }
 

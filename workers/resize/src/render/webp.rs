@@ -136,11 +136,11 @@ fn encode_with(raster: &Raster, mode: Mode) -> Result<Vec<u8>, RenderError> {
     Ok(out)
 }
 
-/// A `WebPPicture` that frees its buffers when dropped.
-struct Picture(sys::WebPPicture);
+/// A `WebPPicture` that frees its buffers when dropped (still and animated encodes).
+pub(super) struct Picture(pub(super) sys::WebPPicture);
 
 impl Picture {
-    fn new() -> Option<Self> {
+    pub(super) fn new() -> Option<Self> {
         let mut pic = std::mem::MaybeUninit::<sys::WebPPicture>::uninit();
         // SAFETY: WebPPictureInitInternal zeroes and initialises the struct; 0 means an ABI
         // mismatch, in which case the struct is not used.
