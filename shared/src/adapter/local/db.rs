@@ -44,8 +44,29 @@ impl Db {
             std::fs::create_dir_all(dir)
                 .map_err(|e| DbFailure::Transient(format!("create {}: {e}", dir.display())))?;
         }
+        // Several processes opening a new database at once (`prism dev`'s binaries started
+        // side by side) can get SQLITE_BUSY from the switch to WAL without SQLite waiting on
+        // its busy handler: the open is retried, for as long as the busy timeout.
+        let deadline = std::time::Instant::now() + OPEN_BUSY_TIMEOUT;
+        loop {
+            match Self::open_once(path, schema) {
+                Err(e)
+                    if is_busy(&e) && std::time::Instant::now() + OPEN_RETRY_PAUSE < deadline =>
+                {
+                    std::thread::sleep(OPEN_RETRY_PAUSE);
+                }
+                result => {
+                    return result.map_err(DbFailure::from).map(|conn| Self {
+                        conn: Arc::new(Mutex::new(conn)),
+                    });
+                }
+            }
+        }
+    }
+
+    fn open_once(path: &Path, schema: &str) -> Result<Connection, rusqlite::Error> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(OPEN_BUSY_TIMEOUT)?;
         // WAL: concurrent readers and one writer across processes. NORMAL sync is durable
         // against process crashes (the WAL is fsynced at checkpoints, not every commit), which
         // is the failure this backend must survive; power loss may drop the last commits.
@@ -53,9 +74,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(schema)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(conn)
     }
 
     /// Run `f` with the connection on the blocking pool.
@@ -74,6 +93,18 @@ impl Db {
         .await
         .map_err(|e| DbFailure::Transient(format!("database task failed: {e}")))?
     }
+}
+
+/// How long a statement waits for another process's lock, and how long opening retries.
+const OPEN_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause between two tries at opening a busy database.
+const OPEN_RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(SqlCode::DatabaseBusy | SqlCode::DatabaseLocked)
+    )
 }
 
 /// Milliseconds since the Unix epoch.
