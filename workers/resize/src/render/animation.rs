@@ -29,15 +29,15 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use shared::variant::{Fit, Focus, Lossless, OutputFormat, SizeSpec, VariantRequest};
+use shared::variant::{Fit, Focus, Lossless, OutputFormat, VariantRequest};
 
 use super::anim_webp::{self, AnimEncoder};
 use super::decode::{self, Probe, SourceFormat};
 use super::resize::{self, Raster};
 use super::webp::{LosslessOptions, WebpOptions};
 use super::{
-    EncodeSettings, Limits, RenderError, Rendered, Variant, color, encode, fit, ms, orient,
-    plan_widths, planned_outputs, scaled_height,
+    EncodeSettings, Limits, RenderError, Rendered, Target, Variant, color, encode, fit, ms, orient,
+    planned_outputs, planned_targets, scaled_height,
 };
 
 /// A frame shown this long or shorter is shown for [`DEFAULT_FRAME_DURATION_MS`] instead, as
@@ -106,31 +106,6 @@ pub fn extra_output_pixels(probe: &Probe, request: &VariantRequest) -> u64 {
         .saturating_mul(u64::from(probe.frames - 1))
 }
 
-/// One animated WebP output of a request: a `widths` entry or a `sizes` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// A `widths` entry (as planned by [`plan_widths`]).
-    Width(u32),
-    /// A `sizes` entry.
-    Size(SizeSpec),
-}
-
-/// The animated outputs of `request` for an oriented `ow`-wide source, in the order of the
-/// still pipeline's variants: the planned widths ascending (none for a request of `sizes`
-/// only), then the sizes in request order.
-pub fn targets(request: &VariantRequest, ow: u32) -> Vec<Target> {
-    let widths = if request.widths.is_empty() {
-        Vec::new()
-    } else {
-        plan_widths(&request.widths, ow)
-    };
-    widths
-        .into_iter()
-        .map(Target::Width)
-        .chain(request.sizes.iter().copied().map(Target::Size))
-        .collect()
-}
-
 /// Refuse an animation whose frames add up to more than [`Limits::max_animation_pixels`].
 ///
 /// # Errors
@@ -189,7 +164,7 @@ pub fn render(
     let mut still_variants = still.variants.into_iter().peekable();
     let mut animated = animated.into_iter();
     let mut variants = Vec::new();
-    for target in targets(request, probe.oriented_dimensions().0) {
+    for target in planned_targets(request, probe.oriented_dimensions().0) {
         for &format in &request.formats {
             let v = if format == OutputFormat::Webp {
                 animated.next()
@@ -310,7 +285,7 @@ fn encode_animation(
 ) -> Result<(Vec<Variant>, AnimationFacts, f64), RenderError> {
     let (src_w, src_h) = probe.oriented_dimensions();
     let orientation = probe.orientation_to_apply();
-    let mut outputs: Vec<Output> = targets(request, src_w)
+    let mut outputs: Vec<Output> = planned_targets(request, src_w)
         .into_iter()
         .map(|target| Output {
             target,

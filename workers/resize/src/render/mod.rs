@@ -240,9 +240,20 @@ pub fn planned_widths(request: &VariantRequest, source_width: u32) -> Vec<u32> {
     }
 }
 
-/// The upright size of every encoded output of `request` for an `ow` × `oh` (oriented)
-/// source, `widths` then `sizes` (once each, whatever the formats).
-pub fn planned_outputs(request: &VariantRequest, ow: u32, oh: u32) -> Vec<(u32, u32)> {
+/// One encoded output of a request, made in every requested format: a `widths` entry (as
+/// planned by [`plan_widths`]) or a `sizes` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A planned `widths` entry.
+    Width(u32),
+    /// A `sizes` entry.
+    Size(SizeSpec),
+}
+
+/// The encoded outputs of `request` for an oriented `ow`-wide source, in the order of the
+/// variants: the planned widths ascending (none for a request of `sizes` only), then the sizes
+/// in request order.
+pub fn planned_targets(request: &VariantRequest, ow: u32) -> Vec<Target> {
     let widths = if request.widths.is_empty() {
         Vec::new()
     } else {
@@ -250,8 +261,20 @@ pub fn planned_outputs(request: &VariantRequest, ow: u32, oh: u32) -> Vec<(u32, 
     };
     widths
         .into_iter()
-        .map(|w| (w, scaled_height(ow, oh, w)))
-        .chain(request.sizes.iter().map(|s| fit::output_size(s, ow, oh)))
+        .map(Target::Width)
+        .chain(request.sizes.iter().copied().map(Target::Size))
+        .collect()
+}
+
+/// The upright size of every encoded output of `request` for an `ow` × `oh` (oriented)
+/// source, in [`planned_targets`] order (once each, whatever the formats).
+pub fn planned_outputs(request: &VariantRequest, ow: u32, oh: u32) -> Vec<(u32, u32)> {
+    planned_targets(request, ow)
+        .into_iter()
+        .map(|target| match target {
+            Target::Width(w) => (w, scaled_height(ow, oh, w)),
+            Target::Size(size) => fit::output_size(&size, ow, oh),
+        })
         .collect()
 }
 
