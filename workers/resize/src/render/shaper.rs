@@ -313,9 +313,9 @@ mod tests {
 
     #[test]
     fn four_at_a_time_equals_one_at_a_time() {
-        // Every code value of every channel against every other on a 4-step grid, plus the
-        // extremes, for a wide-gamut (clipping) and a narrow-gamut profile, as RGB and RGBA,
-        // with lengths that leave a remainder for the one-by-one path.
+        // Every channel on a 3-step grid against the others, plus the extremes and a few odd
+        // values, for a wide-gamut (clipping) and two narrower profiles, as RGB and RGBA, with
+        // lengths that leave a remainder for the one-by-one path.
         let mut pixels = Vec::new();
         for r in (0..=255_u8).step_by(3).chain([255]) {
             for g in (0..=255_u8).step_by(3).chain([255]) {
