@@ -26,7 +26,8 @@
 #   bash workers/resize/scripts/bench_isolation.sh --summarise FILE.tsv [FILE.tsv ...]
 #     prints the tables again from kept results (several files are pooled)
 # Environment: CORPUS (default ../shared/corpus), RESULTS (the TSV to write, default
-# /tmp/bench_isolation-DATE.tsv), QUIET_WAIT_S (default 300).
+# /tmp/bench_isolation-DATE.tsv), QUIET_WAIT_S (default 300), QUALITY (passed to prism's runs
+# as `--quality`, e.g. `auto:good`; default: the fixed qualities, sharp's).
 set -euo pipefail
 
 summarise() {
@@ -166,7 +167,7 @@ run_one() { # ROUND MODE PROG
   else
     prio /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" \
       "$bin" bench --corpus "$corpus" --out "$work/out" --formats "$fmts" --isolation "$prog" \
-      > "$work/out.json" 2> "$work/err.txt"
+      ${QUALITY:+--quality "$QUALITY"} > "$work/out.json" 2> "$work/err.txt"
   fi
   local elapsed user sys maxrss
   read -r elapsed user sys maxrss < <(tail -1 "$work/time.txt")
