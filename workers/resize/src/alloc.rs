@@ -60,3 +60,17 @@ pub fn tune_render_process() -> bool {
         tuned
     }
 }
+
+/// Return the free memory of every malloc arena to the OS (glibc's `malloc_trim`).
+///
+/// With [`MMAP_THRESHOLD`] raised, a libaom encode's buffers (about 35 bytes per pixel) come
+/// from the heap, and the arena of whichever thread ran the encode keeps them after it ends.
+/// Called after each AVIF encode (`render::encode`), so that memory does not stay resident
+/// beside the next image's; the WebP-only path never calls it.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is thread-safe (it locks each arena).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

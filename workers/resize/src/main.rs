@@ -62,6 +62,15 @@ enum Command {
         /// Offset from the request's AVIF quality to ravif's quality.
         #[arg(long)]
         avif_quality_offset: Option<f32>,
+        /// The AVIF encoder: `rav1e` (the default) or `aom` (libaom through libheif).
+        #[arg(long)]
+        avif_encoder: Option<prism_resize::render::AvifEncoder>,
+        /// libaom speed 0..=9 with `--avif-encoder aom` (sharp's effort 4 is speed 5).
+        #[arg(long)]
+        aom_speed: Option<u8>,
+        /// Offset from the request's AVIF quality to libheif's with `--avif-encoder aom`.
+        #[arg(long)]
+        aom_quality_offset: Option<f32>,
         /// Minimum Lanczos factor left after JPEG DCT scaling ("inf" disables DCT scaling).
         #[arg(long)]
         jpeg_min_residual: Option<f64>,
@@ -137,6 +146,9 @@ fn main() -> ExitCode {
             order,
             avif_speed,
             avif_quality_offset,
+            avif_encoder,
+            aom_speed,
+            aom_quality_offset,
             jpeg_min_residual,
             webp_thread_level,
             resize_chain_min_ratio,
@@ -151,6 +163,13 @@ fn main() -> ExitCode {
             }
             if let Some(o) = avif_quality_offset {
                 settings.avif_quality_offset = o;
+            }
+            if let Some(e) = avif_encoder {
+                settings.aom = e.aom();
+            }
+            if let Some(aom) = settings.aom.as_mut() {
+                aom.speed = aom_speed.unwrap_or(aom.speed);
+                aom.quality_offset = aom_quality_offset.unwrap_or(aom.quality_offset);
             }
             if let Some(r) = jpeg_min_residual {
                 settings.jpeg_min_residual = r;

@@ -22,6 +22,9 @@
 //! | libwebp, 3 and 12 MP RGB | 8.43, 8.20 | 12 ([`ENCODE_WEBP`], + 3 for the RGB copy of an opaque RGBA raster) |
 //! | rav1e (ravif, speed 8), 0.75 and 3 MP RGB | 36.70, 30.86 | 44 ([`ENCODE_AVIF`]) |
 //! | rav1e, 0.75 and 3 MP RGBA with transparency | 43.92, 34.29 | 44 |
+//! | libaom through libheif (`avif_encoder` aom, speed 6, 4:4:4), 0.75 and 3 MP RGB | 55.13, 37.01 | 64 ([`ENCODE_AVIF_AOM`]) + 32 MiB per encode ([`ENCODE_AVIF_AOM_BASE`]) |
+//! | libaom, 0.75 and 3 MP RGBA with transparency | 78.23, 48.79 | the same |
+//! | libaom, RGBA at 64x64, 320x240 and 640x480 (MiB) | 7.9, 13.2, 27.7 | 32.3, 36.7, 50.8 |
 //! | libjpeg-turbo progressive 4:2:0, 3 and 12 MP RGB | 3.93, 3.71 | 8 ([`ENCODE_JPEG`], incl. 3 for the RGB copy of an RGBA raster) |
 //! | PNG (zlib level 6, adaptive filters), 3 and 12 MP RGB | 2.75, 2.31 | 4 ([`ENCODE_PNG`]) |
 //! | libwebp lossless (method 4, effort 75), 0.75 and 3 MP RGB | 47.62, 33.16 | 48 ([`ENCODE_WEBP_LOSSLESS`]) |
@@ -70,6 +73,13 @@ pub const DECODE_SVG_EMBEDDED: u64 = 20;
 pub const ENCODE_WEBP: u64 = 12;
 /// rav1e's working memory per encoded pixel (alpha is a second, monochrome encode).
 pub const ENCODE_AVIF: u64 = 44;
+/// libaom's working memory per encoded pixel, with libheif's YCbCr copy of the raster (alpha
+/// is a second, monochrome encode). libaom's peak per pixel falls with the size (78 bytes at
+/// 0.75 MP RGBA, 49 at 3 MP), so the slope is paired with [`ENCODE_AVIF_AOM_BASE`]; whole
+/// renders of RGBA sources need the margin (`tests/memory.rs`).
+pub const ENCODE_AVIF_AOM: u64 = 64;
+/// What every libaom encode costs beside its pixels: the encoder instance and its tables.
+pub const ENCODE_AVIF_AOM_BASE: u64 = 32 << 20;
 /// The attention map of an `auto` focus: its RGBA copy of at most
 /// [`fit::ATTENTION_SIDE`]² pixels and two `f32` maps of the same size (12 bytes a pixel); its
 /// box resize's intermediate image is counted with the other resizes'.
@@ -87,6 +97,22 @@ pub const ENCODE_PNG: u64 = 4;
 pub const ENCODE_WEBP_LOSSLESS: u64 = 48;
 /// What a render costs whatever the image: codec tables, lcms transforms, thread stacks.
 pub const FIXED: u64 = 32 << 20;
+
+/// The working memory of encoding a `width` × `height` raster as `format` for `request` with
+/// `settings` (libaom's AVIF differs from rav1e's).
+pub fn encoder_bytes(
+    format: OutputFormat,
+    request: &VariantRequest,
+    settings: &EncodeSettings,
+    width: u64,
+    height: u64,
+) -> u64 {
+    let pixels = width.saturating_mul(height);
+    if format == OutputFormat::Avif && settings.aom.is_some() {
+        return pixels.saturating_mul(ENCODE_AVIF_AOM) + ENCODE_AVIF_AOM_BASE;
+    }
+    pixels.saturating_mul(encoder_per_pixel(format, request))
+}
 
 /// The working memory per pixel of encoding `format` for `request`.
 pub fn encoder_per_pixel(format: OutputFormat, request: &VariantRequest) -> u64 {
@@ -268,7 +294,7 @@ pub fn estimate(
             request
                 .formats
                 .iter()
-                .map(move |&f| w * h * encoder_per_pixel(f, request))
+                .map(move |&f| encoder_bytes(f, request, settings, *w, *h))
         })
         .collect();
     encodes.sort_unstable_by(|a, b| b.cmp(a));

@@ -57,7 +57,7 @@ use shared::error::ErrorCode;
 use shared::variant::{AutoQuality, Fit, Focus, Lossless, OutputFormat, SizeSpec, VariantRequest};
 
 pub use decode::SourceFormat;
-pub use encode::EncodeSettings;
+pub use encode::{AomSettings, AvifEncoder, EncodeSettings};
 pub use facts::SourceFacts;
 
 /// Version of the engine's output. Every variant key carries it (through

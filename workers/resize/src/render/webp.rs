@@ -36,6 +36,22 @@ pub struct WebpOptions {
     pub thread_level: u8,
 }
 
+/// Lossy settings the engine leaves at libwebp's defaults (sharp's), for measuring what
+/// other choices would buy (`examples/webp_oracle.rs`). `Tuning::default()` is the engine's
+/// encode, byte for byte.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// libwebp `use_sharp_yuv`: the iterative RGB to YUV 4:2:0 conversion (the raster is then
+    /// imported as ARGB and converted inside the encode).
+    pub sharp_yuv: bool,
+    /// libwebp `sns_strength` 0..=100 (default 50).
+    pub sns_strength: Option<u8>,
+    /// libwebp `filter_strength` 0..=100 (default 60).
+    pub filter_strength: Option<u8>,
+    /// libwebp `segments` 1..=4 (default 4).
+    pub segments: Option<u8>,
+}
+
 /// The libwebp version linked in, as `major.minor.revision`.
 pub fn encoder_version() -> String {
     // SAFETY: a pure function without arguments.
@@ -49,7 +65,19 @@ pub fn encoder_version() -> String {
 /// [`RenderError::Encode`] when libwebp rejects the configuration or the picture (too large:
 /// libwebp's limit is 16383 px a side) or runs out of memory.
 pub fn encode(raster: &Raster, options: WebpOptions) -> Result<Vec<u8>, RenderError> {
-    encode_with(raster, Mode::Lossy(options))
+    encode_with(raster, Mode::Lossy(options, Tuning::default()))
+}
+
+/// [`encode`] with `tuning` applied over sharp's configuration.
+///
+/// # Errors
+/// As [`encode`], and when libwebp refuses a tuning value.
+pub fn encode_tuned(
+    raster: &Raster,
+    options: WebpOptions,
+    tuning: Tuning,
+) -> Result<Vec<u8>, RenderError> {
+    encode_with(raster, Mode::Lossy(options, tuning))
 }
 
 /// Lossless WebP settings.
@@ -75,14 +103,14 @@ pub fn encode_lossless(raster: &Raster, options: LosslessOptions) -> Result<Vec<
 
 #[derive(Debug, Clone, Copy)]
 enum Mode {
-    Lossy(WebpOptions),
+    Lossy(WebpOptions, Tuning),
     Lossless(LosslessOptions),
 }
 
 fn encode_with(raster: &Raster, mode: Mode) -> Result<Vec<u8>, RenderError> {
-    let (quality, method, thread_level, lossless) = match mode {
-        Mode::Lossy(o) => (o.quality, o.method, o.thread_level, false),
-        Mode::Lossless(o) => (o.effort, o.method, o.thread_level, true),
+    let (quality, method, thread_level, lossless, tuning) = match mode {
+        Mode::Lossy(o, t) => (o.quality, o.method, o.thread_level, false, t),
+        Mode::Lossless(o) => (o.effort, o.method, o.thread_level, true, Tuning::default()),
     };
     let fail = |what: &str| RenderError::Encode(format!("libwebp: {what}"));
     let width = c_int::try_from(raster.width).map_err(|_| fail("width out of range"))?;
@@ -97,7 +125,22 @@ fn encode_with(raster: &Raster, mode: Mode) -> Result<Vec<u8>, RenderError> {
         return Err(fail("raster size does not match its dimensions"));
     }
 
-    let config = config(quality, method, thread_level, lossless).map_err(fail)?;
+    let mut config = config(quality, method, thread_level, lossless).map_err(fail)?;
+    if tuning != Tuning::default() {
+        config.use_sharp_yuv = c_int::from(tuning.sharp_yuv);
+        let set = |field: &mut c_int, v: Option<u8>| {
+            if let Some(v) = v {
+                *field = c_int::from(v);
+            }
+        };
+        set(&mut config.sns_strength, tuning.sns_strength);
+        set(&mut config.filter_strength, tuning.filter_strength);
+        set(&mut config.segments, tuning.segments);
+        // SAFETY: `config` is a valid, initialised WebPConfig.
+        if unsafe { sys::WebPValidateConfig(&config) } == 0 {
+            return Err(fail("invalid tuning"));
+        }
+    }
 
     let mut picture = Picture::new().ok_or_else(|| fail("picture init failed"))?;
     let mut out: Vec<u8> = Vec::with_capacity(raster.pixels() / 8 + 1024);
@@ -106,8 +149,8 @@ fn encode_with(raster: &Raster, mode: Mode) -> Result<Vec<u8>, RenderError> {
         pic.width = width;
         pic.height = height;
         // Lossy without sharp YUV: import straight to YUV(A) 4:2:0, as libvips does. Lossless
-        // works on ARGB: import straight to it.
-        pic.use_argb = c_int::from(lossless);
+        // works on ARGB, and sharp YUV converts from it inside the encode: import to ARGB.
+        pic.use_argb = c_int::from(lossless || tuning.sharp_yuv);
         pic.writer = Some(write_to_vec);
         pic.custom_ptr = std::ptr::from_mut(&mut out).cast();
     }
