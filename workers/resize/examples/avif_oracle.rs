@@ -6,13 +6,12 @@
 //!
 //! `cargo run --release --example avif_oracle -p prism-resize -- CORPUS DIR [SPEED,...]`
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use prism_resize::render::resize::Raster;
-use prism_resize::render::{
-    AomSettings, EncodeSettings, Limits, color, decode, encode, orient, perceptual, resize,
-};
+#[path = "support/variants.rs"]
+mod variants;
+
+use prism_resize::render::{AomSettings, EncodeSettings, encode, perceptual};
 use rayon::prelude::*;
 use shared::variant::OutputFormat;
 
@@ -28,54 +27,13 @@ fn main() -> anyhow::Result<()> {
     };
     let (corpus, dir) = (Path::new(&args[0]), Path::new(&args[1]));
     let settings = EncodeSettings::default();
-    let limits = Limits::default();
-    let mut sources = BTreeMap::new();
-    for e in std::fs::read_dir(corpus)? {
-        let p = e?.path();
-        if let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) {
-            sources.insert(stem, p);
-        }
-    }
-    let mut variants: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("avif"))
-        .collect();
-    variants.sort();
+    let mut corpus = variants::Corpus::open(corpus)?;
     let qualities: Vec<u8> = vec![30, 38, 45, 52, 60, 70];
     println!("stem,width,config,q,bytes,score");
-    let mut frames: BTreeMap<String, Raster> = BTreeMap::new();
-    for v in variants {
-        let name = v
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let Some((stem, w)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let Some(src) = sources.get(stem) else {
-            continue;
-        };
-        if !frames.contains_key(stem) {
-            frames.clear();
-            let bytes = std::fs::read(src)?;
-            let probe = decode::probe(&bytes, &limits)?;
-            let (ow, _) = probe.oriented_dimensions();
-            let (frame, _) = color::to_srgb8(decode::decode(&bytes, &probe, ow, &settings)?)?;
-            frames.insert(
-                stem.to_owned(),
-                orient::apply(frame, probe.orientation_to_apply()),
-            );
-        }
-        let encoded = std::fs::read(&v)?;
-        let probe = decode::probe(&encoded, &limits)?;
-        let reference = resize::resize(&frames[stem], probe.width, probe.height)?;
-        let reference = if reference.channels == 4 && reference.data.chunks(4).all(|p| p[3] == 255)
-        {
-            reference.without_alpha()
-        } else {
-            reference
-        };
+    for v in corpus.variants(dir, &["avif"])? {
+        let (width, height) = variants::size(&std::fs::read(&v.path)?)?;
+        let reference = encode::opaque(&corpus.reference(&v.stem, width, height)?).into_owned();
+        let (stem, w) = (&v.stem, &v.width);
         let jobs: Vec<(u8, u8)> = speeds
             .iter()
             .flat_map(|&c| qualities.iter().map(move |&q| (c, q)))
@@ -95,7 +53,7 @@ fn main() -> anyhow::Result<()> {
                     perceptual::score_encoded(&reference, &out, &settings).unwrap_or(f64::NAN);
                 Some(format!(
                     "{stem},{},aom-s{speed},{q},{},{score}",
-                    w.trim_end_matches('w'),
+                    w,
                     out.len()
                 ))
             })

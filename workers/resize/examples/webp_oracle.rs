@@ -8,12 +8,14 @@
 //!
 //! `cargo run --release --example webp_oracle -p prism-resize -- CORPUS DIR [CONFIG,...]`
 
-use std::collections::BTreeMap;
 use std::path::Path;
+
+#[path = "support/variants.rs"]
+mod variants;
 
 use prism_resize::render::resize::Raster;
 use prism_resize::render::webp::{self, Tuning, WebpOptions};
-use prism_resize::render::{EncodeSettings, Limits, color, decode, orient, perceptual, resize};
+use prism_resize::render::{EncodeSettings, encode, perceptual};
 use rayon::prelude::*;
 
 /// A named libwebp configuration: `method` and what differs from sharp's.
@@ -108,54 +110,13 @@ fn main() -> anyhow::Result<()> {
     let wanted: Option<Vec<&str>> = args.get(2).map(|a| a.split(',').collect());
     let (corpus, dir) = (Path::new(&args[0]), Path::new(&args[1]));
     let settings = EncodeSettings::default();
-    let limits = Limits::default();
-    let mut sources = BTreeMap::new();
-    for e in std::fs::read_dir(corpus)? {
-        let p = e?.path();
-        if let Some(stem) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) {
-            sources.insert(stem, p);
-        }
-    }
-    let mut variants: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("webp"))
-        .collect();
-    variants.sort();
+    let mut corpus = variants::Corpus::open(corpus)?;
     let qualities: Vec<u8> = vec![60, 65, 70, 74, 77, 80, 83, 86, 90];
     println!("stem,width,config,q,bytes,score");
-    let mut frames: BTreeMap<String, Raster> = BTreeMap::new();
-    for v in variants {
-        let name = v
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let Some((stem, w)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let Some(src) = sources.get(stem) else {
-            continue;
-        };
-        if !frames.contains_key(stem) {
-            frames.clear();
-            let bytes = std::fs::read(src)?;
-            let probe = decode::probe(&bytes, &limits)?;
-            let (ow, _) = probe.oriented_dimensions();
-            let (frame, _) = color::to_srgb8(decode::decode(&bytes, &probe, ow, &settings)?)?;
-            frames.insert(
-                stem.to_owned(),
-                orient::apply(frame, probe.orientation_to_apply()),
-            );
-        }
-        let encoded = std::fs::read(&v)?;
-        let probe = decode::probe(&encoded, &limits)?;
-        let reference = resize::resize(&frames[stem], probe.width, probe.height)?;
-        let reference = if reference.channels == 4 && reference.data.chunks(4).all(|p| p[3] == 255)
-        {
-            reference.without_alpha()
-        } else {
-            reference
-        };
+    for v in corpus.variants(dir, &["webp"])? {
+        let (width, height) = variants::size(&std::fs::read(&v.path)?)?;
+        let reference = encode::opaque(&corpus.reference(&v.stem, width, height)?).into_owned();
+        let (stem, w) = (&v.stem, &v.width);
         let jobs: Vec<(Cfg, u8)> = configs()
             .into_iter()
             .filter(|c| wanted.as_ref().is_none_or(|w| w.contains(&c.name)))
@@ -165,15 +126,10 @@ fn main() -> anyhow::Result<()> {
             .par_iter()
             .map(|&(c, q)| {
                 let Ok(out) = encode(&reference, q, c) else {
-                    return format!("{stem},{},{},{q},0,nan", w.trim_end_matches('w'), c.name);
+                    return format!("{stem},{w},{},{q},0,nan", c.name);
                 };
                 let s = perceptual::score_encoded(&reference, &out, &settings).unwrap_or(f64::NAN);
-                format!(
-                    "{stem},{},{},{q},{},{s}",
-                    w.trim_end_matches('w'),
-                    c.name,
-                    out.len()
-                )
+                format!("{stem},{},{},{q},{},{s}", w, c.name, out.len())
             })
             .collect();
         for r in rows {
