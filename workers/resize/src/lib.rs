@@ -8,7 +8,8 @@
 //!   - `render::color`: ICC → sRGB with lcms2, 16 → 8 bit.
 //!   - `render::orient`: the eight EXIF orientations.
 //!   - `render::resize`: the sRGB raster and Lanczos3 resizing.
-//!   - `render::encode`: libwebp and ravif; `render::webp`: the libwebp FFI.
+//!   - `render::encode`: libwebp and ravif (or libaom through libheif); `render::webp`: the
+//!     libwebp FFI.
 //!   - `render::facts`: hash, ThumbHash, dominant colour.
 //! - [`isolate`]: crash isolation: renders in a supervised pool of child processes, each
 //!   with resource limits and a deadline.

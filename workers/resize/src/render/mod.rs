@@ -28,9 +28,9 @@
 //! 5. [`orient`] applies the EXIF orientation (all eight) to each resized variant, so the
 //!    encoders see upright pixels and no output carries the tag.
 //! 6. [`encode`] writes WebP (libwebp, [`webp`]; lossy, lossless, or chosen per variant),
-//!    AVIF (rav1e through ravif), JPEG (libjpeg-turbo) and PNG on the rayon pool, each
-//!    variant's encodes starting as soon as it is resized; no metadata is written into any
-//!    output.
+//!    AVIF (rav1e through ravif, or libaom through libheif), JPEG (libjpeg-turbo) and PNG on
+//!    the rayon pool, each variant's encodes starting as soon as it is resized; no metadata is
+//!    written into any output.
 //! 7. [`facts`] computes the manifest facts (hash, placeholder, dominant colour).
 
 pub mod anim_webp;
