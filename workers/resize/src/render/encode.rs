@@ -1,5 +1,6 @@
-//! Encoders: WebP (lossy or lossless) through libwebp, AVIF through libheif and libaom, JPEG
-//! through libjpeg-turbo and PNG through the `png` crate.
+//! Encoders: WebP (lossy or lossless) through libwebp, AVIF through ravif (rav1e) or, with
+//! [`EncodeSettings::aom`], libheif and libaom, JPEG through libjpeg-turbo and PNG through the
+//! `png` crate.
 //!
 //! Invariants: output carries no metadata (no EXIF, no ICC: the pixels are sRGB, which is what
 //! an untagged image means); an RGBA raster whose alpha is all 255 is encoded without alpha;
@@ -427,10 +428,9 @@ const AOM_3_6_0_LIMITS: (u32, u32, u64) = (8192 * 2, 4352 * 2, 8192 * 4352);
 /// Serialises libaom encodes within the process (see [`avif`]).
 static AOM_ENCODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Lossy AVIF with rav1e or, with [`EncodeSettings::aom`], libheif's libaom encoder, the
-/// route libvips (sharp) takes: libaom's
-/// all-intra mode, 4:4:4 chroma (sharp's default), alpha as an auxiliary image at the same
-/// quality. libheif converts the RGB(A) raster to YCbCr (full range, the matrix named in the AV1
+/// Lossy AVIF with rav1e or, with [`EncodeSettings::aom`], libheif's libaom encoder, the route
+/// libvips (sharp) takes: libaom's all-intra mode, 4:4:4 chroma (sharp's default), alpha as an
+/// auxiliary image at the same quality. libheif converts the RGB(A) raster to YCbCr (full range, the matrix named in the AV1
 /// sequence header) and writes no colour box: an untagged AVIF is sRGB, as sharp's files are
 /// (their boxes are the same). A raster past [`AOM_3_6_0_LIMITS`] (a long strip, or over
 /// 35 MP) goes to rav1e even then.
