@@ -220,7 +220,7 @@ fn parse_jpeg(data: &[u8]) -> Result<JpegHeader, RenderError> {
             // Entropy-coded data: 0xFF is followed by 0x00 (stuffing) or RSTn inside it; any
             // other marker ends the scan.
             loop {
-                match data[pos..].iter().position(|&b| b == 0xFF) {
+                match memchr::memchr(0xFF, &data[pos..]) {
                     None => {
                         pos = data.len();
                         break;
