@@ -3,8 +3,11 @@
 use libheif_rs::HeifContext;
 
 use super::super::frame::{ContentLight, Nclx};
-use super::heif_geometry;
-use super::{Decoded, Layout, Limits, Probe, RenderError, Samples, check_dimensions, check_frames};
+use super::{
+    Decoded, Layout, Limits, Probe, RenderError, Samples, SourceFormat, check_dimensions,
+    check_frames,
+};
+use super::{heif_geometry, heif_ycc};
 
 /// Displayed size, frames (items or sequence samples) and the `ispe` size, from libheif; the
 /// crop and orientation of the primary image from its transformative properties
@@ -226,7 +229,17 @@ impl LimitedRange {
 /// without libheif's transforms, cropped to the probe's clean aperture while it is copied out.
 /// The orientation is left to the engine (the probe's `container_orientation`).
 pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError> {
-    use libheif_rs::{ColorSpace, RgbChroma};
+    decode_with(bytes, probe, true).map(|(decoded, _)| decoded)
+}
+
+/// [`decode`], converting 8-bit 4:2:0 through [`heif_ycc`] when `own_ycc` (its tests compare
+/// both ways); true beside the frame when it did.
+pub(super) fn decode_with(
+    bytes: &[u8],
+    probe: &Probe,
+    own_ycc: bool,
+) -> Result<(Decoded, bool), RenderError> {
+    use libheif_rs::{Chroma, ColorSpace, RgbChroma};
     let lib = libheif_rs::LibHeif::new();
     let geometry = probe.heif.as_ref();
     let hidden = geometry.map_or(&[][..], |g| &g.hidden[..]);
@@ -286,6 +299,30 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
             handle.preferred_decoding_colorspace(),
             Ok(ColorSpace::Monochrome)
         );
+    // 8-bit 4:2:0 without alpha (every iPhone photo): the engine converts the planes itself.
+    if own_ycc && !alpha && !deep && !expand_limited_range {
+        let native = handle.preferred_decoding_colorspace();
+        let item_nclx = handle.color_profile_nclx();
+        let coefficients = ycc_coefficients(item_nclx.as_ref());
+        // Without an nclx property, AV1 brings its own from the sequence header, which
+        // libheif would convert to sRGB's before returning the planes: those keep libheif's
+        // conversion. libheif's HEVC decoder reports none.
+        let known_nclx = item_nclx.is_some() || probe.format == SourceFormat::Heic;
+        if let (Ok(ColorSpace::YCbCr(Chroma::C420)), Some(_), true) =
+            (native, coefficients, known_nclx)
+            && let Some(samples) = decode_ycc420(&lib, &handle, geometry, probe)?
+        {
+            let decoded = Decoded {
+                width: probe.width,
+                height: probe.height,
+                layout: Layout::Rgb,
+                samples: Samples::U8(samples),
+                icc,
+                nclx,
+            };
+            return Ok((decoded, true));
+        }
+    }
     let chroma = match (alpha, deep) {
         (false, false) => RgbChroma::Rgb,
         (true, false) => RgbChroma::Rgba,
@@ -305,29 +342,7 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
         .interleaved
         .ok_or_else(|| RenderError::Undecodable("libheif returned no interleaved plane".into()))?;
     let channels = if alpha { 4 } else { 3 };
-    let crop = match geometry {
-        Some(g) => {
-            if (plane.width, plane.height) != g.coded {
-                return Err(RenderError::Undecodable(format!(
-                    "libheif decoded {}x{}, the ispe says {}x{}",
-                    plane.width, plane.height, g.coded.0, g.coded.1
-                )));
-            }
-            g.crop
-        }
-        None => heif_geometry::Rect {
-            x: 0,
-            y: 0,
-            width: plane.width,
-            height: plane.height,
-        },
-    };
-    if (crop.width, crop.height) != (probe.width, probe.height) {
-        return Err(RenderError::Undecodable(format!(
-            "libheif decoded {}x{}, the header says {}x{}",
-            crop.width, crop.height, probe.width, probe.height
-        )));
-    }
+    let crop = crop_window(geometry, probe, (plane.width, plane.height))?;
     let (w, h) = (crop.width as usize, crop.height as usize);
     let (x0, y0) = (crop.x as usize, crop.y as usize);
     let samples = if deep {
@@ -370,14 +385,125 @@ pub(super) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
         }
         Samples::U8(out)
     };
-    Ok(Decoded {
+    let decoded = Decoded {
         width: crop.width,
         height: crop.height,
         layout: if alpha { Layout::Rgba } else { Layout::Rgb },
         samples,
         icc,
         nclx,
-    })
+    };
+    Ok((decoded, false))
+}
+
+/// The window of the decoded `coded` frame the image shows: the probe's clean aperture,
+/// checked against what libheif decoded.
+fn crop_window(
+    geometry: Option<&heif_geometry::Geometry>,
+    probe: &Probe,
+    coded: (u32, u32),
+) -> Result<heif_geometry::Rect, RenderError> {
+    let crop = match geometry {
+        Some(g) => {
+            if coded != g.coded {
+                return Err(RenderError::Undecodable(format!(
+                    "libheif decoded {}x{}, the ispe says {}x{}",
+                    coded.0, coded.1, g.coded.0, g.coded.1
+                )));
+            }
+            g.crop
+        }
+        None => heif_geometry::Rect {
+            x: 0,
+            y: 0,
+            width: coded.0,
+            height: coded.1,
+        },
+    };
+    if (crop.width, crop.height) != (probe.width, probe.height) {
+        return Err(RenderError::Undecodable(format!(
+            "libheif decoded {}x{}, the header says {}x{}",
+            crop.width, crop.height, probe.width, probe.height
+        )));
+    }
+    Ok(crop)
+}
+
+/// The YCbCr coefficients libheif's 4:2:0 conversion would use for an image with `nclx`, if
+/// it would use that conversion ([`heif_ycc::Coefficients::new`]).
+fn ycc_coefficients(nclx: Option<&libheif_rs::ColorProfileNCLX>) -> Option<heif_ycc::Coefficients> {
+    heif_ycc::Coefficients::new(
+        nclx.map(|n| (n.matrix_coefficients() as u16, n.full_range_flag() != 0)),
+    )
+}
+
+/// The RGB samples of the primary image's window through [`heif_ycc`], or `None` when the
+/// decoded planes are not what it converts (the caller then asks libheif for RGB).
+fn decode_ycc420(
+    lib: &libheif_rs::LibHeif,
+    handle: &libheif_rs::ImageHandle,
+    geometry: Option<&heif_geometry::Geometry>,
+    probe: &Probe,
+) -> Result<Option<Vec<u8>>, RenderError> {
+    use libheif_rs::{Chroma, ColorSpace};
+    let mut options = libheif_rs::DecodingOptions::new()
+        .ok_or_else(|| RenderError::Undecodable("libheif decoding options".into()))?;
+    options.set_ignore_transformations(true);
+    // libheif converts the planes to the output nclx (sRGB's by default) when the image's
+    // differs: asking for the image's own keeps them as decoded.
+    let item_nclx = handle.color_profile_nclx();
+    let had_item_nclx = item_nclx.is_some();
+    options.set_output_image_nclx_profile(item_nclx);
+    let image = lib
+        .decode(handle, ColorSpace::YCbCr(Chroma::C420), Some(options))
+        .map_err(heif_error)?;
+    let decoded_nclx = image.color_profile_nclx();
+    // Without an nclx property, planes that come back tagged with sRGB's nclx may have been
+    // converted to it from the codec's: only libheif's own conversion is then certain.
+    let srgb = |n: &libheif_rs::ColorProfileNCLX| {
+        (
+            n.color_primaries() as u16,
+            n.transfer_characteristics() as u16,
+            n.matrix_coefficients() as u16,
+            n.full_range_flag(),
+        ) == (1, 13, 6, 1)
+    };
+    if !had_item_nclx && decoded_nclx.as_ref().is_some_and(srgb) {
+        return Ok(None);
+    }
+    // The coefficients follow the decoded image's nclx, as libheif's own conversion does.
+    let Some(coefficients) = ycc_coefficients(decoded_nclx.as_ref()) else {
+        return Ok(None);
+    };
+    if image.color_space() != Some(ColorSpace::YCbCr(Chroma::C420)) {
+        return Ok(None);
+    }
+    let planes = image.planes();
+    let (Some(y), Some(cb), Some(cr)) = (planes.y, planes.cb, planes.cr) else {
+        return Ok(None);
+    };
+    if [&y, &cb, &cr]
+        .iter()
+        .any(|p| p.bits_per_pixel != 8 || p.storage_bits_per_pixel != 8)
+    {
+        return Ok(None);
+    }
+    let crop = crop_window(geometry, probe, (y.width, y.height))?;
+    fn plane<'a>(p: &libheif_rs::Plane<&'a [u8]>) -> heif_ycc::Plane<'a> {
+        heif_ycc::Plane {
+            data: p.data,
+            stride: p.stride,
+            width: p.width as usize,
+            height: p.height as usize,
+        }
+    }
+    Ok(heif_ycc::convert(
+        plane(&y),
+        plane(&cb),
+        plane(&cr),
+        crop,
+        coefficients,
+    ))
 }
 
 /// The primary image's `clli` (MaxCLL) and `mdcv` (mastering peak) properties, which

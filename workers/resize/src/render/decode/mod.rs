@@ -13,6 +13,7 @@
 mod gif;
 mod heif;
 mod heif_geometry;
+mod heif_ycc;
 mod jpeg;
 mod png;
 pub mod svg;
