@@ -167,6 +167,14 @@ fn main() -> ExitCode {
             if let Some(e) = avif_encoder {
                 settings.aom = e.aom();
             }
+            if settings.aom.is_none() && (aom_speed.is_some() || aom_quality_offset.is_some()) {
+                eprintln!(
+                    "error: --aom-speed and --aom-quality-offset set libaom, which only \
+                     --avif-encoder aom uses (the default AVIF encoder is rav1e: --avif-speed, \
+                     --avif-quality-offset)"
+                );
+                return ExitCode::from(2);
+            }
             if let Some(aom) = settings.aom.as_mut() {
                 aom.speed = aom_speed.unwrap_or(aom.speed);
                 aom.quality_offset = aom_quality_offset.unwrap_or(aom.quality_offset);

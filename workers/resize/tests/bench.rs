@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 //! `prism-resize bench`'s runners over the fixture images: the pool schedule with the
 //! cost order writes exactly the variants (byte for byte) and the results of the plain thread
-//! runner in name order, and the cost order starts the most expensive files first.
+//! runner in name order, and the cost order starts the most expensive files first; libaom's
+//! flags without the libaom encoder are refused.
 
 use std::path::{Path, PathBuf};
 
@@ -204,4 +205,25 @@ fn the_peak_rss_includes_the_render_processes() {
     );
     let _ = std::fs::remove_dir_all(a);
     let _ = std::fs::remove_dir_all(b);
+}
+
+#[test]
+fn libaom_flags_without_the_libaom_encoder_are_refused() {
+    let out = scratch("aom-flags");
+    for flags in [
+        &["--aom-speed", "5"][..],
+        &["--aom-quality-offset", "1", "--avif-encoder", "rav1e"][..],
+    ] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_prism-resize"))
+            .args(["bench", "--corpus"])
+            .arg(fixtures())
+            .arg("--out")
+            .arg(&out)
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains("--avif-encoder aom"), "{flags:?}: {stderr}");
+    }
 }
