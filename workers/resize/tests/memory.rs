@@ -2,13 +2,14 @@
 //! (this test binary re-run with `PRISM_MEMORY_CASE`), which resets its peak resident set
 //! before the render (`/proc/self/clear_refs`) and reports `VmHWM` growth beside the model's
 //! estimate. The estimate must bound the peak from above, and not by more than 4x (a model
-//! that loose would idle most of the budget).
+//! that loose would idle most of the budget). The default encoders and libaom (`avif_encoder =
+//! "aom"`) are both measured.
 
 #![allow(clippy::unwrap_used, missing_docs)] // test code: a panic is the failure report
 
 use std::process::Command;
 
-use prism_resize::render::{self, EncodeSettings, Limits, decode, memory};
+use prism_resize::render::{self, AvifEncoder, EncodeSettings, Limits, decode, memory};
 use shared::error::ErrorCode;
 use shared::variant::{Lossless, OutputFormat, VariantRequest};
 
@@ -19,8 +20,37 @@ use memory_probe::{jpeg, peak_growth, png_rgba, request};
 
 const CASE_ENV: &str = "PRISM_MEMORY_CASE";
 
-/// The renders measured: (name, input, request).
-fn cases() -> Vec<(&'static str, Vec<u8>, VariantRequest)> {
+/// The renders measured: (name, input, request, encoder settings).
+fn cases() -> Vec<(&'static str, Vec<u8>, VariantRequest, EncodeSettings)> {
+    let aom = EncodeSettings {
+        aom: AvifEncoder::Aom.aom(),
+        ..EncodeSettings::default()
+    };
+    let mut cases: Vec<_> = default_encoder_cases()
+        .into_iter()
+        .map(|(name, bytes, req)| (name, bytes, req, EncodeSettings::default()))
+        .collect();
+    // `[resize] avif_encoder = "aom"`: libaom's own working memory (one encode at a time).
+    let both = [OutputFormat::Webp, OutputFormat::Avif];
+    cases.extend([
+        (
+            "jpeg 3 MP, four large widths, WebP+AVIF through libaom",
+            jpeg(2000, 1500),
+            request(&[1750, 1500, 1000, 500], &both),
+            aom,
+        ),
+        (
+            "16-bit RGBA png 2 MP with transparency, two widths, WebP+AVIF through libaom",
+            png_rgba(1600, 1200, true),
+            request(&[1400, 700], &both),
+            aom,
+        ),
+    ]);
+    cases
+}
+
+/// The renders measured with the default encoders: (name, input, request).
+fn default_encoder_cases() -> Vec<(&'static str, Vec<u8>, VariantRequest)> {
     let both = [OutputFormat::Webp, OutputFormat::Avif];
     let (jpeg_png, webp) = (
         &[OutputFormat::Jpeg, OutputFormat::Png][..],
@@ -69,8 +99,8 @@ fn cases() -> Vec<(&'static str, Vec<u8>, VariantRequest)> {
 /// In the child: render case `index` and print the peak growth and the estimate.
 fn child(index: usize) {
     prism_resize::alloc::tune();
-    let (_, bytes, req) = cases().swap_remove(index);
-    let (limits, settings) = (Limits::default(), EncodeSettings::default());
+    let (_, bytes, req, settings) = cases().swap_remove(index);
+    let limits = Limits::default();
     let probe = decode::probe(&bytes, &limits).unwrap();
     let estimate = memory::estimate(
         &probe,
@@ -93,7 +123,7 @@ fn the_admission_estimate_bounds_each_render_peak() {
     }
     let me = std::env::current_exe().unwrap();
     let mut failures = Vec::new();
-    for (i, (name, _, _)) in cases().iter().enumerate() {
+    for (i, (name, ..)) in cases().iter().enumerate() {
         let out = Command::new(&me)
             .args([
                 "the_admission_estimate_bounds_each_render_peak",
