@@ -35,9 +35,12 @@ summarise() {
 import csv, statistics as st, sys
 
 rows = []
-for path in sys.argv[1:]:
+for i, path in enumerate(sys.argv[1:]):
     with open(path) as f:
-        rows += list(csv.DictReader(f, delimiter="\t"))
+        for r in csv.DictReader(f, delimiter="\t"):
+            # Every file numbers its rounds from 1: keep pooled rounds apart.
+            r["round"] = str(i * 1000 + int(r["round"]))
+            rows.append(r)
 progs = ["none", "process", "sharp"]
 
 def med(xs):
