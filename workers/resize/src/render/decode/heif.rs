@@ -310,7 +310,7 @@ pub(super) fn decode_with(
         let known_nclx = item_nclx.is_some() || probe.format == SourceFormat::Heic;
         if let (Ok(ColorSpace::YCbCr(Chroma::C420)), Some(_), true) =
             (native, coefficients, known_nclx)
-            && let Some(samples) = decode_ycc420(&lib, &handle, geometry, probe)?
+            && let Some(samples) = decode_ycc420(&lib, &handle, item_nclx, geometry, probe)?
         {
             let decoded = Decoded {
                 width: probe.width,
@@ -437,11 +437,13 @@ fn ycc_coefficients(nclx: Option<&libheif_rs::ColorProfileNCLX>) -> Option<heif_
     )
 }
 
-/// The RGB samples of the primary image's window through [`heif_ycc`], or `None` when the
-/// decoded planes are not what it converts (the caller then asks libheif for RGB).
+/// The RGB samples of the primary image's window through [`heif_ycc`] (`item_nclx`: the
+/// item's nclx property), or `None` when the decoded planes are not what it converts (the
+/// caller then asks libheif for RGB).
 fn decode_ycc420(
     lib: &libheif_rs::LibHeif,
     handle: &libheif_rs::ImageHandle,
+    item_nclx: Option<libheif_rs::ColorProfileNCLX>,
     geometry: Option<&heif_geometry::Geometry>,
     probe: &Probe,
 ) -> Result<Option<Vec<u8>>, RenderError> {
@@ -451,7 +453,6 @@ fn decode_ycc420(
     options.set_ignore_transformations(true);
     // libheif converts the planes to the output nclx (sRGB's by default) when the image's
     // differs: asking for the image's own keeps them as decoded.
-    let item_nclx = handle.color_profile_nclx();
     let had_item_nclx = item_nclx.is_some();
     options.set_output_image_nclx_profile(item_nclx);
     let image = lib
