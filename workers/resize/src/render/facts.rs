@@ -81,7 +81,7 @@ pub fn compute(
             .flat_map(|p| [p[0], p[1], p[2], 255])
             .collect()
     };
-    let hash = thumbhash::rgba_to_thumb_hash(tw as usize, th as usize, &rgba);
+    let hash = super::thumbhash::encode(tw as usize, th as usize, &rgba);
     Ok(SourceFacts {
         format: probe.format,
         width: oriented.0,

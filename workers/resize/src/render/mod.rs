@@ -47,6 +47,7 @@ pub mod orient;
 pub mod perceptual;
 pub mod resize;
 mod shaper;
+mod thumbhash;
 pub mod webp;
 
 use std::sync::{Arc, Mutex, PoisonError};
