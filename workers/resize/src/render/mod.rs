@@ -377,6 +377,18 @@ pub fn format_cost(format: OutputFormat, request: &VariantRequest) -> u64 {
 /// corpus (0.9732 against 0.9788 mean WebP SSIM-Y) for little time, so they are not used.
 const JPEG_SCALES: [u32; 4] = [1, 2, 4, 8];
 
+/// The newest of the `stored` variants a `tw` × `th` resize may start from: at least `ratio`
+/// times that size in both directions (a resize chain), if any.
+fn chain_from(
+    stored: &[Arc<resize::Raster>],
+    (tw, th): (u32, u32),
+    ratio: f64,
+) -> Option<&Arc<resize::Raster>> {
+    stored.iter().rev().find(|r| {
+        f64::from(r.width) >= f64::from(tw) * ratio && f64::from(r.height) >= f64::from(th) * ratio
+    })
+}
+
 /// Render every variant of one image, and its facts.
 ///
 /// `request` must be normalised ([`VariantRequest::normalise`]); widths are then planned with
@@ -496,22 +508,24 @@ fn render_probed(
                 size_upright[k] = Some(up);
             }
         }
+        // The stored-frame size of width `w`.
+        let target = |w: u32| {
+            let h = scaled_height(src_w, src_h, w);
+            if swap { (h, w) } else { (w, h) }
+        };
+        let mut frame = Some(raster);
         let mut stored: Vec<Arc<resize::Raster>> = Vec::with_capacity(widths.len());
         for (k, &w) in widths.iter().enumerate().rev() {
-            let h = scaled_height(src_w, src_h, w);
-            let (tw, th) = if swap { (h, w) } else { (w, h) };
-            let from = stored
-                .iter()
-                .rev()
-                .map(|r| &**r)
-                .find(|r| {
-                    f64::from(r.width) >= f64::from(tw) * settings.resize_chain_min_ratio
-                        && f64::from(r.height) >= f64::from(th) * settings.resize_chain_min_ratio
-                })
-                .unwrap_or(&raster);
-            let from_frame = std::ptr::eq(from, &raster);
+            let (tw, th) = target(w);
+            let chained = chain_from(&stored, (tw, th), settings.resize_chain_min_ratio);
+            let from = match chained {
+                Some(r) => &**r,
+                None => frame
+                    .as_ref()
+                    .expect("the frame is kept while a width needs it"),
+            };
             let mut resized = resize::resize(from, tw, th)?;
-            if let (true, Some(d)) = (from_frame, &deferred) {
+            if let (None, Some(d)) = (chained, &deferred) {
                 d.apply(&mut resized);
             }
             let resized = Arc::new(resized);
@@ -539,6 +553,18 @@ fn render_probed(
             }
             stored.push(resized);
             upright[k] = Some(up);
+            // Once the next width starts from a variant, every smaller one can (heights shrink
+            // with widths): the frame, the largest allocation, is freed before their resizes.
+            if k > 0
+                && chain_from(
+                    &stored,
+                    target(widths[k - 1]),
+                    settings.resize_chain_min_ratio,
+                )
+                .is_some()
+            {
+                frame = None;
+            }
         }
         if encode_widths {
             let made: Vec<Arc<resize::Raster>> = upright.iter().flatten().cloned().collect();
@@ -554,7 +580,7 @@ fn render_probed(
             }
         }
         // The full frame is the largest allocation; free it while the encoders run.
-        drop(raster);
+        drop(frame);
         drop(stored);
         let smallest = upright
             .first()
