@@ -65,7 +65,12 @@ struct Engine {
 impl Engine {
     fn new(options: &BenchOptions) -> anyhow::Result<Self> {
         let pool = match options.isolation {
-            Isolation::None => None,
+            Isolation::None => {
+                // What a render process builds before its warm-up render (the in-process
+                // worker does it when it starts).
+                render::color::prepare();
+                None
+            }
             Isolation::Process => {
                 let program =
                     isolate::locate_child_program(None).map_err(|e| anyhow::anyhow!(e))?;

@@ -210,7 +210,12 @@ impl ResizeHandler {
     /// A handler over `deps`.
     pub fn new(cfg: &Config, deps: Deps) -> Self {
         let pool = match cfg.resize.isolation {
-            Isolation::None => None,
+            Isolation::None => {
+                // What a render process builds before its first request, off the first
+                // messages' path.
+                std::thread::spawn(render::color::prepare);
+                None
+            }
             Isolation::Process => {
                 match isolate::locate_child_program(cfg.resize.render_child_program.as_deref()) {
                     Ok(program) => {

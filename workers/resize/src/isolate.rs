@@ -253,6 +253,8 @@ pub fn child_main(args: &ChildArgs) -> ExitCode {
         eprintln!("render-child: cannot set resource limits: {e}");
         return ExitCode::FAILURE;
     }
+    // Before the first request (the pool's warm-up render), so no image pays for it.
+    crate::render::color::prepare();
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let (mut input, mut output) = (stdin.lock(), std::io::BufWriter::new(stdout.lock()));

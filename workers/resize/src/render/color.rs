@@ -400,13 +400,28 @@ const PRESS_PROFILE: &[u8] = include_bytes!("../../assets/profiles/prism-fogra39
 /// What the manifest says of CMYK converted through [`PRESS_PROFILE`].
 pub const PRESS_PROFILE_DESCRIPTION: &str = "no profile; assumed FOGRA39 (prism press profile)";
 
+type PressSlot = OnceLock<Result<ToSrgb, String>>;
+/// [`press_transform`]'s transforms, by `inverted * 2 + sixteen`.
+static PRESS_TRANSFORMS: [PressSlot; 4] = [const { OnceLock::new() }; 4];
+
+/// Build now what every process would otherwise build on its first use: the 8-bit CMYK
+/// transforms through [`PRESS_PROFILE`] (plain, as TIFF stores CMYK, and inverted, as Adobe's
+/// JPEGs do), about 35 ms each. Called when a render process or an in-process engine starts,
+/// beside the codec warm-up, so that no image pays for them; 16-bit CMYK without a profile
+/// stays lazy.
+pub fn prepare() {
+    for inverted in [false, true] {
+        if let Err(e) = press_transform(inverted, false) {
+            tracing::warn!(error = %e, "The press profile transform could not be built.");
+        }
+    }
+}
+
 /// The transform from profile-less CMYK (`inverted` for Adobe's, 8 or 16 bits) to 8-bit sRGB
 /// through [`PRESS_PROFILE`], built once per process: the profile's 4-D table makes building a
 /// transform cost far more than parsing a small profile. NO_CACHE transforms are `Sync`.
 fn press_transform(inverted: bool, sixteen: bool) -> Result<&'static ToSrgb, RenderError> {
-    type Slot = OnceLock<Result<ToSrgb, String>>;
-    static SLOTS: [Slot; 4] = [const { OnceLock::new() }; 4];
-    let slot = &SLOTS[usize::from(inverted) * 2 + usize::from(sixteen)];
+    let slot = &PRESS_TRANSFORMS[usize::from(inverted) * 2 + usize::from(sixteen)];
     slot.get_or_init(|| {
         let profile = Profile::new_icc(PRESS_PROFILE).map_err(|e| e.to_string())?;
         let in_format = match (inverted, sixteen) {
@@ -637,6 +652,17 @@ fn new_srgb_transform(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepare_builds_the_8_bit_press_transforms() {
+        // nextest runs every test in its own process: nothing was built before.
+        prepare();
+        for (inverted, sixteen) in [(false, false), (true, false)] {
+            let slot = &PRESS_TRANSFORMS[usize::from(inverted) * 2 + usize::from(sixteen)];
+            assert!(matches!(slot.get(), Some(Ok(_))), "inverted {inverted}");
+        }
+        assert!(PRESS_TRANSFORMS[1].get().is_none(), "16-bit stays lazy");
+    }
 
     fn decoded(layout: Layout, samples: Samples, icc: Option<Vec<u8>>) -> Decoded {
         Decoded {
