@@ -295,6 +295,40 @@ fn never_upscales_and_keeps_the_aspect_ratio() {
     }
 }
 
+/// Widths too close to chain keep the decoded frame until the last of them is made (it is
+/// freed once every width left can start from a variant): each is byte-identical to the same
+/// width asked for alone, which is always made from the frame.
+#[test]
+fn widths_that_cannot_chain_are_made_from_the_frame() {
+    let img = image::RgbImage::from_fn(1200, 900, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let png = png.into_inner();
+    let run = |widths: &[u32]| {
+        render::render(
+            &png,
+            &request(widths, &[OutputFormat::Webp]),
+            &Limits::default(),
+            &EncodeSettings::default(),
+        )
+        .unwrap()
+    };
+    // 1100 and 1000 from the frame (less than 1.5x apart), 300 from 1000, 200 from 300.
+    let all = run(&[200, 300, 1000, 1100]);
+    let sizes: Vec<(u32, u32)> = all.variants.iter().map(|v| (v.width, v.height)).collect();
+    assert_eq!(
+        sizes,
+        vec![(200, 150), (300, 225), (1000, 750), (1100, 825)]
+    );
+    for w in [1000, 1100] {
+        let alone = run(&[w]);
+        let made = all.variants.iter().find(|v| v.width == w).unwrap();
+        assert_eq!(made.bytes, alone.variants[0].bytes, "{w} px");
+    }
+}
+
 #[test]
 fn facts_describe_the_source() {
     let bytes = fixture("orient-6.jpg");

@@ -553,15 +553,12 @@ fn render_probed(
             }
             stored.push(resized);
             upright[k] = Some(up);
-            // Once the next width starts from a variant, every smaller one can (heights shrink
-            // with widths): the frame, the largest allocation, is freed before their resizes.
-            if k > 0
-                && chain_from(
-                    &stored,
-                    target(widths[k - 1]),
-                    settings.resize_chain_min_ratio,
-                )
-                .is_some()
+            // Once every width still to make can start from a variant, the frame, the largest
+            // allocation, is freed before their resizes.
+            let ratio = settings.resize_chain_min_ratio;
+            if widths[..k]
+                .iter()
+                .all(|&w| chain_from(&stored, target(w), ratio).is_some())
             {
                 frame = None;
             }
