@@ -27,7 +27,10 @@
 #     prints the tables again from kept results (several files are pooled)
 # Environment: CORPUS (default ../shared/corpus), RESULTS (the TSV to write, default
 # /tmp/bench_isolation-DATE.tsv), QUIET_WAIT_S (default 300), QUALITY (passed to prism's runs
-# as `--quality`, e.g. `auto:good`; default: the fixed qualities, sharp's).
+# as `--quality`, e.g. `auto:good`; default: the fixed qualities, sharp's), REFERENCE_BIN (a
+# `prism-resize` built from an earlier commit, run in-process as a fourth program "reference"
+# in the same rotation; its bench may predate `--isolation` and `peak_rss_kb`, so it gets
+# neither and its peak RSS is /usr/bin/time's; see the resize README for how to build one).
 set -euo pipefail
 
 summarise() {
@@ -92,6 +95,24 @@ for mode in ["webp-only", "webp+avif"]:
         k = f"{p}/sharp"
         print(f"prism {p} vs sharp: images/s {mi[p] / mi['sharp']:.3f}x (ratio of medians; per round median {med(ratios[k]):.3f}x, {rng(ratios[k], '{:.3f}')}); "
               f"peak RSS {med(rss[p]) / med(rss['sharp']):.3f}x of sharp's (medians; worst round pair {max(rss[p]) / min(rss['sharp']):.3f}x)")
+    ref = {int(r["round"]): r for r in rs if r["prog"] == "reference"}
+    pairs = [(n, float(ref[n]["images_per_s"])) for n in rounds
+             if n in ref and all(by.get((n, p)) for p in progs)]
+    if pairs:
+        rips = [v for _, v in pairs]
+        per = {p: [float(by[(n, p)]["images_per_s"]) for n, _ in pairs] for p in progs}
+        rr = {p: [a / b for a, b in zip(per[p], rips)] for p in ["none", "process"]}
+        rs_ = [b / a for a, b in zip(per["sharp"], rips)]
+        rrss = [int(ref[n]["peak_rss_kb"]) / 1024 for n, _ in pairs]
+        rcpu = med([float(ref[n]["cpu_s"]) for n, _ in pairs])
+        print(f"reference (REFERENCE_BIN, in-process), {len(pairs)} rounds: "
+              f"images/s {med(rips):.3f} ({rng(rips, '{:.3f}')}); CPU-s {rcpu:.2f}; "
+              f"peak RSS {med(rrss):.0f} MiB (/usr/bin/time)")
+        print(f"reference vs sharp: images/s {med(rips) / med(per['sharp']):.3f}x (ratio of "
+              f"medians; per round median {med(rs_):.3f}x, {rng(rs_, '{:.3f}')})")
+        for p in ["process", "none"]:
+            print(f"{p} vs reference: images/s {med(per[p]) / med(rips):.3f} (ratio of medians; "
+                  f"per round median {med(rr[p]):.3f}, {rng(rr[p], '{:.3f}')})")
     sampled = [int(r["sampled_kb"]) / 1024 for r in rs if r["prog"] == "process"]
     single = [int(r["time_maxrss_kb"]) / 1024 for r in rs if r["prog"] == "process"]
     kids = sorted({r["render_processes"] for r in rs if r["prog"] == "process"})
@@ -167,6 +188,10 @@ run_one() { # ROUND MODE PROG
     # shellcheck disable=SC2086
     (cd "$sharp_dir" && prio env "${env[@]}" /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" \
       node "$script" "$corpus" "$work/out" $sharp_flag --quiet > "$work/out.json")
+  elif [ "$prog" = reference ]; then
+    prio /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" \
+      "$REFERENCE_BIN" bench --corpus "$corpus" --out "$work/out" --formats "$fmts" \
+      > "$work/out.json" 2> "$work/err.txt"
   else
     prio /usr/bin/time -f "%e %U %S %M" -o "$work/time.txt" \
       "$bin" bench --corpus "$corpus" --out "$work/out" --formats "$fmts" --isolation "$prog" \
@@ -179,7 +204,7 @@ run_one() { # ROUND MODE PROG
   images=$(json_field "$work/out.json" images)
   ips=$(json_field "$work/out.json" images_per_s)
   wall=$(json_field "$work/out.json" wall_s)
-  if [ "$prog" = sharp ]; then
+  if [ "$prog" = sharp ] || [ "$prog" = reference ]; then
     peak=$maxrss sampled=$maxrss kids=0
   else
     peak=$(json_field "$work/out.json" peak_rss_kb)
@@ -194,9 +219,17 @@ run_one() { # ROUND MODE PROG
 }
 
 order=(none process sharp)
+if [ -n "${REFERENCE_BIN:-}" ]; then
+  if [ ! -x "$REFERENCE_BIN" ]; then
+    echo "REFERENCE_BIN is not an executable: $REFERENCE_BIN" >&2
+    exit 2
+  fi
+  order+=(reference)
+fi
 for n in $(seq "$rounds"); do
-  # Rotate the order each round: none/process/sharp, process/sharp/none, sharp/none/process.
-  k=$(( (n - 1) % 3 ))
+  # Rotate the order each round (none/process/sharp, process/sharp/none, sharp/none/process;
+  # with a reference, four positions the same way).
+  k=$(( (n - 1) % ${#order[@]} ))
   this=("${order[@]:k}" "${order[@]:0:k}")
   for prog in "${this[@]}"; do run_one "$n" webp-only "$prog"; done
   if [ "$n" -le "$avif_rounds" ]; then
